@@ -1,0 +1,61 @@
+"""otel-rollout: rollout tracing for AI-agent applications on OpenTelemetry.
+
+Records what an agent app did (threads, turns, inference attempts, tool calls,
+code cells, compactions, child agents and their results) as OpenTelemetry spans
+and links, and as a raw trace bundle in the exact format OpenAI Codex writes.
+
+Importing this package has no side effects and stays light: each public name is
+imported from its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otel_rollout._bundle import Bundle, BundleError
+    from otel_rollout._models import (
+        CodeCellRuntimeStatus,
+        ExecutionStatus,
+        PayloadKind,
+        RawPayloadRef,
+        RawTraceEvent,
+        RolloutStatus,
+        TraceBundleManifest,
+    )
+    from otel_rollout._validate import ValidationReport, validate_bundle
+    from otel_rollout._writer import BundleWriter
+
+_EXPORTS: dict[str, str] = {
+    # foundation: the bundle format
+    "Bundle": "otel_rollout._bundle",
+    "BundleError": "otel_rollout._bundle",
+    "BundleWriter": "otel_rollout._writer",
+    "CodeCellRuntimeStatus": "otel_rollout._models",
+    "ExecutionStatus": "otel_rollout._models",
+    "PayloadKind": "otel_rollout._models",
+    "RawPayloadRef": "otel_rollout._models",
+    "RawTraceEvent": "otel_rollout._models",
+    "RolloutStatus": "otel_rollout._models",
+    "TraceBundleManifest": "otel_rollout._models",
+    "ValidationReport": "otel_rollout._validate",
+    "validate_bundle": "otel_rollout._validate",
+}
+"""Public name -> module that defines it."""
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use."""
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'otel_rollout' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

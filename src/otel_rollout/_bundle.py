@@ -1,0 +1,216 @@
+"""Reading a trace bundle: the manifest, the event log line by line, and confined payloads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from otel_rollout._models import (
+    EVENT_TYPES,
+    MANIFEST_FILE_NAME,
+    RAW_EVENT_LOG_FILE_NAME,
+    RawPayloadRef,
+    RawTraceEvent,
+    TraceBundleManifest,
+)
+
+_event_decoder = msgspec.json.Decoder(RawTraceEvent)
+_manifest_decoder = msgspec.json.Decoder(TraceBundleManifest)
+
+
+class BundleError(Exception):
+    """A bundle is malformed: names the file, the line (0 for the manifest) and the reason."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int, reason: str) -> None:
+        """Record where the problem is and what it is."""
+        super().__init__(f"{os.fspath(path)}:{line}: {reason}")
+        self.path = os.fspath(path)
+        self.line = line
+        self.reason = reason
+
+
+def decode_event(line: bytes) -> RawTraceEvent:
+    """Decode one ``trace.jsonl`` line.
+
+    Raises:
+        ValueError: With a reason fit for a user: bad JSON, unknown event type,
+            missing or mistyped field.
+    """
+    try:
+        return _event_decoder.decode(line)
+    except msgspec.DecodeError as error:
+        raise ValueError(_explain(line, error)) from None
+
+
+def _explain(line: bytes, error: msgspec.DecodeError) -> str:
+    """Turn a msgspec decode error into a plain reason."""
+    try:
+        raw = msgspec.json.decode(line)
+    except msgspec.DecodeError as json_error:
+        return f"bad JSON: {json_error}"
+    if not isinstance(raw, dict):
+        return "bad event: not a JSON object"
+    payload = raw.get("payload")
+    if isinstance(payload, dict):
+        event_type = payload.get("type")
+        if isinstance(event_type, str) and event_type not in EVENT_TYPES:
+            return f"unknown event type {event_type!r}"
+    message = str(error)
+    if "missing required field" in message:
+        return f"missing field: {message.replace('Object missing required field ', '')}"
+    return f"bad event: {message}"
+
+
+def decode_manifest(data: bytes) -> TraceBundleManifest:
+    """Decode ``manifest.json``.
+
+    Raises:
+        ValueError: With a plain reason.
+    """
+    try:
+        return _manifest_decoder.decode(data)
+    except msgspec.DecodeError as error:
+        raise ValueError(_explain_manifest(data, error)) from None
+
+
+def _explain_manifest(data: bytes, error: msgspec.DecodeError) -> str:
+    """Turn a msgspec decode error on the manifest into a plain reason."""
+    message = str(error)
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError as json_error:
+        return f"bad JSON: {json_error}"
+    if "missing required field" in message:
+        return f"missing field: {message.replace('Object missing required field ', '')}"
+    return f"bad manifest: {message}"
+
+
+@dataclass(frozen=True)
+class EventLine:
+    """One line of ``trace.jsonl``: its 1-based number and raw bytes (newline stripped)."""
+
+    number: int
+    data: bytes
+
+
+class Bundle:
+    """A bundle directory opened for reading.
+
+    Payloads are read on demand and confined to the bundle: a reference whose path
+    is absolute, climbs with ``..`` or resolves through a symlink to outside the
+    bundle raises :class:`BundleError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open the bundle at ``path`` and read its manifest.
+
+        Raises:
+            BundleError: The manifest is missing or malformed.
+        """
+        self.path = Path(path)
+        self.manifest_path = self.path / MANIFEST_FILE_NAME
+        self.event_log_path = self.path / RAW_EVENT_LOG_FILE_NAME
+        self._root = self.path.resolve()
+        try:
+            data = self.manifest_path.read_bytes()
+        except OSError as error:
+            raise BundleError(self.manifest_path, 0, f"cannot read: {error.strerror}") from None
+        try:
+            self.manifest = decode_manifest(data)
+        except ValueError as error:
+            raise BundleError(self.manifest_path, 0, str(error)) from None
+
+    def lines(self) -> Iterator[EventLine]:
+        """Yield every complete line of ``trace.jsonl``, streaming.
+
+        Bytes after the last newline (a torn line from a crash) are not yielded;
+        :meth:`torn_tail` returns them.
+
+        Raises:
+            BundleError: The event log cannot be read.
+        """
+        try:
+            handle = self.event_log_path.open("rb")
+        except OSError as error:
+            raise BundleError(self.event_log_path, 0, f"cannot read: {error.strerror}") from None
+        with handle:
+            number = 0
+            for data in handle:
+                number += 1
+                if not data.endswith(b"\n"):
+                    return
+                yield EventLine(number, data[:-1])
+
+    def events(self) -> Iterator[tuple[int, RawTraceEvent]]:
+        """Yield ``(line number, event)`` for every complete line.
+
+        Raises:
+            BundleError: A line does not decode.
+        """
+        for line in self.lines():
+            try:
+                yield line.number, decode_event(line.data)
+            except ValueError as error:
+                raise BundleError(self.event_log_path, line.number, str(error)) from None
+
+    def torn_tail(self) -> bytes:
+        """Return the bytes after the last newline of ``trace.jsonl`` (empty if none)."""
+        try:
+            with self.event_log_path.open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                block = 1 << 16
+                tail = b""
+                position = size
+                while position > 0:
+                    step = min(block, position)
+                    position -= step
+                    handle.seek(position)
+                    tail = handle.read(step) + tail
+                    newline = tail.rfind(b"\n")
+                    if newline >= 0:
+                        return tail[newline + 1 :]
+                return tail
+        except OSError:
+            return b""
+
+    def payload_path(self, ref: RawPayloadRef | str) -> Path:
+        """Resolve a payload reference to a path inside the bundle.
+
+        Raises:
+            ValueError: The path is absolute, uses ``..`` or leads out of the bundle.
+        """
+        relative = ref if isinstance(ref, str) else ref.path
+        parts = relative.replace("\\", "/").split("/")
+        if os.path.isabs(relative) or relative.startswith(("/", "\\")):
+            raise ValueError(f"payload path {relative!r} is absolute")
+        if ".." in parts:
+            raise ValueError(f"payload path {relative!r} leaves the bundle")
+        candidate = self.path / relative
+        resolved = candidate.resolve()
+        if resolved != self._root and self._root not in resolved.parents:
+            raise ValueError(f"payload path {relative!r} leads out of the bundle")
+        return candidate
+
+    def read_payload(self, ref: RawPayloadRef | str) -> Any:
+        """Read and decode a payload file.
+
+        Raises:
+            ValueError: The path escapes the bundle, the file is missing or not JSON.
+        """
+        path = self.payload_path(ref)
+        relative = ref if isinstance(ref, str) else ref.path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ValueError(f"payload file {relative!r} is missing") from None
+        except OSError as error:
+            raise ValueError(f"payload file {relative!r} cannot be read: {error.strerror}") from None
+        try:
+            return msgspec.json.decode(data)
+        except msgspec.DecodeError as error:
+            raise ValueError(f"payload file {relative!r} is not JSON: {error}") from None

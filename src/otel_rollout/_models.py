@@ -1,0 +1,519 @@
+"""Typed models of the raw trace bundle, byte-compatible with Codex 0.169.0.
+
+Field order is serialization order. Optional fields default to ``None`` and are
+written as ``null``, except where Codex omits them (``history_item_accepted``'s
+``agent_message_payload``). Unknown fields are ignored on read, as Codex does.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final, Union
+
+import msgspec
+
+SCHEMA_VERSION: Final = 2
+"""The ``schema_version`` Codex 0.169.0 writes and accepts (manifest, events, state)."""
+
+MANIFEST_FILE_NAME: Final = "manifest.json"
+RAW_EVENT_LOG_FILE_NAME: Final = "trace.jsonl"
+PAYLOADS_DIR_NAME: Final = "payloads"
+REDUCED_STATE_FILE_NAME: Final = "state.json"
+
+
+class RolloutStatus(str, enum.Enum):
+    """Status of a rollout or a thread."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+class ExecutionStatus(str, enum.Enum):
+    """Status of a turn, tool call or runtime operation."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABORTED = "aborted"
+
+
+class CodeCellRuntimeStatus(str, enum.Enum):
+    """Status of a code-mode cell."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    YIELDED = "yielded"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+
+
+class PayloadKind(str, enum.Enum):
+    """What a payload file holds; written inside a ``RawPayloadKind`` object."""
+
+    INFERENCE_REQUEST = "inference_request"
+    INFERENCE_RESPONSE = "inference_response"
+    COMPACTION_REQUEST = "compaction_request"
+    COMPACTION_CHECKPOINT = "compaction_checkpoint"
+    COMPACTION_RESPONSE = "compaction_response"
+    TOOL_INVOCATION = "tool_invocation"
+    TOOL_RESULT = "tool_result"
+    TOOL_RUNTIME_EVENT = "tool_runtime_event"
+    TERMINAL_RUNTIME_EVENT = "terminal_runtime_event"
+    PROTOCOL_EVENT = "protocol_event"
+    SESSION_METADATA = "session_metadata"
+    AGENT_RESULT = "agent_result"
+
+
+class _Model(msgspec.Struct, frozen=True):
+    """Base of every bundle model: immutable, keyword-only."""
+
+
+class RawPayloadKind(_Model, kw_only=True):
+    """Codex's adjacently tagged payload kind: serializes as ``{"type": "<kind>"}``."""
+
+    type: PayloadKind
+
+
+class RawPayloadRef(_Model, kw_only=True):
+    """A reference from an event to a payload file of the same bundle."""
+
+    raw_payload_id: str
+    kind: RawPayloadKind
+    path: str
+
+
+class TraceBundleManifest(_Model, kw_only=True):
+    """``manifest.json``: the bundle's identity."""
+
+    schema_version: int
+    trace_id: str
+    rollout_id: str
+    root_thread_id: str
+    started_at_unix_ms: int
+    raw_event_log: str = RAW_EVENT_LOG_FILE_NAME
+    payloads_dir: str = PAYLOADS_DIR_NAME
+
+
+# --- tool call kinds, summaries and requesters (internally tagged by "type") ---
+
+
+class _Tagged(_Model, tag_field="type"):
+    """Base of internally tagged unions."""
+
+
+class ExecCommandKind(_Tagged, tag="exec_command", kw_only=True):
+    """A terminal command started by the model."""
+
+
+class WriteStdinKind(_Tagged, tag="write_stdin", kw_only=True):
+    """Input written to a running terminal process."""
+
+
+class ApplyPatchKind(_Tagged, tag="apply_patch", kw_only=True):
+    """A patch applied to the workspace."""
+
+
+class McpKind(_Tagged, tag="mcp", kw_only=True):
+    """A call to a tool of an MCP server."""
+
+    server: str
+    tool: str
+
+
+class WebKind(_Tagged, tag="web", kw_only=True):
+    """A web search or fetch."""
+
+
+class ImageGenerationKind(_Tagged, tag="image_generation", kw_only=True):
+    """An image generation call."""
+
+
+class SpawnAgentKind(_Tagged, tag="spawn_agent", kw_only=True):
+    """Spawning a child agent."""
+
+
+class AssignAgentTaskKind(_Tagged, tag="assign_agent_task", kw_only=True):
+    """Assigning a task to an existing agent (Codex's ``followup_task``)."""
+
+
+class SendMessageKind(_Tagged, tag="send_message", kw_only=True):
+    """Sending a message to another agent."""
+
+
+class WaitAgentKind(_Tagged, tag="wait_agent", kw_only=True):
+    """Waiting for other agents."""
+
+
+class CloseAgentKind(_Tagged, tag="close_agent", kw_only=True):
+    """Closing a child agent."""
+
+
+class OtherKind(_Tagged, tag="other", kw_only=True):
+    """Any other tool, by name."""
+
+    name: str
+
+
+ToolCallKind = Union[
+    ExecCommandKind,
+    WriteStdinKind,
+    ApplyPatchKind,
+    McpKind,
+    WebKind,
+    ImageGenerationKind,
+    SpawnAgentKind,
+    AssignAgentTaskKind,
+    SendMessageKind,
+    WaitAgentKind,
+    CloseAgentKind,
+    OtherKind,
+]
+
+
+class TerminalSummary(_Tagged, tag="terminal", kw_only=True):
+    """A tool call that operates a terminal."""
+
+    operation_id: str
+
+
+class AgentSummary(_Tagged, tag="agent", kw_only=True):
+    """A tool call addressed to another agent."""
+
+    target_agent_path: str
+    task_name: str | None = None
+    message_preview: str
+
+
+class WaitAgentSummary(_Tagged, tag="wait_agent", kw_only=True):
+    """A wait for another agent."""
+
+    target_agent_path: str | None = None
+    timeout_ms: int | None = None
+
+
+class GenericSummary(_Tagged, tag="generic", kw_only=True):
+    """A label with short previews of input and output."""
+
+    label: str
+    input_preview: str | None = None
+    output_preview: str | None = None
+
+
+ToolCallSummary = Union[TerminalSummary, AgentSummary, WaitAgentSummary, GenericSummary]
+
+
+class ModelRequester(_Tagged, tag="model", kw_only=True):
+    """The model asked for the tool call."""
+
+
+class CodeCellRequester(_Tagged, tag="code_cell", kw_only=True):
+    """A code-mode cell asked for the tool call."""
+
+    runtime_cell_id: str
+
+
+RawToolCallRequester = Union[ModelRequester, CodeCellRequester]
+
+
+# --- raw event payloads (internally tagged by "type") ---
+
+
+class RolloutStarted(_Tagged, tag="rollout_started", kw_only=True):
+    """The rollout began; always the first event."""
+
+    trace_id: str
+    root_thread_id: str
+
+
+class RolloutEnded(_Tagged, tag="rollout_ended", kw_only=True):
+    """The root thread ended the rollout."""
+
+    status: RolloutStatus
+
+
+class ThreadStarted(_Tagged, tag="thread_started", kw_only=True):
+    """A thread (agent) started: the root, or a child writing into the root's bundle."""
+
+    thread_id: str
+    agent_path: str
+    metadata_payload: RawPayloadRef | None = None
+
+
+class ThreadResumed(_Tagged, tag="thread_resumed", kw_only=True):
+    """A thread was resumed (accepted by Codex 0.169.0, never seen produced)."""
+
+    thread_id: str
+
+
+class ThreadEnded(_Tagged, tag="thread_ended", kw_only=True):
+    """A thread ended."""
+
+    thread_id: str
+    status: RolloutStatus
+
+
+class CodexTurnStarted(_Tagged, tag="codex_turn_started", kw_only=True):
+    """A turn began on a thread."""
+
+    codex_turn_id: str
+    thread_id: str
+
+
+class CodexTurnEnded(_Tagged, tag="codex_turn_ended", kw_only=True):
+    """A turn ended."""
+
+    codex_turn_id: str
+    status: ExecutionStatus
+
+
+class InferenceStarted(_Tagged, tag="inference_started", kw_only=True):
+    """An inference attempt sent its request."""
+
+    inference_call_id: str
+    thread_id: str
+    codex_turn_id: str
+    model: str
+    provider_name: str
+    request_payload: RawPayloadRef
+
+
+class InferenceCompleted(_Tagged, tag="inference_completed", kw_only=True):
+    """An inference attempt received its whole response."""
+
+    inference_call_id: str
+    response_id: str | None = None
+    upstream_request_id: str | None = None
+    response_payload: RawPayloadRef
+
+
+class InferenceFailed(_Tagged, tag="inference_failed", kw_only=True):
+    """An inference attempt failed."""
+
+    inference_call_id: str
+    upstream_request_id: str | None = None
+    error: str
+    partial_response_payload: RawPayloadRef | None = None
+
+
+class InferenceCancelled(_Tagged, tag="inference_cancelled", kw_only=True):
+    """An inference attempt was cancelled."""
+
+    inference_call_id: str
+    upstream_request_id: str | None = None
+    reason: str
+    partial_response_payload: RawPayloadRef | None = None
+
+
+class ToolCallStarted(_Tagged, tag="tool_call_started", kw_only=True):
+    """A tool dispatch began."""
+
+    tool_call_id: str
+    model_visible_call_id: str | None = None
+    code_mode_runtime_tool_id: str | None = None
+    requester: RawToolCallRequester
+    kind: ToolCallKind
+    summary: ToolCallSummary
+    invocation_payload: RawPayloadRef | None = None
+
+
+class McpToolCallCorrelationAssigned(_Tagged, tag="mcp_tool_call_correlation_assigned", kw_only=True):
+    """An MCP request id was tied to a tool call."""
+
+    tool_call_id: str
+    mcp_call_id: str
+
+
+class ToolCallRuntimeStarted(_Tagged, tag="tool_call_runtime_started", kw_only=True):
+    """The runtime began executing a tool call."""
+
+    tool_call_id: str
+    kind: ToolCallKind
+    runtime_payload: RawPayloadRef
+
+
+class ToolCallRuntimeEnded(_Tagged, tag="tool_call_runtime_ended", kw_only=True):
+    """The runtime finished executing a tool call."""
+
+    tool_call_id: str
+    status: ExecutionStatus
+    runtime_payload: RawPayloadRef
+
+
+class ToolCallEnded(_Tagged, tag="tool_call_ended", kw_only=True):
+    """A tool dispatch finished."""
+
+    tool_call_id: str
+    status: ExecutionStatus
+    result_payload: RawPayloadRef | None = None
+
+
+class StdinTargetResolved(_Tagged, tag="stdin_target_resolved", kw_only=True):
+    """A ``write_stdin`` call was tied to the ``exec_command`` call owning the process."""
+
+    tool_call_id: str
+    exec_tool_call_id: str
+
+
+class CodeCellStarted(_Tagged, tag="code_cell_started", kw_only=True):
+    """A code-mode cell began running."""
+
+    runtime_cell_id: str
+    model_visible_call_id: str
+    source_js: str
+
+
+class CodeCellInitialResponse(_Tagged, tag="code_cell_initial_response", kw_only=True):
+    """A code-mode cell returned its first response."""
+
+    runtime_cell_id: str
+    status: CodeCellRuntimeStatus
+    response_payload: RawPayloadRef | None = None
+
+
+class CodeCellEnded(_Tagged, tag="code_cell_ended", kw_only=True):
+    """A code-mode cell finished."""
+
+    runtime_cell_id: str
+    status: CodeCellRuntimeStatus
+    response_payload: RawPayloadRef | None = None
+
+
+class CompactionRequestStarted(_Tagged, tag="compaction_request_started", kw_only=True):
+    """A compaction attempt sent its request."""
+
+    compaction_id: str
+    compaction_request_id: str
+    thread_id: str
+    codex_turn_id: str
+    model: str
+    provider_name: str
+    request_payload: RawPayloadRef
+
+
+class CompactionRequestCompleted(_Tagged, tag="compaction_request_completed", kw_only=True):
+    """A compaction attempt received its response."""
+
+    compaction_id: str
+    compaction_request_id: str
+    response_payload: RawPayloadRef
+
+
+class CompactionRequestFailed(_Tagged, tag="compaction_request_failed", kw_only=True):
+    """A compaction attempt failed."""
+
+    compaction_id: str
+    compaction_request_id: str
+    error: str
+
+
+class CompactionInstalled(_Tagged, tag="compaction_installed", kw_only=True):
+    """A compacted history replaced the thread's history."""
+
+    compaction_id: str
+    checkpoint_payload: RawPayloadRef
+
+
+class AgentResultObserved(_Tagged, tag="agent_result_observed", kw_only=True):
+    """A child agent's result reached its parent."""
+
+    edge_id: str
+    child_thread_id: str
+    child_codex_turn_id: str
+    parent_thread_id: str
+    message: str
+    carried_payload: RawPayloadRef | None = None
+
+
+class ProtocolEventObserved(_Tagged, tag="protocol_event_observed", kw_only=True):
+    """An application protocol event, kept as a payload."""
+
+    event_type: str
+    event_payload: RawPayloadRef
+
+
+class HistoryItemAccepted(_Tagged, tag="history_item_accepted", omit_defaults=True, kw_only=True):
+    """An item entered a thread's history (``agent_message_payload`` omitted when absent)."""
+
+    item_id: str
+    agent_message_payload: RawPayloadRef | None = None
+
+
+class RecordingCompleted(_Tagged, tag="recording_completed", kw_only=True):
+    """The recorder closed the bundle; always the last event."""
+
+
+class Other(_Tagged, tag="other", kw_only=True):
+    """A free-form event (Codex's reducer rejects it)."""
+
+    kind: str
+    summary: str
+    payloads: list[RawPayloadRef]
+    metadata: msgspec.Raw
+
+
+RawTraceEventPayload = Union[
+    RolloutStarted,
+    RolloutEnded,
+    ThreadStarted,
+    ThreadResumed,
+    ThreadEnded,
+    CodexTurnStarted,
+    CodexTurnEnded,
+    InferenceStarted,
+    InferenceCompleted,
+    InferenceFailed,
+    InferenceCancelled,
+    ToolCallStarted,
+    McpToolCallCorrelationAssigned,
+    ToolCallRuntimeStarted,
+    ToolCallRuntimeEnded,
+    ToolCallEnded,
+    StdinTargetResolved,
+    CodeCellStarted,
+    CodeCellInitialResponse,
+    CodeCellEnded,
+    CompactionRequestStarted,
+    CompactionRequestCompleted,
+    CompactionRequestFailed,
+    CompactionInstalled,
+    AgentResultObserved,
+    ProtocolEventObserved,
+    HistoryItemAccepted,
+    RecordingCompleted,
+    Other,
+]
+
+EVENT_TYPES: Final[dict[str, type[RawTraceEventPayload]]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in RawTraceEventPayload.__args__  # type: ignore[attr-defined]
+}
+"""Every raw event type Codex 0.169.0 accepts, by its ``type`` tag."""
+
+
+class RawTraceEvent(_Model, kw_only=True):
+    """One line of ``trace.jsonl``: the envelope around a raw event payload."""
+
+    schema_version: int
+    seq: int
+    wall_time_unix_ms: int
+    rollout_id: str
+    thread_id: str | None = None
+    codex_turn_id: str | None = None
+    payload: RawTraceEventPayload
+
+
+def payload_refs(payload: RawTraceEventPayload) -> list[RawPayloadRef]:
+    """Return the payload references an event carries, in Codex's order."""
+    if isinstance(payload, Other):
+        return list(payload.payloads)
+    refs: list[RawPayloadRef] = []
+    for name in payload.__struct_fields__:
+        value = getattr(payload, name)
+        if isinstance(value, RawPayloadRef):
+            refs.append(value)
+    return refs
+

@@ -1,0 +1,231 @@
+"""The bundle writer: Codex's on-disk layout, safe across OS threads, stops on failure.
+
+One writer serves a whole rollout (the root thread and every child thread). ``seq``
+starts at 1 and is consumed only by an append that reached the disk, so a bundle
+never has a gap. Each payload file is written to a temporary name and renamed, so it
+is whole or absent, and it exists before the event that refers to it is appended.
+The first I/O failure stops the writer: the bundle stays valid up to that point, the
+failure is logged once, and every later call is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from otel_rollout._json import encode_line, encode_pretty
+from otel_rollout._models import (
+    MANIFEST_FILE_NAME,
+    PAYLOADS_DIR_NAME,
+    RAW_EVENT_LOG_FILE_NAME,
+    SCHEMA_VERSION,
+    PayloadKind,
+    RawPayloadKind,
+    RawPayloadRef,
+    RawTraceEvent,
+    RawTraceEventPayload,
+    TraceBundleManifest,
+)
+
+logger = logging.getLogger(__name__)
+
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+_PAYLOAD_KINDS = {kind: RawPayloadKind(type=kind) for kind in PayloadKind}
+
+
+def bundle_dir_name(trace_id: str, root_thread_id: str) -> str:
+    """Return Codex's directory name for a bundle: ``trace-<trace_id>-<root_thread_id>``."""
+    return f"trace-{trace_id}-{root_thread_id}"
+
+
+def unix_ms() -> int:
+    """Return the wall clock in whole milliseconds since the epoch (0 before it)."""
+    return max(time.time_ns() // 1_000_000, 0)
+
+
+class BundleWriter:
+    """Appends raw events and payload files to one trace bundle.
+
+    Create one with :meth:`create`. Every method is thread-safe and never raises an
+    ``OSError``: a failed write stops the writer (see :attr:`failure`) and returns
+    ``None``. A process forked from the creator never writes to the bundle.
+    """
+
+    def __init__(self, bundle_dir: Path, manifest: TraceBundleManifest, log_fd: int) -> None:
+        """Wrap an open bundle; use :meth:`create` instead."""
+        self.bundle_dir = bundle_dir
+        self.manifest = manifest
+        self._payloads_dir = bundle_dir / PAYLOADS_DIR_NAME
+        self._log_fd: int | None = log_fd
+        self._lock = threading.Lock()
+        self._next_seq = 1
+        self._next_payload = 1
+        self._pid = os.getpid()
+        self.failure: BaseException | None = None
+        """The error that stopped the writer, or ``None`` while it is healthy."""
+
+    @classmethod
+    def create(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        root_thread_id: str,
+        trace_id: str | None = None,
+        rollout_id: str | None = None,
+        started_at_unix_ms: int | None = None,
+    ) -> BundleWriter:
+        """Create ``<root>/trace-<trace_id>-<root_thread_id>/`` and its manifest.
+
+        Args:
+            root: Directory holding bundles; created if missing.
+            root_thread_id: Id of the rollout's root thread.
+            trace_id: The bundle's trace id (a UUID); a fresh UUIDv4 by default.
+            rollout_id: Defaults to ``root_thread_id``, as Codex writes it.
+            started_at_unix_ms: Defaults to now.
+
+        Raises:
+            OSError: The directory, manifest or event log could not be created.
+        """
+        trace_id = trace_id or str(uuid.uuid4())
+        manifest = TraceBundleManifest(
+            schema_version=SCHEMA_VERSION,
+            trace_id=trace_id,
+            rollout_id=rollout_id or root_thread_id,
+            root_thread_id=root_thread_id,
+            started_at_unix_ms=unix_ms() if started_at_unix_ms is None else started_at_unix_ms,
+        )
+        bundle_dir = Path(root) / bundle_dir_name(trace_id, root_thread_id)
+        Path(root).mkdir(parents=True, exist_ok=True)
+        bundle_dir.mkdir(mode=_DIR_MODE)
+        os.chmod(bundle_dir, _DIR_MODE)
+        (bundle_dir / PAYLOADS_DIR_NAME).mkdir(mode=_DIR_MODE)
+        os.chmod(bundle_dir / PAYLOADS_DIR_NAME, _DIR_MODE)
+        _write_whole(bundle_dir / MANIFEST_FILE_NAME, encode_pretty(manifest))
+        log_fd = os.open(
+            bundle_dir / RAW_EVENT_LOG_FILE_NAME,
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+            _FILE_MODE,
+        )
+        return cls(bundle_dir, manifest, log_fd)
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the writer still accepts events (not failed, closed or forked)."""
+        return self._log_fd is not None and self.failure is None and self._pid == os.getpid()
+
+    @property
+    def events_written(self) -> int:
+        """How many events reached ``trace.jsonl``."""
+        return self._next_seq - 1
+
+    def write_payload(self, kind: PayloadKind, value: Any) -> RawPayloadRef | None:
+        """Write ``value`` as ``payloads/<n>.json`` and return its reference.
+
+        Returns ``None`` when the writer is stopped or the write fails.
+        """
+        if not self.is_active:
+            return None
+        try:
+            body = encode_pretty(value)
+        except (TypeError, ValueError, OverflowError) as error:
+            logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
+            return None
+        with self._lock:
+            if not self.is_active:
+                return None
+            ordinal = self._next_payload
+            self._next_payload += 1
+        relative = f"{PAYLOADS_DIR_NAME}/{ordinal}.json"
+        final = self._payloads_dir / f"{ordinal}.json"
+        try:
+            _write_whole(final, body, temporary=self._payloads_dir / f".{ordinal}.json.tmp")
+        except OSError as error:
+            self._stop(error)
+            return None
+        return RawPayloadRef(
+            raw_payload_id=f"raw_payload:{ordinal}", kind=_PAYLOAD_KINDS[kind], path=relative
+        )
+
+    def append(
+        self,
+        payload: RawTraceEventPayload,
+        *,
+        thread_id: str | None = None,
+        codex_turn_id: str | None = None,
+        wall_time_unix_ms: int | None = None,
+    ) -> RawTraceEvent | None:
+        """Append one event to ``trace.jsonl`` and return it as written.
+
+        Returns ``None`` when the writer is stopped or the write fails; a failed
+        append consumes no ``seq``.
+        """
+        if not self.is_active:
+            return None
+        wall_time = unix_ms() if wall_time_unix_ms is None else wall_time_unix_ms
+        with self._lock:
+            if not self.is_active:
+                return None
+            event = RawTraceEvent(
+                schema_version=SCHEMA_VERSION,
+                seq=self._next_seq,
+                wall_time_unix_ms=wall_time,
+                rollout_id=self.manifest.rollout_id,
+                thread_id=thread_id,
+                codex_turn_id=codex_turn_id,
+                payload=payload,
+            )
+            assert self._log_fd is not None
+            try:
+                _write_all(self._log_fd, encode_line(event))
+            except OSError as error:
+                self._stop(error)
+                return None
+            self._next_seq += 1
+            return event
+
+    def close(self) -> None:
+        """Close the event log; later calls are no-ops. Idempotent."""
+        with self._lock:
+            fd, self._log_fd = self._log_fd, None
+        if fd is not None and self._pid == os.getpid():
+            try:
+                os.close(fd)
+            except OSError as error:
+                logger.warning("rollout trace: closing %s failed: %s", self.bundle_dir, error)
+
+    def _stop(self, error: BaseException) -> None:
+        """Record the first failure and warn once."""
+        if self.failure is None:
+            self.failure = error
+            logger.warning(
+                "rollout trace: writing bundle %s failed, recording stopped "
+                "(the bundle is valid up to event %d): %s",
+                self.bundle_dir,
+                self._next_seq - 1,
+                error,
+            )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _write_whole(path: Path, data: bytes, *, temporary: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so ``path`` is whole or absent."""
+    temporary = temporary or path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
