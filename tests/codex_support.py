@@ -1,0 +1,44 @@
+"""Running the real Codex CLI (the oracle) from tests and benchmarks."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GET_CODEX = REPO_ROOT / "scripts" / "get-codex"
+
+
+@functools.lru_cache(maxsize=1)
+def find_codex() -> Path:
+    """Run scripts/get-codex and return the binary's path.
+
+    Raises:
+        RuntimeError: the helper failed; the message is its stderr.
+        OSError, subprocess.TimeoutExpired: the helper could not be run.
+    """
+    done = subprocess.run(
+        ["bash", str(GET_CODEX)], capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip() or f"scripts/get-codex exited {done.returncode}")
+    return Path(done.stdout.strip())
+
+
+def codex_reduce(
+    codex_bin: Path, bundle: Path, out: Path, *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``codex debug trace-reduce BUNDLE -o OUT`` with a fresh, empty ``CODEX_HOME``."""
+    with tempfile.TemporaryDirectory(prefix="codex-home-") as home:
+        env = {**os.environ, "CODEX_HOME": home}
+        return subprocess.run(
+            [str(codex_bin), "debug", "trace-reduce", str(bundle), "-o", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
