@@ -98,32 +98,20 @@ class EventLine:
     data: bytes
 
 
-class Bundle:
-    """A bundle directory opened for reading.
+class BundleFiles:
+    """A bundle directory's files, opened without reading the manifest.
 
     Payloads are read on demand and confined to the bundle: a reference whose path
     is absolute, climbs with ``..`` or resolves through a symlink to outside the
-    bundle raises :class:`BundleError`.
+    bundle is refused.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open the bundle at ``path`` and read its manifest.
-
-        Raises:
-            BundleError: The manifest is missing or malformed.
-        """
+        """Locate the bundle's files under ``path``; nothing is read yet."""
         self.path = Path(path)
         self.manifest_path = self.path / MANIFEST_FILE_NAME
         self.event_log_path = self.path / RAW_EVENT_LOG_FILE_NAME
         self._root = self.path.resolve()
-        try:
-            data = self.manifest_path.read_bytes()
-        except OSError as error:
-            raise BundleError(self.manifest_path, 0, f"cannot read: {error.strerror}") from None
-        try:
-            self.manifest = decode_manifest(data)
-        except ValueError as error:
-            raise BundleError(self.manifest_path, 0, str(error)) from None
 
     def lines(self) -> Iterator[EventLine]:
         """Yield every complete line of ``trace.jsonl``, streaming.
@@ -182,19 +170,42 @@ class Bundle:
         """Resolve a payload reference to a path inside the bundle.
 
         Raises:
-            ValueError: The path is absolute, uses ``..`` or leads out of the bundle.
+            ValueError: The path is empty, absolute, uses ``..`` or leads out of the
+                bundle (through a symlink).
         """
         relative = ref if isinstance(ref, str) else ref.path
-        parts = relative.replace("\\", "/").split("/")
+        if not relative or "\0" in relative:
+            raise ValueError(f"payload path {relative!r} is not a file path")
         if os.path.isabs(relative) or relative.startswith(("/", "\\")):
             raise ValueError(f"payload path {relative!r} is absolute")
-        if ".." in parts:
-            raise ValueError(f"payload path {relative!r} leaves the bundle")
+        if ".." in relative.replace("\\", "/").split("/"):
+            raise ValueError(f"payload path {relative!r} leaves the bundle (..)")
         candidate = self.path / relative
-        resolved = candidate.resolve()
-        if resolved != self._root and self._root not in resolved.parents:
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+            raise ValueError(f"payload path {relative!r} cannot be resolved: {error}") from None
+        if self._root not in resolved.parents:
+            if resolved == self._root:
+                raise ValueError(f"payload path {relative!r} is not a file path")
             raise ValueError(f"payload path {relative!r} leads out of the bundle")
         return candidate
+
+    def read_payload_bytes(self, ref: RawPayloadRef | str) -> bytes:
+        """Read a payload file's bytes, confined to the bundle.
+
+        Raises:
+            ValueError: The path escapes the bundle, or the file is missing or unreadable.
+        """
+        path = self.payload_path(ref)
+        relative = ref if isinstance(ref, str) else ref.path
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ValueError(f"payload file {relative!r} is missing") from None
+        except OSError as error:
+            reason = f"payload file {relative!r} cannot be read: {error.strerror}"
+            raise ValueError(reason) from None
 
     def read_payload(self, ref: RawPayloadRef | str) -> Any:
         """Read and decode a payload file.
@@ -202,15 +213,29 @@ class Bundle:
         Raises:
             ValueError: The path escapes the bundle, the file is missing or not JSON.
         """
-        path = self.payload_path(ref)
-        relative = ref if isinstance(ref, str) else ref.path
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ValueError(f"payload file {relative!r} is missing") from None
-        except OSError as error:
-            raise ValueError(f"payload file {relative!r} cannot be read: {error.strerror}") from None
+        data = self.read_payload_bytes(ref)
         try:
             return msgspec.json.decode(data)
         except msgspec.DecodeError as error:
+            relative = ref if isinstance(ref, str) else ref.path
             raise ValueError(f"payload file {relative!r} is not JSON: {error}") from None
+
+
+class Bundle(BundleFiles):
+    """A bundle directory opened for reading, its manifest decoded."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open the bundle at ``path`` and read its manifest.
+
+        Raises:
+            BundleError: The manifest is missing or malformed (line 0).
+        """
+        super().__init__(path)
+        try:
+            data = self.manifest_path.read_bytes()
+        except OSError as error:
+            raise BundleError(self.manifest_path, 0, f"cannot read: {error.strerror}") from None
+        try:
+            self.manifest: TraceBundleManifest = decode_manifest(data)
+        except ValueError as error:
+            raise BundleError(self.manifest_path, 0, str(error)) from None

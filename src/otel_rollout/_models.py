@@ -8,7 +8,8 @@ written as ``null``, except where Codex omits them (``history_item_accepted``'s
 from __future__ import annotations
 
 import enum
-from typing import Final, Union
+import typing
+from typing import Any, Final
 
 import msgspec
 
@@ -72,13 +73,13 @@ class _Model(msgspec.Struct, frozen=True):
     """Base of every bundle model: immutable, keyword-only."""
 
 
-class RawPayloadKind(_Model, kw_only=True):
+class RawPayloadKind(_Model, frozen=True, kw_only=True):
     """Codex's adjacently tagged payload kind: serializes as ``{"type": "<kind>"}``."""
 
     type: PayloadKind
 
 
-class RawPayloadRef(_Model, kw_only=True):
+class RawPayloadRef(_Model, frozen=True, kw_only=True):
     """A reference from an event to a payload file of the same bundle."""
 
     raw_payload_id: str
@@ -86,7 +87,7 @@ class RawPayloadRef(_Model, kw_only=True):
     path: str
 
 
-class TraceBundleManifest(_Model, kw_only=True):
+class TraceBundleManifest(_Model, frozen=True, kw_only=True):
     """``manifest.json``: the bundle's identity."""
 
     schema_version: int
@@ -101,86 +102,86 @@ class TraceBundleManifest(_Model, kw_only=True):
 # --- tool call kinds, summaries and requesters (internally tagged by "type") ---
 
 
-class _Tagged(_Model, tag_field="type"):
+class _Tagged(_Model, frozen=True, tag_field="type"):
     """Base of internally tagged unions."""
 
 
-class ExecCommandKind(_Tagged, tag="exec_command", kw_only=True):
+class ExecCommandKind(_Tagged, tag="exec_command", frozen=True, kw_only=True):
     """A terminal command started by the model."""
 
 
-class WriteStdinKind(_Tagged, tag="write_stdin", kw_only=True):
+class WriteStdinKind(_Tagged, tag="write_stdin", frozen=True, kw_only=True):
     """Input written to a running terminal process."""
 
 
-class ApplyPatchKind(_Tagged, tag="apply_patch", kw_only=True):
+class ApplyPatchKind(_Tagged, tag="apply_patch", frozen=True, kw_only=True):
     """A patch applied to the workspace."""
 
 
-class McpKind(_Tagged, tag="mcp", kw_only=True):
+class McpKind(_Tagged, tag="mcp", frozen=True, kw_only=True):
     """A call to a tool of an MCP server."""
 
     server: str
     tool: str
 
 
-class WebKind(_Tagged, tag="web", kw_only=True):
+class WebKind(_Tagged, tag="web", frozen=True, kw_only=True):
     """A web search or fetch."""
 
 
-class ImageGenerationKind(_Tagged, tag="image_generation", kw_only=True):
+class ImageGenerationKind(_Tagged, tag="image_generation", frozen=True, kw_only=True):
     """An image generation call."""
 
 
-class SpawnAgentKind(_Tagged, tag="spawn_agent", kw_only=True):
+class SpawnAgentKind(_Tagged, tag="spawn_agent", frozen=True, kw_only=True):
     """Spawning a child agent."""
 
 
-class AssignAgentTaskKind(_Tagged, tag="assign_agent_task", kw_only=True):
+class AssignAgentTaskKind(_Tagged, tag="assign_agent_task", frozen=True, kw_only=True):
     """Assigning a task to an existing agent (Codex's ``followup_task``)."""
 
 
-class SendMessageKind(_Tagged, tag="send_message", kw_only=True):
+class SendMessageKind(_Tagged, tag="send_message", frozen=True, kw_only=True):
     """Sending a message to another agent."""
 
 
-class WaitAgentKind(_Tagged, tag="wait_agent", kw_only=True):
+class WaitAgentKind(_Tagged, tag="wait_agent", frozen=True, kw_only=True):
     """Waiting for other agents."""
 
 
-class CloseAgentKind(_Tagged, tag="close_agent", kw_only=True):
+class CloseAgentKind(_Tagged, tag="close_agent", frozen=True, kw_only=True):
     """Closing a child agent."""
 
 
-class OtherKind(_Tagged, tag="other", kw_only=True):
+class OtherKind(_Tagged, tag="other", frozen=True, kw_only=True):
     """Any other tool, by name."""
 
     name: str
 
 
-ToolCallKind = Union[
-    ExecCommandKind,
-    WriteStdinKind,
-    ApplyPatchKind,
-    McpKind,
-    WebKind,
-    ImageGenerationKind,
-    SpawnAgentKind,
-    AssignAgentTaskKind,
-    SendMessageKind,
-    WaitAgentKind,
-    CloseAgentKind,
-    OtherKind,
-]
+ToolCallKind = (
+    ExecCommandKind
+    | WriteStdinKind
+    | ApplyPatchKind
+    | McpKind
+    | WebKind
+    | ImageGenerationKind
+    | SpawnAgentKind
+    | AssignAgentTaskKind
+    | SendMessageKind
+    | WaitAgentKind
+    | CloseAgentKind
+    | OtherKind
+)
 
 
-class TerminalSummary(_Tagged, tag="terminal", kw_only=True):
+class TerminalSummary(_Tagged, tag="terminal", frozen=True, kw_only=True):
     """A tool call that operates a terminal."""
 
     operation_id: str
 
 
-class AgentSummary(_Tagged, tag="agent", kw_only=True):
+class AgentSummary(_Tagged, tag="agent", frozen=True, kw_only=True):
     """A tool call addressed to another agent."""
 
     target_agent_path: str
@@ -188,14 +189,14 @@ class AgentSummary(_Tagged, tag="agent", kw_only=True):
     message_preview: str
 
 
-class WaitAgentSummary(_Tagged, tag="wait_agent", kw_only=True):
+class WaitAgentSummary(_Tagged, tag="wait_agent", frozen=True, kw_only=True):
     """A wait for another agent."""
 
     target_agent_path: str | None = None
     timeout_ms: int | None = None
 
 
-class GenericSummary(_Tagged, tag="generic", kw_only=True):
+class GenericSummary(_Tagged, tag="generic", frozen=True, kw_only=True):
     """A label with short previews of input and output."""
 
     label: str
@@ -203,39 +204,39 @@ class GenericSummary(_Tagged, tag="generic", kw_only=True):
     output_preview: str | None = None
 
 
-ToolCallSummary = Union[TerminalSummary, AgentSummary, WaitAgentSummary, GenericSummary]
+ToolCallSummary = TerminalSummary | AgentSummary | WaitAgentSummary | GenericSummary
 
 
-class ModelRequester(_Tagged, tag="model", kw_only=True):
+class ModelRequester(_Tagged, tag="model", frozen=True, kw_only=True):
     """The model asked for the tool call."""
 
 
-class CodeCellRequester(_Tagged, tag="code_cell", kw_only=True):
+class CodeCellRequester(_Tagged, tag="code_cell", frozen=True, kw_only=True):
     """A code-mode cell asked for the tool call."""
 
     runtime_cell_id: str
 
 
-RawToolCallRequester = Union[ModelRequester, CodeCellRequester]
+RawToolCallRequester = ModelRequester | CodeCellRequester
 
 
 # --- raw event payloads (internally tagged by "type") ---
 
 
-class RolloutStarted(_Tagged, tag="rollout_started", kw_only=True):
+class RolloutStarted(_Tagged, tag="rollout_started", frozen=True, kw_only=True):
     """The rollout began; always the first event."""
 
     trace_id: str
     root_thread_id: str
 
 
-class RolloutEnded(_Tagged, tag="rollout_ended", kw_only=True):
+class RolloutEnded(_Tagged, tag="rollout_ended", frozen=True, kw_only=True):
     """The root thread ended the rollout."""
 
     status: RolloutStatus
 
 
-class ThreadStarted(_Tagged, tag="thread_started", kw_only=True):
+class ThreadStarted(_Tagged, tag="thread_started", frozen=True, kw_only=True):
     """A thread (agent) started: the root, or a child writing into the root's bundle."""
 
     thread_id: str
@@ -243,34 +244,34 @@ class ThreadStarted(_Tagged, tag="thread_started", kw_only=True):
     metadata_payload: RawPayloadRef | None = None
 
 
-class ThreadResumed(_Tagged, tag="thread_resumed", kw_only=True):
+class ThreadResumed(_Tagged, tag="thread_resumed", frozen=True, kw_only=True):
     """A thread was resumed (accepted by Codex 0.169.0, never seen produced)."""
 
     thread_id: str
 
 
-class ThreadEnded(_Tagged, tag="thread_ended", kw_only=True):
+class ThreadEnded(_Tagged, tag="thread_ended", frozen=True, kw_only=True):
     """A thread ended."""
 
     thread_id: str
     status: RolloutStatus
 
 
-class CodexTurnStarted(_Tagged, tag="codex_turn_started", kw_only=True):
+class CodexTurnStarted(_Tagged, tag="codex_turn_started", frozen=True, kw_only=True):
     """A turn began on a thread."""
 
     codex_turn_id: str
     thread_id: str
 
 
-class CodexTurnEnded(_Tagged, tag="codex_turn_ended", kw_only=True):
+class CodexTurnEnded(_Tagged, tag="codex_turn_ended", frozen=True, kw_only=True):
     """A turn ended."""
 
     codex_turn_id: str
     status: ExecutionStatus
 
 
-class InferenceStarted(_Tagged, tag="inference_started", kw_only=True):
+class InferenceStarted(_Tagged, tag="inference_started", frozen=True, kw_only=True):
     """An inference attempt sent its request."""
 
     inference_call_id: str
@@ -281,7 +282,7 @@ class InferenceStarted(_Tagged, tag="inference_started", kw_only=True):
     request_payload: RawPayloadRef
 
 
-class InferenceCompleted(_Tagged, tag="inference_completed", kw_only=True):
+class InferenceCompleted(_Tagged, tag="inference_completed", frozen=True, kw_only=True):
     """An inference attempt received its whole response."""
 
     inference_call_id: str
@@ -290,7 +291,7 @@ class InferenceCompleted(_Tagged, tag="inference_completed", kw_only=True):
     response_payload: RawPayloadRef
 
 
-class InferenceFailed(_Tagged, tag="inference_failed", kw_only=True):
+class InferenceFailed(_Tagged, tag="inference_failed", frozen=True, kw_only=True):
     """An inference attempt failed."""
 
     inference_call_id: str
@@ -299,7 +300,7 @@ class InferenceFailed(_Tagged, tag="inference_failed", kw_only=True):
     partial_response_payload: RawPayloadRef | None = None
 
 
-class InferenceCancelled(_Tagged, tag="inference_cancelled", kw_only=True):
+class InferenceCancelled(_Tagged, tag="inference_cancelled", frozen=True, kw_only=True):
     """An inference attempt was cancelled."""
 
     inference_call_id: str
@@ -308,7 +309,7 @@ class InferenceCancelled(_Tagged, tag="inference_cancelled", kw_only=True):
     partial_response_payload: RawPayloadRef | None = None
 
 
-class ToolCallStarted(_Tagged, tag="tool_call_started", kw_only=True):
+class ToolCallStarted(_Tagged, tag="tool_call_started", frozen=True, kw_only=True):
     """A tool dispatch began."""
 
     tool_call_id: str
@@ -320,14 +321,16 @@ class ToolCallStarted(_Tagged, tag="tool_call_started", kw_only=True):
     invocation_payload: RawPayloadRef | None = None
 
 
-class McpToolCallCorrelationAssigned(_Tagged, tag="mcp_tool_call_correlation_assigned", kw_only=True):
+class McpToolCallCorrelationAssigned(
+    _Tagged, tag="mcp_tool_call_correlation_assigned", frozen=True, kw_only=True
+):
     """An MCP request id was tied to a tool call."""
 
     tool_call_id: str
     mcp_call_id: str
 
 
-class ToolCallRuntimeStarted(_Tagged, tag="tool_call_runtime_started", kw_only=True):
+class ToolCallRuntimeStarted(_Tagged, tag="tool_call_runtime_started", frozen=True, kw_only=True):
     """The runtime began executing a tool call."""
 
     tool_call_id: str
@@ -335,7 +338,7 @@ class ToolCallRuntimeStarted(_Tagged, tag="tool_call_runtime_started", kw_only=T
     runtime_payload: RawPayloadRef
 
 
-class ToolCallRuntimeEnded(_Tagged, tag="tool_call_runtime_ended", kw_only=True):
+class ToolCallRuntimeEnded(_Tagged, tag="tool_call_runtime_ended", frozen=True, kw_only=True):
     """The runtime finished executing a tool call."""
 
     tool_call_id: str
@@ -343,7 +346,7 @@ class ToolCallRuntimeEnded(_Tagged, tag="tool_call_runtime_ended", kw_only=True)
     runtime_payload: RawPayloadRef
 
 
-class ToolCallEnded(_Tagged, tag="tool_call_ended", kw_only=True):
+class ToolCallEnded(_Tagged, tag="tool_call_ended", frozen=True, kw_only=True):
     """A tool dispatch finished."""
 
     tool_call_id: str
@@ -351,14 +354,14 @@ class ToolCallEnded(_Tagged, tag="tool_call_ended", kw_only=True):
     result_payload: RawPayloadRef | None = None
 
 
-class StdinTargetResolved(_Tagged, tag="stdin_target_resolved", kw_only=True):
+class StdinTargetResolved(_Tagged, tag="stdin_target_resolved", frozen=True, kw_only=True):
     """A ``write_stdin`` call was tied to the ``exec_command`` call owning the process."""
 
     tool_call_id: str
     exec_tool_call_id: str
 
 
-class CodeCellStarted(_Tagged, tag="code_cell_started", kw_only=True):
+class CodeCellStarted(_Tagged, tag="code_cell_started", frozen=True, kw_only=True):
     """A code-mode cell began running."""
 
     runtime_cell_id: str
@@ -366,7 +369,7 @@ class CodeCellStarted(_Tagged, tag="code_cell_started", kw_only=True):
     source_js: str
 
 
-class CodeCellInitialResponse(_Tagged, tag="code_cell_initial_response", kw_only=True):
+class CodeCellInitialResponse(_Tagged, tag="code_cell_initial_response", frozen=True, kw_only=True):
     """A code-mode cell returned its first response."""
 
     runtime_cell_id: str
@@ -374,7 +377,7 @@ class CodeCellInitialResponse(_Tagged, tag="code_cell_initial_response", kw_only
     response_payload: RawPayloadRef | None = None
 
 
-class CodeCellEnded(_Tagged, tag="code_cell_ended", kw_only=True):
+class CodeCellEnded(_Tagged, tag="code_cell_ended", frozen=True, kw_only=True):
     """A code-mode cell finished."""
 
     runtime_cell_id: str
@@ -382,7 +385,9 @@ class CodeCellEnded(_Tagged, tag="code_cell_ended", kw_only=True):
     response_payload: RawPayloadRef | None = None
 
 
-class CompactionRequestStarted(_Tagged, tag="compaction_request_started", kw_only=True):
+class CompactionRequestStarted(
+    _Tagged, tag="compaction_request_started", frozen=True, kw_only=True
+):
     """A compaction attempt sent its request."""
 
     compaction_id: str
@@ -394,7 +399,9 @@ class CompactionRequestStarted(_Tagged, tag="compaction_request_started", kw_onl
     request_payload: RawPayloadRef
 
 
-class CompactionRequestCompleted(_Tagged, tag="compaction_request_completed", kw_only=True):
+class CompactionRequestCompleted(
+    _Tagged, tag="compaction_request_completed", frozen=True, kw_only=True
+):
     """A compaction attempt received its response."""
 
     compaction_id: str
@@ -402,7 +409,7 @@ class CompactionRequestCompleted(_Tagged, tag="compaction_request_completed", kw
     response_payload: RawPayloadRef
 
 
-class CompactionRequestFailed(_Tagged, tag="compaction_request_failed", kw_only=True):
+class CompactionRequestFailed(_Tagged, tag="compaction_request_failed", frozen=True, kw_only=True):
     """A compaction attempt failed."""
 
     compaction_id: str
@@ -410,14 +417,14 @@ class CompactionRequestFailed(_Tagged, tag="compaction_request_failed", kw_only=
     error: str
 
 
-class CompactionInstalled(_Tagged, tag="compaction_installed", kw_only=True):
+class CompactionInstalled(_Tagged, tag="compaction_installed", frozen=True, kw_only=True):
     """A compacted history replaced the thread's history."""
 
     compaction_id: str
     checkpoint_payload: RawPayloadRef
 
 
-class AgentResultObserved(_Tagged, tag="agent_result_observed", kw_only=True):
+class AgentResultObserved(_Tagged, tag="agent_result_observed", frozen=True, kw_only=True):
     """A child agent's result reached its parent."""
 
     edge_id: str
@@ -428,25 +435,27 @@ class AgentResultObserved(_Tagged, tag="agent_result_observed", kw_only=True):
     carried_payload: RawPayloadRef | None = None
 
 
-class ProtocolEventObserved(_Tagged, tag="protocol_event_observed", kw_only=True):
+class ProtocolEventObserved(_Tagged, tag="protocol_event_observed", frozen=True, kw_only=True):
     """An application protocol event, kept as a payload."""
 
     event_type: str
     event_payload: RawPayloadRef
 
 
-class HistoryItemAccepted(_Tagged, tag="history_item_accepted", omit_defaults=True, kw_only=True):
+class HistoryItemAccepted(
+    _Tagged, tag="history_item_accepted", omit_defaults=True, frozen=True, kw_only=True
+):
     """An item entered a thread's history (``agent_message_payload`` omitted when absent)."""
 
     item_id: str
     agent_message_payload: RawPayloadRef | None = None
 
 
-class RecordingCompleted(_Tagged, tag="recording_completed", kw_only=True):
+class RecordingCompleted(_Tagged, tag="recording_completed", frozen=True, kw_only=True):
     """The recorder closed the bundle; always the last event."""
 
 
-class Other(_Tagged, tag="other", kw_only=True):
+class Other(_Tagged, tag="other", frozen=True, kw_only=True):
     """A free-form event (Codex's reducer rejects it)."""
 
     kind: str
@@ -455,46 +464,50 @@ class Other(_Tagged, tag="other", kw_only=True):
     metadata: msgspec.Raw
 
 
-RawTraceEventPayload = Union[
-    RolloutStarted,
-    RolloutEnded,
-    ThreadStarted,
-    ThreadResumed,
-    ThreadEnded,
-    CodexTurnStarted,
-    CodexTurnEnded,
-    InferenceStarted,
-    InferenceCompleted,
-    InferenceFailed,
-    InferenceCancelled,
-    ToolCallStarted,
-    McpToolCallCorrelationAssigned,
-    ToolCallRuntimeStarted,
-    ToolCallRuntimeEnded,
-    ToolCallEnded,
-    StdinTargetResolved,
-    CodeCellStarted,
-    CodeCellInitialResponse,
-    CodeCellEnded,
-    CompactionRequestStarted,
-    CompactionRequestCompleted,
-    CompactionRequestFailed,
-    CompactionInstalled,
-    AgentResultObserved,
-    ProtocolEventObserved,
-    HistoryItemAccepted,
-    RecordingCompleted,
-    Other,
-]
+RawTraceEventPayload = (
+    RolloutStarted
+    | RolloutEnded
+    | ThreadStarted
+    | ThreadResumed
+    | ThreadEnded
+    | CodexTurnStarted
+    | CodexTurnEnded
+    | InferenceStarted
+    | InferenceCompleted
+    | InferenceFailed
+    | InferenceCancelled
+    | ToolCallStarted
+    | McpToolCallCorrelationAssigned
+    | ToolCallRuntimeStarted
+    | ToolCallRuntimeEnded
+    | ToolCallEnded
+    | StdinTargetResolved
+    | CodeCellStarted
+    | CodeCellInitialResponse
+    | CodeCellEnded
+    | CompactionRequestStarted
+    | CompactionRequestCompleted
+    | CompactionRequestFailed
+    | CompactionInstalled
+    | AgentResultObserved
+    | ProtocolEventObserved
+    | HistoryItemAccepted
+    | RecordingCompleted
+    | Other
+)
 
-EVENT_TYPES: Final[dict[str, type[RawTraceEventPayload]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in RawTraceEventPayload.__args__  # type: ignore[attr-defined]
-}
+
+def _tags(union: Any) -> dict[str, Any]:
+    """Map each ``type`` tag of a tagged union to its class."""
+    classes: tuple[type[msgspec.Struct], ...] = typing.get_args(union)
+    return {str(cls.__struct_config__.tag): cls for cls in classes}
+
+
+EVENT_TYPES: Final[dict[str, type[RawTraceEventPayload]]] = _tags(RawTraceEventPayload)
 """Every raw event type Codex 0.169.0 accepts, by its ``type`` tag."""
 
 
-class RawTraceEvent(_Model, kw_only=True):
+class RawTraceEvent(_Model, frozen=True, kw_only=True):
     """One line of ``trace.jsonl``: the envelope around a raw event payload."""
 
     schema_version: int
@@ -516,4 +529,3 @@ def payload_refs(payload: RawTraceEventPayload) -> list[RawPayloadRef]:
         if isinstance(value, RawPayloadRef):
             refs.append(value)
     return refs
-

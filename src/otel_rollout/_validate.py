@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otel_rollout._bundle import Bundle, BundleError, decode_event
+import msgspec
+
+from otel_rollout._bundle import BundleError, BundleFiles, decode_event, decode_manifest
 from otel_rollout._models import (
     SCHEMA_VERSION,
     CodexTurnStarted,
@@ -38,7 +40,9 @@ class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     truncated: bool = False
-    """More problems existed than were kept."""
+    """More problems existed than were kept (checking stopped there)."""
+    unreadable: bool = False
+    """The bundle, its manifest or its event log exists but could not be read."""
     events: int = 0
     threads: int = 0
     turns: int = 0
@@ -65,6 +69,11 @@ class _Collector:
         self.report = report
         self.limit = limit
 
+    @property
+    def full(self) -> bool:
+        """Whether a problem beyond the limit was seen (checking may stop)."""
+        return self.report.truncated
+
     def add(self, path: Path, line: int, reason: str) -> None:
         if len(self.report.problems) >= self.limit:
             self.report.truncated = True
@@ -77,37 +86,54 @@ def validate_bundle(
 ) -> ValidationReport:
     """Check a bundle's manifest, every event line and every payload reference.
 
+    Checks: the manifest decodes and has ``schema_version`` 2 (line 0); every line
+    of ``trace.jsonl`` is JSON, a known event type with all its fields, schema
+    version 2, the next ``seq`` (a gap or disorder is reported once, then checking
+    follows the new number), the manifest's ``rollout_id``, and not after
+    ``recording_completed``; every payload it references lies inside the bundle,
+    exists and is JSON. Bytes after the last newline (a torn last line) give a
+    warning, not a problem.
+
     Args:
         path: The bundle directory.
-        max_problems: Keep at most this many problems.
+        max_problems: Stop after this many problems (``truncated`` is then set).
 
     Returns:
-        A report of every problem found (up to ``max_problems``), warnings (a torn
-        last line) and counts.
+        Every problem (``<path>:<line>: <reason>``), the warnings, and counts.
     """
     report = ValidationReport()
     found = _Collector(report, max_problems)
-    try:
-        bundle = Bundle(path)
-    except BundleError as error:
-        found.add(Path(error.path), error.line, error.reason)
+    files = BundleFiles(path)
+    if not files.path.is_dir():
+        report.unreadable = True
+        reason = "no such directory" if not files.path.exists() else "not a directory"
+        found.add(files.path, 0, reason)
         return report
-    if bundle.manifest.schema_version != SCHEMA_VERSION:
-        found.add(bundle.manifest_path, 0, _schema_reason(bundle.manifest.schema_version))
-    checker = _EventChecker(bundle, found)
+    rollout_id = _check_manifest(files, found)
+    checker = _EventChecker(files, rollout_id, found)
+    try:
+        with files.event_log_path.open("rb"):
+            pass
+    except OSError as error:
+        report.unreadable = not isinstance(error, FileNotFoundError)
+        found.add(files.event_log_path, 0, f"cannot read: {error.strerror}")
+        return report
     last_line = 0
     try:
-        for line in bundle.lines():
+        for line in files.lines():
             last_line = line.number
             checker.check(line.number, line.data)
-    except BundleError as error:
+            if found.full:
+                return report
+    except BundleError as error:  # the log vanished or failed mid-read
+        report.unreadable = True
         found.add(Path(error.path), error.line, error.reason)
         return report
-    tail = bundle.torn_tail()
+    tail = files.torn_tail()
     if tail:
         report.warnings.append(
             Problem(
-                os.fspath(bundle.event_log_path),
+                os.fspath(files.event_log_path),
                 last_line + 1,
                 f"torn last line ({len(tail)} bytes after the last newline) ignored",
             )
@@ -115,7 +141,7 @@ def validate_bundle(
     report.threads = len(checker.threads)
     report.turns = len(checker.turns)
     report.payloads = len(checker.payload_paths)
-    for file in (bundle.manifest_path, bundle.event_log_path):
+    for file in (files.manifest_path, files.event_log_path):
         try:
             report.bytes += file.stat().st_size
         except OSError:
@@ -123,17 +149,46 @@ def validate_bundle(
     return report
 
 
+def _check_manifest(files: BundleFiles, found: _Collector) -> str | None:
+    """Check ``manifest.json`` (line 0) and return its ``rollout_id`` if it decodes."""
+    try:
+        data = files.manifest_path.read_bytes()
+    except OSError as error:
+        found.report.unreadable = not isinstance(error, FileNotFoundError)
+        found.add(files.manifest_path, 0, f"cannot read: {error.strerror}")
+        return None
+    try:
+        manifest = decode_manifest(data)
+    except ValueError as error:
+        found.add(files.manifest_path, 0, str(error))
+        return None
+    if manifest.schema_version != SCHEMA_VERSION:
+        found.add(files.manifest_path, 0, _schema_reason(manifest.schema_version))
+    return manifest.rollout_id
+
+
 def _schema_reason(version: int) -> str:
     return f"schema_version {version} is not supported (expected {SCHEMA_VERSION})"
+
+
+def _raw_seq(data: bytes) -> int | None:
+    """The ``seq`` of a line that does not decode as an event, if it has one."""
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    seq = raw.get("seq") if isinstance(raw, dict) else None
+    return seq if type(seq) is int else None
 
 
 class _EventChecker:
     """Checks event lines in order, keeping what the checks need from earlier lines."""
 
-    def __init__(self, bundle: Bundle, found: _Collector) -> None:
-        self.bundle = bundle
+    def __init__(self, files: BundleFiles, rollout_id: str | None, found: _Collector) -> None:
+        self.files = files
+        self.rollout_id = rollout_id
         self.found = found
-        self.log = bundle.event_log_path
+        self.log = files.event_log_path
         self.expected_seq = 1
         self.completed_at: int | None = None
         self.payload_paths: set[str] = set()
@@ -142,33 +197,23 @@ class _EventChecker:
 
     def check(self, number: int, data: bytes) -> None:
         """Check one line; ``number`` is its 1-based line number."""
-        report = self.found.report
         try:
             event = decode_event(data)
         except ValueError as error:
             self.found.add(self.log, number, str(error))
-            self.expected_seq += 1
+            self._after_undecodable(number, data)
             return
-        report.events += 1
+        self.found.report.events += 1
         if event.schema_version != SCHEMA_VERSION:
             self.found.add(self.log, number, _schema_reason(event.schema_version))
-        if event.seq != self.expected_seq:
-            kind = "gap" if event.seq > self.expected_seq else "disorder"
-            self.found.add(
-                self.log, number, f"seq {kind}: expected {self.expected_seq}, found {event.seq}"
-            )
-        self.expected_seq = event.seq + 1
-        rollout_id = self.bundle.manifest.rollout_id
-        if event.rollout_id != rollout_id:
+        self._check_seq(number, event.seq)
+        if self.rollout_id is not None and event.rollout_id != self.rollout_id:
             self.found.add(
                 self.log,
                 number,
-                f"rollout_id {event.rollout_id!r} differs from the manifest's {rollout_id!r}",
+                f"rollout_id {event.rollout_id!r} differs from the manifest's {self.rollout_id!r}",
             )
-        if self.completed_at is not None:
-            self.found.add(
-                self.log, number, f"event after recording_completed (line {self.completed_at})"
-            )
+        self._check_after_completed(number)
         payload = event.payload
         if isinstance(payload, RecordingCompleted) and self.completed_at is None:
             self.completed_at = number
@@ -179,14 +224,41 @@ class _EventChecker:
         for ref in payload_refs(payload):
             self._check_payload(number, ref.path)
 
+    def _after_undecodable(self, number: int, data: bytes) -> None:
+        """Keep the seq and ordering checks in step past a line that does not decode."""
+        seq = _raw_seq(data)
+        if seq is None:
+            self.expected_seq += 1  # assume the line held the next event
+        else:
+            self._check_seq(number, seq)
+        self._check_after_completed(number)
+
+    def _check_seq(self, number: int, seq: int) -> None:
+        """Report a gap or disorder once, then expect the number after ``seq``."""
+        if seq != self.expected_seq:
+            kind = "gap" if seq > self.expected_seq else "disorder"
+            reason = f"seq {kind}: expected {self.expected_seq}, found {seq}"
+            self.found.add(self.log, number, reason)
+        self.expected_seq = seq + 1
+
+    def _check_after_completed(self, number: int) -> None:
+        if self.completed_at is not None:
+            self.found.add(
+                self.log, number, f"event after recording_completed (line {self.completed_at})"
+            )
+
     def _check_payload(self, number: int, relative: str) -> None:
         if relative in self.payload_paths:
             return
         try:
-            self.bundle.read_payload(relative)
-            size = self.bundle.payload_path(relative).stat().st_size
-        except (ValueError, OSError) as error:
+            data = self.files.read_payload_bytes(relative)
+        except ValueError as error:
             self.found.add(self.log, number, str(error))
             return
+        try:
+            msgspec.json.decode(data, type=msgspec.Raw)
+        except msgspec.DecodeError as error:
+            self.found.add(self.log, number, f"payload file {relative!r} is not JSON: {error}")
+            return
         self.payload_paths.add(relative)
-        self.found.report.bytes += size
+        self.found.report.bytes += len(data)

@@ -10,6 +10,7 @@ failure is logged once, and every later call is a cheap no-op.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -17,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from otel_rollout._json import encode_line, encode_pretty
 from otel_rollout._models import (
@@ -37,6 +40,8 @@ logger = logging.getLogger(__name__)
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _PAYLOAD_KINDS = {kind: RawPayloadKind(type=kind) for kind in PayloadKind}
+_LINE_HEAD = b'{"schema_version":%d,"seq":' % SCHEMA_VERSION
+_SEQ_AT = len(_LINE_HEAD)
 
 
 def bundle_dir_name(trace_id: str, root_thread_id: str) -> str:
@@ -65,6 +70,7 @@ class BundleWriter:
         self._log_fd: int | None = log_fd
         self._lock = threading.Lock()
         self._next_seq = 1
+        self._log_size = 0
         self._next_payload = 1
         self._pid = os.getpid()
         self.failure: BaseException | None = None
@@ -109,7 +115,7 @@ class BundleWriter:
         _write_whole(bundle_dir / MANIFEST_FILE_NAME, encode_pretty(manifest))
         log_fd = os.open(
             bundle_dir / RAW_EVENT_LOG_FILE_NAME,
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
             _FILE_MODE,
         )
         return cls(bundle_dir, manifest, log_fd)
@@ -127,7 +133,10 @@ class BundleWriter:
     def write_payload(self, kind: PayloadKind, value: Any) -> RawPayloadRef | None:
         """Write ``value`` as ``payloads/<n>.json`` and return its reference.
 
-        Returns ``None`` when the writer is stopped or the write fails.
+        The file is complete (written to a temporary name, then renamed) before this
+        returns, so an event appended afterwards never refers to a partial file.
+        Returns ``None`` when the writer is stopped, the write fails (which stops the
+        writer) or ``value`` is not JSON-serializable (logged, the writer carries on).
         """
         if not self.is_active:
             return None
@@ -141,15 +150,17 @@ class BundleWriter:
                 return None
             ordinal = self._next_payload
             self._next_payload += 1
-        relative = f"{PAYLOADS_DIR_NAME}/{ordinal}.json"
         final = self._payloads_dir / f"{ordinal}.json"
         try:
             _write_whole(final, body, temporary=self._payloads_dir / f".{ordinal}.json.tmp")
         except OSError as error:
-            self._stop(error)
+            with self._lock:
+                self._stop(error)
             return None
         return RawPayloadRef(
-            raw_payload_id=f"raw_payload:{ordinal}", kind=_PAYLOAD_KINDS[kind], path=relative
+            raw_payload_id=f"raw_payload:{ordinal}",
+            kind=_PAYLOAD_KINDS[kind],
+            path=f"{PAYLOADS_DIR_NAME}/{ordinal}.json",
         )
 
     def append(
@@ -162,32 +173,45 @@ class BundleWriter:
     ) -> RawTraceEvent | None:
         """Append one event to ``trace.jsonl`` and return it as written.
 
-        Returns ``None`` when the writer is stopped or the write fails; a failed
-        append consumes no ``seq``.
+        The line is encoded before the lock is taken; under the lock only its ``seq``
+        is spliced in and the line written with one ``write`` on an ``O_APPEND``
+        descriptor. Returns ``None`` when the writer is stopped or the write fails
+        (which stops the writer); a failed append consumes no ``seq`` and leaves no
+        partial line behind.
         """
         if not self.is_active:
             return None
-        wall_time = unix_ms() if wall_time_unix_ms is None else wall_time_unix_ms
+        draft = RawTraceEvent(
+            schema_version=SCHEMA_VERSION,
+            seq=0,
+            wall_time_unix_ms=unix_ms() if wall_time_unix_ms is None else wall_time_unix_ms,
+            rollout_id=self.manifest.rollout_id,
+            thread_id=thread_id,
+            codex_turn_id=codex_turn_id,
+            payload=payload,
+        )
+        try:
+            encoded = encode_line(draft)
+        except (TypeError, ValueError, OverflowError) as error:
+            logger.warning("rollout trace: event %s is not JSON: %s", type(payload).__name__, error)
+            return None
+        # encoded == _LINE_HEAD + b"0" + tail: the draft's seq is the single digit 0.
+        tail = encoded[_SEQ_AT + 1 :]
         with self._lock:
             if not self.is_active:
                 return None
-            event = RawTraceEvent(
-                schema_version=SCHEMA_VERSION,
-                seq=self._next_seq,
-                wall_time_unix_ms=wall_time,
-                rollout_id=self.manifest.rollout_id,
-                thread_id=thread_id,
-                codex_turn_id=codex_turn_id,
-                payload=payload,
-            )
+            seq = self._next_seq
+            line = b"".join((_LINE_HEAD, str(seq).encode(), tail))
             assert self._log_fd is not None
             try:
-                _write_all(self._log_fd, encode_line(event))
+                _write_all(self._log_fd, line)
             except OSError as error:
+                self._undo_partial_line()
                 self._stop(error)
                 return None
-            self._next_seq += 1
-            return event
+            self._log_size += len(line)
+            self._next_seq = seq + 1
+        return msgspec.structs.replace(draft, seq=seq)
 
     def close(self) -> None:
         """Close the event log; later calls are no-ops. Idempotent."""
@@ -199,8 +223,25 @@ class BundleWriter:
             except OSError as error:
                 logger.warning("rollout trace: closing %s failed: %s", self.bundle_dir, error)
 
+    def __enter__(self) -> BundleWriter:
+        """Use the writer as a context manager that closes it on exit."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the writer."""
+        self.close()
+
+    def _undo_partial_line(self) -> None:
+        """Cut the event log back to its last whole line after a failed write (lock held)."""
+        if self._log_fd is None:
+            return
+        try:
+            os.ftruncate(self._log_fd, self._log_size)
+        except OSError:
+            pass  # the reader ignores a torn last line anyway
+
     def _stop(self, error: BaseException) -> None:
-        """Record the first failure and warn once."""
+        """Record the first failure and warn once (lock held)."""
         if self.failure is None:
             self.failure = error
             logger.warning(
@@ -225,7 +266,12 @@ def _write_whole(path: Path, data: bytes, *, temporary: Path | None = None) -> N
     temporary = temporary or path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
     try:
-        _write_all(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

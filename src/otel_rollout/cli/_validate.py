@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from otel_rollout.cli import EXIT_INVALID, EXIT_OK, error
+from otel_rollout.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, error
 
 
 @click.command("validate")
@@ -24,19 +24,20 @@ from otel_rollout.cli import EXIT_INVALID, EXIT_OK, error
 def command(bundle: Path, max_problems: int) -> int:
     """Check BUNDLE's manifest, every event line and every payload reference.
 
-    Problems go to stderr as PATH:LINE: REASON (line 0 is manifest.json); on
-    success one summary line goes to stdout.
+    Problems go to stderr as PATH:LINE: REASON (line 0 is manifest.json), a torn
+    last line as a warning; on success one summary line goes to stdout. Exit 0 when
+    valid, 1 when not, 2 when the bundle cannot be read.
     """
     from otel_rollout._validate import validate_bundle
 
     report = validate_bundle(bundle, max_problems=max_problems)
     for warning in report.warnings:
         error(f"warning: {warning}")
-    if not report.ok:
-        for problem in report.problems:
-            click.echo(str(problem), err=True)
-        more = " (more not shown)" if report.truncated else ""
-        error(f"{len(report.problems)} problem(s) found in {bundle}{more}")
-        return EXIT_INVALID
-    click.echo(report.summary())
-    return EXIT_OK
+    if report.ok:
+        click.echo(report.summary())
+        return EXIT_OK
+    for problem in report.problems:
+        click.echo(str(problem), err=True)
+    more = f" (stopped after {max_problems})" if report.truncated else ""
+    error(f"{bundle}: {len(report.problems)} problem(s){more}")
+    return EXIT_USAGE if report.unreadable else EXIT_INVALID
