@@ -8,6 +8,7 @@ failed; 2 a usage error or a path that cannot be read. Errors go to stderr as
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -64,6 +65,10 @@ def error(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code (callable in-process)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args:  # bare `otel-rollout`: the help on stdout, exit 2 (no command given)
+        with click.Context(cli, info_name="otel-rollout") as ctx:
+            click.echo(ctx.get_help())
+        return EXIT_USAGE
     try:
         result: Any = cli.main(args=args, prog_name="otel-rollout", standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -82,4 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except OSError as failure:  # a path that cannot be read or written
+        where = f"{failure.filename}: " if failure.filename else ""
+        error(f"{where}{failure.strerror or failure}")
+        return EXIT_USAGE
+    except Exception as failure:  # a bug: still no traceback unless asked for
+        if os.environ.get("OTEL_ROLLOUT_DEBUG"):
+            raise
+        name = type(failure).__name__
+        error(f"internal error: {name}: {failure} (OTEL_ROLLOUT_DEBUG=1 shows the traceback)")
+        return EXIT_INVALID
     return result if isinstance(result, int) else EXIT_OK
