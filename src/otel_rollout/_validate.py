@@ -191,6 +191,7 @@ class _EventChecker:
         self.log = files.event_log_path
         self.expected_seq = 1
         self.completed_at: int | None = None
+        self.reported_after_completed = False
         self.payload_paths: set[str] = set()
         self.threads: set[str] = set()
         self.turns: set[str] = set()
@@ -242,7 +243,9 @@ class _EventChecker:
         self.expected_seq = seq + 1
 
     def _check_after_completed(self, number: int) -> None:
-        if self.completed_at is not None:
+        """Report the first line after ``recording_completed`` (once: the rest follow it)."""
+        if self.completed_at is not None and not self.reported_after_completed:
+            self.reported_after_completed = True
             self.found.add(
                 self.log, number, f"event after recording_completed (line {self.completed_at})"
             )
