@@ -21,6 +21,7 @@ EXIT_USAGE = 2
 
 _COMMANDS: dict[str, str] = {
     "validate": "otel_rollout.cli._validate",
+    "show": "otel_rollout.cli._show",
 }
 """Subcommand name -> module defining ``command``, imported only when that subcommand runs."""
 
