@@ -410,3 +410,14 @@ def test_rich_is_imported_only_when_show_runs() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "show" in done.stdout
+
+
+def test_threads_sharing_an_agent_path_get_distinct_names() -> None:
+    state = load_state("multi_agent_v2_spawn")  # Codex's multi-agent v1 labels children /root too
+    child_id = next(t for t in state["threads"] if t != state["root_thread_id"])
+    state["threads"][child_id]["agent_path"] = "/root"
+    tree = build_tree(state)
+    names = [t["name"] for t in tree["children"]]
+    assert names == [f"/root#{state['root_thread_id'][-8:]}", f"/root#{child_id[-8:]}"]
+    spawn = next(e for e in nodes(tree, "edge") if e["edge_kind"] == "spawn_agent")
+    assert spawn["target_name"] == names[1]

@@ -128,6 +128,13 @@ class _Builder:
                 item = self.items.get(item_id)
                 if item is not None and item.get("thread_id") == thread.get("thread_id"):
                     self.items_by_turn.setdefault(item.get("codex_turn_id"), []).append(item)
+        paths: dict[Any, int] = {}
+        for thread in self.threads.values():
+            paths[thread.get("agent_path")] = paths.get(thread.get("agent_path"), 0) + 1
+        self.names = {
+            thread_id: _thread_name(thread_id, thread.get("agent_path"), paths)
+            for thread_id, thread in self.threads.items()
+        }
         self.cell_owner: dict[Any, str] = {}
         for tool_id, tool in sorted(self.tools.items(), reverse=True):
             if (tool.get("requester") or {}).get("type") != "code_cell":
@@ -240,6 +247,7 @@ class _Builder:
         parent = self.threads.get(parent_id) if parent_id is not None else None
         node = _timed("thread", thread_id, thread.get("execution"))
         node.update(
+            name=self.names[thread_id],
             agent_path=thread.get("agent_path"),
             nickname=thread.get("nickname"),
             model=thread.get("default_model"),
@@ -424,6 +432,7 @@ class _Builder:
             "duration_ms": _duration(started, ended),
             "edge_kind": edge.get("kind"),
             "target_thread_id": target_thread,
+            "target_name": self.names.get(target_thread, target_thread),
             "target_agent_path": thread.get("agent_path") if thread is not None else None,
             "target_nickname": thread.get("nickname") if thread is not None else None,
             "target_turn_id": target_turn,
@@ -651,6 +660,13 @@ def _sum_usage(usages: Iterable[Any]) -> dict[str, int] | None:
     return total
 
 
+def _thread_name(thread_id: str, path: Any, paths: Mapping[Any, int]) -> str:
+    """The agent path, made unique with the id's tail where two threads share it."""
+    if not isinstance(path, str) or not path:
+        return thread_id
+    return path if paths.get(path, 0) < 2 else f"{path}#{thread_id[-8:]}"
+
+
 def _requesting_cell(tool: Mapping[str, Any]) -> Any:
     """The code cell id that requested a tool call, or ``None`` when the model did."""
     requester = tool.get("requester") or {}
@@ -696,7 +712,9 @@ def _preview(text: str) -> str:
 
 
 def _matches(node: Node, only: Sequence[str]) -> bool:
+    """Whether a thread node is named by one of ``only`` (path, name, id or id prefix)."""
     return any(
-        want == node.get("agent_path") or (want and str(node["id"]).startswith(want))
+        want in (node.get("agent_path"), node.get("name"))
+        or (want and str(node["id"]).startswith(want))
         for want in only
     )

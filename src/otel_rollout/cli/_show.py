@@ -151,7 +151,7 @@ def _title(node: Mapping[str, Any]) -> str:
         return f"rollout {node['id']}"
     if kind == "thread":
         nickname = f" ({node['nickname']})" if node.get("nickname") else ""
-        return f"thread {node.get('agent_path') or node['id']}{nickname}"
+        return f"thread {node.get('name') or node['id']}{nickname}"
     if kind == "turn":
         return f"turn {node.get('index') or node['id']}"
     if kind == "inference":
@@ -165,7 +165,7 @@ def _title(node: Mapping[str, Any]) -> str:
     if kind == "compaction_request":
         return f"compaction request {node.get('model') or ''}".rstrip()
     if kind == "edge":
-        target = node.get("target_agent_path") or node.get("target_thread_id") or "?"
+        target = node.get("target_name") or node.get("target_thread_id") or "?"
         nickname = f" ({node['target_nickname']})" if node.get("target_nickname") else ""
         return f"→ {node.get('edge_kind')} {target}{nickname}"
     return str(kind)
@@ -198,8 +198,6 @@ def _facts(node: Mapping[str, Any]) -> list[tuple[str, str]]:
             facts.append((node["model"], "magenta"))
         if not folded:
             facts.append((_plural(node["counts"]["turns"], "turn"), "dim"))
-        if not node.get("agent_path"):
-            previews.append((str(node["id"]), "dim"))
     elif kind == "turn":
         if not folded:
             counts = node["counts"]
