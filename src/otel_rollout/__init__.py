@@ -14,18 +14,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otel_rollout._bundle import Bundle, BundleError
-    from otel_rollout._models import (
-        CodeCellRuntimeStatus,
-        ExecutionStatus,
-        PayloadKind,
-        RawPayloadRef,
-        RawTraceEvent,
-        RolloutStatus,
-        TraceBundleManifest,
-    )
-    from otel_rollout._validate import ValidationReport, validate_bundle
-    from otel_rollout._writer import BundleWriter
+    # `X as X` marks an explicit re-export (for mypy and ruff; __all__ is computed).
+    from otel_rollout._bundle import Bundle as Bundle
+    from otel_rollout._bundle import BundleError as BundleError
+    from otel_rollout._models import CodeCellRuntimeStatus as CodeCellRuntimeStatus
+    from otel_rollout._models import ExecutionStatus as ExecutionStatus
+    from otel_rollout._models import PayloadKind as PayloadKind
+    from otel_rollout._models import RawPayloadRef as RawPayloadRef
+    from otel_rollout._models import RawTraceEvent as RawTraceEvent
+    from otel_rollout._models import RolloutStatus as RolloutStatus
+    from otel_rollout._models import TraceBundleManifest as TraceBundleManifest
+    from otel_rollout._validate import ValidationReport as ValidationReport
+    from otel_rollout._validate import validate_bundle as validate_bundle
+    from otel_rollout._writer import BundleWriter as BundleWriter
 
 _EXPORTS: dict[str, str] = {
     # foundation: the bundle format
