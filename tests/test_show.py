@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import subprocess
 import sys
@@ -301,9 +302,8 @@ def test_rendered_tree_fits_the_width() -> None:
     from otel_rollout.cli._show import render
 
     for scenario in ("multi_agent_v2_spawn", "inference_retry", "long_tools"):
-        console = Console(width=100, record=True, file=open("/dev/null", "w"))
+        console = Console(width=100, record=True, file=io.StringIO())
         console.print(render(build_tree(load_state(scenario), max_items=10)))
-        console.file.close()
         text = console.export_text()
         assert all(len(line) <= 100 for line in text.splitlines())
         if scenario == "multi_agent_v2_spawn":
@@ -421,3 +421,37 @@ def test_threads_sharing_an_agent_path_get_distinct_names() -> None:
     assert names == [f"/root#{state['root_thread_id'][-8:]}", f"/root#{child_id[-8:]}"]
     spawn = next(e for e in nodes(tree, "edge") if e["edge_kind"] == "spawn_agent")
     assert spawn["target_name"] == names[1]
+
+
+def test_cli_piped_output_is_not_cut(
+    fake_replay: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["show", str(BY_SCENARIO["multi_agent_v2_spawn"])]) == 0
+    text = capsys.readouterr().out
+    assert "“Spawn a helper agent to compute 6*7, wait for it, then report.”" in text
+    assert "…" not in text
+    assert "\x1b[" not in text  # no colour codes into a pipe
+
+
+def test_running_rollout_from_a_crashed_process() -> None:
+    state = load_state("tool_call")
+    state["status"] = "running"
+    state["ended_at_unix_ms"] = None
+    (thread,) = state["threads"].values()
+    (turn,) = state["codex_turns"].values()
+    last = max(state["inference_calls"].values(), key=lambda c: c["execution"]["started_seq"])
+    for execution in (thread["execution"], turn["execution"], last["execution"]):
+        execution.update(ended_at_unix_ms=None, ended_seq=None, status="running")
+    last["usage"] = None
+    tree = build_tree(state)
+    assert (tree["status"], tree["duration_ms"]) == ("running", None)
+    running = [n for n, _ in walk(tree) if n["status"] == "running"]
+    assert [n["kind"] for n in running] == ["rollout", "thread", "turn", "inference"]
+    assert all(n["duration_ms"] is None for n in running)
+    from rich.console import Console
+
+    from otel_rollout.cli._show import render
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(render(tree))
+    assert console.export_text().count("… running") == 4

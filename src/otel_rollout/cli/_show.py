@@ -23,6 +23,9 @@ _STATUS_STYLE: dict[str, tuple[str, str]] = {
     "running": ("…", "cyan"),
 }
 
+_UNCUT = 1000
+"""Width used when stdout is a pipe or a file: lines are not cut (previews are short already)."""
+
 _QUIET = frozenset({"completed", "none"})
 """Statuses a hidden run does not mention."""
 
@@ -86,7 +89,8 @@ def command(
     Threads, their turns, inference calls (model, status, duration, tokens),
     tool calls (nested under the code cells that made them), compactions, and
     the edges between threads (spawn, task, message, agent result, close) under
-    the tool call or turn that caused them. The JSON shape is in docs/show.md.
+    the tool call or turn that caused them. On a terminal, lines are cut at its
+    width; piped, they are not. The JSON shape is in docs/show.md.
     """
     import msgspec
 
@@ -306,6 +310,11 @@ def format_count(n: int) -> str:
 
 
 def _console(width: int | None) -> Console:
+    """A console for stdout: the terminal's width, or uncut lines when stdout is not a terminal."""
+    import sys
+
     from rich.console import Console
 
+    if width is None and not sys.stdout.isatty():
+        width = _UNCUT
     return Console(width=width, soft_wrap=False, highlight=False)
