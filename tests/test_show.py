@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otel_rollout._bundle import BundleError
 from otel_rollout._show import USAGE_FIELDS, build_tree
@@ -455,3 +457,46 @@ def test_running_rollout_from_a_crashed_process() -> None:
     console = Console(width=100, record=True, file=io.StringIO())
     console.print(render(tree))
     assert console.export_text().count("… running") == 4
+
+
+def test_a_cell_is_never_nested_inside_itself() -> None:
+    state = load_state("code_mode_cell")
+    nested = next(t for t in state["tool_calls"].values() if t["requester"]["type"] == "code_cell")
+    (cell_id,) = state["code_cells"]
+    for tool in state["tool_calls"].values():
+        tool.pop("started_code_cell_id", None)
+    nested["started_code_cell_id"] = cell_id  # a malformed trace: the cell's own tool "started" it
+    tree = build_tree(state, max_items=0)
+    assert parent_of(tree, "code_cell", cell_id)["kind"] == "turn"
+    assert parent_of(tree, "tool", nested["tool_call_id"])["id"] == cell_id
+
+
+_TABLES = ("threads", "codex_turns", "inference_calls", "tool_calls", "code_cells", "compactions")
+_TABLES += ("compaction_requests", "interaction_edges", "conversation_items")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_damaged_state_never_breaks_the_tree(data: st.DataObject) -> None:
+    """Missing or null fields (a foreign or partial state) still give a tree, never an exception."""
+    from rich.console import Console
+
+    from otel_rollout.cli._show import render
+
+    scenario = data.draw(
+        st.sampled_from(["multi_agent_v2_spawn", "code_mode_cell", "compact_remote_manual"])
+    )
+    state = load_state(scenario)
+    for _ in range(data.draw(st.integers(1, 8))):
+        table = state[data.draw(st.sampled_from(_TABLES))]
+        if not table:
+            continue
+        row = table[data.draw(st.sampled_from(sorted(table)))]
+        key = data.draw(st.sampled_from(sorted(row)))
+        if data.draw(st.booleans()):
+            row[key] = None
+        else:
+            del row[key]
+    tree = build_tree(state, max_items=data.draw(st.integers(0, 3)))
+    Console(width=100, file=io.StringIO()).print(render(tree))
+    assert json.loads(msgspec.json.encode(tree)) == tree

@@ -176,7 +176,7 @@ class _Builder:
                 )
         for cell_id, cell in self.cells.items():
             owner = self._cell_owner(cell_id, cell)
-            if owner is not None and owner in tool_nodes:
+            if owner in tool_nodes and _requesting_cell(self.tools[owner]) is None:
                 tool_nodes[owner]["children"].append(cell_nodes[cell_id])
             else:
                 under_turn(cell.get("thread_id"), cell.get("codex_turn_id"), cell_nodes[cell_id])
