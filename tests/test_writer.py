@@ -17,7 +17,7 @@ from otel_rollout import _writer as writer_module
 from otel_rollout import events
 from otel_rollout._bundle import Bundle, decode_event
 from otel_rollout._json import encode_line, encode_pretty
-from otel_rollout._models import PayloadKind, RolloutStatus
+from otel_rollout._models import PayloadKind, RolloutStatus, payload_refs
 from otel_rollout._validate import validate_bundle
 from otel_rollout._writer import BundleWriter
 
@@ -319,3 +319,68 @@ def test_written_bundle_reads_back(writer: BundleWriter) -> None:
     assert bundle.manifest == writer.manifest
     assert [event.seq for _, event in bundle.events()] == [1, 2, 3]
     assert meta is not None and bundle.read_payload(meta) == {"thread_id": ROOT_THREAD}
+
+
+FIXTURE_BUNDLES = sorted((Path(__file__).parent / "fixtures").glob("codex-0.169.0*/*/trace-*"))
+
+
+def _ordinal(path: str) -> int:
+    return int(path.removeprefix("payloads/").removesuffix(".json"))
+
+
+def _replay(source: Path, root: Path) -> Path:
+    """Make the calls Codex made for ``source`` through BundleWriter; return the new bundle.
+
+    Payload files are written in Codex's numbering (in long_tools parallel tools write
+    some before an earlier-numbered one is referenced), each before its first event.
+    """
+    original = Bundle(source)
+    manifest = original.manifest
+    kinds = {
+        _ordinal(ref.path): ref.kind.type
+        for _, event in original.events()
+        for ref in payload_refs(event.payload)
+    }
+    writer = BundleWriter.create(
+        root,
+        root_thread_id=manifest.root_thread_id,
+        trace_id=manifest.trace_id,
+        rollout_id=manifest.rollout_id,
+        started_at_unix_ms=manifest.started_at_unix_ms,
+    )
+    next_ordinal = 1
+    with writer:
+        for _, event in original.events():
+            for ref in payload_refs(event.payload):
+                while next_ordinal <= _ordinal(ref.path):
+                    body = msgspec.json.decode(
+                        original.read_payload_bytes(f"payloads/{next_ordinal}.json")
+                    )
+                    if isinstance(body, dict) and "tools" in body:  # a RawValue in Codex
+                        body["tools"] = msgspec.Raw(msgspec.json.encode(body["tools"]))
+                    written = writer.write_payload(kinds[next_ordinal], body)
+                    assert written is not None and _ordinal(written.path) == next_ordinal
+                    next_ordinal += 1
+            assert (
+                writer.append(
+                    event.payload,
+                    thread_id=event.thread_id,
+                    codex_turn_id=event.codex_turn_id,
+                    wall_time_unix_ms=event.wall_time_unix_ms,
+                )
+                == event
+            )
+    return writer.bundle_dir
+
+
+@pytest.mark.parametrize("source", FIXTURE_BUNDLES, ids=lambda path: path.parent.name)
+def test_replaying_codex_calls_reproduces_the_fixture_byte_for_byte(
+    source: Path, tmp_path: Path
+) -> None:
+    """Same calls, same bytes: manifest, trace.jsonl and every payload file, as Codex wrote them."""
+    copy = _replay(source, tmp_path)
+    assert copy.name == source.name
+    names = sorted(path.name for path in (source / "payloads").iterdir())
+    assert sorted(path.name for path in (copy / "payloads").iterdir()) == names
+    for name in ["manifest.json", "trace.jsonl", *(f"payloads/{n}" for n in names)]:
+        assert (copy / name).read_bytes() == (source / name).read_bytes(), name
