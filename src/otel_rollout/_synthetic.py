@@ -521,7 +521,7 @@ class _Generator:
     def _pick_up_inbox(self, turn: _Turn) -> None:
         """Deliver inter-agent messages that arrived during the turn."""
         thread = turn.thread
-        if not thread.inbox or self.rng.random() < 0.2:
+        if not thread.inbox or (not self.every and self.rng.random() < 0.2):
             return
         for item, _ in thread.inbox:
             self._accept(turn, item)
@@ -974,17 +974,18 @@ class _Generator:
                 "wait_agent", {"timeout_ms": 10000}, namespace="collaboration"
             )
         elif name in ("followup", "send", "close"):
+            claim = "send" if name == "send" else "child"
             targets = [
                 child
                 for child in self.children
-                if f"child:{child.thread_id}" not in claimed
+                if f"{claim}:{child.thread_id}" not in claimed
                 and (name != "close" or not (child.busy or child.closed or child.inbox))
                 and (name == "followup" or not child.closed)
             ]
             if not targets:
                 return None
-            child = rng.choice(targets)
-            claimed.add(f"child:{child.thread_id}")
+            child = targets[0] if self.every else rng.choice(targets)
+            claimed.add(f"{claim}:{child.thread_id}")
             if name == "close":
                 call = self._function_call(
                     "close_agent", {"target": child.agent_path}, namespace="collaboration"
@@ -1615,7 +1616,7 @@ class _Generator:
                 turn.turn_id,
             )
             yield None
-            if attempt < attempts - 1 or rng.random() < 0.08:
+            if attempt < attempts - 1 or (not self.every and rng.random() < 0.08):
                 self._emit(
                     CompactionRequestFailed(
                         compaction_id=compaction_id,
