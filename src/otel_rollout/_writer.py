@@ -40,8 +40,9 @@ logger = logging.getLogger(__name__)
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _PAYLOAD_KINDS = {kind: RawPayloadKind(type=kind) for kind in PayloadKind}
-_LINE_HEAD = b'{"schema_version":%d,"seq":' % SCHEMA_VERSION
-_SEQ_AT = len(_LINE_HEAD)
+_DRAFT_HEAD = b'{"schema_version":%d,"seq":0,"wall_time_unix_ms":0' % SCHEMA_VERSION
+"""How an event line drafted with ``seq`` and ``wall_time_unix_ms`` 0 starts."""
+_LINE_HEAD = b'{"schema_version":%d,"seq":%%d,"wall_time_unix_ms":%%d' % SCHEMA_VERSION
 
 
 def bundle_dir_name(trace_id: str, root_thread_id: str) -> str:
@@ -174,17 +175,19 @@ class BundleWriter:
         """Append one event to ``trace.jsonl`` and return it as written.
 
         The line is encoded before the lock is taken; under the lock only its ``seq``
-        is spliced in and the line written with one ``write`` on an ``O_APPEND``
+        and wall time (now, unless given) are spliced in, so both follow the file
+        order, and the line is written with one ``write`` on an ``O_APPEND``
         descriptor. Returns ``None`` when the writer is stopped or the write fails
         (which stops the writer); a failed append consumes no ``seq`` and leaves no
-        partial line behind.
+        partial line behind. An event that cannot be encoded is refused (logged,
+        ``None``) without stopping the writer.
         """
         if not self.is_active:
             return None
         draft = RawTraceEvent(
             schema_version=SCHEMA_VERSION,
             seq=0,
-            wall_time_unix_ms=unix_ms() if wall_time_unix_ms is None else wall_time_unix_ms,
+            wall_time_unix_ms=0,
             rollout_id=self.manifest.rollout_id,
             thread_id=thread_id,
             codex_turn_id=codex_turn_id,
@@ -195,13 +198,13 @@ class BundleWriter:
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: event %s is not JSON: %s", type(payload).__name__, error)
             return None
-        # encoded == _LINE_HEAD + b"0" + tail: the draft's seq is the single digit 0.
-        tail = encoded[_SEQ_AT + 1 :]
+        tail = memoryview(encoded)[len(_DRAFT_HEAD) :]
         with self._lock:
             if not self.is_active:
                 return None
             seq = self._next_seq
-            line = b"".join((_LINE_HEAD, str(seq).encode(), tail))
+            wall_time = unix_ms() if wall_time_unix_ms is None else wall_time_unix_ms
+            line = _LINE_HEAD % (seq, wall_time) + tail
             assert self._log_fd is not None
             try:
                 _write_all(self._log_fd, line)
@@ -211,7 +214,7 @@ class BundleWriter:
                 return None
             self._log_size += len(line)
             self._next_seq = seq + 1
-        return msgspec.structs.replace(draft, seq=seq)
+        return msgspec.structs.replace(draft, seq=seq, wall_time_unix_ms=wall_time)
 
     def close(self) -> None:
         """Close the event log; later calls are no-ops. Idempotent."""
