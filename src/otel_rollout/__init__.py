@@ -27,6 +27,24 @@ if TYPE_CHECKING:
     from otel_rollout._validate import ValidationReport as ValidationReport
     from otel_rollout._validate import validate_bundle as validate_bundle
     from otel_rollout._writer import BundleWriter as BundleWriter
+    from otel_rollout._recording import AgentResultTracePayload as AgentResultTracePayload
+    from otel_rollout._recording import CodeCellTraceContext as CodeCellTraceContext
+    from otel_rollout._recording import CompactionTraceAttempt as CompactionTraceAttempt
+    from otel_rollout._recording import CompactionTraceContext as CompactionTraceContext
+    from otel_rollout._recording import InferenceTraceAttempt as InferenceTraceAttempt
+    from otel_rollout._recording import InferenceTraceContext as InferenceTraceContext
+    from otel_rollout._recording import McpCallTraceContext as McpCallTraceContext
+    from otel_rollout._recording import ThreadStartedTraceMetadata as ThreadStartedTraceMetadata
+    from otel_rollout._recording import ThreadTraceContext as ThreadTraceContext
+    from otel_rollout._recording import ToolDispatchInvocation as ToolDispatchInvocation
+    from otel_rollout._recording import ToolDispatchTraceContext as ToolDispatchTraceContext
+    from otel_rollout._recording import TurnTraceContext as TurnTraceContext
+    from otel_rollout._recording import current_thread as current_thread
+    from otel_rollout._recording import current_turn as current_turn
+    from otel_rollout._recording import tool_call_kind as tool_call_kind
+    from otel_rollout._config import configure as configure
+    from otel_rollout._exporter import RolloutBundleSpanExporter as RolloutBundleSpanExporter
+    from otel_rollout._exporter import RolloutSpanProcessor as RolloutSpanProcessor
 
 _EXPORTS: dict[str, str] = {
     # foundation: the bundle format
@@ -42,6 +60,25 @@ _EXPORTS: dict[str, str] = {
     "TraceBundleManifest": "otel_rollout._models",
     "ValidationReport": "otel_rollout._validate",
     "validate_bundle": "otel_rollout._validate",
+    # recording: the API, OTel spans and the bundle exporter
+    "AgentResultTracePayload": "otel_rollout._recording",
+    "CodeCellTraceContext": "otel_rollout._recording",
+    "CompactionTraceAttempt": "otel_rollout._recording",
+    "CompactionTraceContext": "otel_rollout._recording",
+    "InferenceTraceAttempt": "otel_rollout._recording",
+    "InferenceTraceContext": "otel_rollout._recording",
+    "McpCallTraceContext": "otel_rollout._recording",
+    "ThreadStartedTraceMetadata": "otel_rollout._recording",
+    "ThreadTraceContext": "otel_rollout._recording",
+    "ToolDispatchInvocation": "otel_rollout._recording",
+    "ToolDispatchTraceContext": "otel_rollout._recording",
+    "TurnTraceContext": "otel_rollout._recording",
+    "current_thread": "otel_rollout._recording",
+    "current_turn": "otel_rollout._recording",
+    "tool_call_kind": "otel_rollout._recording",
+    "configure": "otel_rollout._config",
+    "RolloutBundleSpanExporter": "otel_rollout._exporter",
+    "RolloutSpanProcessor": "otel_rollout._exporter",
 }
 """Public name -> module that defines it."""
 

@@ -1,0 +1,193 @@
+"""A scripted two-agent rollout, recorded with otel-rollout. No network, no model.
+
+The root agent ("planner") spawns a child ("researcher") through a tool call; the
+child answers and its result flows back to the root. Along the way: one failed and
+one completed inference attempt, tool calls, and a compaction.
+
+Run::
+
+    OTEL_ROLLOUT_TRACE_ROOT=/tmp/rollouts python examples/two_agents.py
+
+It prints the bundle directory (validate it with ``otel-rollout validate DIR``).
+With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (e.g. ``http://localhost:4318``), the same
+spans also go to that OTLP/HTTP endpoint (Jaeger, Tempo, a collector...).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import otel_rollout
+from otel_rollout import (
+    AgentResultTracePayload,
+    ExecutionStatus,
+    ThreadStartedTraceMetadata,
+    ThreadTraceContext,
+)
+
+MODEL = "gpt-demo"
+PROVIDER = "scripted"
+
+
+def user(text: str) -> dict[str, Any]:
+    """A Responses API user message."""
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def assistant(text: str, item_id: str) -> dict[str, Any]:
+    """A Responses API assistant message."""
+    return {
+        "type": "message",
+        "id": item_id,
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def function_call(name: str, call_id: str, arguments: str, item_id: str) -> dict[str, Any]:
+    """A Responses API function call item."""
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "name": name,
+        "call_id": call_id,
+        "arguments": arguments,
+    }
+
+
+def output(call_id: str, text: str) -> dict[str, Any]:
+    """A Responses API function call output item."""
+    return {"type": "function_call_output", "call_id": call_id, "output": text}
+
+
+def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    """Codex's token usage shape."""
+    return {
+        "input_tokens": input_tokens,
+        "cached_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "reasoning_output_tokens": 0,
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def request(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Responses API request body."""
+    return {"model": MODEL, "input": items, "stream": True}
+
+
+def run_child(parent: ThreadTraceContext, spawn_turn_id: str, task: str) -> str:
+    """The researcher: one turn with one tool call, then its result back to the parent."""
+    meta = ThreadStartedTraceMetadata(
+        agent_path="/root/researcher", nickname="researcher", model=MODEL, provider_name=PROVIDER
+    )
+    child = parent.start_child_thread_trace_or_disabled(meta)
+    # The parent's spawn tool observes the child starting (Codex's SubAgentActivity event).
+    parent.record_tool_call_runtime_ended(
+        spawn_turn_id,
+        "call_spawn_1",
+        ExecutionStatus.COMPLETED,
+        {
+            "event_id": "call_spawn_1",
+            "occurred_at_ms": int(time.time() * 1000),
+            "agent_thread_id": meta.thread_id,
+            "agent_path": meta.agent_path,
+            "kind": "started",
+        },
+    )
+    answer = "The answer is 42."
+    with child, child.turn() as turn:
+        inference = turn.inference(MODEL, PROVIDER)
+        history = [user(task)]
+        lookup = function_call("lookup", "call_lookup_1", '{"q":"answer"}', "fc_child_1")
+        with inference.attempt(request(history)) as attempt:
+            attempt.record_completed("resp_child_1", [lookup], token_usage=usage(40, 8))
+        with turn.tool_call("lookup", '{"q":"answer"}', tool_call_id="call_lookup_1") as tool:
+            tool.record_completed("42")
+        history += [lookup, output("call_lookup_1", "42")]
+        with inference.attempt(request(history)) as attempt:
+            final = assistant(answer, "msg_child_1")
+            attempt.record_completed("resp_child_2", [final], token_usage=usage(60, 9))
+        child.record_agent_result_interaction(
+            turn.turn_id, parent.thread_id, AgentResultTracePayload("/root/researcher", answer)
+        )
+    return answer
+
+
+def run_rollout() -> Path | None:
+    """Record the whole rollout; return its bundle directory (``None`` when disabled)."""
+    meta = ThreadStartedTraceMetadata(
+        nickname="planner", model=MODEL, provider_name=PROVIDER, agent_path="/root"
+    )
+    with ThreadTraceContext.start_root_or_disabled(meta) as root, root.turn() as turn:
+        inference = turn.inference(MODEL, PROVIDER)
+        history = [user("What is the answer? Ask a researcher.")]
+        # Attempt 1 fails (the provider returned 500); attempt 2 asks for a child agent.
+        with inference.attempt(request(history)) as attempt:
+            attempt.record_failed("HTTP 500 from provider", upstream_request_id="req_1")
+        spawn = function_call(
+            "spawn_agent",
+            "call_spawn_1",
+            '{"message":"find the answer","task_name":"researcher"}',
+            "fc_1",
+        )
+        with inference.attempt(request(history)) as attempt:
+            attempt.record_completed(
+                "resp_1", [spawn], token_usage=usage(30, 12), upstream_request_id="req_2"
+            )
+        with turn.tool_call(
+            "spawn_agent",
+            '{"message":"find the answer","task_name":"researcher"}',
+            tool_call_id="call_spawn_1",
+        ) as tool:
+            answer = run_child(root, turn.turn_id, "find the answer")
+            tool.record_completed(f"researcher answered: {answer}")
+        history += [spawn, output("call_spawn_1", f"researcher answered: {answer}")]
+        # The history is long: compact it before the final answer.
+        compaction = turn.compaction("compaction_1", MODEL, PROVIDER)
+        summary = {"type": "compaction", "id": "cmp_1", "encrypted_content": "SUMMARY-1"}
+        with compaction.attempt({"model": MODEL, "input": history}) as compact:
+            compact.record_completed([summary])
+        compaction.record_installed(history, [history[0], summary])
+        history = [history[0], summary]
+        with inference.attempt(request(history)) as attempt:
+            attempt.record_completed(
+                "resp_2", [assistant(answer, "msg_1")], token_usage=usage(25, 6)
+            )
+    return root.bundle_dir
+
+
+def main() -> int:
+    """Set up OTLP export if asked, record the rollout, print where the bundle is."""
+    provider = None
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": "otel-rollout-two-agents"})
+        )
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace_root = os.environ.get("OTEL_ROLLOUT_TRACE_ROOT") or "rollout-traces"
+    otel_rollout.configure(trace_root=trace_root, tracer_provider=provider)
+    bundle = run_rollout()
+    if provider is not None:
+        provider.shutdown()
+    if bundle is None:
+        print("recording was disabled", file=sys.stderr)
+        return 1
+    print(bundle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The background writer: moves recorded events from the app's threads to disk.
+
+Callers enqueue fully built events (payload bytes already encoded, refs already
+numbered); one daemon thread writes them in order through each bundle's
+:class:`BundleWriter`, so payload files precede the events that refer to them. The
+thread wakes on the first event after an idle period and writes within
+:data:`FLUSH_INTERVAL_S`, well inside the 100 ms durability bound. The queue is
+bounded: a full queue makes the recording thread wait (bounded), and what still
+cannot be queued is counted as lost and stops that bundle, so it stays a valid prefix.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+
+import msgspec
+
+from otel_rollout._models import (
+    PayloadKind,
+    RawTraceEventPayload,
+    RecordingCompleted,
+)
+from otel_rollout._writer import BundleWriter
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.02
+"""How long the writer collects a batch after waking up."""
+DEFAULT_MAX_QUEUE_EVENTS = 16_384
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_WAIT_S = 2.0
+"""How long a recording thread waits for room in a full queue before the event is lost."""
+EXIT_FLUSH_TIMEOUT_S = 10.0
+
+
+@dataclass(slots=True)
+class PendingPayload:
+    """A payload file to write: its ordinal (``payloads/<n>.json``), kind and exact bytes."""
+
+    ordinal: int
+    kind: PayloadKind
+    body: bytes
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    """One event waiting for the writer thread."""
+
+    bundle: BundleSink
+    payloads: tuple[PendingPayload, ...]
+    event: RawTraceEventPayload
+    thread_id: str | None
+    codex_turn_id: str | None
+    wall_time_unix_ms: int
+
+
+class BundleSink:
+    """One bundle as seen by the writer thread: its writer and its loss accounting."""
+
+    def __init__(self, writer: BundleWriter) -> None:
+        """Wrap an open writer."""
+        self.writer = writer
+        self.lost_events = 0
+        """Events recorded but never written (queue full, write failure, fork)."""
+        self.stopped = False
+        """Set when an event was lost: later events are dropped to keep a valid prefix."""
+
+    def write(self, item: PendingEvent) -> None:
+        """Write one event and its payloads (writer thread only)."""
+        if self.stopped or not self.writer.is_active:
+            self.lost_events += 1
+            return
+        for payload in item.payloads:
+            ref = self.writer.write_payload(payload.kind, msgspec.Raw(payload.body))
+            if ref is None or ref.path != f"payloads/{payload.ordinal}.json":
+                if ref is not None:
+                    logger.warning(
+                        "rollout trace: payload numbering diverged in %s (%s), recording stopped",
+                        self.writer.bundle_dir,
+                        ref.path,
+                    )
+                self._stop()
+                return
+        written = self.writer.append(
+            item.event,
+            thread_id=item.thread_id,
+            codex_turn_id=item.codex_turn_id,
+            wall_time_unix_ms=item.wall_time_unix_ms,
+        )
+        if written is None:
+            self._stop()
+        elif isinstance(item.event, RecordingCompleted):
+            self.writer.close()
+
+    def _stop(self) -> None:
+        self.lost_events += 1
+        self.stopped = True
+
+
+class BackgroundWriter:
+    """A bounded queue drained by one daemon thread (started on first use)."""
+
+    def __init__(
+        self,
+        *,
+        max_events: int = DEFAULT_MAX_QUEUE_EVENTS,
+        max_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+    ) -> None:
+        """Create an idle writer; the thread starts with the first event."""
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.max_wait_s = max_wait_s
+        self.lost_events = 0
+        """Events that could not be queued (the queue stayed full), over all bundles."""
+        self._init_state()
+        _live_writers.add(self)
+
+    def _init_state(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[PendingEvent] = collections.deque()
+        self._queued_bytes = 0
+        self._submitted = 0
+        self._written = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._pid = os.getpid()
+
+    def submit(self, item: PendingEvent, nbytes: int) -> bool:
+        """Queue ``item`` (``nbytes`` of payload); wait for room if the queue is full.
+
+        Returns ``False`` when the event was lost (closed writer, or no room in time).
+        """
+        with self._cond:
+            if self._closed:
+                return False
+            if self._thread is None:
+                self._start()
+            if not self._has_room(nbytes):
+                deadline = time.monotonic() + self.max_wait_s
+                while not self._has_room(nbytes) and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self.lost_events += 1
+                        return False
+                    self._cond.notify_all()
+                    self._cond.wait(remaining)
+                if self._closed:
+                    return False
+            was_empty = not self._queue
+            self._queue.append(item)
+            self._queued_bytes += nbytes
+            self._submitted += 1
+            if was_empty:
+                self._cond.notify_all()
+            return True
+
+    def _has_room(self, nbytes: int) -> bool:
+        if not self._queue:
+            return True
+        return len(self._queue) < self.max_events and self._queued_bytes + nbytes <= self.max_bytes
+
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._run, name="otel-rollout-writer", daemon=True)
+        self._thread = thread
+        thread.start()
+        _register_atexit()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._queue and not self._closed:
+                    cond.wait()
+                if not self._queue and self._closed:
+                    return
+                if not self._closed:
+                    cond.wait(FLUSH_INTERVAL_S)  # collect a batch; flush() cuts this short
+                batch = list(self._queue)
+                self._queue.clear()
+                self._queued_bytes = 0
+                cond.notify_all()  # room for waiting producers
+            for item in batch:
+                try:
+                    item.bundle.write(item)
+                except Exception:  # never let one bad event kill the writer thread
+                    logger.warning("rollout trace: writing an event failed", exc_info=True)
+                    item.bundle.stopped = True
+            with cond:
+                self._written += len(batch)
+                cond.notify_all()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything queued so far is written; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            if self._pid != os.getpid():
+                return True
+            target = self._submitted
+            self._cond.notify_all()
+            while self._written < target:
+                if self._thread is None or not self._thread.is_alive():
+                    return not self._queue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+                self._cond.notify_all()
+            return True
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Flush, then stop the thread; later submissions are lost. Idempotent."""
+        flushed = self.flush(timeout_s)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+        return flushed
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's queue and thread: the child never writes what the parent queued."""
+        self._init_state()
+
+
+_live_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
+_atexit_registered = False
+_atexit_lock = threading.Lock()
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    with _atexit_lock:
+        if not _atexit_registered:
+            atexit.register(_flush_all_at_exit)
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_after_fork_in_child)
+            _atexit_registered = True
+
+
+def _flush_all_at_exit() -> None:
+    """Write what is still queued before the interpreter exits."""
+    for writer in list(_live_writers):
+        if writer._pid == os.getpid() and not writer.flush(EXIT_FLUSH_TIMEOUT_S):
+            logger.warning("rollout trace: events still queued at exit were not written")
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_live_writers):
+        writer._after_fork_in_child()

@@ -1,0 +1,177 @@
+"""The OpenTelemetry side of bundle writing: a SpanExporter and the SpanProcessor feeding it.
+
+:class:`RolloutBundleSpanExporter` owns the background writer that puts recorded
+events on disk, so one exporter serves every live rollout of a process. Spans the
+recording API produced were written live and are skipped by :meth:`export`; other
+spans go through the spans-only path (:mod:`otel_rollout._spans_only`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_rollout._background import BackgroundWriter, BundleSink, PendingEvent
+from otel_rollout._config import trace_root_from_env
+from otel_rollout._recorder import LIVE_SCOPE_NAME
+from otel_rollout._writer import BundleWriter
+
+if TYPE_CHECKING:
+    from otel_rollout._spans_only import SpansOnlyAssembler
+
+logger = logging.getLogger(__name__)
+
+
+def is_live_span(span: ReadableSpan) -> bool:
+    """Whether ``span`` came from the recording API (its events are already on disk)."""
+    scope = span.instrumentation_scope
+    return scope is not None and scope.name == LIVE_SCOPE_NAME
+
+
+class RolloutBundleSpanExporter(SpanExporter):
+    """Materializes rollouts as Codex-format trace bundles.
+
+    Zero-argument construction works (entry point ``rollout_bundle`` of
+    ``opentelemetry_traces_exporter``): the root directory then comes from
+    ``OTEL_ROLLOUT_TRACE_ROOT``. Live rollouts write through :meth:`submit` (the
+    recording API does this); :meth:`export` materializes rollouts from spans that
+    no processor fed live.
+    """
+
+    def __init__(
+        self,
+        trace_root: str | os.PathLike[str] | None = None,
+        *,
+        max_queue_events: int | None = None,
+        max_queue_bytes: int | None = None,
+    ) -> None:
+        """Create an exporter.
+
+        Args:
+            trace_root: Directory for bundles built from spans; defaults to
+                ``OTEL_ROLLOUT_TRACE_ROOT`` (unset: the spans-only path is off).
+            max_queue_events: Bound of the writer queue, in events.
+            max_queue_bytes: Bound of the writer queue, in payload bytes.
+        """
+        self.trace_root = Path(trace_root) if trace_root else trace_root_from_env()
+        kwargs: dict[str, int] = {}
+        if max_queue_events is not None:
+            kwargs["max_events"] = max_queue_events
+        if max_queue_bytes is not None:
+            kwargs["max_bytes"] = max_queue_bytes
+        self._writer = BackgroundWriter(**kwargs)
+        self._lock = threading.Lock()
+        self._shut_down = False
+        self._bundles: list[BundleSink] = []
+        self._assembler: SpansOnlyAssembler | None = None
+
+    # --- live path ---
+
+    def open_bundle(self, writer: BundleWriter) -> BundleSink:
+        """Register a bundle written live; events for it go through :meth:`submit`."""
+        sink = BundleSink(writer)
+        with self._lock:
+            self._bundles = [bundle for bundle in self._bundles if bundle.writer.is_active]
+            self._bundles.append(sink)
+        return sink
+
+    def submit(self, item: PendingEvent, nbytes: int) -> bool:
+        """Queue one recorded event for the writer thread; ``False`` if it was lost."""
+        if self._shut_down:
+            return False
+        return self._writer.submit(item, nbytes)
+
+    @property
+    def lost_events(self) -> int:
+        """Events recorded but not written, over every bundle of this exporter."""
+        with self._lock:
+            bundles = list(self._bundles)
+        return self._writer.lost_events + sum(bundle.lost_events for bundle in bundles)
+
+    # --- SpanExporter ---
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Materialize bundles from spans not recorded live; never raises."""
+        if self._shut_down:
+            logger.warning(
+                "rollout trace: export called after shutdown; %d spans dropped", len(spans)
+            )
+            return SpanExportResult.FAILURE
+        try:
+            foreign = [span for span in spans if not is_live_span(span)]
+            if foreign and self.trace_root is not None:
+                self._spans_only().add(foreign)
+        except Exception:
+            logger.warning("rollout trace: exporting spans to a bundle failed", exc_info=True)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def _spans_only(self) -> SpansOnlyAssembler:
+        with self._lock:
+            if self._assembler is None:
+                from otel_rollout._spans_only import SpansOnlyAssembler
+
+                assert self.trace_root is not None
+                self._assembler = SpansOnlyAssembler(self.trace_root)
+            return self._assembler
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Write every event recorded so far; ``False`` on timeout."""
+        try:
+            return self._writer.flush(timeout_millis / 1000)
+        except Exception:
+            logger.warning("rollout trace: flushing failed", exc_info=True)
+            return False
+
+    def shutdown(self) -> None:
+        """Flush, write pending spans-only bundles, stop the writer. Idempotent."""
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+            assembler = self._assembler
+        try:
+            if assembler is not None:
+                assembler.close()
+            self._writer.close()
+            lost = self.lost_events
+            if lost:
+                logger.warning("rollout trace: %d recorded events were lost", lost)
+        except Exception:
+            logger.warning("rollout trace: shutting the bundle exporter down failed", exc_info=True)
+
+
+class RolloutSpanProcessor(SpanProcessor):
+    """Feeds a :class:`RolloutBundleSpanExporter` from a tracer provider.
+
+    Spans recorded live pass through untouched (their events are already on disk);
+    other ended spans go to the exporter's spans-only path.
+    """
+
+    def __init__(self, exporter: RolloutBundleSpanExporter | None = None) -> None:
+        """Feed ``exporter`` (a new zero-argument exporter by default)."""
+        self.exporter = exporter or RolloutBundleSpanExporter()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do: raw events are written as they are recorded."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Pass spans not recorded live to the exporter."""
+        if not is_live_span(span) and self.exporter.trace_root is not None:
+            self.exporter.export((span,))
+
+    def shutdown(self) -> None:
+        """Shut the exporter down (idempotent)."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the exporter."""
+        return self.exporter.force_flush(timeout_millis)

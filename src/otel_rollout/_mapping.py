@@ -1,0 +1,996 @@
+"""The one mapping from raw trace events to OpenTelemetry spans, span events and links.
+
+:class:`SpanMapper` consumes raw events in ``seq`` order (live, as they are recorded,
+or replayed from a bundle) and drives a :class:`SpanSink` with span starts, span
+events, attributes, links and span ends. Span ids derive from the rollout's trace id
+and the raw objects' ids (:func:`derive_span_id`), so a replayed bundle reproduces
+the span ids of its live export wherever the library owned the id generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from otel_rollout import semconv as sc
+from otel_rollout._json import encode_compact
+from otel_rollout._models import (
+    AgentResultObserved,
+    AgentSummary,
+    CodeCellEnded,
+    CodeCellInitialResponse,
+    CodeCellRequester,
+    CodeCellRuntimeStatus,
+    CodeCellStarted,
+    CodexTurnEnded,
+    CodexTurnStarted,
+    CompactionInstalled,
+    CompactionRequestCompleted,
+    CompactionRequestFailed,
+    CompactionRequestStarted,
+    ExecutionStatus,
+    HistoryItemAccepted,
+    InferenceCancelled,
+    InferenceCompleted,
+    InferenceFailed,
+    InferenceStarted,
+    McpKind,
+    McpToolCallCorrelationAssigned,
+    OtherKind,
+    ProtocolEventObserved,
+    RawPayloadRef,
+    RawTraceEvent,
+    RawTraceEventPayload,
+    RecordingCompleted,
+    RolloutEnded,
+    RolloutStarted,
+    RolloutStatus,
+    StdinTargetResolved,
+    ThreadEnded,
+    ThreadStarted,
+    ToolCallEnded,
+    ToolCallKind,
+    ToolCallRuntimeEnded,
+    ToolCallRuntimeStarted,
+    ToolCallStarted,
+)
+
+Attributes = dict[str, AttributeValue]
+PayloadReader = Callable[[RawPayloadRef], "bytes | None"]
+"""Returns the exact bytes of a payload file, or ``None`` when it is unavailable."""
+
+DEFAULT_CONTENT_MAX_BYTES = 2048
+_ERROR_TYPE_MAX_CHARS = 128
+
+_EDGE_KIND_BY_TOOL_KIND = {
+    "spawn_agent": sc.EDGE_SPAWN_AGENT,
+    "assign_agent_task": sc.EDGE_ASSIGN_AGENT_TASK,
+    "send_message": sc.EDGE_SEND_MESSAGE,
+    "close_agent": sc.EDGE_CLOSE_AGENT,
+}
+
+
+def trace_id_from_uuid(trace_id: str) -> int:
+    """Return the OTel trace id (128-bit int) of a bundle ``trace_id`` UUID string."""
+    return uuid.UUID(trace_id).int
+
+
+def uuid_from_trace_id(trace_id: int) -> str:
+    """Return an OTel trace id written as a UUID string (the bundle's ``trace_id``)."""
+    return str(uuid.UUID(int=trace_id))
+
+
+def derive_span_id(trace_id: int, key: str) -> int:
+    """Return the span id of the raw object ``key`` in the trace ``trace_id``.
+
+    ``key`` is the mapper's span key (see :class:`SpanMapper`). The id is the first
+    8 bytes of ``sha256("<trace id as 32 hex digits>/<key>")``, never 0.
+    """
+    digest = hashlib.sha256(f"{trace_id:032x}/{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") or 1
+
+
+@dataclass(slots=True)
+class LinkSpec:
+    """A link from one mapped span to another, by span key."""
+
+    target: str
+    attributes: Attributes
+
+
+@dataclass(slots=True)
+class SpanStart:
+    """Everything needed to start one span."""
+
+    key: str
+    span_id: int
+    parent: str | None
+    """Key of the parent span; ``None`` for the root thread (the sink picks the outer parent)."""
+    name: str
+    kind: SpanKind
+    start_time_ns: int
+    attributes: Attributes
+    links: list[LinkSpec] = field(default_factory=list)
+
+
+class SpanSink(Protocol):
+    """Receives the mapper's output. Keys name spans the mapper started earlier."""
+
+    def start_span(self, start: SpanStart) -> None:
+        """Start a span."""
+
+    def add_event(self, key: str, name: str, attributes: Attributes, time_ns: int) -> None:
+        """Add a span event to an open span."""
+
+    def set_attributes(self, key: str, attributes: Attributes) -> None:
+        """Set attributes on an open span."""
+
+    def add_link(self, key: str, link: LinkSpec) -> None:
+        """Add a link to an open span."""
+
+    def end_span(
+        self, key: str, status: StatusCode, description: str | None, end_time_ns: int
+    ) -> None:
+        """End an open span with a status."""
+
+
+# --- lenient views of the payload bodies the mapping reads ---
+
+
+class _ThreadSpawn(msgspec.Struct):
+    parent_thread_id: str | None = None
+
+
+class _SubAgent(msgspec.Struct):
+    thread_spawn: _ThreadSpawn | None = None
+
+
+class _SessionSource(msgspec.Struct):
+    subagent: _SubAgent | None = None
+
+
+class _ThreadMetadata(msgspec.Struct):
+    agent_path: str | None = None
+    nickname: str | None = None
+    model: str | None = None
+    provider_name: str | None = None
+    session_source: Any = None
+
+
+class _TokenUsage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class _InferenceResponse(msgspec.Struct):
+    token_usage: _TokenUsage | None = None
+
+
+class _RuntimeTargets(msgspec.Struct):
+    receiver_thread_id: str | None = None
+    receiver_thread_ids: list[str] | None = None
+    new_thread_id: str | None = None
+
+
+_metadata_decoder = msgspec.json.Decoder(_ThreadMetadata)
+_response_decoder = msgspec.json.Decoder(_InferenceResponse)
+_runtime_decoder = msgspec.json.Decoder(_RuntimeTargets)
+_session_source_decoder = msgspec.json.Decoder(_SessionSource)
+
+
+@dataclass(slots=True)
+class _Thread:
+    key: str
+    agent_name: str
+    agent_path: str
+    open_turns: list[str] = field(default_factory=list)
+    open_spawns: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Span:
+    thread_id: str | None
+    turn_key: str | None
+    open: bool = True
+
+
+class SpanMapper:
+    """Maps one rollout's raw events, in order, onto a :class:`SpanSink`.
+
+    Span keys (and so span ids, see :func:`derive_span_id`): ``thread:<thread_id>``,
+    ``turn:<codex_turn_id>``, ``inference:<inference_call_id>``, ``tool:<tool_call_id>``,
+    ``code_cell:<thread_id>:<runtime_cell_id>``, ``compaction:<thread_id>:<compaction_id>``,
+    ``compaction_request:<compaction_request_id>``, ``agent_result:<edge_id>``.
+
+    Not thread-safe: the caller serializes :meth:`map_event` calls.
+    """
+
+    def __init__(
+        self,
+        sink: SpanSink,
+        *,
+        trace_id: str,
+        rollout_id: str,
+        read_payload: PayloadReader,
+        capture_content: bool = False,
+        content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES,
+    ) -> None:
+        """Create a mapper for the bundle ``trace_id`` / ``rollout_id``.
+
+        Args:
+            sink: Receives spans, events, links and ends.
+            trace_id: The bundle's trace id (a UUID string).
+            rollout_id: The bundle's rollout id.
+            read_payload: Returns a payload file's bytes (used for sizes, hashes,
+                content and the few fields the mapping reads from payloads).
+            capture_content: Put payload content (truncated) on spans.
+            content_max_bytes: Truncation bound for captured content.
+        """
+        self.sink = sink
+        self.trace_id = trace_id
+        self.otel_trace_id = trace_id_from_uuid(trace_id)
+        self.rollout_id = rollout_id
+        self.read_payload = read_payload
+        self.capture_content = capture_content
+        self.content_max_bytes = content_max_bytes
+        self.root_thread_id: str | None = None
+        self._spans: dict[str, _Span] = {}
+        self._threads: dict[str, _Thread] = {}
+        self._thread_by_path: dict[str, str] = {}
+        self._tool_kind: dict[str, str] = {}
+        self._compaction_of_request: dict[str, str] = {}
+
+    # --- public entry points ---
+
+    def map_raw_event(self, event: RawTraceEvent) -> None:
+        """Map one event read from a bundle (time from ``wall_time_unix_ms``)."""
+        self.map_event(
+            event.payload,
+            thread_id=event.thread_id,
+            codex_turn_id=event.codex_turn_id,
+            time_ns=event.wall_time_unix_ms * 1_000_000,
+        )
+
+    def map_event(
+        self,
+        payload: RawTraceEventPayload,
+        *,
+        thread_id: str | None,
+        codex_turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        """Map one raw event given by its payload and envelope context."""
+        handler = _HANDLERS.get(type(payload))
+        if handler is None:
+            self._span_event(payload, self._fallback_key(thread_id, codex_turn_id), time_ns)
+            return
+        handler(self, payload, thread_id, codex_turn_id, time_ns)
+
+    def finish(self, time_ns: int) -> None:
+        """End every span still open (end of the recording, or of a replay)."""
+        for key in reversed([key for key, span in self._spans.items() if span.open]):
+            self._end(key, StatusCode.UNSET, None, time_ns)
+
+    def span_id(self, key: str) -> int:
+        """Return the derived span id of the span ``key``."""
+        return derive_span_id(self.otel_trace_id, key)
+
+    def is_open(self, key: str) -> bool:
+        """Whether the span ``key`` was started and has not ended."""
+        span = self._spans.get(key)
+        return span is not None and span.open
+
+    # --- helpers ---
+
+    def _start(
+        self,
+        key: str,
+        parent: str | None,
+        name: str,
+        kind: SpanKind,
+        time_ns: int,
+        attributes: Attributes,
+        *,
+        thread_id: str | None,
+        turn_key: str | None,
+        links: list[LinkSpec] | None = None,
+    ) -> bool:
+        if key in self._spans:
+            return False
+        self._spans[key] = _Span(thread_id, turn_key)
+        attributes[sc.ROLLOUT_TRACE_ID] = self.trace_id
+        attributes[sc.ROLLOUT_ID] = self.rollout_id
+        if thread_id is not None:
+            attributes[sc.ROLLOUT_THREAD_ID] = thread_id
+        self.sink.start_span(
+            SpanStart(
+                key=key,
+                span_id=self.span_id(key),
+                parent=parent,
+                name=name,
+                kind=kind,
+                start_time_ns=time_ns,
+                attributes=attributes,
+                links=links or [],
+            )
+        )
+        return True
+
+    def _end(self, key: str, status: StatusCode, description: str | None, time_ns: int) -> None:
+        span = self._spans.get(key)
+        if span is None or not span.open:
+            return
+        span.open = False
+        if span.thread_id is not None:
+            thread = self._threads.get(span.thread_id)
+            if thread is not None:
+                if key in thread.open_turns:
+                    thread.open_turns.remove(key)
+                if key in thread.open_spawns:
+                    thread.open_spawns.remove(key)
+        self.sink.end_span(key, status, description, time_ns)
+
+    def _set(self, key: str, attributes: Attributes) -> None:
+        if attributes and self.is_open(key):
+            self.sink.set_attributes(key, attributes)
+
+    def _fallback_key(self, thread_id: str | None, codex_turn_id: str | None) -> str | None:
+        """The open span a loose event belongs to: its turn, its thread, else the root."""
+        if codex_turn_id is not None and self.is_open(f"turn:{codex_turn_id}"):
+            return f"turn:{codex_turn_id}"
+        if thread_id is not None and self.is_open(f"thread:{thread_id}"):
+            return f"thread:{thread_id}"
+        if self.root_thread_id is not None and self.is_open(f"thread:{self.root_thread_id}"):
+            return f"thread:{self.root_thread_id}"
+        return None
+
+    def _span_event(
+        self,
+        payload: RawTraceEventPayload,
+        key: str | None,
+        time_ns: int,
+        extra: Attributes | None = None,
+    ) -> None:
+        if key is None or not self.is_open(key):
+            return
+        attributes: Attributes = {sc.ROLLOUT_EVENT_JSON: encode_compact(payload).decode()}
+        for name in payload.__struct_fields__:
+            value = getattr(payload, name)
+            if isinstance(value, RawPayloadRef):
+                self._payload_attributes(attributes, name.removesuffix("_payload"), value)
+        if extra:
+            attributes.update(extra)
+        self.sink.add_event(key, _event_name(payload), attributes, time_ns)
+
+    def _payload_attributes(self, attributes: Attributes, role: str, ref: RawPayloadRef) -> None:
+        """Add ``rollout.payload.<role>.*`` (path, size, sha256, content) for ``ref``."""
+        attributes[sc.payload_attribute(role, sc.PAYLOAD_PATH_SUFFIX)] = ref.path
+        body = self.read_payload(ref)
+        if body is None:
+            return
+        attributes[sc.payload_attribute(role, sc.PAYLOAD_SIZE_SUFFIX)] = len(body)
+        attributes[sc.payload_attribute(role, sc.PAYLOAD_SHA256_SUFFIX)] = hashlib.sha256(
+            body
+        ).hexdigest()
+        if self.capture_content:
+            attributes[sc.payload_attribute(role, sc.PAYLOAD_CONTENT_SUFFIX)] = truncate_utf8(
+                body, self.content_max_bytes
+            )
+
+    def _decode(self, ref: RawPayloadRef | None, decoder: msgspec.json.Decoder[Any]) -> Any:
+        if ref is None:
+            return None
+        body = self.read_payload(ref)
+        if body is None:
+            return None
+        try:
+            return decoder.decode(body)
+        except msgspec.DecodeError:
+            return None
+
+    # --- threads and turns ---
+
+    def _on_rollout_started(
+        self, event: RolloutStarted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        self.root_thread_id = event.root_thread_id
+
+    def _on_thread_started(
+        self, event: ThreadStarted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        if self.root_thread_id is None:
+            self.root_thread_id = event.thread_id
+        metadata: _ThreadMetadata | None = self._decode(event.metadata_payload, _metadata_decoder)
+        parent_thread_id = _parent_thread_id(metadata)
+        agent_path = (metadata.agent_path if metadata else None) or event.agent_path
+        agent_name = (metadata.nickname if metadata else None) or agent_path
+        key = f"thread:{event.thread_id}"
+        attributes: Attributes = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT,
+            sc.GEN_AI_AGENT_ID: event.thread_id,
+            sc.GEN_AI_AGENT_NAME: agent_name,
+            sc.GEN_AI_CONVERSATION_ID: event.thread_id,
+            sc.ROLLOUT_AGENT_PATH: agent_path,
+        }
+        if metadata is not None and metadata.provider_name:
+            attributes[sc.GEN_AI_PROVIDER_NAME] = metadata.provider_name
+        if metadata is not None and metadata.model:
+            attributes[sc.GEN_AI_REQUEST_MODEL] = metadata.model
+        if event.metadata_payload is not None:
+            self._payload_attributes(attributes, "metadata", event.metadata_payload)
+        parent: str | None = None
+        links: list[LinkSpec] = []
+        if parent_thread_id is not None and event.thread_id != self.root_thread_id:
+            attributes[sc.ROLLOUT_PARENT_THREAD_ID] = parent_thread_id
+            parent_thread = self._threads.get(parent_thread_id)
+            if parent_thread is not None:
+                parent = parent_thread.open_spawns[-1] if parent_thread.open_spawns else None
+                parent = parent or (parent_thread.key if self.is_open(parent_thread.key) else None)
+            edge_id = f"edge:spawn:{parent_thread_id}:{event.thread_id}"
+            attributes[sc.ROLLOUT_EDGE_KIND] = sc.EDGE_SPAWN_AGENT
+            attributes[sc.ROLLOUT_EDGE_ID] = edge_id
+            if parent is not None:
+                links.append(LinkSpec(parent, _edge(sc.EDGE_SPAWN_AGENT, edge_id)))
+        if (
+            parent is None
+            and self.root_thread_id is not None
+            and event.thread_id != (self.root_thread_id)
+        ):
+            root_key = f"thread:{self.root_thread_id}"
+            parent = root_key if self.is_open(root_key) else None
+        if self._start(
+            key,
+            parent,
+            f"{sc.OPERATION_INVOKE_AGENT} {agent_name}",
+            SpanKind.INTERNAL,
+            time_ns,
+            attributes,
+            thread_id=event.thread_id,
+            turn_key=None,
+            links=links,
+        ):
+            self._threads[event.thread_id] = _Thread(key, agent_name, agent_path)
+            self._thread_by_path.setdefault(agent_path, event.thread_id)
+
+    def _on_thread_ended(
+        self, event: ThreadEnded, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        key = f"thread:{event.thread_id}"
+        if not self.is_open(key):
+            return
+        self._end_children(event.thread_id, time_ns)
+        self._set(key, {sc.ROLLOUT_STATUS: event.status.value})
+        failed = event.status is RolloutStatus.FAILED
+        self._end(key, StatusCode.ERROR if failed else StatusCode.UNSET, None, time_ns)
+
+    def _end_children(self, thread_id: str, time_ns: int, *, turn_key: str | None = None) -> None:
+        """End the open spans of a thread (or of one of its turns), newest first."""
+        thread_key = f"thread:{thread_id}"
+        for key in reversed(list(self._spans)):
+            span = self._spans[key]
+            if not span.open or span.thread_id != thread_id or key == thread_key:
+                continue
+            if turn_key is not None and span.turn_key != turn_key:
+                continue
+            if turn_key is not None and key.startswith(("tool:", "code_cell:")):
+                continue  # tools and yielded cells may outlive their turn
+            self._end(key, StatusCode.UNSET, None, time_ns)
+
+    def _on_rollout_ended(
+        self, event: RolloutEnded, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        if self.root_thread_id is not None:
+            self._set(f"thread:{self.root_thread_id}", {sc.ROLLOUT_STATUS: event.status.value})
+
+    def _on_recording_completed(
+        self, event: RecordingCompleted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        self.finish(time_ns)
+
+    def _on_turn_started(
+        self, event: CodexTurnStarted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        thread = self._threads.get(event.thread_id)
+        if thread is None:
+            return
+        key = f"turn:{event.codex_turn_id}"
+        attributes: Attributes = {sc.ROLLOUT_TURN_ID: event.codex_turn_id}
+        if self._start(
+            key,
+            thread.key,
+            "turn",
+            SpanKind.INTERNAL,
+            time_ns,
+            attributes,
+            thread_id=event.thread_id,
+            turn_key=key,
+        ):
+            thread.open_turns.append(key)
+
+    def _on_turn_ended(
+        self, event: CodexTurnEnded, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        key = f"turn:{event.codex_turn_id}"
+        span = self._spans.get(key)
+        if span is None or not span.open:
+            return
+        if span.thread_id is not None:
+            self._end_children(span.thread_id, time_ns, turn_key=key)
+        self._set(key, {sc.ROLLOUT_STATUS: event.status.value})
+        self._end(key, _execution_status_code(event.status), None, time_ns)
+
+    # --- inference ---
+
+    def _on_inference_started(
+        self, event: InferenceStarted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        turn_key = f"turn:{event.codex_turn_id}"
+        parent = turn_key if turn_key in self._spans else f"thread:{event.thread_id}"
+        attributes: Attributes = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
+            sc.GEN_AI_PROVIDER_NAME: event.provider_name,
+            sc.GEN_AI_REQUEST_MODEL: event.model,
+            sc.ROLLOUT_INFERENCE_CALL_ID: event.inference_call_id,
+            sc.ROLLOUT_TURN_ID: event.codex_turn_id,
+        }
+        self._payload_attributes(attributes, "request", event.request_payload)
+        self._start(
+            f"inference:{event.inference_call_id}",
+            parent,
+            f"{sc.OPERATION_CHAT} {event.model}",
+            SpanKind.CLIENT,
+            time_ns,
+            attributes,
+            thread_id=event.thread_id,
+            turn_key=turn_key,
+        )
+
+    def _on_inference_completed(
+        self, event: InferenceCompleted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        key = f"inference:{event.inference_call_id}"
+        if not self.is_open(key):
+            return
+        attributes: Attributes = {sc.ROLLOUT_STATUS: ExecutionStatus.COMPLETED.value}
+        if event.response_id is not None:
+            attributes[sc.GEN_AI_RESPONSE_ID] = event.response_id
+        if event.upstream_request_id is not None:
+            attributes[sc.ROLLOUT_UPSTREAM_REQUEST_ID] = event.upstream_request_id
+        self._payload_attributes(attributes, "response", event.response_payload)
+        response: _InferenceResponse | None = self._decode(
+            event.response_payload, _response_decoder
+        )
+        if response is not None and response.token_usage is not None:
+            usage = response.token_usage
+            if usage.input_tokens is not None:
+                attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+            if usage.output_tokens is not None:
+                attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        self._set(key, attributes)
+        self._end(key, StatusCode.UNSET, None, time_ns)
+
+    def _on_inference_unfinished(
+        self,
+        event: InferenceFailed | InferenceCancelled,
+        thread_id: str | None,
+        turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        key = f"inference:{event.inference_call_id}"
+        if not self.is_open(key):
+            return
+        failed = isinstance(event, InferenceFailed)
+        reason = event.error if isinstance(event, InferenceFailed) else event.reason
+        status = ExecutionStatus.FAILED if failed else ExecutionStatus.CANCELLED
+        attributes: Attributes = {
+            sc.ROLLOUT_STATUS: status.value,
+            sc.ROLLOUT_ERROR: reason,
+            sc.ERROR_TYPE: _error_type(reason) if failed else "cancelled",
+        }
+        if event.upstream_request_id is not None:
+            attributes[sc.ROLLOUT_UPSTREAM_REQUEST_ID] = event.upstream_request_id
+        if event.partial_response_payload is not None:
+            self._payload_attributes(attributes, "response", event.partial_response_payload)
+        self._set(key, attributes)
+        self._end(key, StatusCode.ERROR if failed else StatusCode.UNSET, reason, time_ns)
+
+    # --- tools ---
+
+    def _on_tool_call_started(
+        self, event: ToolCallStarted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        kind_tag = _kind_tag(event.kind)
+        self._tool_kind[event.tool_call_id] = kind_tag
+        turn_key = f"turn:{turn_id}" if turn_id is not None else None
+        parent: str | None = None
+        if isinstance(event.requester, CodeCellRequester) and thread_id is not None:
+            cell_key = f"code_cell:{thread_id}:{event.requester.runtime_cell_id}"
+            parent = cell_key if cell_key in self._spans else None
+        if parent is None and turn_key is not None and turn_key in self._spans:
+            parent = turn_key
+        if parent is None and thread_id is not None:
+            parent = f"thread:{thread_id}"
+        tool_name = _tool_name(event)
+        attributes: Attributes = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+            sc.GEN_AI_TOOL_NAME: tool_name,
+            sc.GEN_AI_TOOL_CALL_ID: event.model_visible_call_id or event.tool_call_id,
+            sc.GEN_AI_TOOL_TYPE: (
+                sc.TOOL_TYPE_EXTENSION if isinstance(event.kind, McpKind) else sc.TOOL_TYPE_FUNCTION
+            ),
+            sc.ROLLOUT_TOOL_CALL_ID: event.tool_call_id,
+            sc.ROLLOUT_TOOL_KIND: kind_tag,
+        }
+        if turn_id is not None:
+            attributes[sc.ROLLOUT_TURN_ID] = turn_id
+        if event.invocation_payload is not None:
+            self._payload_attributes(attributes, "invocation", event.invocation_payload)
+        links: list[LinkSpec] = []
+        edge_kind = _EDGE_KIND_BY_TOOL_KIND.get(kind_tag)
+        if edge_kind is not None and edge_kind != sc.EDGE_SPAWN_AGENT:
+            edge_id = f"edge:tool:{event.tool_call_id}"
+            attributes[sc.ROLLOUT_EDGE_KIND] = edge_kind
+            attributes[sc.ROLLOUT_EDGE_ID] = edge_id
+            if isinstance(event.summary, AgentSummary):
+                target = self._thread_by_path.get(event.summary.target_agent_path)
+                if target is not None:
+                    links.append(LinkSpec(f"thread:{target}", _edge(edge_kind, edge_id)))
+        key = f"tool:{event.tool_call_id}"
+        started = self._start(
+            key,
+            parent,
+            f"{sc.OPERATION_EXECUTE_TOOL} {tool_name}",
+            SpanKind.INTERNAL,
+            time_ns,
+            attributes,
+            thread_id=thread_id,
+            turn_key=turn_key,
+            links=links,
+        )
+        if started and kind_tag == "spawn_agent" and thread_id in self._threads:
+            self._threads[thread_id].open_spawns.append(key)
+
+    def _on_tool_call_ended(
+        self, event: ToolCallEnded, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        key = f"tool:{event.tool_call_id}"
+        if not self.is_open(key):
+            return
+        attributes: Attributes = {sc.ROLLOUT_STATUS: event.status.value}
+        if event.result_payload is not None:
+            self._payload_attributes(attributes, "result", event.result_payload)
+        self._set(key, attributes)
+        self._end(key, _execution_status_code(event.status), None, time_ns)
+
+    def _on_tool_runtime(
+        self,
+        event: ToolCallRuntimeStarted | ToolCallRuntimeEnded,
+        thread_id: str | None,
+        turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        key = f"tool:{event.tool_call_id}"
+        if not self.is_open(key):
+            self._span_event(event, self._fallback_key(thread_id, turn_id), time_ns)
+            return
+        edge_kind = _EDGE_KIND_BY_TOOL_KIND.get(self._tool_kind.get(event.tool_call_id, ""))
+        if edge_kind is not None and edge_kind != sc.EDGE_SPAWN_AGENT:
+            targets: _RuntimeTargets | None = self._decode(event.runtime_payload, _runtime_decoder)
+            if targets is not None:
+                receivers = list(targets.receiver_thread_ids or [])
+                if targets.receiver_thread_id is not None:
+                    receivers.append(targets.receiver_thread_id)
+                edge_id = f"edge:tool:{event.tool_call_id}"
+                for receiver in dict.fromkeys(receivers):
+                    if f"thread:{receiver}" in self._spans:
+                        self.sink.add_link(
+                            key, LinkSpec(f"thread:{receiver}", _edge(edge_kind, edge_id))
+                        )
+        self._span_event(event, key, time_ns)
+
+    def _on_tool_side_event(
+        self,
+        event: McpToolCallCorrelationAssigned | StdinTargetResolved,
+        thread_id: str | None,
+        turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        key = f"tool:{event.tool_call_id}"
+        if not self.is_open(key):
+            key = self._fallback_key(thread_id, turn_id) or key
+        self._span_event(event, key, time_ns)
+
+    # --- code cells ---
+
+    def _on_code_cell_started(
+        self, event: CodeCellStarted, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        if thread_id is None:
+            return
+        turn_key = f"turn:{turn_id}" if turn_id is not None else None
+        parent = turn_key if turn_key is not None and turn_key in self._spans else None
+        attributes: Attributes = {
+            sc.ROLLOUT_CODE_CELL_ID: event.runtime_cell_id,
+            sc.GEN_AI_TOOL_CALL_ID: event.model_visible_call_id,
+        }
+        if turn_id is not None:
+            attributes[sc.ROLLOUT_TURN_ID] = turn_id
+        self._start(
+            f"code_cell:{thread_id}:{event.runtime_cell_id}",
+            parent or f"thread:{thread_id}",
+            "code_cell",
+            SpanKind.INTERNAL,
+            time_ns,
+            attributes,
+            thread_id=thread_id,
+            turn_key=turn_key,
+        )
+
+    def _on_code_cell_response(
+        self,
+        event: CodeCellInitialResponse | CodeCellEnded,
+        thread_id: str | None,
+        turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        key = f"code_cell:{thread_id}:{event.runtime_cell_id}"
+        if isinstance(event, CodeCellInitialResponse):
+            self._span_event(event, key, time_ns)
+            return
+        if not self.is_open(key):
+            return
+        attributes: Attributes = {sc.ROLLOUT_STATUS: event.status.value}
+        if event.response_payload is not None:
+            self._payload_attributes(attributes, "response", event.response_payload)
+        self._set(key, attributes)
+        failed = event.status is CodeCellRuntimeStatus.FAILED
+        self._end(key, StatusCode.ERROR if failed else StatusCode.UNSET, None, time_ns)
+
+    # --- compaction ---
+
+    def _on_compaction_request_started(
+        self,
+        event: CompactionRequestStarted,
+        thread_id: str | None,
+        turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        turn_key = f"turn:{event.codex_turn_id}"
+        compaction_key = f"compaction:{event.thread_id}:{event.compaction_id}"
+        self._compaction_of_request[event.compaction_request_id] = compaction_key
+        if compaction_key not in self._spans:
+            parent = turn_key if turn_key in self._spans else f"thread:{event.thread_id}"
+            self._start(
+                compaction_key,
+                parent,
+                "compaction",
+                SpanKind.INTERNAL,
+                time_ns,
+                {sc.ROLLOUT_COMPACTION_ID: event.compaction_id, sc.ROLLOUT_TURN_ID: turn_key[5:]},
+                thread_id=event.thread_id,
+                turn_key=turn_key,
+            )
+        attributes: Attributes = {
+            sc.GEN_AI_OPERATION_NAME: sc.OPERATION_COMPACT,
+            sc.GEN_AI_PROVIDER_NAME: event.provider_name,
+            sc.GEN_AI_REQUEST_MODEL: event.model,
+            sc.ROLLOUT_COMPACTION_ID: event.compaction_id,
+            sc.ROLLOUT_COMPACTION_REQUEST_ID: event.compaction_request_id,
+        }
+        self._payload_attributes(attributes, "request", event.request_payload)
+        self._start(
+            f"compaction_request:{event.compaction_request_id}",
+            compaction_key,
+            f"{sc.OPERATION_COMPACT} {event.model}",
+            SpanKind.CLIENT,
+            time_ns,
+            attributes,
+            thread_id=event.thread_id,
+            turn_key=turn_key,
+        )
+
+    def _on_compaction_request_finished(
+        self,
+        event: CompactionRequestCompleted | CompactionRequestFailed,
+        thread_id: str | None,
+        turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        key = f"compaction_request:{event.compaction_request_id}"
+        if not self.is_open(key):
+            return
+        if isinstance(event, CompactionRequestCompleted):
+            attributes: Attributes = {sc.ROLLOUT_STATUS: ExecutionStatus.COMPLETED.value}
+            self._payload_attributes(attributes, "response", event.response_payload)
+            self._set(key, attributes)
+            self._end(key, StatusCode.UNSET, None, time_ns)
+            return
+        self._set(
+            key,
+            {
+                sc.ROLLOUT_STATUS: ExecutionStatus.FAILED.value,
+                sc.ROLLOUT_ERROR: event.error,
+                sc.ERROR_TYPE: _error_type(event.error),
+            },
+        )
+        self._end(key, StatusCode.ERROR, event.error, time_ns)
+
+    def _on_compaction_installed(
+        self, event: CompactionInstalled, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        key = f"compaction:{thread_id}:{event.compaction_id}"
+        if not self.is_open(key):
+            self._span_event(event, self._fallback_key(thread_id, turn_id), time_ns)
+            return
+        attributes: Attributes = {sc.ROLLOUT_STATUS: ExecutionStatus.COMPLETED.value}
+        self._payload_attributes(attributes, "checkpoint", event.checkpoint_payload)
+        self._span_event(event, key, time_ns)
+        self._set(key, attributes)
+        self._end(key, StatusCode.UNSET, None, time_ns)
+
+    # --- agent results ---
+
+    def _on_agent_result(
+        self, event: AgentResultObserved, thread_id: str | None, turn_id: str | None, time_ns: int
+    ) -> None:
+        parent_thread = self._threads.get(event.parent_thread_id)
+        if parent_thread is None:
+            self._span_event(event, self._fallback_key(thread_id, turn_id), time_ns)
+            return
+        parent = parent_thread.open_turns[-1] if parent_thread.open_turns else parent_thread.key
+        child = self._threads.get(event.child_thread_id)
+        child_name = child.agent_name if child is not None else event.child_thread_id
+        attributes: Attributes = {
+            sc.ROLLOUT_EDGE_KIND: sc.EDGE_AGENT_RESULT,
+            sc.ROLLOUT_EDGE_ID: event.edge_id,
+            sc.ROLLOUT_PARENT_THREAD_ID: event.parent_thread_id,
+            sc.ROLLOUT_TURN_ID: event.child_codex_turn_id,
+        }
+        if event.carried_payload is not None:
+            self._payload_attributes(attributes, "carried", event.carried_payload)
+        links: list[LinkSpec] = []
+        for target in (f"turn:{event.child_codex_turn_id}", f"thread:{event.child_thread_id}"):
+            if target in self._spans:
+                links.append(LinkSpec(target, _edge(sc.EDGE_AGENT_RESULT, event.edge_id)))
+                break
+        key = f"agent_result:{event.edge_id}"
+        if self._start(
+            key,
+            parent,
+            f"agent_result {child_name}",
+            SpanKind.INTERNAL,
+            time_ns,
+            attributes,
+            thread_id=event.child_thread_id,
+            turn_key=None,
+            links=links,
+        ):
+            self._end(key, StatusCode.UNSET, None, time_ns)
+
+    # --- loose events ---
+
+    def _on_loose_event(
+        self,
+        event: HistoryItemAccepted | ProtocolEventObserved,
+        thread_id: str | None,
+        turn_id: str | None,
+        time_ns: int,
+    ) -> None:
+        self._span_event(event, self._fallback_key(thread_id, turn_id), time_ns)
+
+
+_HANDLERS: Mapping[type[Any], Callable[..., None]] = {
+    RolloutStarted: SpanMapper._on_rollout_started,
+    RolloutEnded: SpanMapper._on_rollout_ended,
+    RecordingCompleted: SpanMapper._on_recording_completed,
+    ThreadStarted: SpanMapper._on_thread_started,
+    ThreadEnded: SpanMapper._on_thread_ended,
+    CodexTurnStarted: SpanMapper._on_turn_started,
+    CodexTurnEnded: SpanMapper._on_turn_ended,
+    InferenceStarted: SpanMapper._on_inference_started,
+    InferenceCompleted: SpanMapper._on_inference_completed,
+    InferenceFailed: SpanMapper._on_inference_unfinished,
+    InferenceCancelled: SpanMapper._on_inference_unfinished,
+    ToolCallStarted: SpanMapper._on_tool_call_started,
+    ToolCallEnded: SpanMapper._on_tool_call_ended,
+    ToolCallRuntimeStarted: SpanMapper._on_tool_runtime,
+    ToolCallRuntimeEnded: SpanMapper._on_tool_runtime,
+    McpToolCallCorrelationAssigned: SpanMapper._on_tool_side_event,
+    StdinTargetResolved: SpanMapper._on_tool_side_event,
+    CodeCellStarted: SpanMapper._on_code_cell_started,
+    CodeCellInitialResponse: SpanMapper._on_code_cell_response,
+    CodeCellEnded: SpanMapper._on_code_cell_response,
+    CompactionRequestStarted: SpanMapper._on_compaction_request_started,
+    CompactionRequestCompleted: SpanMapper._on_compaction_request_finished,
+    CompactionRequestFailed: SpanMapper._on_compaction_request_finished,
+    CompactionInstalled: SpanMapper._on_compaction_installed,
+    AgentResultObserved: SpanMapper._on_agent_result,
+    HistoryItemAccepted: SpanMapper._on_loose_event,
+    ProtocolEventObserved: SpanMapper._on_loose_event,
+}
+
+
+def map_events(
+    events: Sequence[RawTraceEvent] | Any,
+    sink: SpanSink,
+    *,
+    trace_id: str,
+    rollout_id: str,
+    read_payload: PayloadReader,
+    capture_content: bool = False,
+    content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES,
+) -> SpanMapper:
+    """Map a whole event stream (e.g. a bundle's ``trace.jsonl``) and end what stays open.
+
+    Spans still open after the last event end at the last event's time.
+    """
+    mapper = SpanMapper(
+        sink,
+        trace_id=trace_id,
+        rollout_id=rollout_id,
+        read_payload=read_payload,
+        capture_content=capture_content,
+        content_max_bytes=content_max_bytes,
+    )
+    last_ns = 0
+    for event in events:
+        mapper.map_raw_event(event)
+        last_ns = event.wall_time_unix_ms * 1_000_000
+    mapper.finish(last_ns)
+    return mapper
+
+
+def truncate_utf8(body: bytes, max_bytes: int) -> str:
+    """Decode ``body`` as UTF-8, cut to at most ``max_bytes`` bytes on a character boundary."""
+    return body[: max(max_bytes, 0)].decode("utf-8", errors="ignore")
+
+
+def _edge(kind: str, edge_id: str) -> Attributes:
+    return {sc.ROLLOUT_EDGE_KIND: kind, sc.ROLLOUT_EDGE_ID: edge_id}
+
+
+def _event_name(payload: RawTraceEventPayload) -> str:
+    tag: str = payload.__struct_config__.tag  # type: ignore[assignment]
+    return tag
+
+
+def _kind_tag(kind: ToolCallKind) -> str:
+    tag: str = kind.__struct_config__.tag  # type: ignore[assignment]
+    return tag
+
+
+def _tool_name(event: ToolCallStarted) -> str:
+    if isinstance(event.kind, OtherKind):
+        return event.kind.name
+    if isinstance(event.kind, McpKind):
+        return event.kind.tool
+    label = getattr(event.summary, "label", None)
+    return label if isinstance(label, str) and label else _kind_tag(event.kind)
+
+
+def _parent_thread_id(metadata: _ThreadMetadata | None) -> str | None:
+    if metadata is None or not isinstance(metadata.session_source, dict):
+        return None
+    try:
+        source = msgspec.convert(metadata.session_source, _SessionSource)
+    except msgspec.ValidationError:
+        return None
+    if source.subagent is None or source.subagent.thread_spawn is None:
+        return None
+    return source.subagent.thread_spawn.parent_thread_id
+
+
+def _execution_status_code(status: ExecutionStatus) -> StatusCode:
+    return StatusCode.ERROR if status is ExecutionStatus.FAILED else StatusCode.UNSET
+
+
+def _error_type(message: str) -> str:
+    first_line = message.strip().splitlines()[0] if message.strip() else "error"
+    return first_line[:_ERROR_TYPE_MAX_CHARS]

@@ -1,0 +1,302 @@
+"""The per-rollout recorder: one ordered stream of raw events, to the bundle and to live spans.
+
+Every recording call of a rollout goes through :meth:`RolloutRecorder.emit`, which,
+under one lock, numbers the event's payload files, builds the raw event, maps it to
+OTel spans (:class:`SpanMapper` driving :class:`LiveSpanSink`) and queues it for the
+background writer. The bundle therefore records events in exactly the order the
+spans saw them, whatever the sampler decided about the spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.trace import Link, Span, StatusCode, Tracer
+
+from otel_rollout._background import BundleSink, PendingEvent, PendingPayload
+from otel_rollout._json import encode_pretty
+from otel_rollout._mapping import Attributes, LinkSpec, SpanMapper, SpanStart
+from otel_rollout._models import (
+    PayloadKind,
+    RawPayloadKind,
+    RawPayloadRef,
+    RawTraceEventPayload,
+)
+
+logger = logging.getLogger(__name__)
+
+LIVE_SCOPE_NAME = "otel_rollout"
+"""Instrumentation scope of the spans recorded live; the bundle exporter skips them."""
+
+_PAYLOAD_KINDS = {kind: RawPayloadKind(type=kind) for kind in PayloadKind}
+
+
+class PendingIdGenerator(IdGenerator):
+    """Hands out the ids the mapper derived, falling back to another generator.
+
+    Installed on the library's own :class:`~opentelemetry.sdk.trace.Tracer`, so a
+    recorded span gets the id replay will derive for it. Ids are passed per OS thread.
+    """
+
+    def __init__(self, fallback: IdGenerator | None = None) -> None:
+        """Wrap ``fallback`` (random ids by default)."""
+        self._fallback = fallback or RandomIdGenerator()
+        self._pending = threading.local()
+
+    def set_next(self, trace_id: int, span_id: int) -> None:
+        """Use these ids for the next span started on this OS thread."""
+        self._pending.trace_id = trace_id
+        self._pending.span_id = span_id
+
+    def clear(self) -> None:
+        """Forget ids not consumed."""
+        self._pending.trace_id = 0
+        self._pending.span_id = 0
+
+    def generate_span_id(self) -> int:
+        """Return the pending span id, else a fallback id."""
+        span_id: int = getattr(self._pending, "span_id", 0)
+        if span_id:
+            self._pending.span_id = 0
+            return span_id
+        return self._fallback.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        """Return the pending trace id, else a fallback id."""
+        trace_id: int = getattr(self._pending, "trace_id", 0)
+        if trace_id:
+            self._pending.trace_id = 0
+            return trace_id
+        return self._fallback.generate_trace_id()
+
+    def is_trace_id_random(self) -> bool:
+        """Derived trace ids are not promised random (W3C ``random`` flag unset)."""
+        return False
+
+
+class LiveSpanSink:
+    """A :class:`SpanSink` that records real spans through an OTel tracer."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        ids: PendingIdGenerator | None,
+        trace_id: int,
+        outer_context: otel_context.Context,
+    ) -> None:
+        """Record through ``tracer``; the root thread span's parent comes from ``outer_context``."""
+        self.tracer = tracer
+        self.ids = ids
+        self.trace_id = trace_id
+        self.outer_context = outer_context
+        self.spans: dict[str, Span] = {}
+
+    def start_span(self, start: SpanStart) -> None:
+        """Start a real span (ids come from the mapper when the library owns the generator)."""
+        if start.parent is not None and start.parent in self.spans:
+            context = trace.set_span_in_context(self.spans[start.parent])
+        else:
+            context = self.outer_context
+        links = [
+            Link(self.spans[link.target].get_span_context(), link.attributes)
+            for link in start.links
+            if link.target in self.spans
+        ]
+        if self.ids is not None:
+            self.ids.set_next(self.trace_id, start.span_id)
+        try:
+            span = self.tracer.start_span(
+                start.name,
+                context=context,
+                kind=start.kind,
+                attributes=start.attributes,
+                links=links,
+                start_time=start.start_time_ns,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        finally:
+            if self.ids is not None:
+                self.ids.clear()
+        self.spans[start.key] = span
+
+    def add_event(self, key: str, name: str, attributes: Attributes, time_ns: int) -> None:
+        """Add a span event."""
+        span = self.spans.get(key)
+        if span is not None and span.is_recording():
+            span.add_event(name, attributes, time_ns)
+
+    def set_attributes(self, key: str, attributes: Attributes) -> None:
+        """Set attributes."""
+        span = self.spans.get(key)
+        if span is not None and span.is_recording():
+            span.set_attributes(attributes)
+
+    def add_link(self, key: str, link: LinkSpec) -> None:
+        """Add a link after start."""
+        span = self.spans.get(key)
+        target = self.spans.get(link.target)
+        if span is not None and target is not None and span.is_recording():
+            span.add_link(target.get_span_context(), link.attributes)
+
+    def end_span(
+        self, key: str, status: StatusCode, description: str | None, end_time_ns: int
+    ) -> None:
+        """End a span with a status."""
+        span = self.spans.get(key)
+        if span is None:
+            return
+        if status is StatusCode.ERROR:
+            span.set_status(status, description)
+        span.end(end_time_ns)
+        # keep only the context (for later children and links), not the finished span
+        self.spans[key] = trace.NonRecordingSpan(span.get_span_context())
+
+
+class RolloutRecorder:
+    """Records one rollout (all its threads): bundle events and live spans, in one order."""
+
+    def __init__(
+        self,
+        bundle: BundleSink,
+        submit: Callable[[PendingEvent, int], bool],
+        sink: LiveSpanSink,
+        *,
+        capture_content: bool,
+        content_max_bytes: int,
+    ) -> None:
+        """Wire a bundle, the writer queue and a live span sink together."""
+        manifest = bundle.writer.manifest
+        self.bundle = bundle
+        self.trace_id = manifest.trace_id
+        self.root_thread_id = manifest.root_thread_id
+        self._submit = submit
+        self.sink = sink
+        self._current: dict[str, bytes] = {}
+        self.mapper = SpanMapper(
+            sink,
+            trace_id=manifest.trace_id,
+            rollout_id=manifest.rollout_id,
+            read_payload=self._read_current_payload,
+            capture_content=capture_content,
+            content_max_bytes=content_max_bytes,
+        )
+        self._lock = threading.Lock()
+        self._next_payload = 1
+        self._pid = os.getpid()
+        self.active = True
+        """False once the bundle is complete, lost or inherited by a forked child."""
+        self._spans_broken = False
+
+    def _read_current_payload(self, ref: RawPayloadRef) -> bytes | None:
+        return self._current.get(ref.path)
+
+    def encode(self, kind: PayloadKind, value: Any) -> PendingPayload | None:
+        """Encode a payload body (outside the lock); ``None`` if it is not JSON."""
+        try:
+            body = encode_pretty(value)
+        except (TypeError, ValueError, OverflowError) as error:
+            logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
+            return None
+        return PendingPayload(0, kind, body)
+
+    def emit(
+        self,
+        build: Callable[[Sequence[RawPayloadRef | None]], RawTraceEventPayload],
+        thread_id: str | None,
+        codex_turn_id: str | None,
+        payloads: Sequence[PendingPayload | None] = (),
+    ) -> bool:
+        """Record one event: number its payloads, build it, map it to spans, queue it.
+
+        ``build`` receives one ref per entry of ``payloads`` (``None`` where the entry
+        is ``None``). Returns ``False`` when the event was not recorded.
+        """
+        if not self.active or self._pid != os.getpid():
+            return False
+        with self._lock:
+            if not self.active:
+                return False
+            refs: list[RawPayloadRef | None] = []
+            files: list[PendingPayload] = []
+            nbytes = 0
+            for payload in payloads:
+                if payload is None:
+                    refs.append(None)
+                    continue
+                ordinal = self._next_payload
+                self._next_payload += 1
+                payload.ordinal = ordinal
+                path = f"payloads/{ordinal}.json"
+                refs.append(
+                    RawPayloadRef(
+                        raw_payload_id=f"raw_payload:{ordinal}",
+                        kind=_PAYLOAD_KINDS[payload.kind],
+                        path=path,
+                    )
+                )
+                files.append(payload)
+                nbytes += len(payload.body)
+            event = build(refs)
+            now_ns = time.time_ns()
+            if not self._spans_broken:
+                self._map(event, thread_id, codex_turn_id, now_ns, files)
+            item = PendingEvent(
+                self.bundle, tuple(files), event, thread_id, codex_turn_id, now_ns // 1_000_000
+            )
+            if not self._submit(item, nbytes + 256):
+                self._lose()
+                return False
+            return True
+
+    def _map(
+        self,
+        event: RawTraceEventPayload,
+        thread_id: str | None,
+        codex_turn_id: str | None,
+        now_ns: int,
+        files: list[PendingPayload],
+    ) -> None:
+        self._current = {f"payloads/{file.ordinal}.json": file.body for file in files}
+        try:
+            self.mapper.map_event(
+                event, thread_id=thread_id, codex_turn_id=codex_turn_id, time_ns=now_ns
+            )
+        except Exception:
+            self._spans_broken = True
+            logger.warning(
+                "rollout trace: live spans of %s stopped after a mapping error "
+                "(the bundle is still written)",
+                self.trace_id,
+                exc_info=True,
+            )
+        finally:
+            self._current = {}
+
+    def _lose(self) -> None:
+        """An event could not be queued: stop this bundle so it stays a valid prefix."""
+        self.active = False
+        self.bundle.stopped = True
+        self.bundle.lost_events += 1
+        logger.warning(
+            "rollout trace: the writer queue stayed full, recording of %s stopped "
+            "(events recorded so far are kept)",
+            self.bundle.writer.bundle_dir,
+        )
+
+    def close(self) -> None:
+        """Stop recording (after ``recording_completed``); later events are ignored."""
+        with self._lock:
+            self.active = False
+
+    def span(self, key: str) -> Span | None:
+        """The live span ``key``, if it was started."""
+        return self.sink.spans.get(key)

@@ -1,0 +1,88 @@
+"""Attribute names and values that otel-rollout puts on spans, span events and links.
+
+``gen_ai.*`` names are pinned copies of the OpenTelemetry GenAI semantic conventions
+(the upstream module is ``_incubating``). Everything else lives under ``rollout.*``.
+No name is both a leaf and the prefix of another name.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- OpenTelemetry GenAI semantic conventions (pinned) ---
+
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+ERROR_TYPE: Final = "error.type"
+
+OPERATION_INVOKE_AGENT: Final = "invoke_agent"
+OPERATION_CHAT: Final = "chat"
+OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+OPERATION_COMPACT: Final = "compact"
+
+TOOL_TYPE_FUNCTION: Final = "function"
+TOOL_TYPE_EXTENSION: Final = "extension"
+
+# --- rollout.* identities ---
+
+ROLLOUT_TRACE_ID: Final = "rollout.trace_id"
+"""The bundle's ``trace_id`` (the OTel trace id written as a UUID)."""
+ROLLOUT_ID: Final = "rollout.rollout_id"
+ROLLOUT_THREAD_ID: Final = "rollout.thread_id"
+ROLLOUT_PARENT_THREAD_ID: Final = "rollout.parent_thread_id"
+ROLLOUT_AGENT_PATH: Final = "rollout.agent_path"
+ROLLOUT_TURN_ID: Final = "rollout.turn_id"
+ROLLOUT_STATUS: Final = "rollout.status"
+"""Final status of the thread, turn, attempt, tool call, code cell or compaction."""
+ROLLOUT_INFERENCE_CALL_ID: Final = "rollout.inference_call_id"
+ROLLOUT_UPSTREAM_REQUEST_ID: Final = "rollout.upstream_request_id"
+ROLLOUT_TOOL_CALL_ID: Final = "rollout.tool_call_id"
+ROLLOUT_TOOL_KIND: Final = "rollout.tool_kind"
+ROLLOUT_CODE_CELL_ID: Final = "rollout.code_cell_id"
+ROLLOUT_COMPACTION_ID: Final = "rollout.compaction_id"
+ROLLOUT_COMPACTION_REQUEST_ID: Final = "rollout.compaction_request_id"
+ROLLOUT_ERROR: Final = "rollout.error"
+"""The error or cancellation reason recorded with a failed or cancelled object."""
+
+# --- edges (on links, mirrored on the span holding the link: Jaeger drops link attributes) ---
+
+ROLLOUT_EDGE_KIND: Final = "rollout.edge.kind"
+ROLLOUT_EDGE_ID: Final = "rollout.edge.id"
+
+EDGE_SPAWN_AGENT: Final = "spawn_agent"
+EDGE_ASSIGN_AGENT_TASK: Final = "assign_agent_task"
+EDGE_SEND_MESSAGE: Final = "send_message"
+EDGE_CLOSE_AGENT: Final = "close_agent"
+EDGE_AGENT_RESULT: Final = "agent_result"
+
+# --- span events ---
+
+ROLLOUT_EVENT_JSON: Final = "rollout.event.json"
+"""On a span event: the raw event's payload object as compact JSON."""
+
+# --- payload references: rollout.payload.<role>.{path,size,sha256,content} ---
+
+PAYLOAD_PREFIX: Final = "rollout.payload."
+PAYLOAD_PATH_SUFFIX: Final = ".path"
+PAYLOAD_SIZE_SUFFIX: Final = ".size"
+PAYLOAD_SHA256_SUFFIX: Final = ".sha256"
+PAYLOAD_CONTENT_SUFFIX: Final = ".content"
+"""Only with ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``, truncated."""
+
+
+def payload_attribute(role: str, suffix: str) -> str:
+    """Return ``rollout.payload.<role><suffix>``, e.g. ``rollout.payload.request.sha256``."""
+    return f"{PAYLOAD_PREFIX}{role}{suffix}"
+
+
+__all__ = [name for name in dir() if name.isupper()] + ["payload_attribute"]

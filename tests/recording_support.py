@@ -1,0 +1,92 @@
+"""Shared helpers for the recording tests: a real SDK pipeline and the example rollout."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+
+import otel_rollout
+from otel_rollout import _config
+from otel_rollout._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Pipeline:
+    """An SDK provider with an in-memory exporter beside the bundle exporter."""
+
+    root: Path
+    provider: TracerProvider
+    memory: InMemorySpanExporter
+    exporter: RolloutBundleSpanExporter
+
+    def spans(self) -> list[ReadableSpan]:
+        """Every finished span, after flushing."""
+        self.provider.force_flush()
+        return list(self.memory.get_finished_spans())
+
+    def bundles(self) -> list[Path]:
+        """Bundle directories under the trace root, after flushing the writer."""
+        assert self.exporter.force_flush()
+        return sorted(self.root.glob("trace-*")) if self.root.exists() else []
+
+
+def make_pipeline(root: Path, sampler: Sampler | None = None) -> Pipeline:
+    """Configure recording into ``root`` through a fresh SDK pipeline."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    exporter = RolloutBundleSpanExporter()
+    provider.add_span_processor(RolloutSpanProcessor(exporter))
+    otel_rollout.configure(trace_root=root, tracer_provider=provider, exporter=exporter)
+    return Pipeline(root, provider, memory, exporter)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    """Recording configured into ``tmp_path/traces`` with a real SDK pipeline."""
+    monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
+    monkeypatch.delenv(_config.CAPTURE_CONTENT_ENV, raising=False)
+    monkeypatch.delenv(_config.CONTENT_MAX_BYTES_ENV, raising=False)
+    made = make_pipeline(tmp_path / "traces")
+    yield made
+    _config.reset()
+    made.provider.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _reset_configuration() -> Iterator[None]:
+    yield
+    _config.reset()
+
+
+def load_example() -> ModuleType:
+    """Import examples/two_agents.py as a module."""
+    path = REPO_ROOT / "examples" / "two_agents.py"
+    spec = importlib.util.spec_from_file_location("two_agents_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_events(bundle: Path) -> list[dict[str, object]]:
+    """The bundle's events as JSON objects."""
+    lines = (bundle / "trace.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def event_types(bundle: Path) -> list[str]:
+    """The bundle's event types, in order."""
+    return [str(event["payload"]["type"]) for event in read_events(bundle)]  # type: ignore[index]
