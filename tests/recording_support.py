@@ -53,9 +53,8 @@ def make_pipeline(root: Path, sampler: Sampler | None = None) -> Pipeline:
     return Pipeline(root, provider, memory, exporter)
 
 
-@pytest.fixture
-def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    """Recording configured into ``tmp_path/traces`` with a real SDK pipeline."""
+def pipeline_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    """Body of a ``pipeline`` fixture: recording into ``tmp_path/traces``, a real SDK pipeline."""
     monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
     monkeypatch.delenv(_config.CAPTURE_CONTENT_ENV, raising=False)
     monkeypatch.delenv(_config.CONTENT_MAX_BYTES_ENV, raising=False)
@@ -63,12 +62,6 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
     yield made
     _config.reset()
     made.provider.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _config.reset()
 
 
 def load_example() -> ModuleType:

@@ -6,20 +6,13 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from codex_support import codex_reduce
-from recording_support import (  # noqa: F401 (fixtures)
-    Pipeline,
-    _reset_configuration,
-    event_types,
-    load_example,
-    pipeline,
-    read_events,
-)
 
 import otel_rollout
+from codex_support import codex_reduce
 from otel_rollout import (
     AgentResultTracePayload,
     CodeCellRuntimeStatus,
@@ -28,11 +21,24 @@ from otel_rollout import (
     ThreadStartedTraceMetadata,
     ThreadTraceContext,
     ToolDispatchInvocation,
+    _config,
     current_thread,
     current_turn,
     validate_bundle,
 )
-from otel_rollout import _config
+from recording_support import Pipeline, event_types, load_example, pipeline_fixture, read_events
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    yield from pipeline_fixture(tmp_path, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _reset_configuration() -> Iterator[None]:
+    yield
+    _config.reset()
+
 
 REQUEST = {
     "input": [
