@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from otel_rollout._config import configure as configure
     from otel_rollout._exporter import RolloutBundleSpanExporter as RolloutBundleSpanExporter
     from otel_rollout._exporter import RolloutSpanProcessor as RolloutSpanProcessor
+    from otel_rollout._reduce import RolloutTrace as RolloutTrace
+    from otel_rollout._reduce import replay_bundle as replay_bundle
+    from otel_rollout._reduce import write_state as write_state
 
 _EXPORTS: dict[str, str] = {
     # foundation: the bundle format
@@ -79,6 +82,10 @@ _EXPORTS: dict[str, str] = {
     "configure": "otel_rollout._config",
     "RolloutBundleSpanExporter": "otel_rollout._exporter",
     "RolloutSpanProcessor": "otel_rollout._exporter",
+    # offline replay: the reducer
+    "RolloutTrace": "otel_rollout._reduce",
+    "replay_bundle": "otel_rollout._reduce",
+    "write_state": "otel_rollout._reduce",
 }
 """Public name -> module that defines it."""
 

@@ -20,6 +20,7 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 _COMMANDS: dict[str, str] = {
+    "reduce": "otel_rollout.cli._reduce",
     "validate": "otel_rollout.cli._validate",
     "show": "otel_rollout.cli._show",
 }

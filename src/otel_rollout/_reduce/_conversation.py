@@ -1,0 +1,396 @@
+"""The conversation: model-visible items reconciled from request, response and checkpoint payloads.
+
+A full request is a snapshot of the live context: its items reuse the ids of the
+thread's previous snapshot, by position first and otherwise by first unused match.
+Responses and incremental requests append after a known prefix. Compaction installs
+a boundary marker and replacement history that the next full request compares to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_rollout._reduce import _code_cells, _edges, _tools
+from otel_rollout._reduce._model import (
+    CompactionProducer,
+    ConversationBody,
+    ConversationItem,
+    EncodedPart,
+    InferenceProducer,
+    JsonPart,
+    ProducerRef,
+    SummaryPart,
+    TextPart,
+)
+from otel_rollout._reduce._normalize import Normalized, normalize_item, normalize_items, token_usage
+from otel_rollout._reduce._state import ReduceError, ReducerState
+
+_CALL_KINDS = frozenset({"function_call", "custom_tool_call"})
+_OUTPUT_KINDS = frozenset({"function_call_output", "custom_tool_call_output"})
+
+
+def reduce_request(
+    state: ReducerState, wall: int, call_id: str, thread_id: str, turn_id: str, payload_ref: Any
+) -> list[str]:
+    """Reconcile an inference request's ``input`` and return the full request item ids."""
+    payload = state.read_payload(payload_ref)
+    pid = payload_ref.raw_payload_id
+    if not isinstance(payload, dict) or "input" not in payload:
+        raise ReduceError(f"inference request payload {pid} did not contain input")
+    request_items = payload["input"]
+    if not isinstance(request_items, list):
+        raise ReduceError(f"inference request payload {pid} had non-array input")
+    items = normalize_items(request_items, pid)
+    previous_response_id = payload.get("previous_response_id")
+    if not isinstance(previous_response_id, str):
+        previous_response_id = None
+    del payload, request_items
+    override = None
+    if previous_response_id is None:
+        override = state.pending_replacements.get(thread_id)
+        ids = reconcile(state, items, thread_id, turn_id, wall, [], 0, True, override)
+    else:
+        base = traced_response_snapshot(state, thread_id, previous_response_id)
+        if base is None:
+            raise ReduceError(
+                f"incremental inference request {call_id} referenced unknown "
+                f"previous_response_id {previous_response_id}"
+            )
+        ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), False, None)
+    state.append_thread_items(thread_id, ids)
+    if override is not None:
+        del state.pending_replacements[thread_id]
+    state.snapshots[thread_id] = list(ids)
+    return ids
+
+
+def traced_response_snapshot(
+    state: ReducerState, thread_id: str, response_id: str
+) -> list[str] | None:
+    """Request plus response ids of the first call (key order) in the thread with that response."""
+    calls = state.trace.inference_calls
+    for key in sorted(calls):
+        call = calls[key]
+        if call.thread_id == thread_id and call.response_id == response_id:
+            return call.request_item_ids + call.response_item_ids
+    return None
+
+
+def reduce_response(state: ReducerState, wall: int, call_id: str, payload_ref: Any) -> list[str]:
+    """Reconcile an inference response's ``output_items``, appended to the thread snapshot."""
+    payload = state.read_payload(payload_ref)
+    pid = payload_ref.raw_payload_id
+    output_items = payload.get("output_items") if isinstance(payload, dict) else None
+    if not isinstance(output_items, list):
+        raise ReduceError(f"inference response payload {pid} did not contain output_items")
+    call = state.trace.inference_calls.get(call_id)
+    if call is None:
+        raise ReduceError(f"inference response referenced unknown call {call_id}")
+    items = normalize_items(output_items, pid)
+    usage = token_usage(payload.get("token_usage"))
+    del payload, output_items
+    thread_id = call.thread_id
+    snapshot = state.snapshots.get(thread_id)
+    append_at = len(snapshot) if snapshot is not None else 0
+    producers: list[ProducerRef] = [InferenceProducer(call_id)]
+    ids = reconcile(
+        state, items, thread_id, call.codex_turn_id, wall, producers, append_at, False, None
+    )
+    state.append_thread_items(thread_id, ids)
+    state.snapshots.setdefault(thread_id, []).extend(ids)
+    if usage is not None:
+        call.usage = usage
+    return ids
+
+
+def reconcile(
+    state: ReducerState,
+    items: list[Normalized],
+    thread_id: str,
+    turn_id: str,
+    wall: int,
+    producers: list[ProducerRef],
+    start_index: int,
+    full_snapshot: bool,
+    override: list[str] | None,
+) -> list[str]:
+    """Give each item an id: reuse the previous snapshot's, or create one (Codex's rules)."""
+    previous = override if override is not None else state.snapshots.get(thread_id, [])
+    conversation = state.trace.conversation_items
+    ids: list[str] = []
+    used: set[str] = set()
+    index = start_index
+    for item in items:
+        if item.call_id is not None:
+            ensure_call_id_consistency(state, thread_id, item)
+        item_id: str | None = None
+        if index < len(previous):
+            candidate = previous[index]
+            existing = conversation.get(candidate)
+            if existing is not None and item_matches(existing, item):
+                item_id = candidate
+            elif not full_snapshot:
+                raise ReduceError(
+                    f"model conversation mismatch while reducing turn {turn_id} for thread "
+                    f"{thread_id} at item index {index}: existing item {candidate} does not "
+                    "match the current model payload item"
+                )
+        if item_id is None:
+            if full_snapshot:
+                item_id = _first_unused_match(state, previous, used, item)
+            if item_id is None:
+                item_id = create_item(state, thread_id, turn_id, wall, item, list(producers))
+        sighted(state, item_id, item, producers)
+        ids.append(item_id)
+        used.add(item_id)
+        index += 1
+    _code_cells.flush_pending_starts(state)
+    return ids
+
+
+def reconcile_detached(
+    state: ReducerState,
+    items: list[Normalized],
+    thread_id: str,
+    turn_id: str,
+    wall: int,
+    producers: list[ProducerRef],
+    candidates: list[str],
+) -> list[str]:
+    """Reconcile against candidates by first unused match only (compaction checkpoints)."""
+    ids: list[str] = []
+    used: set[str] = set()
+    for item in items:
+        if item.call_id is not None:
+            ensure_call_id_consistency(state, thread_id, item)
+        item_id = _first_unused_match(state, candidates, used, item)
+        if item_id is None:
+            item_id = create_item(state, thread_id, turn_id, wall, item, list(producers))
+        sighted(state, item_id, item, producers)
+        ids.append(item_id)
+        used.add(item_id)
+    _code_cells.flush_pending_starts(state)
+    return ids
+
+
+def sighted(
+    state: ReducerState, item_id: str, item: Normalized, producers: list[ProducerRef]
+) -> None:
+    """Update an item seen (again) in a payload, then link it to tools, cells and edges."""
+    existing = state.trace.conversation_items[item_id]
+    if existing.kind == "reasoning":
+        _merge_reasoning(existing.body, item.parts)
+    if existing.responses_item_id is None and item.responses_item_id is not None:
+        existing.responses_item_id = item.responses_item_id
+        state.items_by_responses_id.setdefault(
+            (existing.thread_id, item.responses_item_id), item_id
+        )
+    for producer in producers:
+        if producer not in existing.produced_by:
+            existing.produced_by.append(producer)
+    call_id = item.call_id
+    if call_id is not None:
+        kind = item.kind
+        if kind in _CALL_KINDS or kind in _OUTPUT_KINDS:
+            _tools.attach_model_visible_item(state, item_id, call_id, kind)
+        if kind == "custom_tool_call_output":
+            _code_cells.attach_output_item(state, item_id, call_id)
+    _edges.resolve_pending_for_item(state, item_id)
+
+
+def _first_unused_match(
+    state: ReducerState, candidates: list[str], used: set[str], item: Normalized
+) -> str | None:
+    conversation = state.trace.conversation_items
+    for candidate in candidates:
+        if candidate not in used:
+            existing = conversation.get(candidate)
+            if existing is not None and item_matches(existing, item):
+                return candidate
+    return None
+
+
+def create_item(
+    state: ReducerState,
+    thread_id: str,
+    turn_id: str | None,
+    wall: int,
+    item: Normalized,
+    producers: list[ProducerRef],
+) -> str:
+    """Insert a new conversation item and return its id."""
+    item_id = f"conversation_item:{state.next_item_ordinal}"
+    state.next_item_ordinal += 1
+    state.trace.conversation_items[item_id] = ConversationItem(
+        item_id=item_id,
+        responses_item_id=item.responses_item_id,
+        thread_id=thread_id,
+        codex_turn_id=turn_id,
+        first_seen_at_unix_ms=wall,
+        role=item.role,
+        channel=item.channel,
+        kind=item.kind,
+        agent_message=item.agent_message,
+        body=ConversationBody(parts=list(item.parts)),
+        call_id=item.call_id,
+        produced_by=producers,
+    )
+    if item.call_id is not None:
+        state.items_by_call_id.setdefault((thread_id, item.call_id), []).append(item_id)
+    if item.responses_item_id is not None:
+        state.items_by_responses_id.setdefault((thread_id, item.responses_item_id), item_id)
+    return item_id
+
+
+def accept_agent_message(
+    state: ReducerState,
+    wall: int,
+    thread_id: str,
+    turn_id: str | None,
+    item_id: str,
+    payload_ref: Any,
+) -> None:
+    """An accepted inter-agent message enters the thread's history now, from its payload."""
+    pid = payload_ref.raw_payload_id
+    item = normalize_item(state.read_payload(payload_ref), pid)
+    if item.agent_message is None or item.responses_item_id != item_id:
+        raise ReduceError(f"accepted agent message does not match receipt {item_id}")
+    if (thread_id, item_id) in state.items_by_responses_id:
+        return
+    new_id = create_item(state, thread_id, turn_id, wall, item, [])
+    state.append_thread_items(thread_id, [new_id])
+    state.snapshots.setdefault(thread_id, []).append(new_id)
+    sighted(state, new_id, item, [])
+    _code_cells.flush_pending_starts(state)
+
+
+def ensure_call_id_consistency(state: ReducerState, thread_id: str, item: Normalized) -> None:
+    """Items of a thread sharing a call id and kind must all match (Codex's rule)."""
+    assert item.call_id is not None
+    same = state.items_by_call_id.get((thread_id, item.call_id))
+    if not same:
+        return
+    conversation = state.trace.conversation_items
+    for item_id in same:
+        existing = conversation[item_id]
+        if existing.kind == item.kind and not item_matches(existing, item):
+            raise ReduceError(
+                f"model-visible call id {item.call_id} was reused with different content"
+            )
+
+
+def item_matches(existing: ConversationItem, item: Normalized) -> bool:
+    """Codex's ``conversation_item_matches`` (plus the Responses item id, when both have one)."""
+    if (
+        existing.kind != item.kind
+        or existing.role != item.role
+        or existing.channel != item.channel
+        or existing.call_id != item.call_id
+        or existing.agent_message != item.agent_message
+    ):
+        return False
+    rid = existing.responses_item_id
+    if rid is not None and item.responses_item_id is not None and rid != item.responses_item_id:
+        return False
+    if item.kind == "reasoning":
+        return _reasoning_body_matches(existing.body.parts, item.parts)
+    return body_matches(existing.body.parts, item.parts)
+
+
+def body_matches(left: list[Any], right: list[Any]) -> bool:
+    """Parts pairwise equal; ``json`` parts compare only their summary."""
+    if left == right:
+        return True
+    if len(left) != len(right):
+        return False
+    for a, b in zip(left, right, strict=True):
+        if a != b:
+            if type(a) is JsonPart and type(b) is JsonPart and a.summary == b.summary:
+                continue
+            return False
+    return True
+
+
+def _first_encoded(parts: list[Any]) -> EncodedPart | None:
+    for part in parts:
+        if type(part) is EncodedPart:
+            return part
+    return None
+
+
+def _reasoning_body_matches(left: list[Any], right: list[Any]) -> bool:
+    if body_matches(left, right):
+        return True
+    a = _first_encoded(left)
+    if a is None:
+        return False
+    b = _first_encoded(right)
+    return b is not None and a == b
+
+
+def _merge_reasoning(existing: ConversationBody, incoming: list[Any]) -> None:
+    """Fill in readable reasoning text or summary the first sighting lacked."""
+    parts = existing.parts
+    if body_matches(parts, incoming):
+        return
+    if not _reasoning_body_matches(parts, incoming):
+        raise ReduceError(
+            "reasoning item merge attempted with different encrypted_content identity"
+        )
+    texts = [p for p in parts if type(p) is TextPart]
+    summaries = [p for p in parts if type(p) is SummaryPart]
+    if texts and summaries:
+        return
+    if not texts:
+        texts = [p for p in incoming if type(p) is TextPart]
+    if not summaries:
+        summaries = [p for p in incoming if type(p) is SummaryPart]
+    encoded = [p for p in parts if type(p) is EncodedPart]
+    existing.parts = [*texts, *summaries, *encoded]
+
+
+def reduce_checkpoint(
+    state: ReducerState,
+    wall: int,
+    thread_id: str,
+    turn_id: str,
+    compaction_id: str,
+    payload_ref: Any,
+) -> tuple[list[str], str, list[str]]:
+    """Install a compaction checkpoint: (input ids, marker id, replacement ids)."""
+    payload = state.read_payload(payload_ref)
+    pid = payload_ref.raw_payload_id
+    histories = []
+    for key in ("input_history", "replacement_history"):
+        value = payload.get(key) if isinstance(payload, dict) else None
+        if not isinstance(value, list):
+            raise ReduceError(f"compaction checkpoint payload {pid} did not contain array {key}")
+        histories.append(value)
+    input_items = normalize_items(histories[0], pid)
+    replacement_items = normalize_items(histories[1], pid)
+    del payload, histories
+    candidates = list(state.snapshots.get(thread_id, []))
+    input_ids = reconcile_detached(state, input_items, thread_id, turn_id, wall, [], candidates)
+    producer: list[ProducerRef] = [CompactionProducer(compaction_id)]
+    marker = Normalized("assistant", None, "compaction_marker", [])
+    marker_id = create_item(state, thread_id, turn_id, wall, marker, list(producer))
+    replacement_ids = reconcile_detached(
+        state, replacement_items, thread_id, turn_id, wall, producer, []
+    )
+    state.append_thread_items(thread_id, input_ids)
+    state.append_thread_items(thread_id, [marker_id])
+    state.append_thread_items(thread_id, replacement_ids)
+    return input_ids, marker_id, replacement_ids
+
+
+def apply_acceptances(state: ReducerState) -> None:
+    """Stamp each item with the first acceptance of its Responses id in its thread."""
+    accepted = state.accepted
+    if not accepted:
+        return
+    for item in state.trace.conversation_items.values():
+        rid = item.responses_item_id
+        if rid is not None:
+            stamp = accepted.get((item.thread_id, rid))
+            if stamp is not None:
+                item.accepted_at_unix_ms, item.accepted_seq = stamp

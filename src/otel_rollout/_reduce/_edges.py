@@ -1,0 +1,498 @@
+"""Interaction edges between threads: spawn, task, message, agent result and close.
+
+A delivery edge targets the recipient-side conversation item that carried the
+message; until that item is reduced the edge waits in a queue. Spawn edges still
+waiting when the replay ends fall back to the child thread; others are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_rollout._models import AgentResultObserved, RawPayloadRef
+from otel_rollout._reduce._model import (
+    ConversationItemAnchor,
+    EncodedPart,
+    InteractionEdge,
+    TextPart,
+    ThreadAnchor,
+    ToolCallAnchor,
+    TraceAnchor,
+)
+from otel_rollout._reduce._state import (
+    PendingEdge,
+    ReduceError,
+    ReducerState,
+    extend_unique,
+    push_unique,
+)
+
+_ENCRYPTED = "encrypted_content"
+
+
+def tool_edge_id(tool_call_id: str) -> str:
+    """The id of the edge a tool call creates (task, message, close)."""
+    return f"edge:tool:{tool_call_id}"
+
+
+def _agent_path(state: ReducerState, thread_id: str) -> str:
+    thread = state.trace.threads.get(thread_id)
+    if thread is None:
+        raise ReduceError(f"agent edge referenced unknown thread {thread_id}")
+    return thread.agent_path
+
+
+def _tool_payload_ids(state: ReducerState, tool_call_id: str) -> list[str]:
+    tool = state.trace.tool_calls[tool_call_id]
+    ids: list[str] = []
+    if tool.raw_invocation_payload_id is not None:
+        ids.append(tool.raw_invocation_payload_id)
+    extend_unique(ids, tool.raw_runtime_payload_ids)
+    if tool.raw_result_payload_id is not None:
+        push_unique(ids, tool.raw_result_payload_id)
+    return ids
+
+
+def _field(value: Any, key: str, pid: str, *, optional: bool = False) -> Any:
+    if not isinstance(value, dict):
+        raise ReduceError(f"parse agent runtime payload {pid}: not an object")
+    found = value.get(key)
+    if found is None and optional:
+        return None
+    if not isinstance(found, str):
+        raise ReduceError(f"parse agent runtime payload {pid}: missing field `{key}`")
+    return found
+
+
+def start_from_runtime(
+    state: ReducerState, tool_call_id: str, kind: str, payload: RawPayloadRef
+) -> None:
+    """Runtime begin of a task, message or close tool."""
+    if kind not in ("assign_agent_task", "send_message", "close_agent"):
+        return
+    value = state.read_payload(payload)
+    pid = payload.raw_payload_id
+    receiver = _field(value, "receiver_thread_id", pid)
+    if kind == "close_agent":
+        _upsert_close(state, tool_call_id, receiver, None)
+        return
+    prompt = _field(value, "prompt", pid)
+    _queue_message(state, tool_call_id, kind, receiver, prompt, None)
+
+
+def end_from_runtime(
+    state: ReducerState, wall: int, tool_call_id: str, kind: str, payload: RawPayloadRef
+) -> None:
+    """Runtime end: sub-agent activity, or the collab end event of an agent tool."""
+    value = state.read_payload(payload)
+    pid = payload.raw_payload_id
+    if isinstance(value, dict) and "agent_thread_id" in value:
+        target = _field(value, "agent_thread_id", pid)
+        activity = _field(value, "kind", pid)
+        _end_activity(state, wall, tool_call_id, kind, target, activity)
+        return
+    if kind == "spawn_agent":
+        child = _field(value, "new_thread_id", pid, optional=True)
+        sender = _field(value, "sender_thread_id", pid)
+        prompt = _field(value, "prompt", pid)
+        if child is None:
+            return
+        tool = state.trace.tool_calls[tool_call_id]
+        _queue_or_resolve(
+            state,
+            PendingEdge(
+                edge_id=f"edge:spawn:{sender}:{child}",
+                kind="spawn_agent",
+                source=ToolCallAnchor(tool_call_id),
+                target_thread_id=child,
+                message_author=_agent_path(state, tool.thread_id),
+                message_content=prompt,
+                unresolved_spawn_thread_id=child,
+                started_at_unix_ms=tool.execution.started_at_unix_ms,
+                ended_at_unix_ms=wall,
+                carried_raw_payload_ids=_tool_payload_ids(state, tool_call_id),
+            ),
+        )
+    elif kind in ("assign_agent_task", "send_message"):
+        receiver = _field(value, "receiver_thread_id", pid)
+        prompt = _field(value, "prompt", pid)
+        _queue_message(state, tool_call_id, kind, receiver, prompt, wall)
+    elif kind == "close_agent":
+        receiver = _field(value, "receiver_thread_id", pid)
+        _upsert_close(state, tool_call_id, receiver, wall)
+
+
+_ACTIVITY = {
+    ("spawn_agent", "started"),
+    ("assign_agent_task", "interacted"),
+    ("send_message", "interacted"),
+    ("close_agent", "interrupted"),
+}
+
+
+def _end_activity(
+    state: ReducerState, wall: int, tool_call_id: str, kind: str, target: str, activity: str
+) -> None:
+    if (kind, activity) not in _ACTIVITY:
+        raise ReduceError(
+            f"sub-agent activity {activity.capitalize()} does not match tool call kind {kind}"
+        )
+    if kind == "close_agent":
+        _upsert_close(state, tool_call_id, target, wall)
+        return
+    tool = state.trace.tool_calls[tool_call_id]
+    if kind == "spawn_agent":
+        edge_id = f"edge:spawn:{tool.thread_id}:{target}"
+        fallback: str | None = target
+    else:
+        edge_id = tool_edge_id(tool_call_id)
+        fallback = None
+    _queue_or_resolve(
+        state,
+        PendingEdge(
+            edge_id=edge_id,
+            kind=kind,
+            source=ToolCallAnchor(tool_call_id),
+            target_thread_id=target,
+            message_author=_agent_path(state, tool.thread_id),
+            message_content=_invocation_message(state, tool_call_id),
+            unresolved_spawn_thread_id=fallback,
+            started_at_unix_ms=tool.execution.started_at_unix_ms,
+            ended_at_unix_ms=wall,
+            carried_raw_payload_ids=_tool_payload_ids(state, tool_call_id),
+        ),
+    )
+
+
+def _invocation_message(state: ReducerState, tool_call_id: str) -> str:
+    tool = state.trace.tool_calls[tool_call_id]
+    payload_id = tool.raw_invocation_payload_id
+    if payload_id is None:
+        raise ReduceError(f"agent activity tool call {tool_call_id} missing invocation payload")
+    ref = state.trace.raw_payloads.get(payload_id)
+    if ref is None:
+        raise ReduceError(
+            f"agent activity tool call {tool_call_id} referenced missing invocation payload "
+            f"{payload_id}"
+        )
+    invocation = state.read_payload(ref)
+    inner = invocation.get("payload") if isinstance(invocation, dict) else None
+    arguments = inner.get("arguments") if isinstance(inner, dict) else None
+    if not isinstance(arguments, str):
+        raise ReduceError(f"agent activity tool call {tool_call_id} missing function arguments")
+    import msgspec
+
+    try:
+        args = msgspec.json.decode(arguments)
+    except msgspec.DecodeError:
+        args = None
+    message = args.get("message") if isinstance(args, dict) else None
+    if not isinstance(message, str):
+        raise ReduceError(f"parse agent activity tool call {tool_call_id} arguments")
+    return message
+
+
+def _queue_message(
+    state: ReducerState,
+    tool_call_id: str,
+    kind: str,
+    target_thread_id: str,
+    content: str,
+    ended_at: int | None,
+) -> None:
+    tool = state.trace.tool_calls[tool_call_id]
+    _queue_or_resolve(
+        state,
+        PendingEdge(
+            edge_id=tool_edge_id(tool_call_id),
+            kind=kind,
+            source=ToolCallAnchor(tool_call_id),
+            target_thread_id=target_thread_id,
+            message_author=_agent_path(state, tool.thread_id),
+            message_content=content,
+            unresolved_spawn_thread_id=None,
+            started_at_unix_ms=tool.execution.started_at_unix_ms,
+            ended_at_unix_ms=ended_at,
+            carried_raw_payload_ids=_tool_payload_ids(state, tool_call_id),
+        ),
+    )
+
+
+def _upsert_close(
+    state: ReducerState, tool_call_id: str, target_thread_id: str, ended_at: int | None
+) -> None:
+    if target_thread_id not in state.trace.threads:
+        return
+    tool = state.trace.tool_calls[tool_call_id]
+    _upsert(
+        state,
+        InteractionEdge(
+            edge_id=tool_edge_id(tool_call_id),
+            kind="close_agent",
+            source=ToolCallAnchor(tool_call_id),
+            target=ThreadAnchor(target_thread_id),
+            started_at_unix_ms=tool.execution.started_at_unix_ms,
+            ended_at_unix_ms=ended_at,
+            carried_item_ids=[],
+            carried_raw_payload_ids=_tool_payload_ids(state, tool_call_id),
+        ),
+    )
+
+
+def attach_tool_result(state: ReducerState, tool_call_id: str, payload_id: str) -> None:
+    """Add a tool's result payload to the edge (or pending edge) it is the source of."""
+    source = ToolCallAnchor(tool_call_id)
+    edges = state.trace.interaction_edges
+    for key in sorted(edges):
+        if edges[key].source == source:
+            push_unique(edges[key].carried_raw_payload_ids, payload_id)
+            return
+    for pending in state.pending_edges:
+        if pending.source == source:
+            push_unique(pending.carried_raw_payload_ids, payload_id)
+            return
+
+
+def agent_result(state: ReducerState, wall: int, event: AgentResultObserved) -> None:
+    """``agent_result_observed``: the child's last reply (or the child) to the parent's notice."""
+    author = _agent_path(state, event.child_thread_id)
+    source: TraceAnchor = ThreadAnchor(event.child_thread_id)
+    best: tuple[int, str] | None = None
+    for item in state.trace.conversation_items.values():
+        if (
+            item.thread_id == event.child_thread_id
+            and item.codex_turn_id == event.child_codex_turn_id
+            and item.role == "assistant"
+            and item.kind == "message"
+            and item.agent_message is None
+        ):
+            key = (item.first_seen_at_unix_ms, item.item_id)
+            if best is None or key >= best:
+                best = key
+    if best is not None:
+        source = ConversationItemAnchor(best[1])
+    carried = [event.carried_payload.raw_payload_id] if event.carried_payload is not None else []
+    _queue_or_resolve(
+        state,
+        PendingEdge(
+            edge_id=event.edge_id,
+            kind="agent_result",
+            source=source,
+            target_thread_id=event.parent_thread_id,
+            message_author=author,
+            message_content=event.message,
+            unresolved_spawn_thread_id=None,
+            started_at_unix_ms=wall,
+            ended_at_unix_ms=wall,
+            carried_raw_payload_ids=carried,
+        ),
+    )
+
+
+def _queue_or_resolve(state: ReducerState, pending: PendingEdge) -> None:
+    item_id = _find_unlinked_message(
+        state, pending.target_thread_id, pending.message_author, pending.message_content
+    )
+    if item_id is not None:
+        _materialize(state, pending, item_id)
+        return
+    for existing in state.pending_edges:
+        if existing.edge_id == pending.edge_id:
+            if (
+                existing.kind != pending.kind
+                or existing.source != pending.source
+                or existing.target_thread_id != pending.target_thread_id
+                or existing.message_author != pending.message_author
+                or existing.message_content != pending.message_content
+                or existing.unresolved_spawn_thread_id != pending.unresolved_spawn_thread_id
+            ):
+                raise ReduceError(
+                    f"pending interaction edge {pending.edge_id} was observed with "
+                    "conflicting delivery data"
+                )
+            existing.started_at_unix_ms = min(
+                existing.started_at_unix_ms, pending.started_at_unix_ms
+            )
+            existing.ended_at_unix_ms = _max_end(
+                existing.ended_at_unix_ms, pending.ended_at_unix_ms
+            )
+            extend_unique(existing.carried_raw_payload_ids, pending.carried_raw_payload_ids)
+            return
+    state.pending_edges.append(pending)
+
+
+def _max_end(left: int | None, right: int | None) -> int | None:
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return max(left, right)
+
+
+def _find_unlinked_message(
+    state: ReducerState, thread_id: str, author: str, content: str
+) -> str | None:
+    thread = state.trace.threads.get(thread_id)
+    if thread is None:
+        return None
+    targets = state.edge_target_items
+    for item_id in thread.conversation_item_ids:
+        if item_id in targets:
+            continue
+        found = _inter_agent_message(state, item_id)
+        if found is not None and found[1] == author and found[2] == content:
+            return item_id
+    return None
+
+
+def resolve_pending_for_item(state: ReducerState, item_id: str) -> None:
+    """Materialize the first pending edge delivered by this (new) conversation item."""
+    if not state.pending_edges or item_id in state.edge_target_items:
+        return
+    found = _inter_agent_message(state, item_id)
+    if found is None:
+        return
+    thread_id, author, content = found
+    for index, pending in enumerate(state.pending_edges):
+        if (
+            pending.target_thread_id == thread_id
+            and pending.message_author == author
+            and pending.message_content == content
+        ):
+            del state.pending_edges[index]
+            _materialize(state, pending, item_id)
+            return
+
+
+def _materialize(state: ReducerState, pending: PendingEdge, item_id: str) -> None:
+    _upsert(
+        state,
+        InteractionEdge(
+            edge_id=pending.edge_id,
+            kind=pending.kind,
+            source=pending.source,
+            target=ConversationItemAnchor(item_id),
+            started_at_unix_ms=pending.started_at_unix_ms,
+            ended_at_unix_ms=pending.ended_at_unix_ms,
+            carried_item_ids=[item_id],
+            carried_raw_payload_ids=pending.carried_raw_payload_ids,
+        ),
+    )
+
+
+def _upsert(state: ReducerState, edge: InteractionEdge) -> None:
+    edges = state.trace.interaction_edges
+    existing = edges.get(edge.edge_id)
+    if existing is None:
+        edges[edge.edge_id] = edge
+    else:
+        if (
+            existing.kind != edge.kind
+            or existing.source != edge.source
+            or existing.target != edge.target
+        ):
+            raise ReduceError(
+                f"interaction edge {edge.edge_id} was observed with conflicting endpoints"
+            )
+        existing.started_at_unix_ms = min(existing.started_at_unix_ms, edge.started_at_unix_ms)
+        existing.ended_at_unix_ms = _max_end(existing.ended_at_unix_ms, edge.ended_at_unix_ms)
+        extend_unique(existing.carried_item_ids, edge.carried_item_ids)
+        extend_unique(existing.carried_raw_payload_ids, edge.carried_raw_payload_ids)
+    if isinstance(edge.target, ConversationItemAnchor):
+        state.edge_target_items.add(edge.target.item_id)
+
+
+def _inter_agent_message(state: ReducerState, item_id: str) -> tuple[str, str, str] | None:
+    """(thread, author, content) if the item is a message delivered to its own thread's agent."""
+    item = state.trace.conversation_items.get(item_id)
+    if item is None or item.role != "assistant" or item.kind != "message":
+        return None
+    parts = item.body.parts
+    metadata = item.agent_message
+    if metadata is not None:
+        content: str | None = None
+        if len(parts) == 1:
+            part = parts[0]
+            if isinstance(part, TextPart):
+                content = part.text
+            elif isinstance(part, EncodedPart) and part.label == _ENCRYPTED:
+                content = part.value
+        elif len(parts) == 2 and isinstance(parts[0], TextPart):
+            part = parts[1]
+            if isinstance(part, EncodedPart) and part.label == _ENCRYPTED:
+                content = part.value
+        if content is None:
+            return None
+        author, recipient = metadata.author, metadata.recipient
+    else:
+        if len(parts) != 1 or type(parts[0]) is not TextPart:
+            return None
+        parsed = _inter_agent_communication(parts[0].text)
+        if parsed is None:
+            return None
+        author, recipient, content = parsed
+    thread = state.trace.threads.get(item.thread_id)
+    if thread is None or recipient != thread.agent_path:
+        return None
+    return item.thread_id, author, content
+
+
+def _inter_agent_communication(text: str) -> tuple[str, str, str] | None:
+    """Legacy delivery: the text is a serialized ``InterAgentCommunication``."""
+    if not text.startswith("{"):
+        return None
+    import msgspec
+
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    author = value.get("author")
+    recipient = value.get("recipient")
+    content = value.get("content")
+    others = value.get("other_recipients")
+    trigger = value.get("trigger_turn")
+    if not (
+        isinstance(author, str)
+        and isinstance(recipient, str)
+        and isinstance(content, str)
+        and isinstance(others, list)
+        and isinstance(trigger, bool)
+        and author.startswith("/")
+        and recipient.startswith("/")
+    ):
+        return None
+    encrypted = value.get(_ENCRYPTED)
+    if isinstance(encrypted, str):
+        content = encrypted
+    return author, recipient, content
+
+
+def resolve_spawn_fallbacks(state: ReducerState) -> None:
+    """End of replay: pending spawn edges target the child thread; other pending edges drop."""
+    pending_edges, state.pending_edges = state.pending_edges, []
+    for pending in pending_edges:
+        child = pending.unresolved_spawn_thread_id
+        if child is None:
+            continue
+        if pending.kind != "spawn_agent":
+            raise ReduceError(
+                f"non-spawn interaction edge {pending.edge_id} carried a spawn fallback target"
+            )
+        if child not in state.trace.threads:
+            continue
+        _upsert(
+            state,
+            InteractionEdge(
+                edge_id=pending.edge_id,
+                kind=pending.kind,
+                source=pending.source,
+                target=ThreadAnchor(child),
+                started_at_unix_ms=pending.started_at_unix_ms,
+                ended_at_unix_ms=pending.ended_at_unix_ms,
+                carried_item_ids=[],
+                carried_raw_payload_ids=pending.carried_raw_payload_ids,
+            ),
+        )

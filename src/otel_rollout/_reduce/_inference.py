@@ -1,0 +1,110 @@
+"""Inference calls: the lifecycle around request and response payloads."""
+
+from __future__ import annotations
+
+from otel_rollout._models import (
+    ExecutionStatus,
+    InferenceCancelled,
+    InferenceCompleted,
+    InferenceFailed,
+    InferenceStarted,
+    RawPayloadRef,
+)
+from otel_rollout._reduce import _conversation
+from otel_rollout._reduce._model import ExecutionWindow, InferenceCall
+from otel_rollout._reduce._state import ReduceError, ReducerState
+
+
+def start(state: ReducerState, seq: int, wall: int, event: InferenceStarted) -> None:
+    """``inference_started``: reduce the request, then insert the running call."""
+    trace = state.trace
+    call_id = event.inference_call_id
+    if call_id in trace.inference_calls:
+        raise ReduceError(f"duplicate inference start for {call_id}")
+    turn_id = event.codex_turn_id
+    thread_id = event.thread_id
+    turn = trace.codex_turns.get(turn_id)
+    if turn is None:
+        raise ReduceError(f"inference start {call_id} referenced unknown codex turn {turn_id}")
+    if turn.thread_id != thread_id:
+        raise ReduceError(
+            f"inference start {call_id} used thread {thread_id}, "
+            f"but codex turn {turn_id} belongs to {turn.thread_id}"
+        )
+    request_ids = _conversation.reduce_request(
+        state, wall, call_id, thread_id, turn_id, event.request_payload
+    )
+    state.thread(thread_id)
+    trace.inference_calls[call_id] = InferenceCall(
+        inference_call_id=call_id,
+        thread_id=thread_id,
+        codex_turn_id=turn_id,
+        execution=ExecutionWindow(
+            started_at_unix_ms=wall,
+            started_seq=seq,
+            ended_at_unix_ms=None,
+            ended_seq=None,
+            status=ExecutionStatus.RUNNING,
+        ),
+        model=event.model,
+        provider_name=event.provider_name,
+        response_id=None,
+        upstream_request_id=None,
+        request_item_ids=request_ids,
+        response_item_ids=[],
+        tool_call_ids_started_by_response=[],
+        usage=None,
+        raw_request_payload_id=event.request_payload.raw_payload_id,
+        raw_response_payload_id=None,
+    )
+    state.inferences_by_turn.setdefault(turn_id, []).append(call_id)
+
+
+def finish(
+    state: ReducerState,
+    seq: int,
+    wall: int,
+    event: InferenceCompleted | InferenceFailed | InferenceCancelled,
+) -> None:
+    """``inference_completed|failed|cancelled``: reduce the (partial) response, close the call."""
+    call_id = event.inference_call_id
+    response_id: str | None = None
+    payload: RawPayloadRef | None
+    if isinstance(event, InferenceCompleted):
+        status = ExecutionStatus.COMPLETED
+        response_id = event.response_id
+        payload = event.response_payload
+    else:
+        status = (
+            ExecutionStatus.FAILED
+            if isinstance(event, InferenceFailed)
+            else ExecutionStatus.CANCELLED
+        )
+        payload = event.partial_response_payload
+    call = state.trace.inference_calls.get(call_id)
+    if call is None:
+        raise ReduceError(f"inference completion referenced unknown call {call_id}")
+    response_ids = None
+    if payload is not None:
+        response_ids = _conversation.reduce_response(state, wall, call_id, payload)
+    call.response_id = response_id
+    execution = call.execution
+    if execution.status is ExecutionStatus.RUNNING:
+        execution.ended_at_unix_ms = wall
+        execution.ended_seq = seq
+        execution.status = status
+    if event.upstream_request_id is not None:
+        call.upstream_request_id = event.upstream_request_id
+    if payload is not None:
+        call.raw_response_payload_id = payload.raw_payload_id
+    if response_ids is not None:
+        index = state.inferences_by_response_item
+        for item_id in call.response_item_ids:
+            owners = index.get(item_id)
+            if owners is not None and call_id in owners:
+                owners.remove(call_id)
+        call.response_item_ids = response_ids
+        for item_id in response_ids:
+            owners = index.setdefault(item_id, [])
+            if call_id not in owners:
+                owners.append(call_id)

@@ -1,0 +1,310 @@
+"""Normalization of Responses-API items (request input, response output) into conversation data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_rollout._json import encode_compact
+from otel_rollout._reduce._model import (
+    AgentMessageMetadata,
+    CodePart,
+    ConversationPart,
+    EncodedPart,
+    JsonPart,
+    PayloadRefPart,
+    SummaryPart,
+    TextPart,
+    TokenUsage,
+)
+from otel_rollout._reduce._state import ReduceError
+
+MAX_JSON_SUMMARY_BYTES = 240
+
+
+class Normalized:
+    """One model item's conversation fields, before it gets an id."""
+
+    __slots__ = (
+        "agent_message",
+        "call_id",
+        "channel",
+        "kind",
+        "parts",
+        "responses_item_id",
+        "role",
+    )
+
+    def __init__(
+        self,
+        role: str,
+        channel: str | None,
+        kind: str,
+        parts: list[ConversationPart],
+        call_id: str | None = None,
+        agent_message: AgentMessageMetadata | None = None,
+        responses_item_id: str | None = None,
+    ) -> None:
+        self.role = role
+        self.channel = channel
+        self.kind = kind
+        self.parts = parts
+        self.call_id = call_id
+        self.agent_message = agent_message
+        self.responses_item_id = responses_item_id
+
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_PHASES = {"commentary": "commentary", "final_answer": "final", "summary": "summary"}
+_TEXT_TYPES = frozenset({"input_text", "output_text", "text"})
+_ENCRYPTED = "encrypted_content"
+
+
+def normalize_items(items: list[Any], payload_id: str) -> list[Normalized]:
+    """Normalize every item of a payload.
+
+    Raises:
+        ReduceError: An item has no string type, an unsupported type or a malformed body.
+    """
+    return [normalize_item(item, payload_id) for item in items]
+
+
+def normalize_item(item: Any, pid: str) -> Normalized:
+    """Normalize one Responses item (see the module docstring)."""
+    item_type = item.get("type") if isinstance(item, dict) else None
+    if not isinstance(item_type, str):
+        raise ReduceError(f"model item in payload {pid} did not contain a string type")
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str):
+        call_id = None
+    rid = item.get("id")
+    if not isinstance(rid, str):
+        rid = None
+    if item_type == "message":
+        role = item.get("role")
+        if not isinstance(role, str):
+            raise ReduceError(f"message item in payload {pid} did not contain a string role")
+        if role not in _ROLES:
+            raise ReduceError(f"unsupported message role {role} in payload {pid}")
+        phase = item.get("phase")
+        channel = _PHASES.get(phase) if isinstance(phase, str) else None
+        return Normalized(
+            role, channel, "message", content_parts(item.get("content"), pid), None, None, rid
+        )
+    if item_type == "function_call":
+        return Normalized(
+            "assistant",
+            "commentary",
+            "function_call",
+            _text_or_json(item, pid),
+            call_id,
+            None,
+            rid,
+        )
+    if item_type == "function_call_output" or item_type == "custom_tool_call_output":
+        return Normalized(
+            "tool", "commentary", item_type, _tool_output(item, pid), call_id, None, rid
+        )
+    if item_type == "reasoning":
+        return Normalized(
+            "assistant", "analysis", "reasoning", _reasoning_parts(item, pid), None, None, rid
+        )
+    if item_type == "custom_tool_call":
+        source = item.get("input")
+        parts: list[ConversationPart]
+        if not isinstance(source, str):
+            parts = [json_part(item, pid)]
+        elif item.get("name") == "exec":
+            parts = [CodePart(language="javascript", source=source)]
+        else:
+            parts = [TextPart(source)]
+        return Normalized("assistant", "commentary", "custom_tool_call", parts, call_id, None, rid)
+    if item_type == "agent_message":
+        return _agent_message(item, pid, rid)
+    if item_type in (
+        "tool_search_call",
+        "web_search_call",
+        "image_generation_call",
+        "local_shell_call",
+    ):
+        return Normalized(
+            "assistant", "commentary", "function_call", [json_part(item, pid)], call_id, None, rid
+        )
+    if item_type in ("tool_search_output", "mcp_tool_call_output"):
+        return Normalized(
+            "tool", "commentary", "function_call_output", [json_part(item, pid)], call_id, None, rid
+        )
+    if item_type in ("compaction", "compaction_summary", "context_compaction"):
+        encrypted = item.get(_ENCRYPTED)
+        if not isinstance(encrypted, str):
+            raise ReduceError(
+                f"compaction item in payload {pid} did not contain string encrypted_content"
+            )
+        return Normalized(
+            "assistant",
+            "summary",
+            "message",
+            [EncodedPart(label=_ENCRYPTED, value=encrypted)],
+            None,
+            None,
+            rid,
+        )
+    raise ReduceError(f"unsupported model item type {item_type} in payload {pid}")
+
+
+def content_parts(content: Any, pid: str) -> list[ConversationPart]:
+    """Parts of a message's ``content`` array (or a tool output array)."""
+    if not isinstance(content, list):
+        return [PayloadRefPart(label="content", raw_payload_id=pid)]
+    parts: list[ConversationPart] = []
+    for entry in content:
+        part_type = entry.get("type") if isinstance(entry, dict) else None
+        if not isinstance(part_type, str):
+            parts.append(PayloadRefPart(label="content", raw_payload_id=pid))
+        elif part_type in _TEXT_TYPES:
+            text = entry.get("text")
+            if isinstance(text, str):
+                parts.append(TextPart(text))
+        else:
+            parts.append(PayloadRefPart(label=part_type, raw_payload_id=pid))
+    if not parts:
+        parts.append(PayloadRefPart(label="empty_content", raw_payload_id=pid))
+    return parts
+
+
+def _text_or_json(item: dict[str, Any], pid: str) -> list[ConversationPart]:
+    if "arguments" not in item:
+        return [PayloadRefPart(label="payload", raw_payload_id=pid)]
+    arguments = item["arguments"]
+    if isinstance(arguments, str):
+        try:
+            value = _parse_json(arguments)
+        except ValueError:
+            return [TextPart(arguments)]
+        return [json_part(value, pid)]
+    return [json_part(arguments, pid)]
+
+
+def _tool_output(item: dict[str, Any], pid: str) -> list[ConversationPart]:
+    if "output" not in item:
+        return [PayloadRefPart(label="tool_output", raw_payload_id=pid)]
+    output = item["output"]
+    if isinstance(output, str):
+        return [TextPart(output)]
+    if isinstance(output, list):
+        return content_parts(output, pid)
+    return [json_part(output, pid)]
+
+
+def _reasoning_parts(item: dict[str, Any], pid: str) -> list[ConversationPart]:
+    parts: list[ConversationPart] = []
+    for key, allowed, label in (
+        ("content", ("reasoning_text", "text"), "content"),
+        ("summary", ("summary_text",), "summary"),
+    ):
+        if key not in item:
+            continue
+        entries = item[key]
+        if entries is None and key == "content":
+            continue
+        if not isinstance(entries, list):
+            raise ReduceError(f"reasoning item in payload {pid} had non-array {key}")
+        for entry in entries:
+            entry_type = entry.get("type") if isinstance(entry, dict) else None
+            if not isinstance(entry_type, str):
+                raise ReduceError(
+                    f"reasoning item in payload {pid} had {key} entry without string type"
+                )
+            if entry_type not in allowed:
+                raise ReduceError(
+                    f"reasoning item in payload {pid} had unsupported {key} type {entry_type}"
+                )
+            text = entry.get("text")
+            if not isinstance(text, str):
+                raise ReduceError(
+                    f"reasoning item in payload {pid} had {label} entry without string text"
+                )
+            parts.append(TextPart(text) if key == "content" else SummaryPart(text))
+    if _ENCRYPTED in item:
+        encrypted = item[_ENCRYPTED]
+        if isinstance(encrypted, str):
+            parts.append(EncodedPart(label=_ENCRYPTED, value=encrypted))
+        elif encrypted is not None:
+            raise ReduceError(f"reasoning item in payload {pid} had non-string encrypted_content")
+    if not parts:
+        raise ReduceError(
+            f"reasoning item in payload {pid} contained no content, summary, or encrypted_content"
+        )
+    return parts
+
+
+def _agent_message(item: dict[str, Any], pid: str, rid: str | None) -> Normalized:
+    author = item.get("author")
+    recipient = item.get("recipient")
+    content = item.get("content")
+    if (
+        not isinstance(author, str)
+        or not isinstance(recipient, str)
+        or not isinstance(content, list)
+    ):
+        raise ReduceError(f"failed to parse agent_message item in payload {pid}")
+    parts: list[ConversationPart] = []
+    for entry in content:
+        entry_type = entry.get("type") if isinstance(entry, dict) else None
+        if entry_type == "input_text" and isinstance(entry.get("text"), str):
+            parts.append(TextPart(entry["text"]))
+        elif entry_type == _ENCRYPTED and isinstance(entry.get(_ENCRYPTED), str):
+            parts.append(EncodedPart(label=_ENCRYPTED, value=entry[_ENCRYPTED]))
+        else:
+            raise ReduceError(f"failed to parse agent_message item in payload {pid}")
+    if not parts:
+        raise ReduceError(f"agent_message item in payload {pid} contained no content")
+    return Normalized(
+        "assistant",
+        "analysis",
+        "message",
+        parts,
+        None,
+        AgentMessageMetadata(author, recipient),
+        rid,
+    )
+
+
+def _parse_json(text: str) -> Any:
+    import msgspec
+
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        raise ValueError(text) from None
+
+
+def json_part(value: Any, pid: str) -> JsonPart:
+    """A ``json`` part: compact JSON (keys in document order), cut at 240 bytes plus ``...``."""
+    summary = encode_compact(value)
+    if len(summary) > MAX_JSON_SUMMARY_BYTES:
+        cut = MAX_JSON_SUMMARY_BYTES
+        while cut > 0 and (summary[cut] & 0xC0) == 0x80:
+            cut -= 1
+        text = summary[:cut].decode() + "..."
+    else:
+        text = summary.decode()
+    return JsonPart(summary=text, raw_payload_id=pid)
+
+
+def token_usage(value: Any) -> TokenUsage | None:
+    """Reduced usage, or ``None`` unless every counter is an integer (negatives clamp to 0)."""
+    if not isinstance(value, dict):
+        return None
+    counts = []
+    for key in (
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_input_tokens",
+        "output_tokens",
+        "reasoning_output_tokens",
+    ):
+        count = value.get(key)
+        if type(count) is not int:
+            return None
+        counts.append(max(count, 0))
+    return TokenUsage(*counts)

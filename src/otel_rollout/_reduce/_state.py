@@ -1,0 +1,169 @@
+"""The reducer's state: the trace being built, Codex's pending queues, and lookup indexes.
+
+Codex scans its ``BTreeMap``s for every lookup; the indexes here give the same
+answers (``min``/``sorted`` restore key order where a rule says "first") without
+the quadratic cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_rollout._bundle import Bundle
+from otel_rollout._models import RawPayloadRef, RolloutStatus
+from otel_rollout._reduce._model import AgentThread, RolloutTrace
+
+
+class ReduceError(Exception):
+    """A reducer rule rejected the bundle; the message is Codex's reason (or ours)."""
+
+
+@dataclass
+class PendingEdge:
+    """An agent delivery edge waiting for its recipient-side conversation item."""
+
+    edge_id: str
+    kind: str
+    source: Any
+    target_thread_id: str
+    message_author: str
+    message_content: str
+    unresolved_spawn_thread_id: str | None
+    started_at_unix_ms: int
+    ended_at_unix_ms: int | None
+    carried_raw_payload_ids: list[str]
+
+
+@dataclass
+class PendingCodeCellStart:
+    """A code-cell start waiting for its model-visible ``custom_tool_call`` item."""
+
+    seq: int
+    wall_time_unix_ms: int
+    thread_id: str
+    codex_turn_id: str | None
+    code_cell_id: str
+    runtime_cell_id: str
+    model_visible_call_id: str
+    source_js: str
+
+
+@dataclass
+class PendingCodeCellEvent:
+    """An initial-response or end event of a code cell whose start is still queued."""
+
+    seq: int
+    wall_time_unix_ms: int
+    ended: bool
+    runtime_cell_id: str
+    status: Any
+    payload_id: str | None
+
+
+@dataclass
+class ReducerState:
+    """Everything one replay needs, besides the event being applied."""
+
+    bundle: Bundle
+    trace: RolloutTrace
+    next_item_ordinal: int = 1
+    next_operation_ordinal: int = 1
+    snapshots: dict[str, list[str]] = field(default_factory=dict)
+    pending_replacements: dict[str, list[str]] = field(default_factory=dict)
+    code_cell_ids_by_runtime: dict[tuple[str, str], str] = field(default_factory=dict)
+    pending_code_cell_starts: dict[str, PendingCodeCellStart] = field(default_factory=dict)
+    pending_code_cell_events: dict[str, list[PendingCodeCellEvent]] = field(default_factory=dict)
+    pending_edges: list[PendingEdge] = field(default_factory=list)
+    accepted: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    """(thread, Responses item id) -> (wall time, seq) of its first acceptance."""
+    # indexes
+    items_by_call_id: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(thread, call_id) -> conversation items with that call id, in creation order."""
+    items_by_responses_id: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(thread, Responses item id) -> the first conversation item with it."""
+    tools_by_call_id: dict[str, list[str]] = field(default_factory=dict)
+    """model-visible call id -> tool calls (any thread)."""
+    inferences_by_response_item: dict[str, list[str]] = field(default_factory=dict)
+    """conversation item -> inference calls whose response contains it."""
+    edge_target_items: set[str] = field(default_factory=set)
+    thread_item_sets: dict[str, set[str]] = field(default_factory=dict)
+    inferences_by_turn: dict[str, list[str]] = field(default_factory=dict)
+    code_cells_by_turn: dict[str, list[str]] = field(default_factory=dict)
+    tools_by_code_cell: dict[str, list[str]] = field(default_factory=dict)
+    process_sessions: dict[str, str] = field(default_factory=dict)
+    """process id -> terminal session of the exec_command that started it."""
+    operation_processes: dict[str, Any] = field(default_factory=dict)
+    """terminal operation -> its process bookkeeping (see ``_terminals``)."""
+
+    def read_payload(self, ref: RawPayloadRef) -> Any:
+        """Read a payload's JSON, confined to the bundle.
+
+        Raises:
+            ReduceError: The file is missing, unreadable, not JSON or outside the bundle.
+        """
+        try:
+            return self.bundle.read_payload(ref)
+        except ValueError as error:
+            raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
+
+    def thread(self, thread_id: str) -> AgentThread:
+        """Return a thread.
+
+        Raises:
+            ReduceError: The thread was never started.
+        """
+        thread = self.trace.threads.get(thread_id)
+        if thread is None:
+            raise ReduceError(f"trace event referenced unknown thread {thread_id}")
+        return thread
+
+    def append_thread_items(self, thread_id: str, item_ids: list[str]) -> None:
+        """Append items to a thread's conversation, each once, in order."""
+        thread = self.thread(thread_id)
+        seen = self.thread_item_sets[thread_id]
+        for item_id in item_ids:
+            if item_id not in seen:
+                seen.add(item_id)
+                thread.conversation_item_ids.append(item_id)
+
+
+def new_trace(
+    *, trace_id: str, rollout_id: str, root_thread_id: str, started_at_unix_ms: int
+) -> RolloutTrace:
+    """Return an empty trace initialized from the manifest."""
+    return RolloutTrace(
+        schema_version=2,
+        trace_id=trace_id,
+        rollout_id=rollout_id,
+        started_at_unix_ms=started_at_unix_ms,
+        ended_at_unix_ms=None,
+        status=RolloutStatus.RUNNING,
+        recording_complete=False,
+        root_thread_id=root_thread_id,
+        threads={},
+        codex_turns={},
+        conversation_items={},
+        inference_calls={},
+        code_cells={},
+        tool_calls={},
+        terminal_sessions={},
+        terminal_operations={},
+        compactions={},
+        compaction_requests={},
+        interaction_edges={},
+        raw_payloads={},
+    )
+
+
+def push_unique(items: list[str], item: str) -> None:
+    """Append ``item`` unless present."""
+    if item not in items:
+        items.append(item)
+
+
+def extend_unique(items: list[str], new_items: list[str]) -> None:
+    """Append each new item unless present."""
+    for item in new_items:
+        if item not in items:
+            items.append(item)

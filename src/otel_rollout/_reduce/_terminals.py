@@ -1,0 +1,459 @@
+"""Terminal operations and sessions, from exec_command and write_stdin tool calls.
+
+Codex 0.169.0 names each session after the operation that opened it
+(``terminal_session:<operation id>``). An exec_command operation opens one when its
+runtime begins and registers its process id. A write_stdin operation joins the
+session of the process it writes to: the exec call named by ``stdin_target_resolved``
+or else its ``session_id`` argument; if neither is known by the time it ends (or the
+replay ends) it gets a session of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_rollout._models import ExecutionStatus, RawPayloadRef
+from otel_rollout._reduce._model import (
+    ExecCommandRequest,
+    ExecutionWindow,
+    TerminalModelObservation,
+    TerminalOperation,
+    TerminalRequest,
+    TerminalResult,
+    TerminalSession,
+    WriteStdinRequest,
+)
+from otel_rollout._reduce._state import ReduceError, ReducerState, push_unique
+
+_TERMINAL_KINDS = {"exec_command": "exec_command", "write_stdin": "write_stdin"}
+
+
+class _Process:
+    """Per-operation bookkeeping Codex keeps beside the reduced operation."""
+
+    __slots__ = ("process_id", "target_process_id")
+
+    def __init__(self, process_id: str | None, target_process_id: str | None) -> None:
+        self.process_id = process_id
+        self.target_process_id = target_process_id
+
+
+def _bookkeeping(state: ReducerState) -> dict[str, _Process]:
+    processes: dict[str, _Process] = state.operation_processes
+    return processes
+
+
+def _new_operation(
+    state: ReducerState,
+    seq: int,
+    wall: int,
+    tool_call_id: str,
+    kind: str,
+    request: TerminalRequest,
+    payload_id: str,
+) -> TerminalOperation:
+    operation_id = f"terminal_operation:{state.next_operation_ordinal}"
+    state.next_operation_ordinal += 1
+    operation = TerminalOperation(
+        operation_id=operation_id,
+        terminal_id=None,
+        tool_call_id=tool_call_id,
+        kind=kind,
+        execution=ExecutionWindow(
+            started_at_unix_ms=wall,
+            started_seq=seq,
+            ended_at_unix_ms=None,
+            ended_seq=None,
+            status=ExecutionStatus.RUNNING,
+        ),
+        request=request,
+        result=None,
+        model_observations=[],
+        raw_payload_ids=[payload_id],
+    )
+    state.trace.terminal_operations[operation_id] = operation
+    return operation
+
+
+def _join_session(
+    state: ReducerState, thread_id: str, operation: TerminalOperation, session_id: str
+) -> None:
+    session = state.trace.terminal_sessions.get(session_id)
+    if session is None:
+        session = TerminalSession(
+            terminal_id=session_id,
+            thread_id=thread_id,
+            created_by_operation_id=operation.operation_id,
+            operation_ids=[],
+            execution=ExecutionWindow(
+                started_at_unix_ms=operation.execution.started_at_unix_ms,
+                started_seq=operation.execution.started_seq,
+                ended_at_unix_ms=None,
+                ended_seq=None,
+                status=ExecutionStatus.RUNNING,
+            ),
+        )
+        state.trace.terminal_sessions[session_id] = session
+    elif session.thread_id != thread_id:
+        raise ReduceError(
+            f"terminal session {session_id} belongs to thread {session.thread_id}, not {thread_id}"
+        )
+    operation.terminal_id = session_id
+    push_unique(session.operation_ids, operation.operation_id)
+
+
+def _own_session(state: ReducerState, thread_id: str, operation: TerminalOperation) -> None:
+    _join_session(state, thread_id, operation, f"terminal_session:{operation.operation_id}")
+
+
+def _session_of_process(state: ReducerState, process_id: str | None) -> str | None:
+    if process_id is None:
+        return None
+    return state.process_sessions.get(process_id)
+
+
+def start_from_invocation(
+    state: ReducerState,
+    seq: int,
+    wall: int,
+    thread_id: str,
+    tool_call_id: str,
+    kind_tag: str,
+    invocation: RawPayloadRef | None,
+) -> str | None:
+    """A write_stdin call's operation, from its dispatch invocation payload (if it parses)."""
+    if kind_tag != "write_stdin" or invocation is None:
+        return None
+    parsed = _parse_write_stdin_invocation(state.read_payload(invocation))
+    if parsed is None:
+        return None
+    process_id, request = parsed
+    operation = _new_operation(
+        state, seq, wall, tool_call_id, "write_stdin", request, invocation.raw_payload_id
+    )
+    _bookkeeping(state)[operation.operation_id] = _Process(None, process_id)
+    session_id = _session_of_process(state, process_id)
+    if session_id is not None:
+        _join_session(state, thread_id, operation, session_id)
+    return operation.operation_id
+
+
+def _parse_write_stdin_invocation(value: Any) -> tuple[str, WriteStdinRequest] | None:
+    if not isinstance(value, dict) or value.get("tool_name") != "write_stdin":
+        return None
+    payload = value.get("payload")
+    if not isinstance(payload, dict) or payload.get("type") != "function":
+        return None
+    arguments = payload.get("arguments")
+    if not isinstance(arguments, str):
+        return None
+    import msgspec
+
+    try:
+        args = msgspec.json.decode(arguments)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(args, dict):
+        return None
+    session = args.get("session_id")
+    if isinstance(session, str) and session:
+        process_id = session
+    elif isinstance(session, (int, float)) and not isinstance(session, bool):
+        process_id = str(session)
+    else:
+        return None
+    chars = args.get("chars", "")
+    yield_time = args.get("yield_time_ms")
+    max_tokens = args.get("max_output_tokens")
+    if not isinstance(chars, str):
+        return None
+    for number in (yield_time, max_tokens):
+        if number is not None and (type(number) is not int or number < 0):
+            return None
+    return process_id, WriteStdinRequest(
+        stdin=chars, yield_time_ms=yield_time, max_output_tokens=max_tokens
+    )
+
+
+def start_from_runtime(
+    state: ReducerState,
+    seq: int,
+    wall: int,
+    thread_id: str,
+    tool_call_id: str,
+    kind_tag: str,
+    runtime: RawPayloadRef,
+) -> str | None:
+    """An exec_command (or write_stdin) operation from its runtime begin payload."""
+    kind = _TERMINAL_KINDS.get(kind_tag)
+    if kind is None:
+        return None
+    value = state.read_payload(runtime)
+    pid = runtime.raw_payload_id
+    command = value.get("command") if isinstance(value, dict) else None
+    cwd = value.get("cwd") if isinstance(value, dict) else None
+    if not isinstance(command, list) or not all(isinstance(part, str) for part in command):
+        raise ReduceError(f"parse terminal runtime start payload {pid}: missing field `command`")
+    if not isinstance(cwd, str):
+        raise ReduceError(f"parse terminal runtime start payload {pid}: missing field `cwd`")
+    process_id = _optional_str(value, "process_id", pid)
+    request: TerminalRequest
+    if kind == "exec_command":
+        request = ExecCommandRequest(
+            command=command,
+            display_command=" ".join(command),
+            cwd=cwd,
+            yield_time_ms=None,
+            max_output_tokens=None,
+        )
+    else:
+        stdin = _optional_str(value, "interaction_input", pid)
+        request = WriteStdinRequest(stdin=stdin or "", yield_time_ms=None, max_output_tokens=None)
+    operation = _new_operation(state, seq, wall, tool_call_id, kind, request, pid)
+    if kind == "exec_command":
+        _bookkeeping(state)[operation.operation_id] = _Process(process_id, None)
+        _own_session(state, thread_id, operation)
+        if process_id is not None:
+            state.process_sessions[process_id] = operation.terminal_id or ""
+    else:
+        _bookkeeping(state)[operation.operation_id] = _Process(None, process_id)
+        session_id = _session_of_process(state, process_id)
+        if session_id is not None:
+            _join_session(state, thread_id, operation, session_id)
+    return operation.operation_id
+
+
+def _optional_str(value: dict[str, Any], key: str, pid: str) -> str | None:
+    found = value.get(key)
+    if found is None or isinstance(found, str):
+        return found
+    raise ReduceError(f"parse terminal runtime start payload {pid}: invalid type for `{key}`")
+
+
+def end_operation(
+    state: ReducerState,
+    seq: int,
+    wall: int,
+    thread_id: str,
+    operation_id: str,
+    status: ExecutionStatus,
+    payload: RawPayloadRef | None,
+) -> None:
+    """End an operation with its runtime end (exec) or dispatch result (write_stdin) payload."""
+    operation = state.trace.terminal_operations.get(operation_id)
+    if operation is None:
+        raise ReduceError(f"terminal end referenced unknown operation {operation_id}")
+    result: TerminalResult | None = None
+    process_id: str | None = None
+    if payload is not None:
+        value = state.read_payload(payload)
+        if operation.kind == "exec_command":
+            process_id, result = _exec_end(value, payload.raw_payload_id)
+        else:
+            parsed = _exec_end_or_none(value)
+            if parsed is not None:
+                process_id, result = parsed
+            else:
+                result = _dispatch_result(value, payload.raw_payload_id)
+    execution = operation.execution
+    execution.ended_at_unix_ms = wall
+    execution.ended_seq = seq
+    execution.status = status
+    if payload is not None and result is not None:
+        push_unique(operation.raw_payload_ids, payload.raw_payload_id)
+        book = _bookkeeping(state).get(operation_id)
+        if book is not None and operation.kind == "exec_command" and process_id is not None:
+            if book.process_id is not None and book.process_id != process_id:
+                raise ReduceError(
+                    f"terminal operation {operation_id} changed process id from "
+                    f"{book.process_id} to {process_id}"
+                )
+            if book.process_id is None:
+                book.process_id = process_id
+        operation.result = result
+    if operation.terminal_id is None:
+        _own_session(state, thread_id, operation)
+
+
+def _exec_end(value: Any, pid: str) -> tuple[str | None, TerminalResult]:
+    if not isinstance(value, dict):
+        raise ReduceError(f"parse exec terminal response {pid}: not an object")
+    parsed = _exec_end_or_none(value)
+    if parsed is None:
+        exit_code = value.get("exit_code")
+        reason = (
+            "missing field `exit_code`"
+            if exit_code is None and "exit_code" not in value
+            else ("invalid type for `exit_code`")
+        )
+        raise ReduceError(f"parse exec terminal response {pid}: {reason}")
+    return parsed
+
+
+def _exec_end_or_none(value: Any) -> tuple[str | None, TerminalResult] | None:
+    if not isinstance(value, dict):
+        return None
+    exit_code = value.get("exit_code")
+    if type(exit_code) is not int or not -(2**31) <= exit_code < 2**31:
+        return None
+    process_id = value.get("process_id")
+    output = value.get("aggregated_output", "")
+    if (process_id is not None and not isinstance(process_id, str)) or not isinstance(output, str):
+        return None
+    return process_id, TerminalResult(
+        exit_code=exit_code,
+        stdout=output,
+        stderr="",
+        formatted_output=None,
+        original_token_count=None,
+        chunk_id=None,
+    )
+
+
+def _text_content(value: Any) -> str | None:
+    from otel_rollout._json import encode_compact
+
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = [
+            entry["text"]
+            for entry in value
+            if isinstance(entry, dict) and isinstance(entry.get("text"), str)
+        ]
+        text = "\n".join(texts)
+        return text or None
+    if value is None:
+        return None
+    return encode_compact(value).decode()
+
+
+def _dispatch_result(value: Any, pid: str) -> TerminalResult:
+    from otel_rollout._json import encode_compact
+
+    kind = value.get("type") if isinstance(value, dict) else None
+    assert isinstance(value, dict) or kind is None
+    if kind == "direct_response" and "response_item" in value:
+        item = value["response_item"]
+        output = item.get("output") if isinstance(item, dict) else None
+        text = _text_content(output)
+        if text is None:
+            text = encode_compact(item).decode()
+        return _text_result(text)
+    if kind == "code_mode_response" and "value" in value:
+        inner = value["value"]
+        structured = _code_mode_exec_result(inner)
+        if structured is not None:
+            return structured
+        text = _text_content(inner)
+        return _text_result(text if text is not None else encode_compact(inner).decode())
+    if kind == "error" and isinstance(value.get("error"), str):
+        error = value["error"]
+        return TerminalResult(
+            exit_code=None,
+            stdout="",
+            stderr=error,
+            formatted_output=error,
+            original_token_count=None,
+            chunk_id=None,
+        )
+    raise ReduceError(
+        f"parse write_stdin terminal response {pid} as protocol payload or dispatch payload"
+    )
+
+
+def _text_result(text: str) -> TerminalResult:
+    return TerminalResult(
+        exit_code=None,
+        stdout=text,
+        stderr="",
+        formatted_output=text,
+        original_token_count=None,
+        chunk_id=None,
+    )
+
+
+def _code_mode_exec_result(value: Any) -> TerminalResult | None:
+    if not isinstance(value, dict) or not isinstance(value.get("output"), str):
+        return None
+    chunk_id = value.get("chunk_id")
+    exit_code = value.get("exit_code")
+    tokens = value.get("original_token_count")
+    if chunk_id is not None and not isinstance(chunk_id, str):
+        return None
+    if exit_code is not None and type(exit_code) is not int:
+        return None
+    if tokens is not None and (type(tokens) is not int or tokens < 0):
+        return None
+    return TerminalResult(
+        exit_code=exit_code,
+        stdout=value["output"],
+        stderr="",
+        formatted_output=value["output"],
+        original_token_count=tokens,
+        chunk_id=chunk_id,
+    )
+
+
+def resolve_stdin_target(state: ReducerState, tool_call_id: str, exec_tool_call_id: str) -> None:
+    """``stdin_target_resolved``: point a write_stdin operation at the exec call's process."""
+    tools = state.trace.tool_calls
+    tool = tools.get(tool_call_id)
+    if tool is None:
+        raise ReduceError(f"stdin target referenced unknown call {tool_call_id}")
+    exec_tool = tools.get(exec_tool_call_id)
+    if exec_tool is None:
+        raise ReduceError(f"stdin target referenced unknown exec {exec_tool_call_id}")
+    operation_id = tool.terminal_operation_id
+    exec_operation_id = exec_tool.terminal_operation_id
+    if operation_id is None or exec_operation_id is None:
+        return
+    operation = state.trace.terminal_operations[operation_id]
+    if operation.terminal_id is not None:
+        return
+    book = _bookkeeping(state)
+    exec_book = book.get(exec_operation_id)
+    if exec_book is None or exec_book.process_id is None:
+        return
+    session_id = state.process_sessions.get(exec_book.process_id)
+    if session_id is None:
+        return
+    own = book.get(operation_id)
+    if own is not None:
+        own.target_process_id = exec_book.process_id
+    _join_session(state, tool.thread_id, operation, session_id)
+
+
+def finish_replay(state: ReducerState) -> None:
+    """Give each operation still without a session a session of its own."""
+    tools = state.trace.tool_calls
+    for operation in list(state.trace.terminal_operations.values()):
+        if operation.terminal_id is None:
+            _own_session(state, tools[operation.tool_call_id].thread_id, operation)
+
+
+def sync_observation(state: ReducerState, tool_call_id: str) -> None:
+    """Mirror a tool's model-visible call and output items onto its terminal operation."""
+    tool = state.trace.tool_calls[tool_call_id]
+    operation_id = tool.terminal_operation_id
+    if operation_id is None:
+        return
+    calls = tool.model_visible_call_item_ids
+    outputs = tool.model_visible_output_item_ids
+    if not calls and not outputs:
+        return
+    operation = state.trace.terminal_operations.get(operation_id)
+    if operation is None:
+        raise ReduceError(
+            f"terminal operation {operation_id} disappeared during observation linking"
+        )
+    for observation in operation.model_observations:
+        if observation.source == "direct_tool_call":
+            observation.call_item_ids = list(calls)
+            observation.output_item_ids = list(outputs)
+            return
+    operation.model_observations.append(
+        TerminalModelObservation(
+            call_item_ids=list(calls), output_item_ids=list(outputs), source="direct_tool_call"
+        )
+    )
