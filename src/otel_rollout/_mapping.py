@@ -182,7 +182,6 @@ class _RuntimeTargets(msgspec.Struct):
 _metadata_decoder = msgspec.json.Decoder(_ThreadMetadata)
 _response_decoder = msgspec.json.Decoder(_InferenceResponse)
 _runtime_decoder = msgspec.json.Decoder(_RuntimeTargets)
-_session_source_decoder = msgspec.json.Decoder(_SessionSource)
 
 
 @dataclass(slots=True)
@@ -475,7 +474,7 @@ class SpanMapper:
         thread_key = f"thread:{thread_id}"
         for key in reversed(list(self._spans)):
             span = self._spans[key]
-            if not span.open or span.thread_id != thread_id or key == thread_key:
+            if not span.open or span.thread_id != thread_id or key in (thread_key, turn_key):
                 continue
             if turn_key is not None and span.turn_key != turn_key:
                 continue

@@ -1,0 +1,314 @@
+"""Live spans follow the mapping table, and replaying a bundle reproduces them (ids included)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanKind, StatusCode
+
+from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext, _config, validate_bundle
+from otel_rollout import semconv as sc
+from otel_rollout._bundle import Bundle
+from otel_rollout._mapping import (
+    Attributes,
+    LinkSpec,
+    SpanStart,
+    derive_span_id,
+    map_events,
+    trace_id_from_uuid,
+)
+from recording_support import Pipeline, load_example, make_pipeline, pipeline_fixture
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    yield from pipeline_fixture(tmp_path, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _reset_configuration() -> Iterator[None]:
+    yield
+    _config.reset()
+
+
+@dataclass
+class Mapped:
+    """One span as a collecting sink saw it."""
+
+    start: SpanStart
+    events: list[str] = field(default_factory=list)
+    attributes: Attributes = field(default_factory=dict)
+    links: list[LinkSpec] = field(default_factory=list)
+    status: StatusCode | None = None
+    ended: bool = False
+
+
+class CollectingSink:
+    """A SpanSink that keeps everything, and checks the mapper's calling contract."""
+
+    def __init__(self) -> None:
+        self.spans: dict[str, Mapped] = {}
+
+    def start_span(self, start: SpanStart) -> None:
+        assert start.key not in self.spans
+        assert start.parent is None or start.parent in self.spans
+        self.spans[start.key] = Mapped(start, attributes=dict(start.attributes))
+
+    def _open(self, key: str) -> Mapped:
+        mapped = self.spans[key]
+        assert not mapped.ended, f"{key} already ended"
+        return mapped
+
+    def add_event(self, key: str, name: str, attributes: Attributes, time_ns: int) -> None:
+        self._open(key).events.append(name)
+
+    def set_attributes(self, key: str, attributes: Attributes) -> None:
+        self._open(key).attributes.update(attributes)
+
+    def add_link(self, key: str, link: LinkSpec) -> None:
+        self._open(key).links.append(link)
+
+    def end_span(
+        self, key: str, status: StatusCode, description: str | None, end_time_ns: int
+    ) -> None:
+        mapped = self._open(key)
+        mapped.status = status
+        mapped.ended = True
+
+
+def replay(bundle_dir: Path) -> CollectingSink:
+    bundle = Bundle(bundle_dir)
+    sink = CollectingSink()
+    map_events(
+        (event for _, event in bundle.events()),
+        sink,
+        trace_id=bundle.manifest.trace_id,
+        rollout_id=bundle.manifest.rollout_id,
+        read_payload=bundle.read_payload_bytes,
+    )
+    assert all(span.ended for span in sink.spans.values())
+    return sink
+
+
+def by_name(spans: list[ReadableSpan]) -> dict[str, list[ReadableSpan]]:
+    named: dict[str, list[ReadableSpan]] = {}
+    for span in sorted(spans, key=lambda span: span.start_time or 0):
+        named.setdefault(span.name, []).append(span)
+    return named
+
+
+def test_live_spans_follow_the_table(pipeline: Pipeline) -> None:
+    bundle = load_example().run_rollout()
+    assert bundle is not None
+    spans = pipeline.spans()
+    named = by_name(spans)
+    ids = {span.context.span_id: span for span in spans}
+
+    def parent(span: ReadableSpan) -> ReadableSpan | None:
+        return ids.get(span.parent.span_id) if span.parent is not None else None
+
+    [root] = named["invoke_agent planner"]
+    [child] = named["invoke_agent researcher"]
+    [spawn] = named["execute_tool spawn_agent"]
+    [lookup] = named["execute_tool lookup"]
+    [compaction] = named["compaction"]
+    [compact] = named["compact gpt-demo"]
+    [result] = named["agent_result researcher"]
+    root_turn, child_turn = named["turn"]
+    chats = named["chat gpt-demo"]
+    assert len(spans) == 14 and len(chats) == 5
+
+    assert root.parent is None and root.kind is SpanKind.INTERNAL
+    assert root.attributes[sc.GEN_AI_OPERATION_NAME] == "invoke_agent"
+    assert root.attributes[sc.GEN_AI_AGENT_ID] == root.attributes[sc.ROLLOUT_THREAD_ID]
+    assert root.attributes[sc.GEN_AI_CONVERSATION_ID] == root.attributes[sc.ROLLOUT_THREAD_ID]
+    assert root.attributes[sc.GEN_AI_AGENT_NAME] == "planner"
+    assert root.attributes[sc.GEN_AI_PROVIDER_NAME] == "scripted"
+    assert root.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
+    assert root.attributes[sc.ROLLOUT_STATUS] == "completed"
+    assert str(root.attributes["rollout.payload.metadata.path"]) == "payloads/1.json"
+    assert len(str(root.attributes["rollout.payload.metadata.sha256"])) == 64
+
+    assert parent(child) is spawn  # the spawning tool span
+    assert child.attributes[sc.ROLLOUT_PARENT_THREAD_ID] == root.attributes[sc.ROLLOUT_THREAD_ID]
+    assert child.attributes[sc.ROLLOUT_EDGE_KIND] == "spawn_agent"
+    [spawn_link] = child.links
+    assert spawn_link.context.span_id == spawn.context.span_id
+    assert spawn_link.attributes is not None
+    assert spawn_link.attributes[sc.ROLLOUT_EDGE_KIND] == "spawn_agent"
+
+    assert parent(root_turn) is root and parent(child_turn) is child
+    assert root_turn.attributes[sc.ROLLOUT_STATUS] == "completed"
+    for chat in chats:
+        assert chat.kind is SpanKind.CLIENT
+        assert chat.attributes[sc.GEN_AI_OPERATION_NAME] == "chat"
+        assert chat.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
+        assert chat.attributes[sc.GEN_AI_PROVIDER_NAME] == "scripted"
+        assert parent(chat) in (root_turn, child_turn)
+    failed, completed = chats[0], chats[1]
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes[sc.ERROR_TYPE] == "HTTP 500 from provider"
+    assert completed.status.status_code is StatusCode.UNSET
+    assert completed.attributes[sc.GEN_AI_RESPONSE_ID] == "resp_1"
+    assert completed.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 30
+    assert completed.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 12
+    assert "rollout.payload.response.sha256" in completed.attributes
+    assert "rollout.payload.request.content" not in completed.attributes
+
+    assert parent(spawn) is root_turn and parent(lookup) is child_turn
+    assert spawn.attributes[sc.GEN_AI_OPERATION_NAME] == "execute_tool"
+    assert spawn.attributes[sc.GEN_AI_TOOL_NAME] == "spawn_agent"
+    assert spawn.attributes[sc.GEN_AI_TOOL_CALL_ID] == "call_spawn_1"
+    assert spawn.attributes[sc.GEN_AI_TOOL_TYPE] == "function"
+    assert [event.name for event in spawn.events] == ["tool_call_runtime_ended"]
+
+    assert parent(compaction) is root_turn and parent(compact) is compaction
+    assert compact.kind is SpanKind.CLIENT
+    assert compact.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
+    assert [event.name for event in compaction.events] == ["compaction_installed"]
+
+    assert parent(result) is root_turn  # the parent thread's open turn
+    assert result.start_time == result.end_time
+    assert result.attributes[sc.ROLLOUT_EDGE_KIND] == "agent_result"
+    [result_link] = result.links
+    assert result_link.context.span_id == child_turn.context.span_id
+    assert result_link.attributes is not None
+    assert result_link.attributes[sc.ROLLOUT_EDGE_ID] == result.attributes[sc.ROLLOUT_EDGE_ID]
+
+
+def test_trace_and_span_ids_derive_from_the_bundle_and_replay_reproduces_them(
+    pipeline: Pipeline,
+) -> None:
+    bundle = load_example().run_rollout()
+    assert bundle is not None
+    spans = pipeline.spans()
+    manifest_trace_id = Bundle(bundle).manifest.trace_id
+    assert {span.context.trace_id for span in spans} == {trace_id_from_uuid(manifest_trace_id)}
+    replayed = replay(bundle)
+    live = {
+        span.context.span_id: (span.name, span.kind, span.parent.span_id if span.parent else None)
+        for span in spans
+    }
+    again = {
+        derive_span_id(trace_id_from_uuid(manifest_trace_id), key): (
+            mapped.start.name,
+            mapped.start.kind,
+            derive_span_id(trace_id_from_uuid(manifest_trace_id), mapped.start.parent)
+            if mapped.start.parent
+            else None,
+        )
+        for key, mapped in replayed.spans.items()
+    }
+    assert live == again
+
+
+def test_the_rollout_joins_the_apps_current_span(pipeline: Pipeline) -> None:
+    tracer = pipeline.provider.get_tracer("app")
+    with tracer.start_as_current_span("app request") as app_span:
+        thread = ThreadTraceContext.start_root_or_disabled()
+        with thread, thread.turn():
+            pass
+    spans = by_name(pipeline.spans())
+    [root] = spans["invoke_agent /root"]
+    assert root.parent is not None
+    assert root.parent.span_id == app_span.get_span_context().span_id
+    assert thread.trace_id is not None
+    assert trace_id_from_uuid(thread.trace_id) == app_span.get_span_context().trace_id
+    [turn] = spans["turn"]
+    assert turn.context.trace_id == app_span.get_span_context().trace_id
+
+
+def test_context_managers_make_spans_current(pipeline: Pipeline) -> None:
+    tracer = pipeline.provider.get_tracer("app")
+    thread = ThreadTraceContext.start_root_or_disabled()
+    with thread, thread.turn() as turn, turn.tool_call("fetch"):
+        with tracer.start_as_current_span("http get"):
+            pass
+    spans = by_name(pipeline.spans())
+    [http] = spans["http get"]
+    [tool] = spans["execute_tool fetch"]
+    assert http.parent is not None and http.parent.span_id == tool.context.span_id
+
+
+def test_a_sampler_that_drops_spans_leaves_the_bundle_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
+    dropped = make_pipeline(tmp_path / "traces", sampler=ALWAYS_OFF)
+    try:
+        bundle = load_example().run_rollout()
+        assert dropped.spans() == []
+        assert bundle is not None and dropped.bundles() == [bundle]
+        report = validate_bundle(bundle)
+        assert report.ok and report.events == 30
+    finally:
+        dropped.provider.shutdown()
+
+
+def test_content_is_captured_only_when_asked_and_truncated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_config.CAPTURE_CONTENT_ENV, "true")
+    monkeypatch.setenv(_config.CONTENT_MAX_BYTES_ENV, "40")
+    monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
+    captured = make_pipeline(tmp_path / "traces")
+    try:
+        thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata())
+        with thread, thread.turn() as turn:
+            with turn.inference("m", "p").attempt({"input": [], "note": "é" * 100}) as attempt:
+                attempt.record_completed("r1")
+        [chat] = by_name(captured.spans())["chat m"]
+        content = str(chat.attributes["rollout.payload.request.content"])
+        assert 0 < len(content.encode()) <= 40
+        assert content.startswith('{\n  "input": []')
+    finally:
+        captured.provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    "bundle_dir",
+    sorted(FIXTURES.glob("codex-0.169.0/*/trace-*")),
+    ids=lambda path: path.parent.name,
+)
+def test_every_codex_fixture_maps_to_a_well_formed_span_tree(bundle_dir: Path) -> None:
+    sink = replay(bundle_dir)
+    roots = [mapped for mapped in sink.spans.values() if mapped.start.parent is None]
+    assert len(roots) == 1 and roots[0].start.name.startswith("invoke_agent ")
+    names = {mapped.start.name.split(" ")[0] for mapped in sink.spans.values()}
+    assert {"invoke_agent", "turn", "chat"} <= names
+    spans = sink.spans
+    if bundle_dir.parent.name == "multi_agent_v2_spawn":
+        results = [m for k, m in spans.items() if k.startswith("agent_result:")]
+        assert results and all(m.start.links for m in results)
+        child = next(
+            m for m in spans.values() if m.attributes.get(sc.ROLLOUT_PARENT_THREAD_ID) is not None
+        )
+        assert child.start.parent is not None and child.start.parent.startswith("tool:")
+    if bundle_dir.parent.name == "code_mode_cell":
+        nested = [m for m in spans.values() if (m.start.parent or "").startswith("code_cell:")]
+        assert nested
+
+
+def test_agent_tools_link_to_their_target_thread(pipeline: Pipeline) -> None:
+    root = ThreadTraceContext.start_root_or_disabled()
+    with root, root.turn() as turn:
+        kid = root.start_child_thread_trace_or_disabled(
+            ThreadStartedTraceMetadata(agent_path="/root/kid")
+        )
+        with turn.tool_call("send_message", '{"message":"hi"}', target_agent_path="/root/kid"):
+            pass
+        kid.record_ended()
+    spans = by_name(pipeline.spans())
+    [tool] = spans["execute_tool send_message"]
+    [kid_span] = spans["invoke_agent /root/kid"]
+    [link] = tool.links
+    assert link.context.span_id == kid_span.context.span_id
+    assert link.attributes is not None and link.attributes[sc.ROLLOUT_EDGE_KIND] == "send_message"
+    assert tool.attributes[sc.ROLLOUT_EDGE_ID] == link.attributes[sc.ROLLOUT_EDGE_ID]
