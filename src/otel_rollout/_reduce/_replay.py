@@ -102,6 +102,8 @@ def replay_bundle(
         data = line.data
         if not data.strip():
             continue
+        if completed:
+            raise BundleError(log_path, number, "event after recording_completed")
         try:
             event = decode_event(data)
         except ValueError as error:
@@ -110,20 +112,18 @@ def replay_bundle(
             raise BundleError(
                 log_path, number, f"unsupported event schema_version {event.schema_version}"
             )
-        if event.rollout_id != rollout_id:
-            raise BundleError(
-                log_path,
-                number,
-                f"event of another rollout ({event.rollout_id}, manifest says {rollout_id})",
-            )
         if event.seq != expected_seq:
             raise BundleError(
                 log_path,
                 number,
                 f"missing or reordered event: seq {event.seq}, expected {expected_seq}",
             )
-        if completed:
-            raise BundleError(log_path, number, "event after recording_completed")
+        if event.rollout_id != rollout_id:
+            raise BundleError(
+                log_path,
+                number,
+                f"event of another rollout ({event.rollout_id}, manifest says {rollout_id})",
+            )
         expected_seq += 1
         payload = event.payload
         for ref in payload_refs(payload):
