@@ -19,7 +19,14 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_rollout._background import BackgroundWriter, BundleSink, PendingEvent
+from otel_rollout._background import (
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_EVENTS,
+    DEFAULT_MAX_WAIT_S,
+    BackgroundWriter,
+    BundleSink,
+    PendingEvent,
+)
 from otel_rollout._config import trace_root_from_env
 from otel_rollout._recorder import LIVE_SCOPE_NAME
 from otel_rollout._writer import BundleWriter
@@ -52,6 +59,7 @@ class RolloutBundleSpanExporter(SpanExporter):
         *,
         max_queue_events: int | None = None,
         max_queue_bytes: int | None = None,
+        max_queue_wait_s: float | None = None,
     ) -> None:
         """Create an exporter.
 
@@ -60,14 +68,15 @@ class RolloutBundleSpanExporter(SpanExporter):
                 ``OTEL_ROLLOUT_TRACE_ROOT`` (unset: the spans-only path is off).
             max_queue_events: Bound of the writer queue, in events.
             max_queue_bytes: Bound of the writer queue, in payload bytes.
+            max_queue_wait_s: How long a recording call waits for room in a full
+                queue before its event is lost (and that bundle stops).
         """
         self.trace_root = Path(trace_root) if trace_root else trace_root_from_env()
-        kwargs: dict[str, int] = {}
-        if max_queue_events is not None:
-            kwargs["max_events"] = max_queue_events
-        if max_queue_bytes is not None:
-            kwargs["max_bytes"] = max_queue_bytes
-        self._writer = BackgroundWriter(**kwargs)
+        self._writer = BackgroundWriter(
+            max_events=DEFAULT_MAX_QUEUE_EVENTS if max_queue_events is None else max_queue_events,
+            max_bytes=DEFAULT_MAX_QUEUE_BYTES if max_queue_bytes is None else max_queue_bytes,
+            max_wait_s=DEFAULT_MAX_WAIT_S if max_queue_wait_s is None else max_queue_wait_s,
+        )
         self._lock = threading.Lock()
         self._shut_down = False
         self._bundles: list[BundleSink] = []

@@ -1,0 +1,292 @@
+"""Durability and concurrency: kill -9, exit, fork, full queues, many threads and tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import otel_rollout
+from codex_support import codex_reduce
+from otel_rollout import (
+    ThreadStartedTraceMetadata,
+    ThreadTraceContext,
+    _config,
+    current_turn,
+    validate_bundle,
+)
+from otel_rollout import semconv as sc
+from otel_rollout._background import BundleSink, PendingEvent
+from otel_rollout._exporter import RolloutBundleSpanExporter
+from recording_support import Pipeline, event_types, pipeline_fixture, read_events
+
+POLL_TIMEOUT_S = 20.0
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    yield from pipeline_fixture(tmp_path, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _reset_configuration() -> Iterator[None]:
+    yield
+    _config.reset()
+
+
+def user(text: str) -> dict[str, object]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+RECORDER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import otel_rollout
+    from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext
+
+    otel_rollout.configure(trace_root=sys.argv[1])
+    turns = int(sys.argv[2])
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    print(thread.bundle_dir, flush=True)
+    i = 0
+    while turns < 0 or i < turns:
+        i += 1
+        with thread.turn(f"turn-{i}") as turn:
+            request = {"input": [{"type": "message", "role": "user",
+                                  "content": [{"type": "input_text", "text": "q" * (i % 3000)}]}]}
+            with turn.inference("m", "p").attempt(request) as attempt:
+                attempt.record_completed(f"resp-{i}", [{"type": "message", "role": "assistant",
+                    "content": [{"type": "output_text", "text": "a" * (i % 5000)}]}])
+            with turn.tool_call("lookup", {"i": i}, tool_call_id=f"call-{i}") as tool:
+                tool.record_completed("ok")
+        print(i, flush=True)
+    """
+)
+
+
+def _spawn_recorder(root: Path, turns: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", RECORDER_SCRIPT, str(root), str(turns)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(predicate: object, what: str) -> None:
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _strip_torn_tail(bundle: Path) -> int:
+    log = bundle / "trace.jsonl"
+    data = log.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    log.write_bytes(data[:keep])
+    return len(data) - keep
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_leaves_a_valid_bundle(tmp_path: Path, codex_bin: Path) -> None:
+    rng = random.Random(1234)
+    for run in range(5):
+        root = tmp_path / f"run-{run}"
+        process = _spawn_recorder(root, -1)
+        assert process.stdout is not None
+        bundle = Path(process.stdout.readline().strip())
+        if run == 0:
+            # Events reach the disk while the process lives (no exit, no flush call).
+            process.stdout.readline()
+            _wait_for(
+                lambda log=bundle / "trace.jsonl": (
+                    log.exists() and b'"codex_turn_ended"' in log.read_bytes()
+                ),
+                "turn 1 on disk",
+            )
+        else:
+            time.sleep(rng.uniform(0.0, 0.4))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        report = validate_bundle(bundle)
+        assert report.ok, (run, report.problems)
+        assert len(report.warnings) <= 1
+        assert all("torn last line" in str(warning) for warning in report.warnings)
+        _strip_torn_tail(bundle)
+        assert validate_bundle(bundle).ok
+        types = event_types(bundle)
+        # killed right after creation, nothing may have reached the disk yet
+        assert not types or types[0] == "rollout_started"
+        if run == 0:
+            assert "codex_turn_ended" in types
+        done = codex_reduce(codex_bin, bundle, tmp_path / f"state-{run}.json")
+        assert done.returncode == 0, (run, done.stderr)
+
+
+def test_interpreter_exit_flushes_everything(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RECORDER_SCRIPT, str(tmp_path), "150"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    bundle = Path(done.stdout.splitlines()[0])
+    types = event_types(bundle)
+    assert types.count("codex_turn_ended") == 150
+    assert types.count("tool_call_ended") == 150
+    assert validate_bundle(bundle).ok
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import otel_rollout
+    from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext
+    from otel_rollout._recording import _shared
+
+    otel_rollout.configure(trace_root=sys.argv[1])
+    root = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="parent"))
+    root.record_turn_started("before-fork")
+    pid = os.fork()
+    if pid == 0:
+        root.record_turn_started("in-forked-child")  # must not reach the parent's bundle
+        meta = ThreadStartedTraceMetadata(thread_id="forked")
+        own = ThreadTraceContext.start_root_or_disabled(meta)
+        own.record_turn_started("own-turn")
+        own.record_ended()
+        ok = _shared().force_flush()
+        os._exit(0 if ok and own.is_enabled() else 3)
+    _, status = os.waitpid(pid, 0)
+    root.record_turn_ended("before-fork")
+    root.record_ended()
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_forked_child_does_not_write_into_its_parents_bundle(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "0", done.stderr
+    [parent] = tmp_path.glob("trace-*-parent")
+    [forked] = tmp_path.glob("trace-*-forked")
+    assert validate_bundle(parent).ok and validate_bundle(forked).ok
+    assert "in-forked-child" not in (parent / "trace.jsonl").read_text()
+    assert event_types(parent)[-1] == "recording_completed"
+    assert "own-turn" in (forked / "trace.jsonl").read_text()
+
+
+def test_a_full_queue_waits_then_counts_the_loss_and_keeps_a_valid_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = threading.Event()
+    original = BundleSink.write
+
+    def slow_write(self: BundleSink, item: PendingEvent) -> None:
+        gate.wait(POLL_TIMEOUT_S)
+        original(self, item)
+
+    monkeypatch.setattr(BundleSink, "write", slow_write)
+    exporter = RolloutBundleSpanExporter(max_queue_events=4, max_queue_wait_s=0.01)
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter)
+    thread = ThreadTraceContext.start_root_or_disabled()
+    with caplog.at_level(logging.WARNING):
+        for i in range(40):
+            thread.record_turn_started(f"turn-{i}")
+    gate.set()
+    thread.record_ended()
+    exporter.shutdown()
+    assert exporter.lost_events >= 1
+    assert "stayed full" in caplog.text
+    [bundle] = tmp_path.glob("trace-*")
+    assert validate_bundle(bundle).ok
+    seqs = [event["seq"] for event in read_events(bundle)]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < 42
+    assert "recording_completed" not in event_types(bundle)
+
+
+def test_eight_threads_and_fifty_tasks_record_at_once(
+    pipeline: Pipeline, codex_bin: Path, tmp_path: Path
+) -> None:
+    turns_per_thread = 10
+    root = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    children = [
+        root.start_child_thread_trace_or_disabled(
+            ThreadStartedTraceMetadata(thread_id=f"child-{n}", agent_path=f"/root/worker{n}")
+        )
+        for n in range(8)
+    ]
+    barrier = threading.Barrier(9)
+
+    def work(n: int) -> None:
+        child = children[n]
+        barrier.wait()
+        for j in range(turns_per_thread):
+            with child.turn(f"t-{n}-{j}") as turn:
+                assert current_turn() is turn
+                with turn.inference("m", "p").attempt({"input": [user(f"{n}/{j}")]}) as attempt:
+                    attempt.record_completed(f"r-{n}-{j}")
+                with turn.tool_call("lookup", {"j": j}, tool_call_id=f"call-{n}-{j}"):
+                    pass
+        child.record_ended()
+
+    async def task(k: int) -> None:
+        async with root.turn(f"a-{k}") as turn:
+            await asyncio.sleep(0)
+            assert current_turn() is turn
+            async with turn.inference("m", "p").attempt({"input": [user(f"a{k}")]}) as attempt:
+                await asyncio.sleep(0)
+                attempt.record_completed(f"ra-{k}")
+            async with turn.tool_call("lookup", {"k": k}, tool_call_id=f"call-a-{k}"):
+                await asyncio.sleep(0)
+                assert current_turn() is turn
+
+    async def tasks() -> None:
+        await asyncio.gather(*(task(k) for k in range(50)))
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    asyncio.run(tasks())
+    for worker in workers:
+        worker.join()
+    root.record_ended()
+
+    [bundle] = pipeline.bundles()
+    report = validate_bundle(bundle)
+    assert report.ok, report.problems
+    assert (report.threads, report.turns) == (9, 8 * turns_per_thread + 50)
+    done = codex_reduce(codex_bin, bundle, tmp_path / "state.json")
+    assert done.returncode == 0, done.stderr
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert len(state["tool_calls"]) == 8 * turns_per_thread + 50
+
+    spans = pipeline.spans()
+    by_id = {span.context.span_id: span for span in spans}
+    tools = [span for span in spans if span.name == "execute_tool lookup"]
+    assert len(tools) == 8 * turns_per_thread + 50
+    for tool in tools:
+        assert tool.parent is not None
+        turn_span = by_id[tool.parent.span_id]
+        assert turn_span.name == "turn"
+        assert turn_span.attributes[sc.ROLLOUT_TURN_ID] == tool.attributes[sc.ROLLOUT_TURN_ID]
