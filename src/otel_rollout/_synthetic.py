@@ -226,6 +226,7 @@ class _Generator:
         self.shutting_down = False
         self.counter = 0
         self.compaction_requests = 0
+        self._pending_partial: tuple[_Turn, list[Json]] | None = None
 
     # --- ids, clock, text ---
 
@@ -639,7 +640,12 @@ class _Generator:
         )
         return call_id
 
-    def _partial(self, upstream: str | None) -> RawPayloadRef:
+    def _partial(self, turn: _Turn, upstream: str | None, keep: float) -> RawPayloadRef:
+        """A partial response; with probability ``keep`` its items join the history.
+
+        Codex keeps output items that were done before the stream broke: they are
+        accepted and the retry's request carries them.
+        """
         items = [self._message("assistant", self._text(), item_id=f"msg_{self._next()}")]
         if self.rng.random() < 0.3:
             items.insert(0, self._reasoning())
@@ -649,7 +655,21 @@ class _Generator:
             "token_usage": None,
             "output_items": items,
         }
-        return self._ref(PayloadKind.INFERENCE_RESPONSE, body)
+        ref = self._ref(PayloadKind.INFERENCE_RESPONSE, body)
+        if self.rng.random() < keep:
+            self._pending_partial = (turn, items)
+        return ref
+
+    def _keep_partial(self) -> bool:
+        """Accept the items of the partial response just reported; whether there were any."""
+        pending, self._pending_partial = self._pending_partial, None
+        if pending is None:
+            return False
+        turn, items = pending
+        for item in items:
+            self._accept(turn, item)
+        turn.thread.history.extend(items)
+        return True
 
     def _step(
         self, turn: _Turn, index: int, step: int, last: bool
@@ -664,7 +684,11 @@ class _Generator:
             call_id = self._start_inference(turn, request)
             yield None
             upstream = rng.choice((None, f"req_{self._next()}"))
-            partial = self._partial(upstream) if (attempt == 1 or rng.random() < 0.3) else None
+            partial = (
+                self._partial(turn, upstream, keep=0.8)
+                if (attempt == 1 or rng.random() < 0.3)
+                else None
+            )
             self._emit(
                 InferenceFailed(
                     inference_call_id=call_id,
@@ -683,6 +707,8 @@ class _Generator:
                 thread,
                 turn.turn_id,
             )
+            if self._keep_partial():
+                request = self._request(thread, turn)
         call_id = self._start_inference(turn, request)
         yield None
         ending = 1.0 if every else rng.random()
@@ -696,13 +722,14 @@ class _Generator:
                     inference_call_id=call_id,
                     upstream_request_id=upstream,
                     error="unexpected status 400 Bad Request: context_length_exceeded",
-                    partial_response_payload=self._partial(upstream)
+                    partial_response_payload=self._partial(turn, upstream, keep=0.5)
                     if rng.random() < 0.5
                     else None,
                 ),
                 thread,
                 turn.turn_id,
             )
+            self._keep_partial()
             turn.status = ExecutionStatus.FAILED
             self._protocol(
                 "error", {"message": "context_length_exceeded", "codex_error_info": None}
@@ -804,7 +831,9 @@ class _Generator:
             inference_call_id=call_id,
             upstream_request_id=upstream,
             reason="response stream dropped before provider terminal event",
-            partial_response_payload=self._partial(upstream) if self.rng.random() < 0.5 else None,
+            partial_response_payload=(
+                self._partial(turn, upstream, keep=0.5) if self.rng.random() < 0.5 else None
+            ),
         )
         turn.status = self.rng.choice((ExecutionStatus.CANCELLED,) * 3 + (ExecutionStatus.ABORTED,))
         if late:
@@ -816,8 +845,10 @@ class _Generator:
                 turn.turn_id,
             )
             self._emit(cancelled, turn.thread, turn.turn_id)
+            self._pending_partial = None
         else:
             self._emit(cancelled, turn.thread, turn.turn_id)
+            self._keep_partial()
         yield None
 
     # --- planning tool calls ---
