@@ -137,6 +137,9 @@ def _server_env() -> dict[str, str]:
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         MLFLOW_DISABLE_TELEMETRY="true",
         DO_NOT_TRACK="true",
+        # MLflow fetches a model price catalog from the network for every new provider name
+        # (7+ s each here, and no network is needed): use the bundled one only.
+        MLFLOW_MODEL_CATALOG_URI="",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -172,6 +175,36 @@ class Backends:
             raise AssertionError(f"MLflow answered {status}: {body[:500]!r}")
         trace: dict[str, Any] = json.loads(body)["trace"]
         return trace
+
+    def search_traces(self) -> list[str]:
+        """Trace ids (``tr-<hex>``) of every trace in the session's experiment."""
+        ids: list[str] = []
+        token: str | None = None
+        while True:
+            query: dict[str, Any] = {
+                "locations": [
+                    {
+                        "type": "MLFLOW_EXPERIMENT",
+                        "mlflow_experiment": {"experiment_id": self.experiment_id},
+                    }
+                ],
+                "max_results": 500,
+            }
+            if token:
+                query["page_token"] = token
+            status, body = http(
+                "POST",
+                f"{self.mlflow_url}/api/3.0/mlflow/traces/search",
+                json.dumps(query).encode(),
+                {"Content-Type": "application/json"},
+            )
+            if status != 200:
+                raise AssertionError(f"MLflow search answered {status}: {body[:500]!r}")
+            answer = json.loads(body)
+            ids += [info["trace_id"] for info in answer.get("traces", [])]
+            token = answer.get("next_page_token")
+            if not token:
+                return ids
 
     def wait_for_spans(
         self, trace_id: int | str, count: int, timeout: float = 30.0

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,6 +16,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
+
+from otel_rollout._mapping import derive_span_id, trace_id_from_uuid
+from otel_rollout._replay import bundle_spans
+from otel_rollout.cli import main
 
 if TYPE_CHECKING:
     from backends import Backends
@@ -75,3 +83,200 @@ def test_sdk_span_over_http_reaches_mlflow(backends: Backends) -> None:
     )
     trace_id, ids = _send_sdk_trace(exporter)
     _assert_sdk_trace(backends.wait_for_spans(trace_id, 2), ids)
+
+
+# --- bundles replayed over OTLP, checked against the bundle's reduced state ---
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "codex-0.169.0"
+
+
+def fixture_bundle(scenario: str) -> Path:
+    (bundle,) = sorted((FIXTURES / scenario).glob("trace-*"))
+    return bundle
+
+
+def _value(value: dict[str, Any]) -> Any:
+    """An OTLP proto-JSON AnyValue as MLflow returns it, as a Python value."""
+    (kind, inner), *_ = value.items()
+    if kind == "int_value":
+        return int(inner)
+    if kind == "array_value":
+        return [_value(item) for item in inner.get("values", [])]
+    if kind == "kvlist_value":
+        return {kv["key"]: _value(kv["value"]) for kv in inner.get("values", [])}
+    return inner
+
+
+def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {item["key"]: _value(item["value"]) for item in items}
+
+
+@dataclass
+class StoredSpan:
+    """A span as the trace store returned it."""
+
+    name: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, Any]
+    links: list[tuple[str, str, dict[str, Any]]]
+    start_ns: int
+
+
+def stored_spans(raw: list[dict[str, Any]]) -> dict[str, StoredSpan]:
+    spans: dict[str, StoredSpan] = {}
+    for span in raw:
+        stored = StoredSpan(
+            name=span["name"],
+            span_id=span_id_hex(span["span_id"]),
+            parent_id=span_id_hex(span.get("parent_span_id", "")),
+            attributes=_attributes(span.get("attributes", [])),
+            links=[
+                (
+                    span_id_hex(link["trace_id"]),
+                    span_id_hex(link["span_id"]),
+                    _attributes(link.get("attributes", [])),
+                )
+                for link in span.get("links", [])
+            ],
+            start_ns=int(span["start_time_unix_nano"]),
+        )
+        spans[stored.span_id] = stored
+    return spans
+
+
+def expected_names(state: dict[str, Any]) -> Counter[str]:
+    """Span count per name that the reduced state implies for threads, turns, inference calls,
+    tool calls and agent results."""
+    names: Counter[str] = Counter()
+    for thread in state["threads"].values():
+        names[f"invoke_agent {thread['nickname'] or thread['agent_path']}"] += 1
+    names["turn"] += len(state["codex_turns"])
+    for call in state["inference_calls"].values():
+        names[f"chat {call['model']}"] += 1
+    for call in state["tool_calls"].values():
+        label = (call.get("summary") or {}).get("label")
+        names[f"execute_tool {label}" if label else "execute_tool"] += 1
+    for edge in state["interaction_edges"].values():
+        if edge["kind"] == "agent_result":
+            thread_id = edge["edge_id"].split(":")[2]
+            thread = state["threads"][thread_id]
+            names[f"agent_result {thread['nickname'] or thread['agent_path']}"] += 1
+    return names
+
+
+def assert_trace_matches_state(spans: dict[str, StoredSpan], state: dict[str, Any]) -> None:
+    """Span counts per name, parentage, GenAI attributes and agent-result links."""
+    trace_id = trace_id_from_uuid(state["trace_id"])
+    tool_label = {
+        call_id: (call.get("summary") or {}).get("label")
+        for call_id, call in state["tool_calls"].items()
+    }
+
+    def span_of(key: str) -> StoredSpan:
+        span_id = f"{derive_span_id(trace_id, key):016x}"
+        assert span_id in spans, f"no span for {key}"
+        return spans[span_id]
+
+    names = Counter(span.name for span in spans.values())
+    expected = expected_names(state)
+    for name, count in expected.items():
+        if name != "execute_tool":
+            assert names[name] == count, f"{name}: {names[name]} spans, state says {count}"
+    tool_spans = sum(count for name, count in names.items() if name.startswith("execute_tool"))
+    assert tool_spans == len(state["tool_calls"])
+
+    root = span_of(f"thread:{state['root_thread_id']}")
+    assert root.parent_id == ""
+    for thread_id, thread in state["threads"].items():
+        span = span_of(f"thread:{thread_id}")
+        assert span.attributes["gen_ai.operation.name"] == "invoke_agent"
+        assert span.attributes["gen_ai.agent.id"] == thread_id
+        origin = thread["origin"]
+        if origin["type"] == "spawned":
+            # A child agent sits under the tool call that spawned it.
+            edge = state["interaction_edges"][origin["spawn_edge_id"]]
+            assert edge["source"]["type"] == "tool_call"
+            spawner = span_of(f"tool:{edge['source']['tool_call_id']}")
+            assert span.parent_id == spawner.span_id
+    for turn_id, turn in state["codex_turns"].items():
+        assert (
+            span_of(f"turn:{turn_id}").parent_id == span_of(f"thread:{turn['thread_id']}").span_id
+        )
+    for call_id, call in state["inference_calls"].items():
+        span = span_of(f"inference:{call_id}")
+        assert span.parent_id == span_of(f"turn:{call['codex_turn_id']}").span_id
+        assert span.attributes["gen_ai.operation.name"] == "chat"
+        assert span.attributes["gen_ai.request.model"] == call["model"]
+        assert span.attributes["gen_ai.provider.name"] == call["provider_name"]
+        assert span.start_ns == call["execution"]["started_at_unix_ms"] * 1_000_000
+    for call_id, call in state["tool_calls"].items():
+        span = span_of(f"tool:{call_id}")
+        assert span.attributes["gen_ai.operation.name"] == "execute_tool"
+        if tool_label[call_id]:
+            assert span.name == f"execute_tool {tool_label[call_id]}"
+        turn_id = call["started_by_codex_turn_id"]
+        if turn_id is not None:
+            assert span.parent_id == span_of(f"turn:{turn_id}").span_id
+    for edge_id, edge in state["interaction_edges"].items():
+        if edge["kind"] != "agent_result":
+            continue
+        span = span_of(f"agent_result:{edge_id}")
+        child_thread = edge_id.split(":")[2]
+        targets = {
+            f"{derive_span_id(trace_id, key):016x}"
+            for key in (f"thread:{child_thread}", *_turn_keys(state, child_thread))
+        }
+        (link,) = span.links
+        assert link[0] == f"{trace_id:032x}"
+        assert link[1] in targets, "the agent result links to the child agent's work"
+        assert link[2]["rollout.edge.kind"] == "agent_result"
+        assert link[2]["rollout.edge.id"] == edge_id
+
+
+def _turn_keys(state: dict[str, Any], thread_id: str) -> list[str]:
+    return [
+        f"turn:{turn_id}"
+        for turn_id, turn in state["codex_turns"].items()
+        if turn["thread_id"] == thread_id
+    ]
+
+
+def reduced_state(bundle: Path) -> dict[str, Any]:
+    """The bundle's reduced state as Codex 0.169.0 wrote it next to the fixture."""
+    state: dict[str, Any] = json.loads((bundle / "state.json").read_text(encoding="utf-8"))
+    return state
+
+
+def test_replay_codex_bundle_over_http_into_mlflow_twice_gives_one_trace(
+    backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = fixture_bundle("multi_agent_v2_spawn")
+    state = reduced_state(bundle)
+    header = f"x-mlflow-experiment-id={backends.experiment_id}"
+    argv = ["replay", str(bundle), "--endpoint", backends.mlflow_url, "--header", header]
+    assert main([*argv, "--protocol", "http/protobuf"]) == 0
+    first_raw = backends.wait_for_spans(state["trace_id"].replace("-", ""), 1)
+    first = stored_spans(first_raw)
+    assert len(first) == len(first_raw) == len(bundle_spans(bundle))
+    assert_trace_matches_state(first, state)
+
+    assert main(argv) == 0  # http/protobuf is the default protocol
+    second_raw = backends.wait_for_spans(state["trace_id"].replace("-", ""), 1)
+    assert len(second_raw) == len(first_raw), "replaying again must not add spans"
+    assert stored_spans(second_raw).keys() == first.keys()
+    traces = backends.search_traces()
+    assert traces.count(f"tr-{state['trace_id'].replace('-', '')}") == 1, traces
+    out = capsys.readouterr().out
+    assert out.count(f"of trace {trace_id_from_uuid(state['trace_id']):032x}") == 2
+
+
+def test_replay_over_grpc_through_rotel_into_mlflow(backends: Backends) -> None:
+    bundle = fixture_bundle("tool_call")
+    state = reduced_state(bundle)
+    expected = len(bundle_spans(bundle))
+    argv = ["replay", str(bundle), "--endpoint", backends.rotel_grpc, "--protocol", "grpc"]
+    assert main(argv) == 0
+    spans = stored_spans(backends.wait_for_spans(state["trace_id"].replace("-", ""), expected))
+    assert len(spans) == expected
+    assert_trace_matches_state(spans, state)

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from otel_rollout._models import RawTraceEvent as RawTraceEvent
     from otel_rollout._models import RolloutStatus as RolloutStatus
     from otel_rollout._models import TraceBundleManifest as TraceBundleManifest
+    from otel_rollout._replay import ExportError as ExportError
+    from otel_rollout._replay import ExportResult as ExportResult
+    from otel_rollout._replay import export_bundle as export_bundle
     from otel_rollout._validate import ValidationReport as ValidationReport
     from otel_rollout._validate import validate_bundle as validate_bundle
     from otel_rollout._writer import BundleWriter as BundleWriter
@@ -63,6 +66,10 @@ _EXPORTS: dict[str, str] = {
     "TraceBundleManifest": "otel_rollout._models",
     "ValidationReport": "otel_rollout._validate",
     "validate_bundle": "otel_rollout._validate",
+    # replay over OTLP
+    "ExportError": "otel_rollout._replay",
+    "ExportResult": "otel_rollout._replay",
+    "export_bundle": "otel_rollout._replay",
     # recording: the API, OTel spans and the bundle exporter
     "AgentResultTracePayload": "otel_rollout._recording",
     "CodeCellTraceContext": "otel_rollout._recording",

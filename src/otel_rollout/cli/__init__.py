@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "reduce": "otel_rollout.cli._reduce",
     "validate": "otel_rollout.cli._validate",
     "show": "otel_rollout.cli._show",
+    "replay": "otel_rollout.cli._replay",
 }
 """Subcommand name -> module defining ``command``, imported only when that subcommand runs."""
 
