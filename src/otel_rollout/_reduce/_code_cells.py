@@ -280,7 +280,6 @@ def _end(
     if cell.initial_response_at_unix_ms is None:
         cell.initial_response_at_unix_ms = wall
         cell.initial_response_seq = seq
-        cell.initial_response_status = status
     execution = cell.execution
     execution.ended_at_unix_ms = wall
     execution.ended_seq = seq

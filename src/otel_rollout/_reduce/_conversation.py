@@ -58,6 +58,7 @@ def reduce_request(
             )
         ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), False, None)
     state.append_thread_items(thread_id, ids)
+    state.history_items.update(ids)
     if override is not None:
         del state.pending_replacements[thread_id]
     state.snapshots[thread_id] = list(ids)
@@ -183,8 +184,8 @@ def sighted(
     if existing.responses_item_id is None and item.responses_item_id is not None:
         existing.responses_item_id = item.responses_item_id
         state.items_by_responses_id.setdefault(
-            (existing.thread_id, item.responses_item_id), item_id
-        )
+            (existing.thread_id, item.responses_item_id), []
+        ).append(item_id)
     for producer in producers:
         if producer not in existing.produced_by:
             existing.produced_by.append(producer)
@@ -238,8 +239,27 @@ def create_item(
     if item.call_id is not None:
         state.items_by_call_id.setdefault((thread_id, item.call_id), []).append(item_id)
     if item.responses_item_id is not None:
-        state.items_by_responses_id.setdefault((thread_id, item.responses_item_id), item_id)
+        state.items_by_responses_id.setdefault((thread_id, item.responses_item_id), []).append(
+            item_id
+        )
     return item_id
+
+
+def accept(
+    state: ReducerState,
+    wall: int,
+    seq: int,
+    thread_id: str,
+    turn_id: str | None,
+    item_id: str,
+    agent_message: Any,
+) -> None:
+    """``history_item_accepted``: the item (by Responses id) enters the thread's history."""
+    state.thread(thread_id)
+    key = (thread_id, item_id)
+    state.accepted.setdefault(key, (wall, seq))
+    if agent_message is not None:
+        accept_agent_message(state, wall, thread_id, turn_id, item_id, agent_message)
 
 
 def accept_agent_message(
@@ -259,7 +279,11 @@ def accept_agent_message(
         return
     new_id = create_item(state, thread_id, turn_id, wall, item, [])
     state.append_thread_items(thread_id, [new_id])
+    state.history_items.add(new_id)
     state.snapshots.setdefault(thread_id, []).append(new_id)
+    replacements = state.pending_replacements.get(thread_id)
+    if replacements is not None:
+        replacements.append(new_id)
     sighted(state, new_id, item, [])
     _code_cells.flush_pending_starts(state)
 
@@ -380,17 +404,27 @@ def reduce_checkpoint(
     state.append_thread_items(thread_id, input_ids)
     state.append_thread_items(thread_id, [marker_id])
     state.append_thread_items(thread_id, replacement_ids)
+    state.history_items.update(input_ids)
+    state.history_items.add(marker_id)
+    state.history_items.update(replacement_ids)
     return input_ids, marker_id, replacement_ids
 
 
 def apply_acceptances(state: ReducerState) -> None:
-    """Stamp each item with the first acceptance of its Responses id in its thread."""
+    """Stamp each item with the first acceptance of its Responses id in its thread, and keep
+    in each thread's history only items a request or checkpoint carried, or accepted ones.
+    """
     accepted = state.accepted
-    if not accepted:
-        return
-    for item in state.trace.conversation_items.values():
-        rid = item.responses_item_id
-        if rid is not None:
-            stamp = accepted.get((item.thread_id, rid))
-            if stamp is not None:
-                item.accepted_at_unix_ms, item.accepted_seq = stamp
+    kept = state.history_items
+    if accepted:
+        for item in state.trace.conversation_items.values():
+            rid = item.responses_item_id
+            if rid is not None:
+                stamp = accepted.get((item.thread_id, rid))
+                if stamp is not None:
+                    item.accepted_at_unix_ms, item.accepted_seq = stamp
+                    kept.add(item.item_id)
+    for thread in state.trace.threads.values():
+        ids = thread.conversation_item_ids
+        if not all(item_id in kept for item_id in ids):
+            thread.conversation_item_ids = [item_id for item_id in ids if item_id in kept]

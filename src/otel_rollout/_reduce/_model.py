@@ -245,7 +245,7 @@ class InferenceCall(_Node):
 # --- code cells ---
 
 
-class CodeCell(_Node, omit_defaults=True, kw_only=True):
+class CodeCell(_Node):
     """A code-mode cell: model-authored JavaScript run by the runtime."""
 
     code_cell_id: str
@@ -259,9 +259,9 @@ class CodeCell(_Node, omit_defaults=True, kw_only=True):
     runtime_status: CodeCellRuntimeStatus
     initial_response_at_unix_ms: int | None
     initial_response_seq: int | None
-    initial_response_status: CodeCellRuntimeStatus | None = None
-    raw_initial_response_payload_id: str | None = None
-    raw_result_payload_id: str | None = None
+    initial_response_status: CodeCellRuntimeStatus | None
+    raw_initial_response_payload_id: str | None
+    raw_result_payload_id: str | None
     yielded_at_unix_ms: int | None
     yielded_seq: int | None
     source_js: str

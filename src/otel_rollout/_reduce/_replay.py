@@ -196,7 +196,7 @@ def _thread_started(state: ReducerState, event: RawTraceEvent, p: ThreadStarted)
 
 
 def _thread_resumed(state: ReducerState, event: RawTraceEvent, p: ThreadResumed) -> None:
-    state.thread(p.thread_id)
+    _threads.resume_thread(state, p.thread_id)
 
 
 def _thread_ended(state: ReducerState, event: RawTraceEvent, p: ThreadEnded) -> None:
@@ -219,17 +219,15 @@ def _history_item_accepted(
     thread_id = event.thread_id
     if thread_id is None:
         raise ReduceError("history acceptance has no thread")
-    state.thread(thread_id)
-    state.accepted.setdefault((thread_id, p.item_id), (event.wall_time_unix_ms, event.seq))
-    if p.agent_message_payload is not None:
-        _conversation.accept_agent_message(
-            state,
-            event.wall_time_unix_ms,
-            thread_id,
-            event.codex_turn_id,
-            p.item_id,
-            p.agent_message_payload,
-        )
+    _conversation.accept(
+        state,
+        event.wall_time_unix_ms,
+        event.seq,
+        thread_id,
+        event.codex_turn_id,
+        p.item_id,
+        p.agent_message_payload,
+    )
 
 
 def _inference_started(state: ReducerState, event: RawTraceEvent, p: InferenceStarted) -> None:

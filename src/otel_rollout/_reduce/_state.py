@@ -75,13 +75,15 @@ class ReducerState:
     pending_code_cell_starts: dict[str, PendingCodeCellStart] = field(default_factory=dict)
     pending_code_cell_events: dict[str, list[PendingCodeCellEvent]] = field(default_factory=dict)
     pending_edges: list[PendingEdge] = field(default_factory=list)
+    history_items: set[str] = field(default_factory=set)
+    """Items a request, checkpoint or accepted agent message carried into a thread's history."""
     accepted: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     """(thread, Responses item id) -> (wall time, seq) of its first acceptance."""
     # indexes
     items_by_call_id: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """(thread, call_id) -> conversation items with that call id, in creation order."""
-    items_by_responses_id: dict[tuple[str, str], str] = field(default_factory=dict)
-    """(thread, Responses item id) -> the first conversation item with it."""
+    items_by_responses_id: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(thread, Responses item id) -> conversation items with it, in creation order."""
     tools_by_call_id: dict[str, list[str]] = field(default_factory=dict)
     """model-visible call id -> tool calls (any thread)."""
     inferences_by_response_item: dict[str, list[str]] = field(default_factory=dict)

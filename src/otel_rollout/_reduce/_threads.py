@@ -132,6 +132,14 @@ def end_thread(
     execution.status = _THREAD_STATUS[status]
 
 
+def resume_thread(state: ReducerState, thread_id: str) -> None:
+    """``thread_resumed``: the thread runs again."""
+    execution = state.thread(thread_id).execution
+    execution.ended_at_unix_ms = None
+    execution.ended_seq = None
+    execution.status = ExecutionStatus.RUNNING
+
+
 def start_turn(state: ReducerState, seq: int, wall: int, turn_id: str, thread_id: str) -> None:
     """``codex_turn_started``: insert the turn into an existing thread."""
     trace = state.trace
