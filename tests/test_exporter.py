@@ -1,0 +1,271 @@
+"""RolloutBundleSpanExporter: the SDK contract, and bundles from spans not recorded live."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode, Tracer
+
+import otel_rollout
+from codex_support import codex_reduce
+from otel_rollout import (
+    RolloutBundleSpanExporter,
+    RolloutSpanProcessor,
+    ThreadTraceContext,
+    _config,
+    validate_bundle,
+)
+from otel_rollout._spans_only import SpansOnlyAssembler
+from recording_support import Pipeline, event_types, pipeline_fixture
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    yield from pipeline_fixture(tmp_path, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _reset_configuration() -> Iterator[None]:
+    yield
+    _config.reset()
+
+
+def messages(role: str, text: str) -> str:
+    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}])
+
+
+def foreign_agent_run(tracer: Tracer) -> None:
+    """Spans shaped like another GenAI instrumentation's: agent, chats, a tool, a sub-agent."""
+    with tracer.start_as_current_span("http request"):
+        with tracer.start_as_current_span(
+            "invoke_agent planner",
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": "planner",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-x",
+            },
+        ):
+            with tracer.start_as_current_span(
+                "chat gpt-x",
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "gpt-x",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.response.id": "resp_1",
+                    "gen_ai.usage.input_tokens": 11,
+                    "gen_ai.usage.output_tokens": 7,
+                    "gen_ai.input.messages": messages("user", "add 2 and 3"),
+                    "gen_ai.output.messages": json.dumps(
+                        [
+                            {
+                                "role": "assistant",
+                                "parts": [
+                                    {
+                                        "type": "tool_call",
+                                        "id": "call_add",
+                                        "name": "add",
+                                        "arguments": {"a": 2, "b": 3},
+                                    }
+                                ],
+                            }
+                        ]
+                    ),
+                },
+            ):
+                pass
+            with tracer.start_as_current_span(
+                "execute_tool add",
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": "add",
+                    "gen_ai.tool.call.id": "call_add",
+                    "gen_ai.tool.call.arguments": '{"a":2,"b":3}',
+                    "gen_ai.tool.call.result": "5",
+                },
+            ):
+                with tracer.start_as_current_span(
+                    "invoke_agent checker",
+                    attributes={
+                        "gen_ai.operation.name": "invoke_agent",
+                        "gen_ai.agent.name": "checker",
+                    },
+                ):
+                    with tracer.start_as_current_span(
+                        "chat gpt-x",
+                        attributes={
+                            "gen_ai.operation.name": "chat",
+                            "gen_ai.request.model": "gpt-x",
+                        },
+                    ) as failing:
+                        failing.set_status(Status(StatusCode.ERROR, "rate limited"))
+            with tracer.start_as_current_span(
+                "chat gpt-x",
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "gpt-x",
+                    "gen_ai.output.messages": messages("assistant", "5"),
+                },
+            ):
+                pass
+
+
+def test_export_contract(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    exporter = RolloutBundleSpanExporter(tmp_path)
+    assert exporter.export([]) is SpanExportResult.SUCCESS
+    assert exporter.force_flush() is True
+    exporter.shutdown()
+    exporter.shutdown()  # idempotent
+    with caplog.at_level(logging.WARNING):
+        assert exporter.export([]) is SpanExportResult.FAILURE
+    assert "after shutdown" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zero_argument_construction_reads_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_config.TRACE_ROOT_ENV, str(tmp_path))
+    assert RolloutBundleSpanExporter().trace_root == tmp_path
+    monkeypatch.delenv(_config.TRACE_ROOT_ENV)
+    assert RolloutBundleSpanExporter().trace_root is None
+
+
+def test_live_spans_are_never_written_twice(pipeline: Pipeline) -> None:
+    thread = ThreadTraceContext.start_root_or_disabled()
+    with thread, thread.turn():
+        pass
+    spans = pipeline.spans()
+    assert spans
+    assert pipeline.exporter.export(spans) is SpanExportResult.SUCCESS
+    pipeline.exporter.force_flush()
+    assert len(pipeline.bundles()) == 1
+
+
+def test_export_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = RolloutBundleSpanExporter(tmp_path)
+
+    def broken(self: SpansOnlyAssembler, spans: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(SpansOnlyAssembler, "add", broken)
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("x").start_as_current_span("s"):
+        pass
+    assert exporter.export(memory.get_finished_spans()) is SpanExportResult.FAILURE
+    exporter.shutdown()
+
+
+def test_live_path_does_not_depend_on_span_event_limits(tmp_path: Path) -> None:
+    exporter = RolloutBundleSpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_events=2))
+    provider.add_span_processor(RolloutSpanProcessor(exporter))
+    otel_rollout.configure(trace_root=tmp_path, tracer_provider=provider, exporter=exporter)
+    thread = ThreadTraceContext.start_root_or_disabled()
+    with thread, thread.turn() as turn:
+        for i in range(300):
+            thread.record_history_item_accepted(turn.turn_id, f"item-{i}")
+    provider.shutdown()
+    [bundle] = tmp_path.glob("trace-*")
+    assert event_types(bundle).count("history_item_accepted") == 300
+
+
+def test_spans_only_bundle_from_foreign_genai_spans(tmp_path: Path, codex_bin: Path) -> None:
+    exporter = RolloutBundleSpanExporter(tmp_path / "traces")
+    provider = TracerProvider()
+    provider.add_span_processor(RolloutSpanProcessor(exporter))
+    foreign_agent_run(provider.get_tracer("some.genai.instrumentation"))
+    provider.shutdown()
+    [bundle] = (tmp_path / "traces").glob("trace-*")
+    report = validate_bundle(bundle)
+    assert report.ok, report.problems
+    assert (report.threads, report.turns) == (2, 2)
+    types = event_types(bundle)
+    assert types[0] == "rollout_started" and types[-1] == "recording_completed"
+    assert types.count("inference_started") == 3 and types.count("inference_failed") == 1
+    done = codex_reduce(codex_bin, bundle, tmp_path / "state.json")
+    assert done.returncode == 0, done.stderr
+    state = json.loads((tmp_path / "state.json").read_text())
+    [child] = [t for t in state["threads"].values() if t["origin"]["type"] == "spawned"]
+    assert child["agent_path"] == "/root/checker"
+    [tool] = state["tool_calls"].values()
+    assert tool["model_visible_call_id"] == "call_add"
+    usages = [call["usage"] for call in state["inference_calls"].values() if call["usage"]]
+    assert usages and usages[0]["input_tokens"] == 11
+
+
+def test_spans_only_spills_big_traces_to_disk(tmp_path: Path) -> None:
+    assembler = SpansOnlyAssembler(tmp_path, max_buffered_bytes=1)
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    foreign_agent_run(provider.get_tracer("x"))
+    spans = list(memory.get_finished_spans())
+    assembler.add(spans[:3])
+    assert list((tmp_path / ".spill").iterdir())
+    assembler.add(spans[3:])
+    assert list((tmp_path / ".spill").iterdir()) == []
+    [bundle] = assembler.bundles_written
+    assert validate_bundle(bundle).ok
+    assert event_types(bundle).count("inference_started") == 3
+
+
+AUTOCONFIG_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from opentelemetry import trace
+    from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+    from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext
+
+    _OTelSDKConfigurator().configure()  # what opentelemetry-instrument does
+    sys.path.insert(0, sys.argv[1])
+    from test_exporter import foreign_agent_run
+
+    foreign_agent_run(trace.get_tracer("other.instrumentation"))
+    meta = ThreadStartedTraceMetadata(thread_id="live-root")
+    live = ThreadTraceContext.start_root_or_disabled(meta)
+    with live, live.turn():
+        pass
+    """
+)
+
+
+def test_spans_only_path_with_the_sdk_auto_configuration(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "console,rollout_bundle",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_ROLLOUT_TRACE_ROOT": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", AUTOCONFIG_SCRIPT, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"name": "invoke_agent planner"' in done.stdout  # the console exporter saw them too
+    bundles = sorted(tmp_path.glob("trace-*"))
+    live = [bundle for bundle in bundles if bundle.name.endswith("-live-root")]
+    foreign = [bundle for bundle in bundles if not bundle.name.endswith("-live-root")]
+    assert len(live) == 1 and len(foreign) == 1, bundles
+    for bundle in bundles:
+        assert validate_bundle(bundle).ok
+    assert event_types(live[0]).count("thread_started") == 1
+    assert event_types(foreign[0]).count("thread_started") == 2
