@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from otel_rollout._json import encode_compact
 from otel_rollout._reduce._model import (
     AgentMessageMetadata,
@@ -16,7 +18,7 @@ from otel_rollout._reduce._model import (
     TextPart,
     TokenUsage,
 )
-from otel_rollout._reduce._state import ReduceError
+from otel_rollout._reduce._state import JSON_DECODER, ReduceError
 
 MAX_JSON_SUMMARY_BYTES = 240
 
@@ -270,10 +272,8 @@ def _agent_message(item: dict[str, Any], pid: str, rid: str | None) -> Normalize
 
 
 def _parse_json(text: str) -> Any:
-    import msgspec
-
     try:
-        return msgspec.json.decode(text)
+        return JSON_DECODER.decode(text)
     except msgspec.DecodeError:
         raise ValueError(text) from None
 
@@ -292,19 +292,24 @@ def json_part(value: Any, pid: str) -> JsonPart:
 
 
 def token_usage(value: Any) -> TokenUsage | None:
-    """Reduced usage, or ``None`` unless every counter is an integer (negatives clamp to 0)."""
+    """Reduced usage: ``None`` unless the four classic counters are 64-bit integers.
+
+    Negative counts clamp to 0; ``cache_write_input_tokens`` (0.169.0) defaults to 0.
+    """
     if not isinstance(value, dict):
         return None
     counts = []
-    for key in (
-        "input_tokens",
-        "cached_input_tokens",
-        "cache_write_input_tokens",
-        "output_tokens",
-        "reasoning_output_tokens",
-    ):
-        count = value.get(key)
-        if type(count) is not int:
+    for key in ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens"):
+        count = _i64(value.get(key))
+        if count is None:
             return None
-        counts.append(max(count, 0))
-    return TokenUsage(*counts)
+        counts.append(count)
+    cache_write = _i64(value.get("cache_write_input_tokens")) or 0
+    return TokenUsage(counts[0], counts[1], cache_write, counts[2], counts[3])
+
+
+def _i64(value: Any) -> int | None:
+    """``serde_json``'s ``as_i64``, clamped at 0 below."""
+    if type(value) is not int or not -(2**63) <= value < 2**63:
+        return None
+    return max(value, 0)

@@ -10,9 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from otel_rollout._bundle import Bundle
 from otel_rollout._models import RawPayloadRef, RolloutStatus
 from otel_rollout._reduce._model import AgentThread, RolloutTrace
+
+
+def _float_text(text: str) -> msgspec.Raw:
+    """Keep a JSON float's own text, as serde_json's ``arbitrary_precision`` prints it.
+
+    Codex 0.169.0 re-serializes payload JSON (``json`` part summaries, terminal outputs)
+    with the number text it read, ``E`` lowercased and ``+`` added to a bare exponent.
+    """
+    text = text.replace("E", "e")
+    mark = text.find("e")
+    if mark >= 0 and text[mark + 1 : mark + 2].isdigit():
+        text = f"{text[: mark + 1]}+{text[mark + 1 :]}"
+    return msgspec.Raw(text.encode())
+
+
+JSON_DECODER = msgspec.json.Decoder(float_hook=_float_text)
+"""Decoder for payload JSON: keys keep document order, floats keep their text."""
 
 
 class ReduceError(Exception):
@@ -105,9 +124,15 @@ class ReducerState:
             ReduceError: The file is missing, unreadable, not JSON or outside the bundle.
         """
         try:
-            return self.bundle.read_payload(ref)
+            data = self.bundle.read_payload_bytes(ref)
         except ValueError as error:
             raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
+        try:
+            return JSON_DECODER.decode(data)
+        except msgspec.DecodeError as error:
+            raise ReduceError(
+                f"payload {ref.raw_payload_id}: payload file {ref.path!r} is not JSON: {error}"
+            ) from None
 
     def thread(self, thread_id: str) -> AgentThread:
         """Return a thread.

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from otel_rollout._models import ExecutionStatus, RawPayloadRef
 from otel_rollout._reduce._model import (
     ExecCommandRequest,
@@ -23,7 +25,7 @@ from otel_rollout._reduce._model import (
     TerminalSession,
     WriteStdinRequest,
 )
-from otel_rollout._reduce._state import ReduceError, ReducerState, push_unique
+from otel_rollout._reduce._state import JSON_DECODER, ReduceError, ReducerState, push_unique
 
 _TERMINAL_KINDS = {"exec_command": "exec_command", "write_stdin": "write_stdin"}
 
@@ -147,10 +149,8 @@ def _parse_write_stdin_invocation(value: Any) -> tuple[str, WriteStdinRequest] |
     arguments = payload.get("arguments")
     if not isinstance(arguments, str):
         return None
-    import msgspec
-
     try:
-        args = msgspec.json.decode(arguments)
+        args = JSON_DECODER.decode(arguments)
     except msgspec.DecodeError:
         return None
     if not isinstance(args, dict):
@@ -158,8 +158,10 @@ def _parse_write_stdin_invocation(value: Any) -> tuple[str, WriteStdinRequest] |
     session = args.get("session_id")
     if isinstance(session, str) and session:
         process_id = session
-    elif isinstance(session, (int, float)) and not isinstance(session, bool):
+    elif type(session) is int:
         process_id = str(session)
+    elif isinstance(session, msgspec.Raw):
+        process_id = bytes(session).decode()
     else:
         return None
     chars = args.get("chars", "")
