@@ -4,7 +4,8 @@
 ``backends`` starts MLflow's tracking server and a rotel collector that forwards to it, each on free
 loopback ports and in its own process group, waits until both answer, and stops both at the end.
 Under ``CI=true`` a backend that cannot start fails the test; elsewhere the test is skipped with the
-reason. Use it from a test module with ``pytest_plugins = ["backends"]``.
+reason. Use it from a test module with ``pytest_plugins = ["backends"]``; scripts (benchmarks)
+use :func:`start_backends`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,10 @@ def backends_venv() -> Path:
         return Path(explicit)
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "otel-rollout" / "backends-venv"
+
+
+class BackendUnavailable(Exception):
+    """rotel or MLflow is not installed or did not start."""
 
 
 def unavailable(reason: str) -> None:
@@ -75,14 +81,17 @@ class Server:
         self.name = name
         self.log = log
         with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+            try:
+                self.process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                raise BackendUnavailable(f"cannot start {name}: {error}") from None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -105,7 +114,7 @@ class Server:
             time.sleep(0.2)
         state = "exited" if self.process.poll() is not None else f"not ready after {timeout:.0f} s"
         self.stop()
-        unavailable(f"{self.name} {state}; log tail:\n{self.log_tail()}")
+        raise BackendUnavailable(f"{self.name} {state}; log tail:\n{self.log_tail()}")
 
     def stop(self) -> None:
         """SIGTERM to the whole process group, SIGKILL after 10 s."""
@@ -168,6 +177,7 @@ class Backends:
         status, body = http(
             "GET",
             f"{self.mlflow_url}/api/3.0/mlflow/traces/get?trace_id=tr-{hex_id}&allow_partial=true",
+            timeout=60,
         )
         if status == 404:
             return None
@@ -223,13 +233,25 @@ class Backends:
 @pytest.fixture(scope="session")
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     """rotel in front of MLflow, started once per test session."""
+    try:
+        with start_backends(tmp_path_factory.mktemp("backends")) as running:
+            yield running
+    except BackendUnavailable as error:
+        unavailable(str(error))
+
+
+@contextmanager
+def start_backends(work: Path, *, experiment: str = "otel-rollout-e2e") -> Iterator[Backends]:
+    """Start MLflow, then rotel forwarding to it; stop both on exit.
+
+    Raises:
+        BackendUnavailable: Not installed, or a server did not become ready.
+    """
     venv = backends_venv()
     mlflow_bin = venv / "bin" / "mlflow"
     agent = next(iter(venv.glob("lib/python3*/site-packages/rotel/rotel-agent")), None)
     if not mlflow_bin.exists() or agent is None:
-        unavailable(f"no rotel and MLflow in {venv}")
-        raise AssertionError("unreachable")
-    work = tmp_path_factory.mktemp("backends")
+        raise BackendUnavailable(f"no rotel and MLflow in {venv}")
     env = _server_env()
 
     mlflow_port = free_port()
@@ -262,10 +284,11 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
         status, body = http(
             "POST",
             f"{mlflow_url}/api/2.0/mlflow/experiments/create",
-            json.dumps({"name": "otel-rollout-e2e"}).encode(),
+            json.dumps({"name": experiment}).encode(),
             {"Content-Type": "application/json"},
         )
-        assert status == 200, body
+        if status != 200:
+            raise BackendUnavailable(f"MLflow cannot create an experiment: {status} {body!r}")
         experiment_id = str(json.loads(body)["experiment_id"])
 
         grpc_port, http_port = free_port(), free_port()

@@ -97,18 +97,20 @@ def fixture_bundle(scenario: str) -> Path:
 
 def _value(value: dict[str, Any]) -> Any:
     """An OTLP proto-JSON AnyValue as MLflow returns it, as a Python value."""
+    if not value:  # an empty AnyValue (e.g. an empty string in proto3 JSON)
+        return None
     (kind, inner), *_ = value.items()
     if kind == "int_value":
         return int(inner)
     if kind == "array_value":
         return [_value(item) for item in inner.get("values", [])]
     if kind == "kvlist_value":
-        return {kv["key"]: _value(kv["value"]) for kv in inner.get("values", [])}
+        return {kv["key"]: _value(kv.get("value", {})) for kv in inner.get("values", [])}
     return inner
 
 
 def _attributes(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {item["key"]: _value(item["value"]) for item in items}
+    return {item["key"]: _value(item.get("value", {})) for item in items}
 
 
 @dataclass
@@ -280,3 +282,20 @@ def test_replay_over_grpc_through_rotel_into_mlflow(backends: Backends) -> None:
     spans = stored_spans(backends.wait_for_spans(state["trace_id"].replace("-", ""), expected))
     assert len(spans) == expected
     assert_trace_matches_state(spans, state)
+
+
+def test_big_bundle_goes_over_grpc_in_several_requests_under_4_mib_without_loss(
+    backends: Backends, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Content capture with a 64 KiB bound makes this bundle's spans ~8 MB in all: more than
+    # rotel's 4 MiB gRPC message limit allows in one request.
+    monkeypatch.setenv("OTEL_ROLLOUT_CONTENT_MAX_BYTES", str(64 * 1024))
+    (bundle,) = sorted((FIXTURES.parent / "codex-0.169.0-large" / "long_tools").glob("trace-*"))
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    expected = len(bundle_spans(bundle, capture_content=True))
+    argv = ["replay", str(bundle), "--endpoint", backends.rotel_grpc, "--protocol", "grpc"]
+    assert main([*argv, "--capture-content", "--no-progress"]) == 0
+    requests = int(capsys.readouterr().out.split(" in ")[1].split(" request")[0])
+    assert requests > 1
+    spans = backends.wait_for_spans(manifest["trace_id"].replace("-", ""), expected, timeout=60)
+    assert len(stored_spans(spans)) == len(spans) == expected
