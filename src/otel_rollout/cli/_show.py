@@ -100,7 +100,7 @@ def command(
     from otel_rollout._show import build_tree
 
     try:
-        trace = replay_bundle(bundle)
+        trace = replay_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
         return EXIT_INVALID
