@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     # `X as X` marks an explicit re-export (for mypy and ruff; __all__ is computed).
     from otel_rollout._bundle import Bundle as Bundle
     from otel_rollout._bundle import BundleError as BundleError
+    from otel_rollout._config import configure as configure
+    from otel_rollout._exporter import RolloutBundleSpanExporter as RolloutBundleSpanExporter
+    from otel_rollout._exporter import RolloutSpanProcessor as RolloutSpanProcessor
     from otel_rollout._models import CodeCellRuntimeStatus as CodeCellRuntimeStatus
     from otel_rollout._models import ExecutionStatus as ExecutionStatus
     from otel_rollout._models import PayloadKind as PayloadKind
@@ -24,12 +27,6 @@ if TYPE_CHECKING:
     from otel_rollout._models import RawTraceEvent as RawTraceEvent
     from otel_rollout._models import RolloutStatus as RolloutStatus
     from otel_rollout._models import TraceBundleManifest as TraceBundleManifest
-    from otel_rollout._replay import ExportError as ExportError
-    from otel_rollout._replay import ExportResult as ExportResult
-    from otel_rollout._replay import export_bundle as export_bundle
-    from otel_rollout._validate import ValidationReport as ValidationReport
-    from otel_rollout._validate import validate_bundle as validate_bundle
-    from otel_rollout._writer import BundleWriter as BundleWriter
     from otel_rollout._recording import AgentResultTracePayload as AgentResultTracePayload
     from otel_rollout._recording import CodeCellTraceContext as CodeCellTraceContext
     from otel_rollout._recording import CompactionTraceAttempt as CompactionTraceAttempt
@@ -45,12 +42,15 @@ if TYPE_CHECKING:
     from otel_rollout._recording import current_thread as current_thread
     from otel_rollout._recording import current_turn as current_turn
     from otel_rollout._recording import tool_call_kind as tool_call_kind
-    from otel_rollout._config import configure as configure
-    from otel_rollout._exporter import RolloutBundleSpanExporter as RolloutBundleSpanExporter
-    from otel_rollout._exporter import RolloutSpanProcessor as RolloutSpanProcessor
     from otel_rollout._reduce import RolloutTrace as RolloutTrace
     from otel_rollout._reduce import replay_bundle as replay_bundle
     from otel_rollout._reduce import write_state as write_state
+    from otel_rollout._replay import ExportError as ExportError
+    from otel_rollout._replay import ExportResult as ExportResult
+    from otel_rollout._replay import export_bundle as export_bundle
+    from otel_rollout._validate import ValidationReport as ValidationReport
+    from otel_rollout._validate import validate_bundle as validate_bundle
+    from otel_rollout._writer import BundleWriter as BundleWriter
 
 _EXPORTS: dict[str, str] = {
     # foundation: the bundle format
