@@ -26,6 +26,9 @@ _STATUS_STYLE: dict[str, tuple[str, str]] = {
 _UNCUT = 1000
 """Width used when stdout is a pipe or a file: lines are not cut (previews are short already)."""
 
+_REPLY_CHARS = 48
+"""Longest reply preview on an inference line (the JSON keeps the longer preview)."""
+
 _QUIET = frozenset({"completed", "none"})
 """Statuses a hidden run does not mention."""
 
@@ -210,12 +213,12 @@ def _facts(node: Mapping[str, Any]) -> list[tuple[str, str]]:
         if node.get("input_preview"):
             previews.append((f"“{node['input_preview']}”", "italic"))
     elif kind == "inference":
-        if node.get("response_id"):
-            facts.append((str(node["response_id"]), "dim"))
         if node.get("tool_call_ids"):
             facts.append((f"→ {_plural(len(node['tool_call_ids']), 'tool call')}", "cyan"))
-        if node.get("output_preview"):
-            previews.append((f"“{node['output_preview']}”", "italic"))
+        if node.get("output_preview"):  # shortened so that the response id still fits
+            previews.append((f"“{_shorten(node['output_preview'], _REPLY_CHARS)}”", "italic"))
+        if node.get("response_id"):
+            previews.append((str(node["response_id"]), "dim"))
     elif kind == "tool":
         if node.get("exit_code") is not None:
             code = node["exit_code"]
@@ -267,6 +270,10 @@ def _counts(counts: Mapping[str, int]) -> str:
         for key, name in names.items()
         if counts.get(key) or key in ("threads", "turns")
     )
+
+
+def _shorten(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1].rstrip() + "…"
 
 
 def _plural(n: int, word: str) -> str:
