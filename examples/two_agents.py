@@ -181,6 +181,7 @@ def main() -> int:
     otel_rollout.configure(trace_root=trace_root, tracer_provider=provider)
     bundle = run_rollout()
     if provider is not None:
+        otel_rollout.force_flush()  # the live spans are built on the writer thread
         provider.shutdown()
     if bundle is None:
         print("recording was disabled", file=sys.stderr)

@@ -32,7 +32,8 @@ class Pipeline:
     exporter: RolloutBundleSpanExporter
 
     def spans(self) -> list[ReadableSpan]:
-        """Every finished span, after flushing."""
+        """Every finished span, after flushing (the writer thread builds the spans)."""
+        assert self.exporter.force_flush()
         self.provider.force_flush()
         return list(self.memory.get_finished_spans())
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from otel_rollout._recording import TurnTraceContext as TurnTraceContext
     from otel_rollout._recording import current_thread as current_thread
     from otel_rollout._recording import current_turn as current_turn
+    from otel_rollout._recording import force_flush as force_flush
     from otel_rollout._recording import tool_call_kind as tool_call_kind
     from otel_rollout._reduce import RolloutTrace as RolloutTrace
     from otel_rollout._reduce import replay_bundle as replay_bundle
@@ -85,6 +86,7 @@ _EXPORTS: dict[str, str] = {
     "TurnTraceContext": "otel_rollout._recording",
     "current_thread": "otel_rollout._recording",
     "current_turn": "otel_rollout._recording",
+    "force_flush": "otel_rollout._recording",
     "tool_call_kind": "otel_rollout._recording",
     "configure": "otel_rollout._config",
     "RolloutBundleSpanExporter": "otel_rollout._exporter",

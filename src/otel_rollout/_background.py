@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -58,11 +59,13 @@ class PendingEvent:
     event: RawTraceEventPayload
     thread_id: str | None
     codex_turn_id: str | None
-    wall_time_unix_ms: int
+    time_ns: int
+    """When it was recorded (wall clock, ns)."""
 
 
 class BundleSink:
-    """One bundle as seen by the writer thread: its writer and its loss accounting."""
+    """One bundle as seen by the writer thread: its writer, its loss accounting, and
+    what to do with each event once it is on disk (build the live spans)."""
 
     def __init__(self, writer: BundleWriter) -> None:
         """Wrap an open writer."""
@@ -71,9 +74,26 @@ class BundleSink:
         """Events recorded but never written (queue full, write failure, fork)."""
         self.stopped = False
         """Set when an event was lost: later events are dropped to keep a valid prefix."""
+        self.on_written: Callable[[PendingEvent], None] | None = None
+        """Called (writer thread) after each event, written or not: maps it to live spans."""
 
     def write(self, item: PendingEvent) -> None:
-        """Write one event and its payloads (writer thread only)."""
+        """Write one event and its payloads, then hand it to :attr:`on_written`."""
+        self._write(item)
+        callback = self.on_written
+        if callback is not None:
+            try:
+                callback(item)
+            except Exception:
+                self.on_written = None
+                logger.warning(
+                    "rollout trace: live spans of %s stopped after an error "
+                    "(the bundle is still written)",
+                    self.writer.bundle_dir,
+                    exc_info=True,
+                )
+
+    def _write(self, item: PendingEvent) -> None:
         if self.stopped or not self.writer.is_active:
             self.lost_events += 1
             return
@@ -92,7 +112,7 @@ class BundleSink:
             item.event,
             thread_id=item.thread_id,
             codex_turn_id=item.codex_turn_id,
-            wall_time_unix_ms=item.wall_time_unix_ms,
+            wall_time_unix_ms=item.time_ns // 1_000_000,
         )
         if written is None:
             self._stop()
@@ -244,6 +264,11 @@ def _register_atexit() -> None:
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=_after_fork_in_child)
             _atexit_registered = True
+
+
+def flush_all(timeout_s: float = 30.0) -> bool:
+    """Flush every writer of this process; ``False`` if one timed out."""
+    return all([writer.flush(timeout_s) for writer in list(_live_writers)])
 
 
 def _flush_all_at_exit() -> None:

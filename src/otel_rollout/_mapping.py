@@ -241,6 +241,8 @@ class SpanMapper:
         self.content_max_bytes = content_max_bytes
         self.root_thread_id: str | None = None
         self._spans: dict[str, _Span] = {}
+        self._open: dict[str, None] = {}
+        """Keys of open spans, in start order."""
         self._threads: dict[str, _Thread] = {}
         self._thread_by_path: dict[str, str] = {}
         self._tool_kind: dict[str, str] = {}
@@ -274,7 +276,7 @@ class SpanMapper:
 
     def finish(self, time_ns: int) -> None:
         """End every span still open (end of the recording, or of a replay)."""
-        for key in reversed([key for key, span in self._spans.items() if span.open]):
+        for key in reversed(list(self._open)):
             self._end(key, StatusCode.UNSET, None, time_ns)
 
     def span_id(self, key: str) -> int:
@@ -304,10 +306,12 @@ class SpanMapper:
         if key in self._spans:
             return False
         self._spans[key] = _Span(thread_id, turn_key)
-        attributes[sc.ROLLOUT_TRACE_ID] = self.trace_id
-        attributes[sc.ROLLOUT_ID] = self.rollout_id
-        if thread_id is not None:
-            attributes[sc.ROLLOUT_THREAD_ID] = thread_id
+        self._open[key] = None
+        if key.startswith("thread:"):  # identities once per thread, not on every span
+            attributes[sc.ROLLOUT_TRACE_ID] = self.trace_id
+            attributes[sc.ROLLOUT_ID] = self.rollout_id
+            if thread_id is not None:
+                attributes[sc.ROLLOUT_THREAD_ID] = thread_id
         self.sink.start_span(
             SpanStart(
                 key=key,
@@ -327,6 +331,7 @@ class SpanMapper:
         if span is None or not span.open:
             return
         span.open = False
+        self._open.pop(key, None)
         if span.thread_id is not None:
             thread = self._threads.get(span.thread_id)
             if thread is not None:
@@ -472,7 +477,7 @@ class SpanMapper:
     def _end_children(self, thread_id: str, time_ns: int, *, turn_key: str | None = None) -> None:
         """End the open spans of a thread (or of one of its turns), newest first."""
         thread_key = f"thread:{thread_id}"
-        for key in reversed(list(self._spans)):
+        for key in reversed(list(self._open)):
             span = self._spans[key]
             if not span.open or span.thread_id != thread_id or key in (thread_key, turn_key):
                 continue
@@ -537,7 +542,6 @@ class SpanMapper:
             sc.GEN_AI_PROVIDER_NAME: event.provider_name,
             sc.GEN_AI_REQUEST_MODEL: event.model,
             sc.ROLLOUT_INFERENCE_CALL_ID: event.inference_call_id,
-            sc.ROLLOUT_TURN_ID: event.codex_turn_id,
         }
         self._payload_attributes(attributes, "request", event.request_payload)
         self._start(
@@ -557,7 +561,7 @@ class SpanMapper:
         key = f"inference:{event.inference_call_id}"
         if not self.is_open(key):
             return
-        attributes: Attributes = {sc.ROLLOUT_STATUS: ExecutionStatus.COMPLETED.value}
+        attributes: Attributes = {}
         if event.response_id is not None:
             attributes[sc.GEN_AI_RESPONSE_ID] = event.response_id
         if event.upstream_request_id is not None:
@@ -624,11 +628,10 @@ class SpanMapper:
             sc.GEN_AI_TOOL_TYPE: (
                 sc.TOOL_TYPE_EXTENSION if isinstance(event.kind, McpKind) else sc.TOOL_TYPE_FUNCTION
             ),
-            sc.ROLLOUT_TOOL_CALL_ID: event.tool_call_id,
             sc.ROLLOUT_TOOL_KIND: kind_tag,
         }
-        if turn_id is not None:
-            attributes[sc.ROLLOUT_TURN_ID] = turn_id
+        if event.model_visible_call_id != event.tool_call_id:
+            attributes[sc.ROLLOUT_TOOL_CALL_ID] = event.tool_call_id
         if event.invocation_payload is not None:
             self._payload_attributes(attributes, "invocation", event.invocation_payload)
         links: list[LinkSpec] = []
@@ -719,8 +722,6 @@ class SpanMapper:
             sc.ROLLOUT_CODE_CELL_ID: event.runtime_cell_id,
             sc.GEN_AI_TOOL_CALL_ID: event.model_visible_call_id,
         }
-        if turn_id is not None:
-            attributes[sc.ROLLOUT_TURN_ID] = turn_id
         self._start(
             f"code_cell:{thread_id}:{event.runtime_cell_id}",
             parent or f"thread:{thread_id}",
@@ -772,7 +773,7 @@ class SpanMapper:
                 "compaction",
                 SpanKind.INTERNAL,
                 time_ns,
-                {sc.ROLLOUT_COMPACTION_ID: event.compaction_id, sc.ROLLOUT_TURN_ID: turn_key[5:]},
+                {sc.ROLLOUT_COMPACTION_ID: event.compaction_id},
                 thread_id=event.thread_id,
                 turn_key=turn_key,
             )

@@ -1,10 +1,10 @@
 """The per-rollout recorder: one ordered stream of raw events, to the bundle and to live spans.
 
 Every recording call of a rollout goes through :meth:`RolloutRecorder.emit`, which,
-under one lock, numbers the event's payload files, builds the raw event, maps it to
-OTel spans (:class:`SpanMapper` driving :class:`LiveSpanSink`) and queues it for the
-background writer. The bundle therefore records events in exactly the order the
-spans saw them, whatever the sampler decided about the spans.
+under one lock, numbers the event's payload files, builds the raw event and queues it
+for the background writer. The writer thread writes it, then maps it to OTel spans
+(:class:`SpanMapper` driving :class:`LiveSpanSink`). The bundle and the spans see the
+events in the same order, and the bundle is complete whatever the sampler decided.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.trace import Link, Span, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanContext, StatusCode, TraceFlags, Tracer
 
 from otel_rollout._background import BundleSink, PendingEvent, PendingPayload
 from otel_rollout._json import encode_pretty
@@ -162,7 +162,14 @@ class LiveSpanSink:
 
 
 class RolloutRecorder:
-    """Records one rollout (all its threads): bundle events and live spans, in one order."""
+    """Records one rollout (all its threads): bundle events and live spans, in one order.
+
+    The calling thread only numbers payloads, builds the raw event and queues it. The
+    writer thread writes it, then maps it to spans (:meth:`_on_written`), so the
+    mapper runs on one thread, in ``seq`` order. Span contexts are known up front
+    (ids derive from the raw ids), so the context managers can make a span current
+    before the writer thread has created it.
+    """
 
     def __init__(
         self,
@@ -170,6 +177,7 @@ class RolloutRecorder:
         submit: Callable[[PendingEvent, int], bool],
         sink: LiveSpanSink,
         *,
+        trace_flags: TraceFlags,
         capture_content: bool,
         content_max_bytes: int,
     ) -> None:
@@ -178,6 +186,7 @@ class RolloutRecorder:
         self.bundle = bundle
         self.trace_id = manifest.trace_id
         self.root_thread_id = manifest.root_thread_id
+        self.trace_flags = trace_flags
         self._submit = submit
         self.sink = sink
         self._current: dict[str, bytes] = {}
@@ -189,12 +198,12 @@ class RolloutRecorder:
             capture_content=capture_content,
             content_max_bytes=content_max_bytes,
         )
+        bundle.on_written = self._on_written
         self._lock = threading.Lock()
         self._next_payload = 1
         self._pid = os.getpid()
         self.active = True
         """False once the bundle is complete, lost or inherited by a forked child."""
-        self._spans_broken = False
 
     def _read_current_payload(self, ref: RawPayloadRef) -> bytes | None:
         return self._current.get(ref.path)
@@ -215,7 +224,7 @@ class RolloutRecorder:
         codex_turn_id: str | None,
         payloads: Sequence[PendingPayload | None] = (),
     ) -> bool:
-        """Record one event: number its payloads, build it, map it to spans, queue it.
+        """Record one event: number its payloads, build it, queue it (spans follow).
 
         ``build`` receives one ref per entry of ``payloads`` (``None`` where the entry
         is ``None``). Returns ``False`` when the event was not recorded.
@@ -227,7 +236,7 @@ class RolloutRecorder:
                 return False
             refs: list[RawPayloadRef | None] = []
             files: list[PendingPayload] = []
-            nbytes = 0
+            nbytes = 256
             for payload in payloads:
                 if payload is None:
                     refs.append(None)
@@ -235,48 +244,32 @@ class RolloutRecorder:
                 ordinal = self._next_payload
                 self._next_payload += 1
                 payload.ordinal = ordinal
-                path = f"payloads/{ordinal}.json"
                 refs.append(
                     RawPayloadRef(
                         raw_payload_id=f"raw_payload:{ordinal}",
                         kind=_PAYLOAD_KINDS[payload.kind],
-                        path=path,
+                        path=f"payloads/{ordinal}.json",
                     )
                 )
                 files.append(payload)
                 nbytes += len(payload.body)
-            event = build(refs)
-            now_ns = time.time_ns()
-            if not self._spans_broken:
-                self._map(event, thread_id, codex_turn_id, now_ns, files)
             item = PendingEvent(
-                self.bundle, tuple(files), event, thread_id, codex_turn_id, now_ns // 1_000_000
+                self.bundle, tuple(files), build(refs), thread_id, codex_turn_id, time.time_ns()
             )
-            if not self._submit(item, nbytes + 256):
+            if not self._submit(item, nbytes):
                 self._lose()
                 return False
             return True
 
-    def _map(
-        self,
-        event: RawTraceEventPayload,
-        thread_id: str | None,
-        codex_turn_id: str | None,
-        now_ns: int,
-        files: list[PendingPayload],
-    ) -> None:
-        self._current = {f"payloads/{file.ordinal}.json": file.body for file in files}
+    def _on_written(self, item: PendingEvent) -> None:
+        """Map one event to live spans (writer thread, in ``seq`` order)."""
+        self._current = {f"payloads/{file.ordinal}.json": file.body for file in item.payloads}
         try:
             self.mapper.map_event(
-                event, thread_id=thread_id, codex_turn_id=codex_turn_id, time_ns=now_ns
-            )
-        except Exception:
-            self._spans_broken = True
-            logger.warning(
-                "rollout trace: live spans of %s stopped after a mapping error "
-                "(the bundle is still written)",
-                self.trace_id,
-                exc_info=True,
+                item.event,
+                thread_id=item.thread_id,
+                codex_turn_id=item.codex_turn_id,
+                time_ns=item.time_ns,
             )
         finally:
             self._current = {}
@@ -297,6 +290,11 @@ class RolloutRecorder:
         with self._lock:
             self.active = False
 
-    def span(self, key: str) -> Span | None:
-        """The live span ``key``, if it was started."""
-        return self.sink.spans.get(key)
+    def span_context(self, key: str) -> SpanContext:
+        """The context of span ``key`` (its real span may not exist yet)."""
+        return SpanContext(
+            self.sink.trace_id,
+            self.mapper.span_id(key),
+            is_remote=False,
+            trace_flags=self.trace_flags,
+        )

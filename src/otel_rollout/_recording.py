@@ -28,8 +28,10 @@ from typing import Any, Final, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace import TraceFlags
 
 from otel_rollout import _config
+from otel_rollout._background import flush_all
 from otel_rollout._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._json import encode_compact
 from otel_rollout._mapping import trace_id_from_uuid, uuid_from_trace_id
@@ -323,6 +325,19 @@ def _package_version() -> str:
         return "0"
 
 
+def _root_flags(tracer: trace.Tracer, outer: otel_context.Context, trace_id: int) -> TraceFlags:
+    """The sampling flags the root thread span will get (asked of the tracer's sampler).
+
+    The spans themselves are built later, on the writer thread; the context managers
+    need the flags now, for the spans the app starts inside them.
+    """
+    sampler = getattr(tracer, "sampler", None)
+    if sampler is None:
+        return TraceFlags(TraceFlags.DEFAULT)
+    result = sampler.should_sample(outer, trace_id, "invoke_agent", trace.SpanKind.INTERNAL)
+    return TraceFlags(TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT)
+
+
 def _open_recorder(root: Path, metadata: ThreadStartedTraceMetadata) -> RolloutRecorder:
     """Create the bundle and the live pipeline of a new root rollout.
 
@@ -335,6 +350,7 @@ def _open_recorder(root: Path, metadata: ThreadStartedTraceMetadata) -> RolloutR
     outer = otel_context.get_current()
     parent = trace.get_current_span(outer).get_span_context()
     otel_trace_id = parent.trace_id if parent.is_valid else uuid.uuid4().int
+    flags = parent.trace_flags if parent.is_valid else _root_flags(tracer, outer, otel_trace_id)
     writer = BundleWriter.create(
         root, root_thread_id=metadata.thread_id, trace_id=uuid_from_trace_id(otel_trace_id)
     )
@@ -344,6 +360,7 @@ def _open_recorder(root: Path, metadata: ThreadStartedTraceMetadata) -> RolloutR
         bundle,
         exporter.submit,
         sink,
+        trace_flags=flags,
         capture_content=settings.capture_content,
         content_max_bytes=settings.content_max_bytes,
     )
@@ -358,9 +375,8 @@ class _SpanScope:
         self._token: object | None = None
 
     def attach(self, rec: RolloutRecorder, key: str) -> None:
-        span = rec.span(key)
-        if span is not None:
-            self._token = otel_context.attach(trace.set_span_in_context(span))
+        span = trace.NonRecordingSpan(rec.span_context(key))
+        self._token = otel_context.attach(trace.set_span_in_context(span))
 
     def detach(self) -> None:
         token, self._token = self._token, None
@@ -387,6 +403,15 @@ _current_thread: contextvars.ContextVar[ThreadTraceContext | None] = contextvars
 _current_turn: contextvars.ContextVar[TurnTraceContext | None] = contextvars.ContextVar(
     "otel_rollout_current_turn", default=None
 )
+
+
+def force_flush(timeout_millis: int = 30_000) -> bool:
+    """Write every event recorded so far and end its live spans; ``False`` on timeout.
+
+    Spans are built on the writer thread: call this before shutting down a tracer
+    provider you passed to :func:`configure` (interpreter exit does it by itself).
+    """
+    return flush_all(timeout_millis / 1000)
 
 
 def current_thread() -> ThreadTraceContext:
@@ -1648,12 +1673,277 @@ class McpCallTraceContext:
         return meta
 
 
-_DISABLED_THREAD: Final = ThreadTraceContext(None, "")
-_DISABLED_TURN: Final = TurnTraceContext(_DISABLED_THREAD, "")
-_DISABLED_INFERENCE: Final = InferenceTraceContext(None, "", "", "", "")
-_DISABLED_ATTEMPT: Final = InferenceTraceAttempt(None, "")
-_DISABLED_COMPACTION: Final = CompactionTraceContext(None, "", "", "", "", "")
-_DISABLED_COMPACTION_ATTEMPT: Final = CompactionTraceAttempt(None, "")
-_DISABLED_TOOL: Final = ToolDispatchTraceContext(None, "", None)
-_DISABLED_CODE_CELL: Final = CodeCellTraceContext(None, "", "", "")
+# --- disabled forms: same interface, every method a bare no-op (no attribute checks) ---
+
+_Exc = type[BaseException] | None
+
+
+class _DisabledThread(ThreadTraceContext):
+    """The disabled thread."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def start_child_thread_trace_or_disabled(
+        self, metadata: ThreadStartedTraceMetadata
+    ) -> ThreadTraceContext:
+        return self
+
+    def record_ended(self, status: RolloutStatus = RolloutStatus.COMPLETED) -> None:
+        return None
+
+    def record_protocol_event(self, event_type: str, payload: Any) -> None:
+        return None
+
+    def record_turn_started(self, turn_id: str) -> None:
+        return None
+
+    def record_turn_ended(
+        self, turn_id: str, status: ExecutionStatus = ExecutionStatus.COMPLETED
+    ) -> None:
+        return None
+
+    def record_tool_call_runtime_started(
+        self, turn_id: str, tool_call_id: str, kind: ToolCallKind | str, payload: Any
+    ) -> None:
+        return None
+
+    def record_tool_call_runtime_ended(
+        self, turn_id: str, tool_call_id: str, status: ExecutionStatus, payload: Any
+    ) -> None:
+        return None
+
+    def record_history_item_accepted(
+        self, turn_id: str, item_id: str, agent_message: Any = None
+    ) -> None:
+        return None
+
+    def record_agent_result_interaction(
+        self, child_turn_id: str, parent_thread_id: str, payload: AgentResultTracePayload
+    ) -> None:
+        return None
+
+    def start_code_cell_trace(
+        self, turn_id: str, runtime_cell_id: str, model_visible_call_id: str, source: str
+    ) -> CodeCellTraceContext:
+        return _DISABLED_CODE_CELL
+
+    def code_cell_trace_context(self, turn_id: str, runtime_cell_id: str) -> CodeCellTraceContext:
+        return _DISABLED_CODE_CELL
+
+    def start_tool_dispatch_trace(
+        self, invocation_factory: Callable[[], ToolDispatchInvocation | None]
+    ) -> ToolDispatchTraceContext:
+        return _DISABLED_TOOL
+
+    def inference_trace_context(
+        self, turn_id: str, model: str, provider_name: str
+    ) -> InferenceTraceContext:
+        return _DISABLED_INFERENCE
+
+    def compaction_trace_context(
+        self, turn_id: str, compaction_id: str, model: str, provider_name: str
+    ) -> CompactionTraceContext:
+        return _DISABLED_COMPACTION
+
+    def start_mcp_call_trace(self, tool_call_id: str) -> McpCallTraceContext:
+        return _DISABLED_MCP
+
+    def turn(self, turn_id: str | None = None) -> TurnTraceContext:
+        return _DISABLED_TURN
+
+    def __enter__(self) -> ThreadTraceContext:
+        return self
+
+    def __exit__(self, exc_type: _Exc, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+class _DisabledTurn(TurnTraceContext):
+    """The disabled turn."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def inference(self, model: str, provider_name: str) -> InferenceTraceContext:
+        return _DISABLED_INFERENCE
+
+    def compaction(
+        self, compaction_id: str, model: str, provider_name: str
+    ) -> CompactionTraceContext:
+        return _DISABLED_COMPACTION
+
+    def tool_call(
+        self,
+        tool_name: str,
+        arguments: Any = None,
+        *,
+        tool_call_id: str | None = None,
+        tool_namespace: str | None = None,
+        target_agent_path: str | None = None,
+    ) -> ToolDispatchTraceContext:
+        return _DISABLED_TOOL
+
+    def __enter__(self) -> TurnTraceContext:
+        return self
+
+    def __exit__(self, exc_type: _Exc, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+class _DisabledInference(InferenceTraceContext):
+    """The disabled inference context."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def start_attempt(self) -> InferenceTraceAttempt:
+        return _DISABLED_ATTEMPT
+
+    def attempt(self, request: Any) -> InferenceTraceAttempt:
+        return _DISABLED_ATTEMPT
+
+
+class _DisabledAttempt(InferenceTraceAttempt):
+    """The disabled inference attempt."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def record_started(self, request: Any) -> None:
+        return None
+
+    def record_completed(
+        self,
+        response_id: str,
+        output_items: Sequence[Any] = (),
+        *,
+        token_usage: Mapping[str, Any] | None = None,
+        upstream_request_id: str | None = None,
+    ) -> None:
+        return None
+
+    def record_failed(
+        self,
+        error: object,
+        *,
+        upstream_request_id: str | None = None,
+        output_items: Sequence[Any] = (),
+    ) -> None:
+        return None
+
+    def record_cancelled(
+        self,
+        reason: object,
+        *,
+        upstream_request_id: str | None = None,
+        output_items: Sequence[Any] = (),
+    ) -> None:
+        return None
+
+    def __enter__(self) -> InferenceTraceAttempt:
+        return self
+
+    def __exit__(self, exc_type: _Exc, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+class _DisabledCompaction(CompactionTraceContext):
+    """The disabled compaction."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def start_attempt(self, request: Any) -> CompactionTraceAttempt:
+        return _DISABLED_COMPACTION_ATTEMPT
+
+    def attempt(self, request: Any) -> CompactionTraceAttempt:
+        return _DISABLED_COMPACTION_ATTEMPT
+
+    def record_installed(
+        self, input_history: Sequence[Any], replacement_history: Sequence[Any]
+    ) -> None:
+        return None
+
+
+class _DisabledCompactionAttempt(CompactionTraceAttempt):
+    """The disabled compaction attempt."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def record_completed(self, output_items: Sequence[Any]) -> None:
+        return None
+
+    def record_failed(self, error: object) -> None:
+        return None
+
+    def __enter__(self) -> CompactionTraceAttempt:
+        return self
+
+    def __exit__(self, exc_type: _Exc, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+class _DisabledTool(ToolDispatchTraceContext):
+    """The disabled tool dispatch."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def record_completed(
+        self, result: Any = None, status: ExecutionStatus = ExecutionStatus.COMPLETED
+    ) -> None:
+        return None
+
+    def record_failed(self, error: object) -> None:
+        return None
+
+    def __enter__(self) -> ToolDispatchTraceContext:
+        return self
+
+    def __exit__(self, exc_type: _Exc, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+class _DisabledCodeCell(CodeCellTraceContext):
+    """The disabled code cell."""
+
+    __slots__ = ()
+
+    def is_enabled(self) -> bool:
+        return False
+
+    def record_started(self, model_visible_call_id: str, source: str) -> None:
+        return None
+
+    def record_initial_response(self, status: CodeCellRuntimeStatus, response: Any = None) -> None:
+        return None
+
+    def record_ended(self, status: CodeCellRuntimeStatus, response: Any = None) -> None:
+        return None
+
+
+_DISABLED_THREAD: Final[ThreadTraceContext] = _DisabledThread(None, "")
+_DISABLED_TURN: Final[TurnTraceContext] = _DisabledTurn(_DISABLED_THREAD, "")
+_DISABLED_INFERENCE: Final[InferenceTraceContext] = _DisabledInference(None, "", "", "", "")
+_DISABLED_ATTEMPT: Final[InferenceTraceAttempt] = _DisabledAttempt(None, "")
+_DISABLED_COMPACTION: Final[CompactionTraceContext] = _DisabledCompaction(None, "", "", "", "", "")
+_DISABLED_COMPACTION_ATTEMPT: Final[CompactionTraceAttempt] = _DisabledCompactionAttempt(None, "")
+_DISABLED_TOOL: Final[ToolDispatchTraceContext] = _DisabledTool(None, "", None)
+_DISABLED_CODE_CELL: Final[CodeCellTraceContext] = _DisabledCodeCell(None, "", "", "")
 _DISABLED_MCP: Final = McpCallTraceContext(None)
