@@ -110,6 +110,8 @@ class SyntheticOptions:
         tools_per_step: Most parallel tool calls in one model response.
         children: Most child agents the root spawns.
         compact_above: Compact a thread's history once it holds more items than this.
+        final_chance: Chance that the model answers without tools at a step after the
+            first (so turns average about ``1 / final_chance`` steps).
         crash: Cut the bundle short, as a crashed process leaves it (no rollout_ended).
         torn_tail: With ``crash``, leave half of the next line after the last newline.
         every_feature: Make every feature appear (used by the oracle test).
@@ -120,6 +122,7 @@ class SyntheticOptions:
     tools_per_step: int | None = None
     children: int | None = None
     compact_above: int | None = None
+    final_chance: float = 0.3
     crash: bool | None = None
     torn_tail: bool | None = None
     every_feature: bool = False
@@ -157,6 +160,10 @@ class _Thread:
     turns_run: int = 0
     sessions: dict[int, tuple[str, Json]] = field(default_factory=dict)
     yielded_cells: list[str] = field(default_factory=list)
+    agent_role: str | None = None
+    incremental: bool = False
+    last_response: tuple[str, int] | None = None
+    """(response id, history items its request and output covered), for incremental requests."""
     next_cell: int = 1
     next_runtime_tool: int = 1
 
@@ -209,6 +216,7 @@ class _Generator:
         self.tools_per_step = _pick(options.tools_per_step, drawn[2])
         self.max_children = _pick(options.children, drawn[3])
         self.compact_above = _pick(options.compact_above, drawn[4])
+        self.final_chance = options.final_chance
         self.crash = options.crash if options.crash is not None else rng.random() < 0.12
         self.torn = options.torn_tail if options.torn_tail is not None else rng.random() < 0.5
         self.now = _EPOCH_MS + rng.randrange(10**9)
@@ -335,6 +343,8 @@ class _Generator:
             thread.task_name = agent_path.rsplit("/", 1)[1]
             thread.nickname = self.rng.choice(("Mendel", "Curie", "Noether", None))
             thread.model = self.rng.choice(_MODELS)
+            thread.agent_role = self.rng.choice((None, None, "worker", "explorer"))
+        thread.incremental = self.rng.random() < 0.3
         thread.base = self._message("developer", _BASE_TEXT, item_id=f"msg_{self._uuid()}")
         return thread
 
@@ -348,7 +358,7 @@ class _Generator:
                         "depth": 1,
                         "agent_path": thread.agent_path,
                         "agent_nickname": thread.nickname,
-                        "agent_role": None,
+                        "agent_role": thread.agent_role,
                     }
                 }
             }
@@ -357,7 +367,7 @@ class _Generator:
             "agent_path": thread.agent_path,
             "task_name": thread.task_name,
             "nickname": thread.nickname,
-            "agent_role": None,
+            "agent_role": thread.agent_role,
             "session_source": source,
             "cwd": self.cwd,
             "rollout_path": f"{self.cwd}/.codex/sessions/rollout-{thread.thread_id}.jsonl",
@@ -396,16 +406,14 @@ class _Generator:
         for index in range(self.turns):
             if index and self.rng.random() < (0.5 if self.every else 0.08):
                 yield from self._compaction_turn(root)
-            prompt = self._message("user", self._text(), item_id=f"msg_{self._uuid()}")
-            yield from self._run_turn(root, [prompt], index)
+            yield from self._run_turn(root, [self._prompt()], index)
         if self.every or self.rng.random() < 0.1:
             # The root thread ends, is resumed, and runs one more turn.
             self._end_thread(root, RolloutStatus.COMPLETED)
             yield None
             root.ended = False
             self._emit(ThreadResumed(thread_id=root.thread_id))
-            prompt = self._message("user", self._text(), item_id=f"msg_{self._uuid()}")
-            yield from self._run_turn(root, [prompt], self.turns)
+            yield from self._run_turn(root, [self._prompt()], self.turns)
         if self.children and self.rng.random() < 0.7:
             yield lambda: not any(child.busy for child in self.children)
         self.shutting_down = True
@@ -498,7 +506,7 @@ class _Generator:
         )
         status = {"completed": text} if turn.last_message else {"errored": text}
         carried = None
-        if self.rng.random() < 0.9:
+        if self.every or self.rng.random() < 0.9:
             carried = self._ref(
                 PayloadKind.AGENT_RESULT,
                 {"child_agent_path": thread.agent_path, "message": message, "status": status},
@@ -595,21 +603,35 @@ class _Generator:
             "content": content,
         }
 
+    def _prompt(self) -> Json:
+        """A user prompt: text, sometimes in several parts or with an image."""
+        texts = [self._text() for _ in range(self.rng.choice((1, 1, 1, 2)))]
+        item = self._message("user", texts, item_id=f"msg_{self._uuid()}")
+        if self.rng.random() < 0.08:
+            image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
+            item["content"].append(image)
+        return item
+
     def _reasoning(self) -> Json:
+        """A reasoning item: summary and encrypted identity, sometimes readable content."""
+        rng = self.rng
+        shape = rng.random()
         item: Json = {
             "type": "reasoning",
             "id": f"rs_{self._next()}",
-            "summary": [{"type": "summary_text", "text": self._text()}],
-            "encrypted_content": f"ENC-{self._uuid()}",
+            "summary": [] if shape < 0.1 else [{"type": "summary_text", "text": self._text()}],
+            "encrypted_content": None if 0.1 <= shape < 0.2 else f"ENC-{self._uuid()}",
         }
-        if self.rng.random() < 0.4:
+        if rng.random() < 0.4 or shape < 0.1:
             item["content"] = [{"type": "reasoning_text", "text": self._text()}]
         return item
 
     # --- one model round trip ---
 
     def _request(self, thread: _Thread, turn: _Turn) -> RawPayloadRef:
-        body = {
+        """The request of an attempt: the whole history or, on an incremental thread, only
+        what follows the last traced response, with its ``previous_response_id``."""
+        body: Json = {
             "model": thread.model,
             "stream": True,
             "input": [thread.base, *[_request_view(item) for item in thread.history]],
@@ -622,6 +644,10 @@ class _Generator:
             "prompt_cache_key": thread.thread_id,
             "client_metadata": {"thread_id": thread.thread_id, "turn_id": turn.turn_id},
         }
+        if thread.incremental and thread.last_response is not None:
+            response_id, covered = thread.last_response
+            body["previous_response_id"] = response_id
+            body["input"] = [_request_view(item) for item in thread.history[covered:]]
         return self._ref(PayloadKind.INFERENCE_REQUEST, body)
 
     def _start_inference(self, turn: _Turn, request: RawPayloadRef) -> str:
@@ -656,6 +682,9 @@ class _Generator:
             "output_items": items,
         }
         ref = self._ref(PayloadKind.INFERENCE_RESPONSE, body)
+        # Codex appends a partial response to the thread's snapshot: the next request
+        # must be a full snapshot for an incremental one to line up.
+        turn.thread.last_response = None
         if self.rng.random() < keep:
             self._pending_partial = (turn, items)
         return ref
@@ -738,7 +767,7 @@ class _Generator:
         if every:
             final = last or (index, step) not in self._FORCED
         else:
-            final = last or (step > 0 and rng.random() < 0.3)
+            final = last or (step > 0 and rng.random() < self.final_chance)
         calls = [] if final else self._plan_calls(turn, index, step)
         output: list[Json] = []
         if rng.random() < 0.4 or (every and step == 0):
@@ -746,9 +775,10 @@ class _Generator:
         if not calls:
             text = self._text(4, 30)
             phase = rng.choice((None, "final_answer"))
-            output.append(
-                self._message("assistant", text, item_id=f"msg_{self._next()}", phase=phase)
-            )
+            message = self._message("assistant", text, item_id=f"msg_{self._next()}", phase=phase)
+            if rng.random() < 0.05:
+                message["content"].append({"type": "refusal", "refusal": "I can't share that."})
+            output.append(message)
             turn.last_message = text
         else:
             if rng.random() < 0.3:
@@ -766,6 +796,16 @@ class _Generator:
                         "action": {"type": "search", "query": self._text(2, 4)},
                     }
                 )
+            if rng.random() < 0.05:
+                output.append(
+                    {
+                        "type": "image_generation_call",
+                        "id": f"ig_{self._next()}",
+                        "status": "completed",
+                        "revised_prompt": self._text(),
+                        "result": "iVBORw0KGgo=",
+                    }
+                )
             output.extend(call.item for call in calls)
         usage = {
             "input_tokens": 100 * len(thread.history) + rng.randrange(100),
@@ -780,7 +820,7 @@ class _Generator:
         body = {
             "response_id": response_id,
             "upstream_request_id": upstream,
-            "token_usage": usage if rng.random() < 0.95 else None,
+            "token_usage": _usage_variant(rng.random(), usage),
             "output_items": output,
         }
         tools = [self._tool(turn, call) for call in calls]
@@ -804,6 +844,7 @@ class _Generator:
             if item["type"] not in ("function_call", "custom_tool_call"):
                 self._accept(turn, item)
         thread.history.extend(output)
+        thread.last_response = (response_id, len(thread.history))
         yield None
         yield from self._advance_tools(waiting, limit=None)
         return "tools" if calls else "final"
@@ -1610,6 +1651,7 @@ class _Generator:
             self._accept(turn, summary)
             users = [item for item in thread.history if item.get("role") == "user"][-2:]
             thread.history = [*users, summary]
+            thread.last_response = None
         self._emit(
             CodexTurnEnded(codex_turn_id=turn.turn_id, status=ExecutionStatus.COMPLETED),
             thread,
@@ -1695,6 +1737,7 @@ class _Generator:
                 turn.turn_id,
             )
             thread.history = replacement
+            thread.last_response = None
             yield None
             return
 
@@ -1712,6 +1755,17 @@ def _header(message_type: str, task: str, sender: str) -> str:
 def _any_of(conditions: list[Wait]) -> Wait:
     """A condition true when any of ``conditions`` is."""
     return lambda: any(condition() for condition in conditions)
+
+
+def _usage_variant(draw: float, usage: Json) -> Json | None:
+    """Token usage as providers report it: usually whole, sometimes absent or partial."""
+    if draw < 0.04:
+        return None
+    if draw < 0.07:
+        return {**usage, "cached_input_tokens": None}
+    if draw < 0.09:
+        return {key: value for key, value in usage.items() if key != "cache_write_input_tokens"}
+    return usage
 
 
 def _request_view(item: Json) -> Json:
