@@ -1,0 +1,209 @@
+"""``otel-rollout replay`` without a backend: settings, request sizes, ids, times, failures."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanContext, TraceFlags
+
+from otel_rollout import _replay
+from otel_rollout._bundle import Bundle
+from otel_rollout._mapping import derive_span_id, trace_id_from_uuid
+from otel_rollout._replay import (
+    GRPC_MAX_REQUEST_BYTES,
+    ExportError,
+    bundle_spans,
+    export_spans,
+    plan_requests,
+    resolve_target,
+    span_size,
+)
+from otel_rollout.cli import main
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "codex-0.169.0"
+
+
+def fixture_bundle(scenario: str) -> Path:
+    (bundle,) = sorted((FIXTURES / scenario).glob("trace-*"))
+    return bundle
+
+
+# --- where to send ---
+
+
+def test_defaults_are_http_protobuf_to_localhost() -> None:
+    target = resolve_target(environ={})
+    assert (target.protocol, target.url) == ("http/protobuf", "http://localhost:4318/v1/traces")
+    grpc = resolve_target(protocol="grpc", environ={})
+    assert (grpc.protocol, grpc.url) == ("grpc", "http://localhost:4317")
+
+
+def test_endpoint_is_a_base_url_and_env_follows_the_sdk_rules() -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-a=1,Authorization=Bearer%20t",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-b=2",
+    }
+    target = resolve_target(environ=env, headers=["x-a=override", "x-c = 3"])
+    assert target.url == "http://collector:4318/v1/traces"
+    assert target.headers == {
+        "x-a": "override",
+        "authorization": "Bearer t",
+        "x-b": "2",
+        "x-c": "3",
+    }
+    # The signal-specific endpoint is a full URL, used as given.
+    signal = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://x.example/custom/path"}
+    assert resolve_target(environ=signal).url == "https://x.example/custom/path"
+    # An explicit endpoint wins over both, and gets the signal path appended.
+    explicit = resolve_target("http://here:9", environ={**env, **signal})
+    assert explicit.url == "http://here:9/v1/traces"
+    protocol_env = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc", **env}
+    assert resolve_target(environ=protocol_env).url == "http://collector:4318/"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"protocol": "http/json"}, "unsupported OTLP protocol"),
+        ({"endpoint": "collector:4317"}, "invalid OTLP endpoint"),
+        ({"headers": ["novalue"]}, "invalid header"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ExportError, match=message):
+        resolve_target(environ={}, **kwargs)  # type: ignore[arg-type]
+
+
+# --- the spans: the shared mapping, derived ids, recorded times ---
+
+
+def test_replayed_spans_carry_derived_ids_and_the_recorded_times() -> None:
+    bundle = fixture_bundle("multi_agent_v2_spawn")
+    manifest = Bundle(bundle).manifest
+    trace_id = trace_id_from_uuid(manifest.trace_id)
+    spans = bundle_spans(bundle)
+    again = bundle_spans(bundle)
+    assert [_ids(span) for span in spans] == [_ids(span) for span in again]
+    assert {span.context.trace_id for span in spans if span.context} == {trace_id}
+
+    by_id = {span.context.span_id: span for span in spans if span.context}
+    root = by_id[derive_span_id(trace_id, f"thread:{manifest.root_thread_id}")]
+    assert root.parent is None
+    times = {event.wall_time_unix_ms * 1_000_000 for _, event in Bundle(bundle).events()}
+    for span in spans:
+        assert span.start_time in times and span.end_time in times, span.name
+        if span.parent is not None:
+            assert span.parent.span_id in by_id, f"{span.name}: parent not in the bundle"
+        for link in span.links:
+            assert link.context.trace_id == trace_id
+            assert link.context.span_id in by_id
+    assert all(span.instrumentation_scope.name == "otel_rollout" for span in spans)  # type: ignore[union-attr]
+
+
+def _ids(span: ReadableSpan) -> tuple[str, int, int | None]:
+    assert span.context is not None
+    return span.name, span.context.span_id, span.parent.span_id if span.parent else None
+
+
+# --- request sizes ---
+
+
+def _big_spans(count: int, size: int) -> list[ReadableSpan]:
+    return [
+        ReadableSpan(
+            name=f"s{index}",
+            context=SpanContext(1, index + 1, False, TraceFlags(TraceFlags.SAMPLED)),
+            attributes={"blob": "x" * size},
+            start_time=1,
+            end_time=2,
+        )
+        for index in range(count)
+    ]
+
+
+def test_requests_stay_under_the_limit_and_keep_every_span_in_order() -> None:
+    spans = _big_spans(30, 300_000)  # ~9 MB in all
+    batches = plan_requests(spans, GRPC_MAX_REQUEST_BYTES)
+    assert len(batches) > 2
+    assert [span for batch in batches for span in batch] == spans
+    for batch in batches:
+        assert sum(span_size(span) for span in batch) <= GRPC_MAX_REQUEST_BYTES
+    many = plan_requests(_big_spans(1200, 10), GRPC_MAX_REQUEST_BYTES, max_spans=512)
+    assert [len(batch) for batch in many] == [512, 512, 176]
+
+
+def test_a_span_too_big_for_grpc_is_refused_before_anything_is_sent() -> None:
+    spans = [*_big_spans(2, 10), *_big_spans(1, 5 * 1024 * 1024)]
+    with pytest.raises(ExportError, match=r"alone is \d+ bytes.*http/protobuf"):
+        plan_requests(spans, GRPC_MAX_REQUEST_BYTES)
+
+
+class _Recording(SpanExporter):
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.batches: list[int] = []
+        self.fail_at = fail_at
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.fail_at is not None and len(self.batches) == self.fail_at:
+            return SpanExportResult.FAILURE
+        self.batches.append(len(spans))
+        return SpanExportResult.SUCCESS
+
+
+def test_export_sends_every_batch_and_stops_at_the_first_failure() -> None:
+    target = resolve_target("http://127.0.0.1:1", "grpc", environ={})
+    spans = _big_spans(30, 300_000)
+    sink = _Recording()
+    progress: list[int] = []
+    result = export_spans(spans, target, progress.append, exporter=sink)
+    assert result.spans == sum(sink.batches) == sum(progress) == 30
+    assert result.requests == len(sink.batches) > 2
+    failing = _Recording(fail_at=1)
+    with pytest.raises(ExportError, match=r"request 2 of \d+ failed after \d+ spans were sent"):
+        export_spans(spans, target, exporter=failing)
+
+
+# --- the command line ---
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_refused_endpoint_is_a_clear_error_and_exit_1(
+    protocol: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_replay, "REQUEST_TIMEOUT_SECONDS", 1.0)
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    argv = ["replay", str(fixture_bundle("plain")), "--endpoint", endpoint]
+    assert main([*argv, "--protocol", protocol]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"otel-rollout: cannot export to {endpoint}")
+    assert "refused" in captured.err.lower()
+    assert "Traceback" not in captured.err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bundle = str(fixture_bundle("plain"))
+    assert main(["replay", bundle, "--protocol", "http/json"]) == 2
+    assert main(["replay", str(tmp_path / "missing")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_invalid_bundle_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2}), encoding="utf-8")
+    assert main(["replay", str(tmp_path), "--endpoint", "http://127.0.0.1:1"]) == 1
+    assert capsys.readouterr().err.startswith("otel-rollout: ")
