@@ -238,6 +238,9 @@ def create_item(
     )
     if item.call_id is not None:
         state.items_by_call_id.setdefault((thread_id, item.call_id), []).append(item_id)
+    if item.role == "assistant" and item.kind == "message" and item.agent_message is None:
+        if turn_id is not None:
+            state.replies_by_turn.setdefault((thread_id, turn_id), []).append(item_id)
     if item.responses_item_id is not None:
         state.items_by_responses_id.setdefault((thread_id, item.responses_item_id), []).append(
             item_id

@@ -241,12 +241,13 @@ def _upsert_close(
 
 def attach_tool_result(state: ReducerState, tool_call_id: str, payload_id: str) -> None:
     """Add a tool's result payload to the edge (or pending edge) it is the source of."""
+    edge_ids = state.edges_by_source_tool.get(tool_call_id)
+    if edge_ids:
+        push_unique(
+            state.trace.interaction_edges[min(edge_ids)].carried_raw_payload_ids, payload_id
+        )
+        return
     source = ToolCallAnchor(tool_call_id)
-    edges = state.trace.interaction_edges
-    for key in sorted(edges):
-        if edges[key].source == source:
-            push_unique(edges[key].carried_raw_payload_ids, payload_id)
-            return
     for pending in state.pending_edges:
         if pending.source == source:
             push_unique(pending.carried_raw_payload_ids, payload_id)
@@ -258,17 +259,13 @@ def agent_result(state: ReducerState, wall: int, event: AgentResultObserved) -> 
     author = _agent_path(state, event.child_thread_id)
     source: TraceAnchor = ThreadAnchor(event.child_thread_id)
     best: tuple[int, str] | None = None
-    for item in state.trace.conversation_items.values():
-        if (
-            item.thread_id == event.child_thread_id
-            and item.codex_turn_id == event.child_codex_turn_id
-            and item.role == "assistant"
-            and item.kind == "message"
-            and item.agent_message is None
-        ):
-            key = (item.first_seen_at_unix_ms, item.item_id)
-            if best is None or key >= best:
-                best = key
+    conversation = state.trace.conversation_items
+    for item_id in state.replies_by_turn.get(
+        (event.child_thread_id, event.child_codex_turn_id), ()
+    ):
+        key = (conversation[item_id].first_seen_at_unix_ms, item_id)
+        if best is None or key >= best:
+            best = key
     if best is not None:
         source = ConversationItemAnchor(best[1])
     carried = [event.carried_payload.raw_payload_id] if event.carried_payload is not None else []
@@ -335,12 +332,17 @@ def _find_unlinked_message(
     thread = state.trace.threads.get(thread_id)
     if thread is None:
         return None
+    history = thread.conversation_item_ids
+    start = state.delivery_scan.get(thread_id, 0)
+    if start < len(history):
+        for item_id in history[start:]:
+            found = _inter_agent_message(state, item_id)
+            if found is not None:
+                state.deliveries.setdefault(found, []).append(item_id)
+        state.delivery_scan[thread_id] = len(history)
     targets = state.edge_target_items
-    for item_id in thread.conversation_item_ids:
-        if item_id in targets:
-            continue
-        found = _inter_agent_message(state, item_id)
-        if found is not None and found[1] == author and found[2] == content:
+    for item_id in state.deliveries.get((thread_id, author, content), ()):
+        if item_id not in targets:
             return item_id
     return None
 
@@ -385,6 +387,8 @@ def _upsert(state: ReducerState, edge: InteractionEdge) -> None:
     existing = edges.get(edge.edge_id)
     if existing is None:
         edges[edge.edge_id] = edge
+        if isinstance(edge.source, ToolCallAnchor):
+            state.edges_by_source_tool.setdefault(edge.source.tool_call_id, []).append(edge.edge_id)
     else:
         if (
             existing.kind != edge.kind
@@ -404,6 +408,15 @@ def _upsert(state: ReducerState, edge: InteractionEdge) -> None:
 
 def _inter_agent_message(state: ReducerState, item_id: str) -> tuple[str, str, str] | None:
     """(thread, author, content) if the item is a message delivered to its own thread's agent."""
+    memo = state.inter_agent
+    if item_id in memo:
+        return memo[item_id]
+    found = _inter_agent_message_uncached(state, item_id)
+    memo[item_id] = found
+    return found
+
+
+def _inter_agent_message_uncached(state: ReducerState, item_id: str) -> tuple[str, str, str] | None:
     item = state.trace.conversation_items.get(item_id)
     if item is None or item.role != "assistant" or item.kind != "message":
         return None

@@ -7,6 +7,8 @@ the quadratic cost.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +110,15 @@ class ReducerState:
     inferences_by_response_item: dict[str, list[str]] = field(default_factory=dict)
     """conversation item -> inference calls whose response contains it."""
     edge_target_items: set[str] = field(default_factory=set)
+    edges_by_source_tool: dict[str, list[str]] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    """(thread, author, content) -> inter-agent message items in thread history order."""
+    delivery_scan: dict[str, int] = field(default_factory=dict)
+    """thread -> how much of its history ``deliveries`` covers."""
+    inter_agent: dict[str, tuple[str, str, str] | None] = field(default_factory=dict)
+    """item -> (thread, author, content) if it is an inter-agent delivery (memo)."""
+    replies_by_turn: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(thread, turn) -> assistant messages without agent-message metadata."""
     thread_item_sets: dict[str, set[str]] = field(default_factory=dict)
     inferences_by_turn: dict[str, list[str]] = field(default_factory=dict)
     code_cells_by_turn: dict[str, list[str]] = field(default_factory=dict)
@@ -115,6 +126,8 @@ class ReducerState:
     process_sessions: dict[str, str] = field(default_factory=dict)
     """process id -> terminal session of the exec_command that started it."""
     operation_processes: dict[str, Any] = field(default_factory=dict)
+    _real_dirs: dict[str, str] = field(default_factory=dict)
+    _root: str = ""
     """terminal operation -> its process bookkeeping (see ``_terminals``)."""
 
     def read_payload(self, ref: RawPayloadRef) -> Any:
@@ -124,7 +137,7 @@ class ReducerState:
             ReduceError: The file is missing, unreadable, not JSON or outside the bundle.
         """
         try:
-            data = self.bundle.read_payload_bytes(ref)
+            data = self._payload_bytes(ref.path)
         except ValueError as error:
             raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
         try:
@@ -132,6 +145,38 @@ class ReducerState:
         except msgspec.DecodeError as error:
             raise ReduceError(
                 f"payload {ref.raw_payload_id}: payload file {ref.path!r} is not JSON: {error}"
+            ) from None
+
+    def _payload_bytes(self, relative: str) -> bytes:
+        """A payload file's bytes, confined to the bundle as ``Bundle.payload_path`` does.
+
+        The real path of each directory is resolved once; a file is resolved again only
+        when it is itself a symlink. Falls back to ``Bundle`` for anything unusual.
+        """
+        directory, _, name = relative.rpartition("/")
+        if not name or "\\" in relative or "\0" in relative or relative.startswith("/"):
+            return self.bundle.read_payload_bytes(relative)
+        if ".." in relative.split("/"):
+            raise ValueError(f"payload path {relative!r} leaves the bundle (..)")
+        real_dir = self._real_dirs.get(directory)
+        if real_dir is None:
+            root = self._root or os.path.realpath(self.bundle.path)
+            self._root = root
+            real_dir = os.path.realpath(os.path.join(self.bundle.path, directory))
+            if real_dir != root and not real_dir.startswith(root + os.sep):
+                raise ValueError(f"payload path {relative!r} leads out of the bundle")
+            self._real_dirs[directory] = real_dir
+        path = os.path.join(real_dir, name)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return self.bundle.read_payload_bytes(relative)
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise ValueError(f"payload file {relative!r} is missing") from None
+        except OSError as error:
+            raise ValueError(
+                f"payload file {relative!r} cannot be read: {error.strerror}"
             ) from None
 
     def thread(self, thread_id: str) -> AgentThread:
