@@ -8,8 +8,10 @@ Prints one JSON object with:
   response payloads, 1 tool call) recorded with otel-rollout, beside the same span
   tree through the bare OTel SDK + BatchSpanProcessor whose spans carry the payloads
   as attributes (what OTel-native peers do; exporter drops the spans, queue big enough
-  to drop nothing). Per turn: caller-thread latency (loop only), wall time including
-  the final flush, and process CPU (all threads, so the writer thread counts).
+  to drop nothing). Per turn: caller-thread latency (wall time of the loop, which
+  includes waiting for the GIL while the writer thread runs), the caller thread's own
+  CPU time, wall time including the final flush, and process CPU (all threads, so the
+  writer thread's file I/O and span building count).
   Repetitions are interleaved; medians are reported, with ratios to the bare SDK.
 * ``flush_latency_ms``: time from a recording call to its line being in ``trace.jsonl``.
 
@@ -198,8 +200,10 @@ def run_stack(
     flush()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
+    caller0 = time.thread_time()
     for index in range(turns):
         one(index)
+    caller1 = time.thread_time()
     t1 = time.perf_counter()
     flush()
     t2 = time.perf_counter()
@@ -207,6 +211,7 @@ def run_stack(
     close()
     return {
         "loop_us_per_turn": (t1 - t0) / turns * 1e6,
+        "caller_cpu_us_per_turn": (caller1 - caller0) / turns * 1e6,
         "incl_flush_us_per_turn": (t2 - t0) / turns * 1e6,
         "cpu_us_per_turn": (cpu1 - cpu0) / turns * 1e6,
     }

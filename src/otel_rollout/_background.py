@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import msgspec
 
 from otel_rollout._models import (
+    PAYLOADS_DIR_NAME,
     PayloadKind,
     RawTraceEventPayload,
     RecordingCompleted,
@@ -31,6 +32,8 @@ from otel_rollout._models import (
 from otel_rollout._writer import BundleWriter
 
 logger = logging.getLogger(__name__)
+
+_FILE_MODE = 0o600
 
 FLUSH_INTERVAL_S = 0.02
 """How long the writer collects a batch after waking up."""
@@ -43,7 +46,10 @@ EXIT_FLUSH_TIMEOUT_S = 10.0
 
 @dataclass(slots=True)
 class PendingPayload:
-    """A payload file to write: its ordinal (``payloads/<n>.json``), kind and exact bytes."""
+    """A payload file to write: its ordinal (``payloads/<n>.json``), kind and JSON bytes.
+
+    Compact JSON when queued; the writer thread turns it into the file's pretty bytes.
+    """
 
     ordinal: int
     kind: PayloadKind
@@ -74,6 +80,7 @@ class BundleSink:
         """Events recorded but never written (queue full, write failure, fork)."""
         self.stopped = False
         """Set when an event was lost: later events are dropped to keep a valid prefix."""
+        self._payloads_dir = os.fspath(writer.bundle_dir / PAYLOADS_DIR_NAME)
         self.on_written: Callable[[PendingEvent], None] | None = None
         """Called (writer thread) after each event, written or not: maps it to live spans."""
 
@@ -98,14 +105,18 @@ class BundleSink:
             self.lost_events += 1
             return
         for payload in item.payloads:
-            ref = self.writer.write_payload(payload.kind, msgspec.Raw(payload.body))
-            if ref is None or ref.path != f"payloads/{payload.ordinal}.json":
-                if ref is not None:
-                    logger.warning(
-                        "rollout trace: payload numbering diverged in %s (%s), recording stopped",
-                        self.writer.bundle_dir,
-                        ref.path,
-                    )
+            # the caller encoded compactly (a cheap snapshot); the file gets Codex's pretty form
+            payload.body = msgspec.json.format(payload.body, indent=2)
+            try:
+                _write_file(self._payloads_dir, payload.ordinal, payload.body)
+            except OSError as error:
+                logger.warning(
+                    "rollout trace: writing a payload of %s failed, recording stopped "
+                    "(the bundle is valid up to event %d): %s",
+                    self.writer.bundle_dir,
+                    self.writer.events_written,
+                    error,
+                )
                 self._stop()
                 return
         written = self.writer.append(
@@ -122,6 +133,20 @@ class BundleSink:
     def _stop(self) -> None:
         self.lost_events += 1
         self.stopped = True
+
+
+def _write_file(directory: str, ordinal: int, data: bytes) -> None:
+    """Write ``<directory>/<ordinal>.json`` through a temporary name, so it is whole or absent."""
+    final = f"{directory}/{ordinal}.json"
+    temporary = f"{directory}/.{ordinal}.json.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(temporary, final)
 
 
 class BackgroundWriter:

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanContext, StatusCode, TraceFlags, Tracer
 
 from otel_rollout._background import BundleSink, PendingEvent, PendingPayload
-from otel_rollout._json import encode_pretty
+from otel_rollout._json import encode_compact
 from otel_rollout._mapping import Attributes, LinkSpec, SpanMapper, SpanStart
 from otel_rollout._models import (
     PayloadKind,
@@ -211,7 +211,7 @@ class RolloutRecorder:
     def encode(self, kind: PayloadKind, value: Any) -> PendingPayload | None:
         """Encode a payload body (outside the lock); ``None`` if it is not JSON."""
         try:
-            body = encode_pretty(value)
+            body = encode_compact(value)
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
             return None
