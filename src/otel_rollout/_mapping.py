@@ -77,6 +77,9 @@ _EDGE_KIND_BY_TOOL_KIND = {
 }
 
 
+_LEAF_PREFIXES = ("inference:", "tool:", "compaction_request:", "agent_result:")
+
+
 def trace_id_from_uuid(trace_id: str) -> int:
     """Return the OTel trace id (128-bit int) of a bundle ``trace_id`` UUID string."""
     return uuid.UUID(trace_id).int
@@ -332,6 +335,10 @@ class SpanMapper:
             return
         span.open = False
         self._open.pop(key, None)
+        if key.startswith(_LEAF_PREFIXES):  # never a parent or link target again: forget it
+            del self._spans[key]
+            if key.startswith("tool:"):
+                self._tool_kind.pop(key[5:], None)
         if span.thread_id is not None:
             thread = self._threads.get(span.thread_id)
             if thread is not None:

@@ -23,7 +23,7 @@ from opentelemetry.trace import Link, Span, SpanContext, StatusCode, TraceFlags,
 
 from otel_rollout._background import BundleSink, PendingEvent, PendingPayload
 from otel_rollout._json import encode_compact
-from otel_rollout._mapping import Attributes, LinkSpec, SpanMapper, SpanStart
+from otel_rollout._mapping import Attributes, LinkSpec, SpanMapper, SpanStart, derive_span_id
 from otel_rollout._models import (
     PayloadKind,
     RawPayloadKind,
@@ -98,18 +98,32 @@ class LiveSpanSink:
         self.trace_id = trace_id
         self.outer_context = outer_context
         self.spans: dict[str, Span] = {}
+        """Open spans (and, without derived ids, the contexts of ended ones)."""
+        self.ended: set[str] = set()
+        """Ended spans that may still be a parent or a link target."""
+        self.flags = TraceFlags(TraceFlags.SAMPLED)
+
+    def _context(self, key: str) -> SpanContext | None:
+        """The context of span ``key``: live, or derived again once it ended."""
+        span = self.spans.get(key)
+        if span is not None:
+            return span.get_span_context()
+        if self.ids is not None and key in self.ended:
+            return SpanContext(self.trace_id, derive_span_id(self.trace_id, key), False, self.flags)
+        return None
 
     def start_span(self, start: SpanStart) -> None:
         """Start a real span (ids come from the mapper when the library owns the generator)."""
-        if start.parent is not None and start.parent in self.spans:
-            context = trace.set_span_in_context(self.spans[start.parent])
+        parent = self._context(start.parent) if start.parent is not None else None
+        if parent is not None:
+            context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
         else:
             context = self.outer_context
-        links = [
-            Link(self.spans[link.target].get_span_context(), link.attributes)
-            for link in start.links
-            if link.target in self.spans
-        ]
+        links = []
+        for link in start.links:
+            target = self._context(link.target)
+            if target is not None:
+                links.append(Link(target, link.attributes))
         if self.ids is not None:
             self.ids.set_next(self.trace_id, start.span_id)
         try:
@@ -126,6 +140,8 @@ class LiveSpanSink:
         finally:
             if self.ids is not None:
                 self.ids.clear()
+        if start.parent is None:
+            self.flags = span.get_span_context().trace_flags
         self.spans[start.key] = span
 
     def add_event(self, key: str, name: str, attributes: Attributes, time_ns: int) -> None:
@@ -143,22 +159,24 @@ class LiveSpanSink:
     def add_link(self, key: str, link: LinkSpec) -> None:
         """Add a link after start."""
         span = self.spans.get(key)
-        target = self.spans.get(link.target)
+        target = self._context(link.target)
         if span is not None and target is not None and span.is_recording():
-            span.add_link(target.get_span_context(), link.attributes)
+            span.add_link(target, link.attributes)
 
     def end_span(
         self, key: str, status: StatusCode, description: str | None, end_time_ns: int
     ) -> None:
         """End a span with a status."""
-        span = self.spans.get(key)
+        span = self.spans.pop(key, None)
         if span is None:
             return
         if status is StatusCode.ERROR:
             span.set_status(status, description)
         span.end(end_time_ns)
-        # keep only the context (for later children and links), not the finished span
-        self.spans[key] = trace.NonRecordingSpan(span.get_span_context())
+        if self.ids is None:  # ids not derivable: keep the context for children and links
+            self.spans[key] = trace.NonRecordingSpan(span.get_span_context())
+        elif key.startswith(("thread:", "turn:", "code_cell:", "compaction:")):
+            self.ended.add(key)  # may still parent or be linked to; others never are
 
 
 class RolloutRecorder:
