@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,3 +314,36 @@ async def test_async_context_managers_and_cancellation(pipeline: Pipeline) -> No
     assert events["inference_cancelled"]["reason"] == "cancelled"
     assert events["codex_turn_ended"]["status"] == "cancelled"
     assert events["rollout_ended"]["status"] == "completed"
+
+
+GLOBAL_PROVIDER_SCRIPT = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+import otel_rollout
+from otel_rollout import ThreadTraceContext
+
+otel_rollout.configure(trace_root=sys.argv[1])
+with ThreadTraceContext.start_root_or_disabled() as thread, thread.turn():
+    pass
+assert thread.is_enabled()
+assert not isinstance(trace.get_tracer_provider(), TracerProvider), "global provider touched"
+otel_rollout.configure(trace_root=sys.argv[1], set_global_provider=True)
+with ThreadTraceContext.start_root_or_disabled() as thread:
+    pass
+assert isinstance(trace.get_tracer_provider(), TracerProvider), "global provider not set"
+print("ok")
+"""
+
+
+def test_without_an_app_provider_the_global_provider_is_left_alone(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    bundles = sorted(tmp_path.glob("trace-*"))
+    assert len(bundles) == 2 and all(validate_bundle(bundle).ok for bundle in bundles)

@@ -38,6 +38,8 @@ class Settings:
     """Where bundles go; ``None`` means recording is disabled."""
     capture_content: bool = False
     content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES
+    set_global_provider: bool = False
+    """Install the library's own provider (when it makes one) as the global provider."""
 
 
 def trace_root_from_env() -> Path | None:
@@ -100,6 +102,7 @@ def configure(
     capture_content: bool | None = None,
     content_max_bytes: int | None = None,
     exporter: RolloutBundleSpanExporter | None = None,
+    set_global_provider: bool = False,
 ) -> None:
     """Configure rollout recording from code instead of (or on top of) the environment.
 
@@ -116,7 +119,10 @@ def configure(
         content_max_bytes: Bound for captured content; ``None`` reads
             ``OTEL_ROLLOUT_CONTENT_MAX_BYTES``.
         exporter: The bundle exporter that writes the bundles; by default one
-            shared exporter per configuration.
+            exporter shared by the process.
+        set_global_provider: When the library sets up its own provider (no
+            ``tracer_provider`` given and no SDK provider installed globally), also
+            install it as the global provider. Off by default.
 
     Example:
         >>> import otel_rollout
@@ -134,6 +140,7 @@ def configure(
         content_max_bytes=env.content_max_bytes
         if content_max_bytes is None
         else max(content_max_bytes, 0),
+        set_global_provider=set_global_provider,
     )
     with _lock:
         _configured = _Configured(settings, tracer_provider, exporter)

@@ -282,7 +282,9 @@ def _shared() -> RolloutBundleSpanExporter:
         return _shared_exporter
 
 
-def _resolve_provider(provider: Any, exporter: RolloutBundleSpanExporter) -> Any:
+def _resolve_provider(
+    provider: Any, exporter: RolloutBundleSpanExporter, set_global: bool = False
+) -> Any:
     """The app's provider if given or globally installed (SDK), else a private one."""
     global _private_provider
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -297,7 +299,10 @@ def _resolve_provider(provider: Any, exporter: RolloutBundleSpanExporter) -> Any
             private = SdkTracerProvider()
             private.add_span_processor(RolloutSpanProcessor(exporter))
             _private_provider = private
-        return _private_provider
+        private = _private_provider
+    if set_global and trace.get_tracer_provider() is not private:
+        trace.set_tracer_provider(private)
+    return private
 
 
 def _tracer_for(provider: Any) -> tuple[trace.Tracer, PendingIdGenerator | None]:
@@ -346,7 +351,7 @@ def _open_recorder(root: Path, metadata: ThreadStartedTraceMetadata) -> RolloutR
     """
     _generation, settings, provider, exporter = _config.configured()
     exporter = exporter or _shared()
-    tracer, ids = _tracer_for(_resolve_provider(provider, exporter))
+    tracer, ids = _tracer_for(_resolve_provider(provider, exporter, settings.set_global_provider))
     outer = otel_context.get_current()
     parent = trace.get_current_span(outer).get_span_context()
     otel_trace_id = parent.trace_id if parent.is_valid else uuid.uuid4().int
