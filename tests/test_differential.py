@@ -261,3 +261,62 @@ def test_bundles_codex_rejects_we_reject(
     with pytest.raises(BundleError) as caught:
         replay_bundle(bundle)
     assert caught.value.reason
+
+
+# --- bisecting a mismatch: python tests/test_differential.py SEED [SEED ...] ---
+
+
+def _prefix(bundle: Path, lines: int, target: Path) -> Path:
+    """A copy of ``bundle`` holding only its first ``lines`` whole events (payloads linked)."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(bundle / "payloads", target / "payloads", copy_function=os.link)
+    shutil.copy(bundle / "manifest.json", target / "manifest.json")
+    whole = [line for line in _lines(bundle) if line.endswith(b"\n")]
+    (target / "trace.jsonl").write_bytes(b"".join(whole[:lines]))
+    return target
+
+
+def first_divergence(codex_bin: Path, seed: int, work: Path) -> str:
+    """Bisect the shortest prefix of a seed's bundle on which we differ from Codex.
+
+    A crashed process leaves a prefix, so every prefix is a bundle Codex accepts; the
+    last line of the shortest differing prefix is the event we reduce differently.
+    """
+    bundle = generate_bundle(work / str(seed), seed)
+
+    def differs(lines: int) -> str | None:
+        candidate = _prefix(bundle, lines, work / f"{seed}-prefix")
+        out = work / f"{seed}-prefix.json"
+        done = codex_reduce(codex_bin, candidate, out)
+        if done.returncode != 0:
+            return f"Codex rejects it: {done.stderr.strip().splitlines()[-1]}"
+        try:
+            ours = encode_pretty(replay_bundle(candidate, warn=lambda _: None))
+        except BundleError as error:
+            return f"we reject it: {error}"
+        expected = out.read_bytes()
+        return None if ours == expected else describe_mismatch(expected, ours)
+
+    total = sum(1 for line in _lines(bundle) if line.endswith(b"\n"))
+    if differs(total) is None:
+        return f"seed {seed}: no difference ({total} events)"
+    good, bad = 0, total
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if differs(middle) is None else (good, middle)
+    event = json.loads(_lines(bundle)[bad - 1])
+    return (
+        f"seed {seed}: we first differ after event {bad} of {total}: "
+        f"{_short(event['payload'], 400)}\n{differs(bad)}"
+    )
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    from codex_support import find_codex
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for argument in sys.argv[1:]:
+            print(first_divergence(find_codex(), int(argument), Path(scratch)), flush=True)

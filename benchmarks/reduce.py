@@ -1,0 +1,174 @@
+"""Benchmark: ``otel-rollout reduce`` beside ``codex debug trace-reduce`` on the same bundles.
+
+Each run is a fresh process, timed with a monotonic clock; its peak RSS comes from
+``wait4`` (the whole process tree's max resident set). Runs alternate between the two
+tools, ``--repeat`` times each, and the medians are reported with ratios ours/codex.
+Workloads: the two large Codex fixtures and a generated bundle of at least 100,000
+events shaped as ~1,000 turns of ~100 events (tools, children, compactions). Both
+outputs are compared byte for byte. Prints JSON on stdout. Not run by CI.
+
+    .venv/bin/python benchmarks/reduce.py [--repeat 5] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+LARGE_FIXTURES = REPO / "tests" / "fixtures" / "codex-0.169.0-large"
+OURS = REPO / ".venv" / "bin" / "otel-rollout"
+
+GENERATED_SEED = 20261126
+GENERATED_OPTIONS = {
+    "turns": 620,
+    "steps_per_turn": 14,
+    "tools_per_step": 3,
+    "children": 3,
+    "compact_above": 30,
+    "final_chance": 0.1,
+    "crash": False,
+}
+"""~1,000 turns (root and children) of ~100 events: > 100,000 events."""
+
+
+def _codex() -> Path:
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "get-codex")], capture_output=True, text=True, check=True
+    )
+    return Path(done.stdout.strip())
+
+
+def _run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run ``argv`` to completion; return (wall seconds, peak RSS in bytes)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {stderr[-400:]}")
+    return wall, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def _size(bundle: Path) -> tuple[int, int]:
+    """(events, bytes of trace.jsonl and payloads)."""
+    log = bundle / "trace.jsonl"
+    events = sum(1 for line in log.read_bytes().splitlines() if line.strip())
+    total = log.stat().st_size + sum(
+        path.stat().st_size for path in (bundle / "payloads").iterdir() if path.is_file()
+    )
+    return events, total
+
+
+def _generated(work: Path) -> Path:
+    """The generated workload, reused from ``work`` when already there."""
+    sys.path.insert(0, str(REPO / "src"))
+    from otel_rollout._synthetic import SyntheticOptions, generate_bundle
+
+    root = work / f"generated-{GENERATED_SEED}"
+    existing = sorted(root.glob("trace-*"))
+    if existing and (root / "complete").exists():
+        return existing[0]
+    shutil.rmtree(root, ignore_errors=True)
+    bundle = generate_bundle(root, GENERATED_SEED, SyntheticOptions(**GENERATED_OPTIONS))
+    (root / "complete").write_text("ok")
+    return bundle
+
+
+def _measure(name: str, bundle: Path, codex: Path, repeat: int, work: Path) -> dict[str, Any]:
+    events, size = _size(bundle)
+    home = work / "codex-home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "CODEX_HOME": str(home)}
+    ours_out, codex_out = work / f"{name}.ours.json", work / f"{name}.codex.json"
+    commands = {
+        "ours": [str(OURS), "reduce", str(bundle), "-o", str(ours_out)],
+        "codex": [str(codex), "debug", "trace-reduce", str(bundle), "-o", str(codex_out)],
+    }
+    samples: dict[str, list[tuple[float, int]]] = {"ours": [], "codex": []}
+    for _ in range(repeat):
+        for tool, argv in commands.items():
+            samples[tool].append(_run(argv, env))
+    result: dict[str, Any] = {
+        "workload": name,
+        "events": events,
+        "bytes": size,
+        "repeat": repeat,
+        "identical_output": ours_out.read_bytes() == codex_out.read_bytes(),
+    }
+    for tool, runs in samples.items():
+        wall = statistics.median(run[0] for run in runs)
+        rss = statistics.median(run[1] for run in runs)
+        result[tool] = {
+            "wall_s": round(wall, 4),
+            "wall_s_min": round(min(run[0] for run in runs), 4),
+            "events_per_s": round(events / wall),
+            "mb_per_s": round(size / wall / 1e6, 2),
+            "peak_rss_mb": round(rss / 2**20, 1),
+        }
+    result["ratio_ours_over_codex"] = {
+        "wall": round(result["ours"]["wall_s"] / result["codex"]["wall_s"], 2),
+        "peak_rss": round(result["ours"]["peak_rss_mb"] / result["codex"]["peak_rss_mb"], 2),
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per tool and workload")
+    parser.add_argument("--work", type=Path, help="keep outputs and the generated bundle here")
+    parser.add_argument("--skip-generated", action="store_true", help="large fixtures only")
+    args = parser.parse_args()
+    if not OURS.exists():
+        sys.exit(f"{OURS} is missing: install the package first (bash scripts/test)")
+    codex = _codex()
+    temporary = None
+    if args.work is None:
+        temporary = tempfile.TemporaryDirectory(prefix="bench-reduce-")
+        work = Path(temporary.name)
+    else:
+        work = args.work
+        work.mkdir(parents=True, exist_ok=True)
+    try:
+        workloads = [
+            (fixture.name, next(fixture.glob("trace-*")))
+            for fixture in sorted(LARGE_FIXTURES.iterdir())
+            if fixture.is_dir()
+        ]
+        if not args.skip_generated:
+            started = time.perf_counter()
+            bundle = _generated(work)
+            print(
+                f"generated bundle ready in {time.perf_counter() - started:.1f}s", file=sys.stderr
+            )
+            workloads.append(("generated_1000_turns", bundle))
+        results = [_measure(name, path, codex, args.repeat, work) for name, path in workloads]
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
+    report = {
+        "benchmark": "reduce",
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "codex": str(codex),
+        "results": results,
+    }
+    json.dump(report, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
