@@ -269,3 +269,67 @@ def test_spans_only_path_with_the_sdk_auto_configuration(tmp_path: Path) -> None
         assert validate_bundle(bundle).ok
     assert event_types(live[0]).count("thread_started") == 1
     assert event_types(foreign[0]).count("thread_started") == 2
+
+
+def test_the_apps_otlp_exporter_receives_the_same_spans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import threading
+
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from recording_support import load_example
+
+    received: list[bytes] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        otel_rollout.configure(trace_root=tmp_path, tracer_provider=provider)
+        bundle = load_example().run_rollout()
+        assert otel_rollout.force_flush()
+        provider.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    names = []
+    for body in received:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                assert scope_spans.scope.name == "otel_rollout"
+                names += [span.name for span in scope_spans.spans]
+    assert sorted(set(names)) == sorted(
+        {
+            "invoke_agent planner",
+            "invoke_agent researcher",
+            "turn",
+            "chat gpt-demo",
+            "execute_tool spawn_agent",
+            "execute_tool lookup",
+            "compaction",
+            "compact gpt-demo",
+            "agent_result researcher",
+        }
+    )
+    assert len(names) == 14
+    assert bundle is not None and validate_bundle(bundle).ok

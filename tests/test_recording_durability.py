@@ -294,3 +294,33 @@ def test_eight_threads_and_fifty_tasks_record_at_once(
         assert call_id.removeprefix("call-").removeprefix("a-") == turn_id.split("-", 1)[1] or (
             call_id == f"call-{turn_id}"
         )
+
+
+def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_rollout import _background
+
+    calls = 0
+    original = _background._write_file
+
+    def failing(directory: str, ordinal: int, data: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(28, "No space left on device")
+        original(directory, ordinal, data)
+
+    monkeypatch.setattr(_background, "_write_file", failing)
+    thread = ThreadTraceContext.start_root_or_disabled()
+    with caplog.at_level(logging.WARNING):
+        with thread, thread.turn() as turn:
+            for _ in range(5):
+                with turn.inference("m", "p").attempt({"input": []}) as attempt:
+                    attempt.record_completed("r")
+        [bundle] = pipeline.bundles()
+    assert caplog.text.count("No space left on device") == 1
+    assert pipeline.exporter.lost_events > 0
+    report = validate_bundle(bundle)
+    assert report.ok, report.problems
+    assert event_types(bundle).count("inference_started") == 1  # the valid prefix

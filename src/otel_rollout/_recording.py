@@ -102,6 +102,13 @@ _compaction_request_counter = itertools.count(1)
 _T = TypeVar("_T")
 
 
+def _required(refs: Sequence[RawPayloadRef | None]) -> RawPayloadRef:
+    """The first ref of an event whose payload is required (the caller checked it exists)."""
+    ref = refs[0]
+    assert ref is not None
+    return ref
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -377,7 +384,7 @@ class _SpanScope:
     __slots__ = ("_token",)
 
     def __init__(self) -> None:
-        self._token: object | None = None
+        self._token: contextvars.Token[otel_context.Context] | None = None
 
     def attach(self, rec: RolloutRecorder, key: str) -> None:
         span = trace.NonRecordingSpan(rec.span_context(key))
@@ -387,7 +394,7 @@ class _SpanScope:
         token, self._token = self._token, None
         if token is not None:
             try:
-                otel_context.detach(token)  # type: ignore[arg-type]
+                otel_context.detach(token)
             except Exception:  # a foreign context (generator closed elsewhere)
                 logger.debug("rollout trace: could not restore the OTel context", exc_info=True)
 
@@ -583,7 +590,9 @@ class ThreadTraceContext:
             if body is None:
                 return
             rec.emit(
-                lambda refs: ProtocolEventObserved(event_type=event_type, event_payload=refs[0]),  # type: ignore[arg-type]
+                lambda refs: ProtocolEventObserved(
+                    event_type=event_type, event_payload=_required(refs)
+                ),
                 None,
                 None,
                 (body,),
@@ -639,7 +648,7 @@ class ThreadTraceContext:
                 lambda refs: ToolCallRuntimeStarted(
                     tool_call_id=tool_call_id,
                     kind=tool_kind,
-                    runtime_payload=refs[0],  # type: ignore[arg-type]
+                    runtime_payload=_required(refs),
                 ),
                 self.thread_id,
                 turn_id,
@@ -668,7 +677,7 @@ class ThreadTraceContext:
                 lambda refs: ToolCallRuntimeEnded(
                     tool_call_id=tool_call_id,
                     status=status,
-                    runtime_payload=refs[0],  # type: ignore[arg-type]
+                    runtime_payload=_required(refs),
                 ),
                 self.thread_id,
                 turn_id,
@@ -1057,7 +1066,7 @@ class InferenceTraceAttempt:
                     codex_turn_id=ctx.turn_id,
                     model=ctx.model,
                     provider_name=ctx.provider_name,
-                    request_payload=refs[0],  # type: ignore[arg-type]
+                    request_payload=_required(refs),
                 ),
                 ctx.thread_id,
                 ctx.turn_id,
@@ -1103,7 +1112,7 @@ class InferenceTraceAttempt:
                     inference_call_id=call_id,
                     response_id=response_id,
                     upstream_request_id=upstream_request_id,
-                    response_payload=refs[0],  # type: ignore[arg-type]
+                    response_payload=_required(refs),
                 ),
                 ctx.thread_id,
                 ctx.turn_id,
@@ -1265,7 +1274,7 @@ class CompactionTraceContext:
                     codex_turn_id=self.turn_id,
                     model=self.model,
                     provider_name=self.provider_name,
-                    request_payload=refs[0],  # type: ignore[arg-type]
+                    request_payload=_required(refs),
                 ),
                 self.thread_id,
                 self.turn_id,
@@ -1300,7 +1309,7 @@ class CompactionTraceContext:
             rec.emit(
                 lambda refs: CompactionInstalled(
                     compaction_id=self.compaction_id,
-                    checkpoint_payload=refs[0],  # type: ignore[arg-type]
+                    checkpoint_payload=_required(refs),
                 ),
                 self.thread_id,
                 self.turn_id,
@@ -1340,7 +1349,7 @@ class CompactionTraceAttempt:
                 lambda refs: CompactionRequestCompleted(
                     compaction_id=ctx.compaction_id,
                     compaction_request_id=self.compaction_request_id,
-                    response_payload=refs[0],  # type: ignore[arg-type]
+                    response_payload=_required(refs),
                 ),
                 ctx.thread_id,
                 ctx.turn_id,
