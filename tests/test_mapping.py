@@ -312,3 +312,24 @@ def test_agent_tools_link_to_their_target_thread(pipeline: Pipeline) -> None:
     assert link.context.span_id == kid_span.context.span_id
     assert link.attributes is not None and link.attributes[sc.ROLLOUT_EDGE_KIND] == "send_message"
     assert tool.attributes[sc.ROLLOUT_EDGE_ID] == link.attributes[sc.ROLLOUT_EDGE_ID]
+
+
+def test_no_attribute_name_is_both_a_leaf_and_a_prefix() -> None:
+    names = [
+        value
+        for name, value in vars(sc).items()
+        if name.isupper() and isinstance(value, str) and "." in value and not value.endswith(".")
+    ]
+    names += [
+        sc.payload_attribute(role, suffix)
+        for role in ("request", "response", "metadata", "invocation", "result", "checkpoint")
+        for suffix in (
+            sc.PAYLOAD_PATH_SUFFIX,
+            sc.PAYLOAD_SIZE_SUFFIX,
+            sc.PAYLOAD_SHA256_SUFFIX,
+            sc.PAYLOAD_CONTENT_SUFFIX,
+        )
+    ]
+    assert len(names) > 30
+    for leaf in names:
+        assert not any(other.startswith(leaf + ".") for other in names), leaf

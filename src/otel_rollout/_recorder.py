@@ -298,8 +298,9 @@ class RolloutRecorder:
         self.bundle.stopped = True
         self.bundle.lost_events += 1
         logger.warning(
-            "rollout trace: the writer queue stayed full, recording of %s stopped "
-            "(events recorded so far are kept)",
+            "rollout trace: an event could not be queued (the writer queue stayed full, "
+            "or the exporter was shut down); recording of %s stopped (events recorded so "
+            "far are kept)",
             self.bundle.writer.bundle_dir,
         )
 
