@@ -175,6 +175,8 @@ class BackgroundWriter:
         self._submitted = 0
         self._written = 0
         self._thread: threading.Thread | None = None
+        self._first_at = 0.0
+        """When the oldest queued event arrived (monotonic seconds)."""
         self._closed = False
         self._pid = os.getpid()
 
@@ -200,6 +202,8 @@ class BackgroundWriter:
                 if self._closed:
                     return False
             was_empty = not self._queue
+            if was_empty:
+                self._first_at = time.monotonic()
             self._queue.append(item)
             self._queued_bytes += nbytes
             self._submitted += 1
@@ -226,8 +230,11 @@ class BackgroundWriter:
                     cond.wait()
                 if not self._queue and self._closed:
                     return
-                if not self._closed:
-                    cond.wait(FLUSH_INTERVAL_S)  # collect a batch; flush() cuts this short
+                # collect a batch for at most FLUSH_INTERVAL_S after its first event arrived
+                # (flush() cuts this short); a backlog is written at once
+                delay = self._first_at + FLUSH_INTERVAL_S - time.monotonic()
+                if delay > 0 and not self._closed:
+                    cond.wait(delay)
                 batch = list(self._queue)
                 self._queue.clear()
                 self._queued_bytes = 0
@@ -246,8 +253,8 @@ class BackgroundWriter:
         """Wait until everything queued so far is written; ``False`` on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            if self._pid != os.getpid():
-                return True
+            if self._pid != os.getpid() or threading.current_thread() is self._thread:
+                return True  # nothing of ours to flush / the writer cannot wait for itself
             target = self._submitted
             self._cond.notify_all()
             while self._written < target:
