@@ -10,7 +10,8 @@ Run::
 
 It prints the bundle directory (validate it with ``otel-rollout validate DIR``).
 With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (e.g. ``http://localhost:4318``), the same
-spans also go to that OTLP/HTTP endpoint (Jaeger, Tempo, a collector...).
+spans also go to that OTLP endpoint (Jaeger, Tempo, a collector...): OTLP/HTTP, or
+gRPC with ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``.
 """
 
 from __future__ import annotations
@@ -168,15 +169,24 @@ def main() -> int:
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     ):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpExporter,
+        )
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+        )
+        exporter = GrpcExporter() if protocol == "grpc" else HttpExporter()
         provider = TracerProvider(
             resource=Resource.create({"service.name": "otel-rollout-two-agents"})
         )
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace_root = os.environ.get("OTEL_ROLLOUT_TRACE_ROOT") or "rollout-traces"
     otel_rollout.configure(trace_root=trace_root, tracer_provider=provider)
     bundle = run_rollout()
