@@ -207,6 +207,12 @@ def test_trace_and_span_ids_derive_from_the_bundle_and_replay_reproduces_them(
         for key, mapped in replayed.spans.items()
     }
     assert live == again
+    live_attributes = {span.context.span_id: dict(span.attributes or {}) for span in spans}
+    replayed_attributes = {
+        derive_span_id(trace_id_from_uuid(manifest_trace_id), key): mapped.attributes
+        for key, mapped in replayed.spans.items()
+    }
+    assert live_attributes == replayed_attributes  # payload sizes and hashes included
 
 
 def test_the_rollout_joins_the_apps_current_span(pipeline: Pipeline) -> None:
