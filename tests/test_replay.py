@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
 from otel_rollout import _replay
 from otel_rollout._bundle import Bundle
@@ -19,10 +21,10 @@ from otel_rollout._replay import (
     GRPC_MAX_REQUEST_BYTES,
     ExportError,
     bundle_spans,
+    estimate_size,
     export_spans,
     plan_requests,
     resolve_target,
-    span_size,
 )
 from otel_rollout.cli import main
 
@@ -135,9 +137,33 @@ def test_requests_stay_under_the_limit_and_keep_every_span_in_order() -> None:
     assert len(batches) > 2
     assert [span for batch in batches for span in batch] == spans
     for batch in batches:
-        assert sum(span_size(span) for span in batch) <= GRPC_MAX_REQUEST_BYTES
+        assert encode_spans(batch).ByteSize() <= GRPC_MAX_REQUEST_BYTES
     many = plan_requests(_big_spans(1200, 10), GRPC_MAX_REQUEST_BYTES, max_spans=512)
     assert [len(batch) for batch in many] == [512, 512, 176]
+
+
+def test_the_size_estimate_is_an_upper_bound_of_the_encoded_size() -> None:
+    spans = [
+        span
+        for scenario in sorted(FIXTURES.iterdir())
+        if scenario.is_dir()
+        for span in bundle_spans(fixture_bundle(scenario.name), capture_content=True)
+    ]
+    odd = ReadableSpan(
+        name="ünïcødé \U0001f600",
+        context=SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED)),
+        attributes={"a": ["x", "ÿ" * 100], "b": [1, 2**62], "c": 1.5, "d": True, "e": "€" * 999},
+        events=[Event("e", {"k": "v" * 50}, 3)],
+        links=[Link(SpanContext(3, 4, False), {"edge": "x"})],
+        status=Status(StatusCode.ERROR, "bad ☹"),
+        start_time=1,
+        end_time=2,
+    )
+    for span in [*spans, odd]:
+        # The span's own message and its framing; the resource and scope around it are paid
+        # once per request, out of the margin GRPC_MAX_REQUEST_BYTES keeps under 4 MiB.
+        (message,) = encode_spans([span]).resource_spans[0].scope_spans[0].spans
+        assert estimate_size(span) >= message.ByteSize() + 10, span.name
 
 
 def test_a_span_too_big_for_grpc_is_refused_before_anything_is_sent() -> None:
@@ -207,3 +233,26 @@ def test_an_invalid_bundle_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
     (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2}), encoding="utf-8")
     assert main(["replay", str(tmp_path), "--endpoint", "http://127.0.0.1:1"]) == 1
     assert capsys.readouterr().err.startswith("otel-rollout: ")
+
+
+def test_payloads_are_read_confined_to_the_bundle(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fixture_bundle("plain"), bundle)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"secret": true}', encoding="utf-8")
+
+    def hashed(spans: list[ReadableSpan]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        for span in spans:
+            for key, value in (span.attributes or {}).items():
+                if key.endswith(".path") and value == "payloads/1.json":
+                    found[key] = (span.attributes or {}).get(key[: -len(".path")] + ".sha256")
+        return found
+
+    before = hashed(bundle_spans(bundle))
+    assert before and all(before.values())
+    (bundle / "payloads" / "1.json").unlink()
+    (bundle / "payloads" / "1.json").symlink_to(secret)
+    after = hashed(bundle_spans(bundle))
+    assert after.keys() == before.keys()
+    assert not any(after.values()), "a payload symlinked out of the bundle must not be read"

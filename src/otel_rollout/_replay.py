@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
 import socket
+import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -26,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
-from otel_rollout._bundle import BundleError
+from otel_rollout._bundle import Bundle, BundleError
 from otel_rollout._mapping import Attributes, LinkSpec, SpanStart, derive_span_id
 from otel_rollout._models import RawPayloadRef
 
@@ -168,9 +170,50 @@ def make_exporter(target: OtlpTarget) -> SpanExporter:
 
 
 def span_size(span: ReadableSpan) -> int:
-    """Serialized size of a request holding only ``span`` (an upper bound of its share)."""
+    """Serialized size of a request holding only ``span`` (exact, but slow)."""
     size: int = encode_spans([span]).ByteSize()
     return size
+
+
+_FIELD = 10
+"""Upper bound of a protobuf field's tag and length prefix."""
+
+
+def estimate_size(span: ReadableSpan) -> int:
+    """An upper bound of ``span``'s share of an OTLP request, without encoding it.
+
+    Counts every field's payload plus :data:`_FIELD` bytes of framing for it, which
+    is more than protobuf ever spends; strings count their UTF-8 bytes.
+    """
+    size = 6 * _FIELD + 16 + 8 + 8 + 8 + 8 + 4 + _text(span.name)
+    size += _attributes_size(span.attributes)
+    for event in span.events:
+        size += 3 * _FIELD + 8 + _text(event.name) + _attributes_size(event.attributes)
+    for link in span.links:
+        size += 5 * _FIELD + 16 + 8 + 4 + _attributes_size(link.attributes)
+    if span.status.description:
+        size += 2 * _FIELD + _text(span.status.description)
+    return size
+
+
+def _text(value: str) -> int:
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+
+
+def _attributes_size(attributes: Mapping[str, object] | None) -> int:
+    if not attributes:
+        return 0
+    return sum(3 * _FIELD + _text(key) + _value_size(value) for key, value in attributes.items())
+
+
+def _value_size(value: object) -> int:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return sum(2 * _FIELD + _value_size(item) for item in value)
+    return 10  # bool, int (varint <= 10 bytes), float (8 bytes)
 
 
 def plan_requests(
@@ -184,7 +227,9 @@ def plan_requests(
     current: list[ReadableSpan] = []
     current_bytes = 0
     for span in spans:
-        size = span_size(span)
+        size = estimate_size(span)
+        if size > max_bytes:
+            size = span_size(span)  # the estimate is an upper bound: check the exact size
         if size > max_bytes:
             context = span.get_span_context()
             span_id = f"{context.span_id:016x}" if context else "?"
@@ -272,10 +317,10 @@ def export_spans(
 
 
 def _reason(messages: Sequence[str]) -> str:
-    """The most telling exporter message: the last one that names a cause."""
+    """The most telling exporter message: the last one that names a cause, else ``""``."""
     generic = "due to timeout, max retries or shutdown"
     specific = [message for message in messages if generic not in message]
-    return (specific or list(messages) or [""])[-1]
+    return specific[-1] if specific else ""
 
 
 def _diagnose(url: str) -> str:
@@ -391,6 +436,43 @@ def replay_resource() -> Resource:
     return resource
 
 
+_PAYLOAD_PATH = re.compile(r"payloads/[0-9]+\.json")
+
+
+def _payload_reader(bundle: Bundle) -> Callable[[RawPayloadRef], bytes | None]:
+    """Read payload bytes, confined to the bundle; ``None`` when unavailable.
+
+    Codex's own ``payloads/<n>.json`` names are opened directly, refusing symlinks
+    (``O_NOFOLLOW``) when the ``payloads`` directory is a real directory of the bundle;
+    anything else goes through :meth:`Bundle.read_payload_bytes` (which resolves paths, about
+    ten times slower on big bundles).
+    """
+    directory = bundle.path / "payloads"
+    fast = (
+        directory.is_dir()
+        and not directory.is_symlink()
+        and directory.resolve().parent == bundle.path.resolve()
+    )
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+
+    def read(ref: RawPayloadRef) -> bytes | None:
+        if fast and nofollow and _PAYLOAD_PATH.fullmatch(ref.path):
+            try:
+                descriptor = os.open(bundle.path / ref.path, os.O_RDONLY | nofollow)
+            except OSError:
+                return None
+            with os.fdopen(descriptor, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return None
+                return handle.read()
+        try:
+            return bundle.read_payload_bytes(ref)
+        except ValueError:
+            return None
+
+    return read
+
+
 def bundle_spans(
     bundle_dir: str | os.PathLike[str],
     *,
@@ -403,7 +485,6 @@ def bundle_spans(
     ``capture_content`` and ``content_max_bytes`` default to the same environment settings as
     live recording. Raises :class:`~otel_rollout.BundleError` for an unreadable bundle.
     """
-    from otel_rollout._bundle import Bundle
     from otel_rollout._config import capture_content_from_env, content_max_bytes_from_env
     from otel_rollout._mapping import map_events, trace_id_from_uuid
     from otel_rollout._recorder import LIVE_SCOPE_NAME
@@ -411,11 +492,7 @@ def bundle_spans(
     bundle = Bundle(bundle_dir)
     manifest = bundle.manifest
 
-    def read_payload(ref: RawPayloadRef) -> bytes | None:
-        try:
-            return bundle.read_payload_bytes(ref)
-        except ValueError:
-            return None
+    read_payload = _payload_reader(bundle)
 
     try:
         trace_id = trace_id_from_uuid(manifest.trace_id)
