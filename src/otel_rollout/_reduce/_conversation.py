@@ -18,6 +18,7 @@ from otel_rollout._reduce._model import (
     EncodedPart,
     InferenceProducer,
     JsonPart,
+    PayloadRefPart,
     ProducerRef,
     SummaryPart,
     TextPart,
@@ -124,8 +125,8 @@ def reconcile(
     for item in items:
         if item.call_id is not None:
             ensure_call_id_consistency(state, thread_id, item)
-        item_id: str | None = None
-        if index < len(previous):
+        item_id = _same_responses_item(state, thread_id, item, previous)
+        if item_id is None and index < len(previous):
             candidate = previous[index]
             existing = conversation.get(candidate)
             if existing is not None and item_matches(existing, item):
@@ -197,6 +198,29 @@ def sighted(
         if kind == "custom_tool_call_output":
             _code_cells.attach_output_item(state, item_id, call_id)
     _edges.resolve_pending_for_item(state, item_id)
+
+
+def _same_responses_item(
+    state: ReducerState, thread_id: str, item: Normalized, previous: list[str]
+) -> str | None:
+    """A live item of the thread with the same Responses id and content: 0.169.0 reuses it
+    before any positional rule. Live: in the snapshot compared against, or an agent message
+    accepted into the thread since its last compaction.
+    """
+    rid = item.responses_item_id
+    if rid is None:
+        return None
+    candidates = state.items_by_responses_id.get((thread_id, rid))
+    if not candidates:
+        return None
+    conversation = state.trace.conversation_items
+    accepted = state.accepted_messages.get(thread_id, ())
+    for candidate in candidates:
+        if (candidate in accepted or candidate in previous) and item_matches(
+            conversation[candidate], item
+        ):
+            return candidate
+    return None
 
 
 def _first_unused_match(
@@ -281,12 +305,9 @@ def accept_agent_message(
     if (thread_id, item_id) in state.items_by_responses_id:
         return
     new_id = create_item(state, thread_id, turn_id, wall, item, [])
+    state.accepted_messages.setdefault(thread_id, []).append(new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
-    state.snapshots.setdefault(thread_id, []).append(new_id)
-    replacements = state.pending_replacements.get(thread_id)
-    if replacements is not None:
-        replacements.append(new_id)
     sighted(state, new_id, item, [])
     _code_cells.flush_pending_starts(state)
 
@@ -332,7 +353,17 @@ def body_matches(left: list[Any], right: list[Any]) -> bool:
         return False
     for a, b in zip(left, right, strict=True):
         if a != b:
-            if type(a) is JsonPart and type(b) is JsonPart and a.summary == b.summary:
+            kind = type(a)
+            if kind is not type(b):
+                return False
+            if kind is JsonPart and a.summary == b.summary:
+                continue
+            if (
+                kind is PayloadRefPart
+                and a.content_sha256 is not None
+                and a.content_sha256 == b.content_sha256
+                and a.label == b.label
+            ):
                 continue
             return False
     return True

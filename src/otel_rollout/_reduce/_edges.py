@@ -7,6 +7,7 @@ waiting when the replay ends fall back to the child thread; others are dropped.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from otel_rollout._models import AgentResultObserved, RawPayloadRef
@@ -53,15 +54,106 @@ def _tool_payload_ids(state: ReducerState, tool_call_id: str) -> list[str]:
     return ids
 
 
-def _field(value: Any, key: str, pid: str, *, optional: bool = False) -> Any:
+_STR, _OPT_STR, _UUID, _OPT_UUID, _STATUS, _OPT_I64, _AGENT_PATH, _ACTIVITY_KIND = range(8)
+
+_SPAWN_END = {
+    "call_id": _STR,
+    "sender_thread_id": _UUID,
+    "new_thread_id": _OPT_UUID,
+    "new_agent_nickname": _OPT_STR,
+    "new_agent_role": _OPT_STR,
+    "prompt": _STR,
+    "model": _STR,
+    "reasoning_effort": _STR,
+    "status": _STATUS,
+}
+_INTERACTION_BEGIN = {
+    "call_id": _STR,
+    "sender_thread_id": _UUID,
+    "receiver_thread_id": _UUID,
+    "prompt": _STR,
+}
+_INTERACTION_END = {
+    **_INTERACTION_BEGIN,
+    "receiver_agent_nickname": _OPT_STR,
+    "receiver_agent_role": _OPT_STR,
+    "status": _STATUS,
+}
+_CLOSE_BEGIN = {"call_id": _STR, "sender_thread_id": _UUID, "receiver_thread_id": _UUID}
+_CLOSE_END = {
+    **_CLOSE_BEGIN,
+    "receiver_agent_nickname": _OPT_STR,
+    "receiver_agent_role": _OPT_STR,
+    "status": _STATUS,
+}
+_ACTIVITY_EVENT = {
+    "event_id": _STR,
+    "occurred_at_ms": _OPT_I64,
+    "agent_thread_id": _UUID,
+    "agent_path": _AGENT_PATH,
+    "kind": _ACTIVITY_KIND,
+}
+_AGENT_STATUSES = frozenset(
+    {"pending_init", "running", "interrupted", "completed", "errored", "shutdown", "not_found"}
+)
+_ACTIVITY_KINDS = frozenset({"started", "interacted", "interrupted", "completed"})
+
+
+def _parse(value: Any, schema: dict[str, int], pid: str) -> dict[str, Any]:
+    """Check a protocol payload as Codex's serde types do; return it.
+
+    Raises:
+        ReduceError: A required field is missing or a field has the wrong type.
+    """
     if not isinstance(value, dict):
         raise ReduceError(f"parse agent runtime payload {pid}: not an object")
-    found = value.get(key)
-    if found is None and optional:
-        return None
-    if not isinstance(found, str):
-        raise ReduceError(f"parse agent runtime payload {pid}: missing field `{key}`")
-    return found
+    for key, kind in schema.items():
+        if key not in value or value[key] is None:
+            if kind in (_OPT_STR, _OPT_UUID, _OPT_I64):
+                continue
+            if key not in value:
+                raise ReduceError(f"parse agent runtime payload {pid}: missing field `{key}`")
+        if not _valid(value[key], kind):
+            raise ReduceError(f"parse agent runtime payload {pid}: invalid `{key}`")
+    return value
+
+
+def _valid(field: Any, kind: int) -> bool:
+    if kind in (_STR, _OPT_STR):
+        return isinstance(field, str)
+    if kind in (_UUID, _OPT_UUID):
+        return isinstance(field, str) and _is_uuid(field)
+    if kind == _OPT_I64:
+        return type(field) is int and -(2**63) <= field < 2**63
+    if kind == _AGENT_PATH:
+        return isinstance(field, str) and (
+            field == "/root" or field.startswith("/root/") or field == "/morpheus"
+        )
+    if kind == _ACTIVITY_KIND:
+        return field in _ACTIVITY_KINDS
+    return _valid_status(field)
+
+
+def _valid_status(status: Any) -> bool:
+    """An ``AgentStatus``: a unit variant, or ``{"completed": text?}`` / ``{"errored": text}``."""
+    if isinstance(status, str):
+        return status in _AGENT_STATUSES
+    if isinstance(status, dict) and len(status) == 1:
+        ((variant, detail),) = status.items()
+        if variant == "completed":
+            return detail is None or isinstance(detail, str)
+        if variant == "errored":
+            return isinstance(detail, str)
+        return variant in _AGENT_STATUSES and detail is None
+    return False
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def start_from_runtime(
@@ -72,12 +164,12 @@ def start_from_runtime(
         return
     value = state.read_payload(payload)
     pid = payload.raw_payload_id
-    receiver = _field(value, "receiver_thread_id", pid)
     if kind == "close_agent":
-        _upsert_close(state, tool_call_id, receiver, None)
+        begin = _parse(value, _CLOSE_BEGIN, pid)
+        _upsert_close(state, tool_call_id, begin["receiver_thread_id"], None)
         return
-    prompt = _field(value, "prompt", pid)
-    _queue_message(state, tool_call_id, kind, receiver, prompt, None)
+    begin = _parse(value, _INTERACTION_BEGIN, pid)
+    _queue_message(state, tool_call_id, kind, begin["receiver_thread_id"], begin["prompt"], None)
 
 
 def end_from_runtime(
@@ -87,26 +179,26 @@ def end_from_runtime(
     value = state.read_payload(payload)
     pid = payload.raw_payload_id
     if isinstance(value, dict) and "agent_thread_id" in value:
-        target = _field(value, "agent_thread_id", pid)
-        activity = _field(value, "kind", pid)
-        _end_activity(state, wall, tool_call_id, kind, target, activity)
+        activity = _parse(value, _ACTIVITY_EVENT, pid)
+        _end_activity(
+            state, wall, tool_call_id, kind, activity["agent_thread_id"], activity["kind"]
+        )
         return
     if kind == "spawn_agent":
-        child = _field(value, "new_thread_id", pid, optional=True)
-        sender = _field(value, "sender_thread_id", pid)
-        prompt = _field(value, "prompt", pid)
+        spawn = _parse(value, _SPAWN_END, pid)
+        child = spawn["new_thread_id"]
         if child is None:
             return
         tool = state.trace.tool_calls[tool_call_id]
         _queue_or_resolve(
             state,
             PendingEdge(
-                edge_id=f"edge:spawn:{sender}:{child}",
+                edge_id=f"edge:spawn:{spawn['sender_thread_id']}:{child}",
                 kind="spawn_agent",
                 source=ToolCallAnchor(tool_call_id),
                 target_thread_id=child,
                 message_author=_agent_path(state, tool.thread_id),
-                message_content=prompt,
+                message_content=spawn["prompt"],
                 unresolved_spawn_thread_id=child,
                 started_at_unix_ms=tool.execution.started_at_unix_ms,
                 ended_at_unix_ms=wall,
@@ -114,12 +206,11 @@ def end_from_runtime(
             ),
         )
     elif kind in ("assign_agent_task", "send_message"):
-        receiver = _field(value, "receiver_thread_id", pid)
-        prompt = _field(value, "prompt", pid)
-        _queue_message(state, tool_call_id, kind, receiver, prompt, wall)
+        end = _parse(value, _INTERACTION_END, pid)
+        _queue_message(state, tool_call_id, kind, end["receiver_thread_id"], end["prompt"], wall)
     elif kind == "close_agent":
-        receiver = _field(value, "receiver_thread_id", pid)
-        _upsert_close(state, tool_call_id, receiver, wall)
+        end = _parse(value, _CLOSE_END, pid)
+        _upsert_close(state, tool_call_id, end["receiver_thread_id"], wall)
 
 
 _ACTIVITY = {
@@ -130,12 +221,18 @@ _ACTIVITY = {
 }
 
 
+def _debug_kind(kind: str) -> str:
+    """A tool kind as Rust's ``Debug`` prints it (``SpawnAgent``)."""
+    return "".join(word.capitalize() for word in kind.split("_"))
+
+
 def _end_activity(
     state: ReducerState, wall: int, tool_call_id: str, kind: str, target: str, activity: str
 ) -> None:
     if (kind, activity) not in _ACTIVITY:
         raise ReduceError(
-            f"sub-agent activity {activity.capitalize()} does not match tool call kind {kind}"
+            f"sub-agent activity {activity.capitalize()} does not match tool call kind "
+            f"{_debug_kind(kind)}"
         )
     if kind == "close_agent":
         _upsert_close(state, tool_call_id, target, wall)

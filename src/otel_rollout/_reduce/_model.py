@@ -117,11 +117,12 @@ class CodePart(_Tagged, frozen=True, tag="code", kw_only=True):
     source: str
 
 
-class PayloadRefPart(_Tagged, frozen=True, tag="payload_ref", kw_only=True):
-    """Content left in the payload, by label."""
+class PayloadRefPart(_Tagged, frozen=True, tag="payload_ref", kw_only=True, omit_defaults=True):
+    """Content left in the payload, by label, with the SHA-256 of its canonical JSON if known."""
 
     label: str
     raw_payload_id: str
+    content_sha256: str | None = None
 
 
 ConversationPart: TypeAlias = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -154,23 +155,29 @@ def normalize_item(item: Any, pid: str) -> Normalized:
 
 
 def content_parts(content: Any, pid: str) -> list[ConversationPart]:
-    """Parts of a message's ``content`` array (or a tool output array)."""
+    """Parts of a message's ``content`` array (or a tool output array).
+
+    Text entries become text (non-string text is skipped); any other entry is left in
+    the payload, labelled by its type (``content`` without one) and fingerprinted.
+    """
     if not isinstance(content, list):
         return [PayloadRefPart(label="content", raw_payload_id=pid)]
     parts: list[ConversationPart] = []
     for entry in content:
         part_type = entry.get("type") if isinstance(entry, dict) else None
-        if not isinstance(part_type, str):
-            parts.append(PayloadRefPart(label="content", raw_payload_id=pid))
-        elif part_type in _TEXT_TYPES:
+        if isinstance(part_type, str) and part_type in _TEXT_TYPES:
             text = entry.get("text")
             if isinstance(text, str):
                 parts.append(TextPart(text))
-        else:
-            parts.append(PayloadRefPart(label=part_type, raw_payload_id=pid))
-    if not parts:
-        parts.append(PayloadRefPart(label="empty_content", raw_payload_id=pid))
+            continue
+        label = part_type if isinstance(part_type, str) else "content"
+        digest = hashlib.sha256(_canonical.encode(entry)).hexdigest()
+        parts.append(PayloadRefPart(label=label, raw_payload_id=pid, content_sha256=digest))
     return parts
+
+
+_canonical = msgspec.json.Encoder(order="sorted")
+"""Canonical JSON of a content entry (keys sorted), the input of ``content_sha256``."""
 
 
 def _text_or_json(item: dict[str, Any], pid: str) -> list[ConversationPart]:

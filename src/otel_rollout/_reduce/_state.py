@@ -96,6 +96,8 @@ class ReducerState:
     pending_code_cell_starts: dict[str, PendingCodeCellStart] = field(default_factory=dict)
     pending_code_cell_events: dict[str, list[PendingCodeCellEvent]] = field(default_factory=dict)
     pending_edges: list[PendingEdge] = field(default_factory=list)
+    accepted_messages: dict[str, list[str]] = field(default_factory=dict)
+    """thread -> agent messages accepted into it since its last compaction."""
     history_items: set[str] = field(default_factory=set)
     """Items a request, checkpoint or accepted agent message carried into a thread's history."""
     accepted: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
