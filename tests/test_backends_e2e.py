@@ -159,8 +159,7 @@ def expected_names(state: dict[str, Any]) -> Counter[str]:
     for call in state["inference_calls"].values():
         names[f"chat {call['model']}"] += 1
     for call in state["tool_calls"].values():
-        label = (call.get("summary") or {}).get("label")
-        names[f"execute_tool {label}" if label else "execute_tool"] += 1
+        names[f"execute_tool {tool_name(call)}"] += 1
     for edge in state["interaction_edges"].values():
         if edge["kind"] == "agent_result":
             thread_id = edge["edge_id"].split(":")[2]
@@ -169,13 +168,20 @@ def expected_names(state: dict[str, Any]) -> Counter[str]:
     return names
 
 
+def tool_name(call: dict[str, Any]) -> str:
+    """The tool's name as GenAI conventions want it: the function or MCP tool, else the label."""
+    kind = call["kind"]
+    if kind["type"] == "other":
+        return str(kind["name"])
+    if kind["type"] == "mcp":
+        return str(kind["tool"])
+    label = (call.get("summary") or {}).get("label")
+    return str(label) if label else str(kind["type"])
+
+
 def assert_trace_matches_state(spans: dict[str, StoredSpan], state: dict[str, Any]) -> None:
     """Span counts per name, parentage, GenAI attributes and agent-result links."""
     trace_id = trace_id_from_uuid(state["trace_id"])
-    tool_label = {
-        call_id: (call.get("summary") or {}).get("label")
-        for call_id, call in state["tool_calls"].items()
-    }
 
     def span_of(key: str) -> StoredSpan:
         span_id = f"{derive_span_id(trace_id, key):016x}"
@@ -185,10 +191,7 @@ def assert_trace_matches_state(spans: dict[str, StoredSpan], state: dict[str, An
     names = Counter(span.name for span in spans.values())
     expected = expected_names(state)
     for name, count in expected.items():
-        if name != "execute_tool":
-            assert names[name] == count, f"{name}: {names[name]} spans, state says {count}"
-    tool_spans = sum(count for name, count in names.items() if name.startswith("execute_tool"))
-    assert tool_spans == len(state["tool_calls"])
+        assert names[name] == count, f"{name}: {names[name]} spans, state says {count}"
 
     root = span_of(f"thread:{state['root_thread_id']}")
     assert root.parent_id == ""
@@ -218,11 +221,15 @@ def assert_trace_matches_state(spans: dict[str, StoredSpan], state: dict[str, An
     for call_id, call in state["tool_calls"].items():
         span = span_of(f"tool:{call_id}")
         assert span.attributes["gen_ai.operation.name"] == "execute_tool"
-        if tool_label[call_id]:
-            assert span.name == f"execute_tool {tool_label[call_id]}"
-        turn_id = call["started_by_codex_turn_id"]
-        if turn_id is not None:
-            assert span.parent_id == span_of(f"turn:{turn_id}").span_id
+        assert span.name == f"execute_tool {tool_name(call)}"
+        requester = call["requester"]
+        if requester["type"] == "code_cell":
+            # A tool called from a code cell sits under that cell.
+            cell = state["code_cells"][requester["code_cell_id"]]
+            parent = span_of(f"code_cell:{cell['thread_id']}:{cell['runtime_cell_id']}")
+            assert span.parent_id == parent.span_id
+        elif call["started_by_codex_turn_id"] is not None:
+            assert span.parent_id == span_of(f"turn:{call['started_by_codex_turn_id']}").span_id
     for edge_id, edge in state["interaction_edges"].items():
         if edge["kind"] != "agent_result":
             continue
@@ -353,3 +360,20 @@ def test_example_app_exports_over_grpc_through_rotel_into_mlflow(
     again = backends.wait_for_spans(trace_hex, expected)
     assert len(again) == len(live)
     assert stored_spans(again).keys() == spans.keys()
+
+
+@pytest.mark.parametrize(
+    "scenario", sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
+)
+def test_every_codex_fixture_replays_into_mlflow_as_its_reduced_state(
+    backends: Backends, scenario: str
+) -> None:
+    bundle = fixture_bundle(scenario)
+    state = reduced_state(bundle)
+    header = f"x-mlflow-experiment-id={backends.experiment_id}"
+    assert main(["replay", str(bundle), "--endpoint", backends.mlflow_url, "--header", header]) == 0
+    expected = len(bundle_spans(bundle))
+    raw = backends.wait_for_spans(state["trace_id"].replace("-", ""), expected)
+    spans = stored_spans(raw)
+    assert len(spans) == len(raw) == expected
+    assert_trace_matches_state(spans, state)
