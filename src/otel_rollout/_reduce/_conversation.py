@@ -182,6 +182,9 @@ def sighted(
     existing = state.trace.conversation_items[item_id]
     if existing.kind == "reasoning":
         _merge_reasoning(existing.body, item.parts)
+    elif item_id in state.receipts and not body_matches(existing.body.parts, item.parts):
+        existing.body.parts = list(item.parts)
+        _edges.forget_delivery(state, existing.thread_id, item_id)
     if existing.responses_item_id is None and item.responses_item_id is not None:
         existing.responses_item_id = item.responses_item_id
         state.items_by_responses_id.setdefault(
@@ -205,7 +208,8 @@ def _same_responses_item(
 ) -> str | None:
     """A live item of the thread with the same Responses id and content: 0.169.0 reuses it
     before any positional rule. Live: in the snapshot compared against, or an agent message
-    accepted into the thread since its last compaction.
+    accepted into the thread since its last compaction. An accepted agent message is a
+    receipt: its Responses id alone identifies it (the sighting's body then wins).
     """
     rid = item.responses_item_id
     if rid is None:
@@ -216,9 +220,9 @@ def _same_responses_item(
     conversation = state.trace.conversation_items
     accepted = state.accepted_messages.get(thread_id, ())
     for candidate in candidates:
-        if (candidate in accepted or candidate in previous) and item_matches(
-            conversation[candidate], item
-        ):
+        if candidate in accepted:
+            return candidate
+        if candidate in previous and item_matches(conversation[candidate], item):
             return candidate
     return None
 
@@ -305,6 +309,7 @@ def accept_agent_message(
     if (thread_id, item_id) in state.items_by_responses_id:
         return
     new_id = create_item(state, thread_id, turn_id, wall, item, [])
+    state.receipts.add(new_id)
     state.accepted_messages.setdefault(thread_id, []).append(new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)

@@ -444,6 +444,14 @@ def _find_unlinked_message(
     return None
 
 
+def forget_delivery(state: ReducerState, thread_id: str, item_id: str) -> None:
+    """An item's body changed: drop what the delivery index knew about it."""
+    state.inter_agent.pop(item_id, None)
+    if state.delivery_scan.pop(thread_id, None) is not None:
+        for key in [key for key in state.deliveries if key[0] == thread_id]:
+            del state.deliveries[key]
+
+
 def resolve_pending_for_item(state: ReducerState, item_id: str) -> None:
     """Materialize the first pending edge delivered by this (new) conversation item."""
     if not state.pending_edges or item_id in state.edge_target_items:

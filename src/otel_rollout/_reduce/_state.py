@@ -98,6 +98,8 @@ class ReducerState:
     pending_edges: list[PendingEdge] = field(default_factory=list)
     accepted_messages: dict[str, list[str]] = field(default_factory=dict)
     """thread -> agent messages accepted into it since its last compaction."""
+    receipts: set[str] = field(default_factory=set)
+    """Items created from an accepted agent message's payload."""
     history_items: set[str] = field(default_factory=set)
     """Items a request, checkpoint or accepted agent message carried into a thread's history."""
     accepted: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
