@@ -157,15 +157,21 @@ def reconcile_detached(
     turn_id: str,
     wall: int,
     producers: list[ProducerRef],
-    candidates: list[str],
+    candidates: list[str] | None,
 ) -> list[str]:
-    """Reconcile against candidates by first unused match only (compaction checkpoints)."""
+    """Reconcile by Responses id, then first unused match among ``candidates`` (compaction
+    input history); ``None``: create every item (replacement history).
+    """
     ids: list[str] = []
     used: set[str] = set()
     for item in items:
         if item.call_id is not None:
             ensure_call_id_consistency(state, thread_id, item)
-        item_id = _first_unused_match(state, candidates, used, item)
+        item_id = None
+        if candidates is not None:
+            item_id = _same_responses_item(state, thread_id, item, candidates)
+            if item_id is None:
+                item_id = _first_unused_match(state, candidates, used, item)
         if item_id is None:
             item_id = create_item(state, thread_id, turn_id, wall, item, list(producers))
         sighted(state, item_id, item, producers)
@@ -438,7 +444,7 @@ def reduce_checkpoint(
     marker = Normalized("assistant", None, "compaction_marker", [])
     marker_id = create_item(state, thread_id, turn_id, wall, marker, list(producer))
     replacement_ids = reconcile_detached(
-        state, replacement_items, thread_id, turn_id, wall, producer, []
+        state, replacement_items, thread_id, turn_id, wall, producer, None
     )
     state.append_thread_items(thread_id, input_ids)
     state.append_thread_items(thread_id, [marker_id])
