@@ -398,3 +398,90 @@ def test_torn_bundle_equals_codex_without_the_torn_line(tmp_path: Path, codex_bi
     assert encode_state(replay_bundle(torn)) == (tmp_path / "codex.json").read_bytes()
     refused = codex_reduce(codex_bin, torn, tmp_path / "refused.json")
     assert refused.returncode != 0
+
+
+# --- multi-agent payloads: checked like Codex's serde types ---
+
+MULTI_AGENT = next(
+    (Path(__file__).parent / "fixtures" / "codex-0.169.0" / "multi_agent_v2_spawn").glob("trace-*")
+)
+
+AGENT_CASES = [
+    # (case id, payload number, change, our line, our reason, Codex's message)
+    (
+        "receipt-of-another-item",
+        15,
+        {"id": "other"},
+        29,
+        "accepted agent message does not match receipt",
+        "does not match receipt",
+    ),
+    (
+        "activity-kind-unknown",
+        11,
+        {"kind": "bogus"},
+        20,
+        "invalid `kind`",
+        "unknown variant `bogus`",
+    ),
+    (
+        "activity-thread-not-uuid",
+        11,
+        {"agent_thread_id": "zz"},
+        20,
+        "invalid `agent_thread_id`",
+        "invalid character",
+    ),
+    (
+        "activity-relative-path",
+        11,
+        {"agent_path": "calc"},
+        20,
+        "invalid `agent_path`",
+        "absolute agent paths must start with `/root`",
+    ),
+    (
+        "activity-kind-mismatch",
+        11,
+        {"kind": "interacted"},
+        20,
+        "sub-agent activity Interacted does not match tool call kind SpawnAgent",
+        "sub-agent activity Interacted does not match tool call kind SpawnAgent",
+    ),
+]
+
+
+def _agent_bundle(tmp_path: Path, number: int, change: dict[str, object]) -> Path:
+    bundle = Edit(tmp_path, MULTI_AGENT).save()
+    path = bundle / "payloads" / f"{number}.json"
+    payload = json.loads(path.read_text())
+    payload.update(change)
+    path.write_text(json.dumps(payload, indent=2))
+    return bundle
+
+
+@pytest.mark.parametrize(
+    ("number", "change", "line", "reason"),
+    [pytest.param(n, c, line, r, id=case) for case, n, c, line, r, _ in AGENT_CASES],
+)
+def test_agent_payload_defect_is_rejected(
+    tmp_path: Path, number: int, change: dict[str, object], line: int, reason: str
+) -> None:
+    bundle = _agent_bundle(tmp_path, number, change)
+    with pytest.raises(BundleError) as caught:
+        replay_bundle(bundle)
+    assert caught.value.line == line
+    assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("number", "change", "message"),
+    [pytest.param(n, c, m, id=case) for case, n, c, _, _, m in AGENT_CASES],
+)
+def test_codex_rejects_the_same_agent_payload_defect(
+    tmp_path: Path, codex_bin: Path, number: int, change: dict[str, object], message: str
+) -> None:
+    bundle = _agent_bundle(tmp_path, number, change)
+    done = codex_reduce(codex_bin, bundle, tmp_path / "out.json")
+    assert done.returncode != 0
+    assert message in done.stderr
