@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -313,34 +314,24 @@ def test_big_bundle_goes_over_grpc_in_several_requests_under_4_mib_without_loss(
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "two_agents.py"
 
-_RUN_EXAMPLE = """
-import runpy, sys
-import otel_rollout
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-endpoint, trace_root, example = sys.argv[1:4]
-provider = TracerProvider(resource=Resource.create({"service.name": "two-agents-e2e"}))
-provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
-otel_rollout.configure(trace_root=trace_root, tracer_provider=provider)
-bundle = runpy.run_path(example)["run_rollout"]()
-assert otel_rollout.force_flush(), "live spans were not all ended"
-provider.shutdown()
-print(bundle)
-"""
-
 
 def test_example_app_exports_over_grpc_through_rotel_into_mlflow(
     backends: Backends, tmp_path: Path
 ) -> None:
     from otel_rollout import replay_bundle, write_state
 
+    # The example as a user runs it, configured by the standard OTel variables only.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=backends.rotel_grpc,
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_ROLLOUT_TRACE_ROOT=str(tmp_path),
+    )
     done = subprocess.run(
-        [sys.executable, "-c", _RUN_EXAMPLE, backends.rotel_grpc, str(tmp_path), str(EXAMPLE)],
+        [sys.executable, str(EXAMPLE)],
         capture_output=True,
         text=True,
+        env=env,
         timeout=120,
         check=False,
     )
