@@ -199,6 +199,7 @@ def start_from_runtime(
     if not isinstance(cwd, str):
         raise ReduceError(f"parse terminal runtime start payload {pid}: missing field `cwd`")
     process_id = _optional_str(value, "process_id", pid)
+    stdin = _optional_str(value, "interaction_input", pid)
     request: TerminalRequest
     if kind == "exec_command":
         request = ExecCommandRequest(
@@ -209,20 +210,26 @@ def start_from_runtime(
             max_output_tokens=None,
         )
     else:
-        stdin = _optional_str(value, "interaction_input", pid)
         request = WriteStdinRequest(stdin=stdin or "", yield_time_ms=None, max_output_tokens=None)
     operation = _new_operation(state, seq, wall, tool_call_id, kind, request, pid)
     if kind == "exec_command":
         _bookkeeping(state)[operation.operation_id] = _Process(process_id, None)
-        _own_session(state, thread_id, operation)
         if process_id is not None:
-            state.process_sessions[process_id] = operation.terminal_id or ""
+            _open_process_session(state, thread_id, operation, process_id)
     else:
         _bookkeeping(state)[operation.operation_id] = _Process(None, process_id)
         session_id = _session_of_process(state, process_id)
         if session_id is not None:
             _join_session(state, thread_id, operation, session_id)
     return operation.operation_id
+
+
+def _open_process_session(
+    state: ReducerState, thread_id: str, operation: TerminalOperation, process_id: str
+) -> None:
+    """An exec_command's process is known: it opens a session named after the operation."""
+    _own_session(state, thread_id, operation)
+    state.process_sessions[process_id] = f"terminal_session:{operation.operation_id}"
 
 
 def _optional_str(value: dict[str, Any], key: str, pid: str) -> str | None:
@@ -261,9 +268,9 @@ def end_operation(
     execution.ended_at_unix_ms = wall
     execution.ended_seq = seq
     execution.status = status
+    book = _bookkeeping(state).get(operation_id)
     if payload is not None and result is not None:
         push_unique(operation.raw_payload_ids, payload.raw_payload_id)
-        book = _bookkeeping(state).get(operation_id)
         if book is not None and operation.kind == "exec_command" and process_id is not None:
             if book.process_id is not None and book.process_id != process_id:
                 raise ReduceError(
@@ -274,34 +281,41 @@ def end_operation(
                 book.process_id = process_id
         operation.result = result
     if operation.terminal_id is None:
-        _own_session(state, thread_id, operation)
+        if operation.kind == "write_stdin":
+            _own_session(state, thread_id, operation)
+        elif book is not None and book.process_id is not None:
+            _open_process_session(state, thread_id, operation, book.process_id)
 
 
 def _exec_end(value: Any, pid: str) -> tuple[str | None, TerminalResult]:
-    if not isinstance(value, dict):
-        raise ReduceError(f"parse exec terminal response {pid}: not an object")
-    parsed = _exec_end_or_none(value)
-    if parsed is None:
-        exit_code = value.get("exit_code")
-        reason = (
-            "missing field `exit_code`"
-            if exit_code is None and "exit_code" not in value
-            else ("invalid type for `exit_code`")
-        )
-        raise ReduceError(f"parse exec terminal response {pid}: {reason}")
+    parsed = _exec_end_or_reason(value)
+    if isinstance(parsed, str):
+        raise ReduceError(f"parse exec terminal response {pid}: {parsed}")
     return parsed
 
 
 def _exec_end_or_none(value: Any) -> tuple[str | None, TerminalResult] | None:
+    parsed = _exec_end_or_reason(value)
+    return None if isinstance(parsed, str) else parsed
+
+
+def _exec_end_or_reason(value: Any) -> tuple[str | None, TerminalResult] | str:
+    """Codex's exec end payload: ``exit_code`` (i32) required, ``process_id`` optional,
+    ``aggregated_output`` a string when present; or the reason it is not one.
+    """
     if not isinstance(value, dict):
-        return None
-    exit_code = value.get("exit_code")
-    if type(exit_code) is not int or not -(2**31) <= exit_code < 2**31:
-        return None
+        return "not an object"
     process_id = value.get("process_id")
+    if process_id is not None and not isinstance(process_id, str):
+        return "invalid type for `process_id`"
     output = value.get("aggregated_output", "")
-    if (process_id is not None and not isinstance(process_id, str)) or not isinstance(output, str):
-        return None
+    if not isinstance(output, str):
+        return "invalid type for `aggregated_output`"
+    if "exit_code" not in value:
+        return "missing field `exit_code`"
+    exit_code = value["exit_code"]
+    if type(exit_code) is not int or not -(2**31) <= exit_code < 2**31:
+        return "invalid type for `exit_code`"
     return process_id, TerminalResult(
         exit_code=exit_code,
         stdout=output,
@@ -427,10 +441,10 @@ def resolve_stdin_target(state: ReducerState, tool_call_id: str, exec_tool_call_
 
 
 def finish_replay(state: ReducerState) -> None:
-    """Give each operation still without a session a session of its own."""
+    """Give each write_stdin operation still without a session a session of its own."""
     tools = state.trace.tool_calls
     for operation in list(state.trace.terminal_operations.values()):
-        if operation.terminal_id is None:
+        if operation.terminal_id is None and operation.kind == "write_stdin":
             _own_session(state, tools[operation.tool_call_id].thread_id, operation)
 
 
