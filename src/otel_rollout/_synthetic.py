@@ -376,7 +376,9 @@ class _Generator:
             "approval_policy": "never",
             "sandbox_policy": "DangerFullAccess",
         }
-        ref = self._ref(PayloadKind.SESSION_METADATA, metadata)
+        ref: RawPayloadRef | None = self._ref(PayloadKind.SESSION_METADATA, metadata)
+        if thread.parent is not None and self.rng.random() < 0.03:
+            ref = None
         self._emit(
             ThreadStarted(
                 thread_id=thread.thread_id, agent_path=thread.agent_path, metadata_payload=ref
@@ -467,6 +469,9 @@ class _Generator:
         for item in new_items:
             self._accept(turn, item)
             thread.history.append(item)
+        if self.rng.random() < 0.03:
+            # Codex accepts items that no traced request ever carries (local summaries).
+            self._accept(turn, {"type": "message", "id": f"msg_ghost_{self._next()}"})
         yield None
         for step in range(self.steps):
             if len(thread.history) > self.compact_above or (
@@ -770,6 +775,7 @@ class _Generator:
             final = last or (step > 0 and rng.random() < self.final_chance)
         calls = [] if final else self._plan_calls(turn, index, step)
         output: list[Json] = []
+        shell_outputs: list[Json] = []
         if rng.random() < 0.4 or (every and step == 0):
             output.append(self._reasoning())
         if not calls:
@@ -807,6 +813,25 @@ class _Generator:
                     }
                 )
             output.extend(call.item for call in calls)
+            if rng.random() < 0.04:
+                shell_call = f"call_lsh_{self._next()}"
+                output.append(
+                    {
+                        "type": "local_shell_call",
+                        "id": f"lsh_{self._next()}",
+                        "call_id": shell_call,
+                        "status": "completed",
+                        "action": {"type": "exec", "command": ["ls", "-la"], "timeout_ms": 1000},
+                    }
+                )
+                shell_outputs.append(
+                    {
+                        "type": "function_call_output",
+                        "id": f"fco_{self._uuid()}",
+                        "call_id": shell_call,
+                        "output": self._text(1, 6),
+                    }
+                )
         usage = {
             "input_tokens": 100 * len(thread.history) + rng.randrange(100),
             "cached_input_tokens": rng.randrange(50),
@@ -847,6 +872,9 @@ class _Generator:
         thread.last_response = (response_id, len(thread.history))
         yield None
         yield from self._advance_tools(waiting, limit=None)
+        for item in shell_outputs:
+            self._accept(turn, item)
+            thread.history.append(item)
         return "tools" if calls else "final"
 
     def _advance_tools(self, waiting: list[list[Any]], limit: int | None) -> Actor:
@@ -983,10 +1011,13 @@ class _Generator:
                 return None
             pid = rng.choice(free)
             claimed.add(f"pid:{pid}")
-            call = self._function_call(
-                "write_stdin",
-                {"session_id": pid, "chars": f"{self._word()}\n", "yield_time_ms": 2000},
-            )
+            stdin: Json = {
+                "session_id": pid if rng.random() < 0.8 else str(pid),
+                "chars": rng.choice((f"{self._word()}\n", "", "\u0003")),
+            }
+            if rng.random() < 0.7:
+                stdin["yield_time_ms"] = rng.choice((250, 2000))
+            call = self._function_call("write_stdin", stdin)
             call.session = pid
         elif name == "mcp":
             server, tool = rng.choice((("echo", "echo"), ("fs", "read_file"), ("search", "query")))
@@ -1003,12 +1034,20 @@ class _Generator:
             call.arguments = {"path": path}
         elif name == "plan":
             call = self._function_call(
-                "update_plan", {"plan": [{"step": self._text(2, 5), "status": "in_progress"}]}
+                "update_plan",
+                {
+                    "plan": [
+                        {"step": self._text(2, 12), "status": "in_progress"}
+                        for _ in range(rng.choice((1, 2, 4)))
+                    ]
+                },
             )
             call.tool = "plan"
         elif name == "fail":
             call = self._function_call("view_image", {"path": f"/tmp/{self._word()}.png"})
             call.tool = "fail"
+            if rng.random() < 0.3:
+                call.item["arguments"] = f"path=/tmp/{self._word()}.png"
         elif name in ("cell", "cell_yield"):
             js = (
                 f'const r = await tools.exec_command({{cmd: "echo {self._word()}"}});\n'
@@ -1092,6 +1131,7 @@ class _Generator:
         self._accept(turn, call.item)
         item = call.item
         name = tool_name or item["name"]
+        with_invocation = call.tool != "plan" or self.rng.random() < 0.7
         if item["type"] == "custom_tool_call":
             preview = item["input"]
             invocation: Json = {"type": "custom", "input": item["input"]}
@@ -1099,9 +1139,13 @@ class _Generator:
             preview = item["arguments"]
             invocation = {"type": "function", "arguments": item["arguments"]}
         namespace = namespace if namespace is not None else item.get("namespace")
-        ref = self._ref(
-            PayloadKind.TOOL_INVOCATION,
-            {"tool_name": name, "tool_namespace": namespace, "payload": invocation},
+        ref = (
+            self._ref(
+                PayloadKind.TOOL_INVOCATION,
+                {"tool_name": name, "tool_namespace": namespace, "payload": invocation},
+            )
+            if with_invocation
+            else None
         )
         label = f"{namespace}.{name}" if namespace else name
         self._emit(
@@ -1142,7 +1186,8 @@ class _Generator:
             body: Json = {"type": "error", "error": text}
         else:
             body = {"type": "direct_response", "response_item": response_item}
-        ref = self._ref(PayloadKind.TOOL_RESULT, body)
+        with_result = call.tool not in ("plan", "fail") or self.rng.random() < 0.8
+        ref = self._ref(PayloadKind.TOOL_RESULT, body) if with_result else None
         self._emit(
             ToolCallEnded(tool_call_id=call.call_id, status=status, result_payload=ref),
             turn.thread,
@@ -1529,7 +1574,28 @@ class _Generator:
         child.inbox.append((task, True))
         self._spawn_actor(self._child_actor(child))
         yield None
-        self._runtime_end(turn, call.call_id, self._activity(call, child, "started"))
+        if self.rng.random() < 0.3:
+            # Collab (v1) begin/end events instead of a sub-agent activity.
+            spawn = {
+                "call_id": call.call_id,
+                "sender_thread_id": parent.thread_id,
+                "prompt": call.arguments["message"],
+                "model": child.model,
+                "reasoning_effort": "medium",
+            }
+            self._runtime_start(
+                turn, call.call_id, SpawnAgentKind(), {**spawn, "started_at_ms": self.now}
+            )
+            end = {
+                **spawn,
+                "new_thread_id": child.thread_id,
+                "new_agent_nickname": child.nickname or "Agent",
+                "status": "pending_init",
+                "completed_at_ms": self.now,
+            }
+            self._runtime_end(turn, call.call_id, end)
+        else:
+            self._runtime_end(turn, call.call_id, self._activity(call, child, "started"))
         self._finish(turn, call, json.dumps({"task_name": child.agent_path}, separators=(",", ":")))
 
     def _run_wait_agent(self, turn: _Turn, call: _Call) -> Actor:
@@ -1583,14 +1649,22 @@ class _Generator:
         self._dispatch(turn, call, kind)
         yield None
         header = _header(message_type, child.agent_path, parent.agent_path)
-        child.inbox.append(
-            (
-                self._agent_message(
-                    parent.agent_path, child.agent_path, [header], call.arguments["message"]
-                ),
-                trigger,
-            )
+        delivered = self._agent_message(
+            parent.agent_path, child.agent_path, [header], call.arguments["message"]
         )
+        if not trigger and not self.every and self.rng.random() < 0.3:
+            # The older delivery: a message whose text is an InterAgentCommunication.
+            communication = {
+                "author": parent.agent_path,
+                "recipient": child.agent_path,
+                "other_recipients": [],
+                "content": call.arguments["message"],
+                "trigger_turn": False,
+            }
+            delivered = self._message(
+                "assistant", json.dumps(communication), item_id=f"msg_{self._uuid()}"
+            )
+        child.inbox.append((delivered, trigger))
         self._runtime_end(turn, call.call_id, self._activity(call, child, "interacted"))
         self._finish(turn, call, json.dumps({"submission_id": self._uuid()}, separators=(",", ":")))
 
@@ -1644,6 +1718,8 @@ class _Generator:
         yield None
         if self.rng.random() < 0.7:
             yield from self._compaction(turn, mid_turn=False)
+            if self.rng.random() < 0.2:
+                yield from self._compaction(turn, mid_turn=False)
         else:
             summary = self._message(
                 "user", f"Summary: {self._text()}", item_id=f"msg_sum_{self._next()}"
