@@ -339,3 +339,29 @@ def test_no_attribute_name_is_both_a_leaf_and_a_prefix() -> None:
     assert len(names) > 30
     for leaf in names:
         assert not any(other.startswith(leaf + ".") for other in names), leaf
+
+
+def test_loose_raw_events_become_span_events_where_they_belong(pipeline: Pipeline) -> None:
+    root = ThreadTraceContext.start_root_or_disabled()
+    with root, root.turn("turn-1") as turn:
+        root.record_protocol_event("warning", {"type": "warning", "message": "careful"})
+        root.record_history_item_accepted("turn-1", "item-1", {"type": "message"})
+        with turn.tool_call("lookup", tool_call_id="call-1"):
+            root.start_mcp_call_trace("call-1")
+            root.record_tool_call_runtime_started(
+                "turn-1", "call-1", "lookup", {"call_id": "call-1"}
+            )
+    spans = by_name(pipeline.spans())
+    [thread_span] = spans["invoke_agent /root"]
+    [turn_span] = spans["turn"]
+    [tool] = spans["execute_tool lookup"]
+    assert [event.name for event in thread_span.events] == ["protocol_event_observed"]
+    assert [event.name for event in turn_span.events] == ["history_item_accepted"]
+    assert [event.name for event in tool.events] == [
+        "mcp_tool_call_correlation_assigned",
+        "tool_call_runtime_started",
+    ]
+    [history] = turn_span.events
+    assert history.attributes is not None
+    assert '"item_id":"item-1"' in str(history.attributes[sc.ROLLOUT_EVENT_JSON])
+    assert str(history.attributes["rollout.payload.agent_message.path"]).startswith("payloads/")
