@@ -121,11 +121,16 @@ def reconcile(
     conversation = state.trace.conversation_items
     ids: list[str] = []
     used: set[str] = set()
+    live: set[str] | None = None
     index = start_index
     for item in items:
         if item.call_id is not None:
             ensure_call_id_consistency(state, thread_id, item)
-        item_id = _same_responses_item(state, thread_id, item, previous)
+        item_id = None
+        if item.responses_item_id is not None:
+            if live is None:
+                live = set(previous)
+            item_id = _same_responses_item(state, thread_id, item, live)
         if item_id is None and index < len(previous):
             candidate = previous[index]
             existing = conversation.get(candidate)
@@ -169,7 +174,7 @@ def reconcile_detached(
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
         if candidates is not None:
-            item_id = _same_responses_item(state, thread_id, item, candidates)
+            item_id = _same_responses_item(state, thread_id, item, set(candidates))
             if item_id is None:
                 item_id = _first_unused_match(state, candidates, used, item)
         if item_id is None:
@@ -210,7 +215,7 @@ def sighted(
 
 
 def _same_responses_item(
-    state: ReducerState, thread_id: str, item: Normalized, previous: list[str]
+    state: ReducerState, thread_id: str, item: Normalized, previous: set[str]
 ) -> str | None:
     """A live item of the thread with the same Responses id and content: 0.169.0 reuses it
     before any positional rule. Live: in the snapshot compared against, or an agent message
