@@ -374,8 +374,8 @@ def test_cli_on_a_large_bundle(capsys: pytest.CaptureFixture[str]) -> None:
     tree = json.loads(capsys.readouterr().out)
     assert tree == build_tree(load_state("many_turns"), depth=2)
     turns = tree["children"][0]["children"]
-    assert len(turns) == 51  # 25 + a fold + 25
-    assert sum(t["count"] for t in turns if t["kind"] == "hidden") == 50
+    assert len(turns) == 21  # 10 + a fold + 10
+    assert sum(t["count"] for t in turns if t["kind"] == "hidden") == 80
 
 
 def test_cli_invalid_bundle_exits_1_with_file_and_line(

@@ -40,7 +40,7 @@ Node = dict[str, Any]
 SHOW_FORMAT: Final = "otel-rollout.show/1"
 """Value of the root node's ``format`` key; bumped when the JSON shape changes."""
 
-DEFAULT_MAX_ITEMS: Final = 50
+DEFAULT_MAX_ITEMS: Final = 20
 """Default cap on the children shown under one node."""
 
 PREVIEW_CHARS: Final = 160
@@ -136,7 +136,8 @@ class _Builder:
             for thread_id, thread in self.threads.items()
         }
         self.cell_owner: dict[Any, str] = {}
-        for tool_id, tool in sorted(self.tools.items(), reverse=True):
+        for tool_id in sorted(self.tools, reverse=True):  # the first id wins, as in Codex's maps
+            tool = self.tools[tool_id]
             if (tool.get("requester") or {}).get("type") != "code_cell":
                 call_id = tool.get("model_visible_call_id")
                 if call_id is not None:

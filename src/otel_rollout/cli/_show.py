@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from otel_rollout._show import DEFAULT_MAX_ITEMS
 from otel_rollout.cli import EXIT_INVALID, EXIT_OK, error
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ _KIND_STYLE: dict[str, str] = {
 @click.option(
     "--max-items",
     type=click.IntRange(min=0),
-    default=50,
+    default=DEFAULT_MAX_ITEMS,
     show_default=True,
     help="Show at most this many children under any node (0: all); the rest are counted.",
 )
