@@ -320,7 +320,10 @@ def test_rendered_tree_fits_the_width() -> None:
 
 
 def test_format_helpers() -> None:
-    from otel_rollout.cli._show import format_count, format_duration, format_usage
+    from otel_rollout.cli._show import format_count, format_duration, format_time, format_usage
+
+    assert format_time(1795673154264) == "2026-11-26 06:05:54 UTC"
+    assert format_time(None) == "?"
 
     assert [format_duration(ms) for ms in (0, 999, 1250, 61_000, 3_723_000)] == [
         "0 ms",
@@ -428,6 +431,13 @@ def test_cli_terminal_tree(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert "turn 1  ✓  13.54 s  [101 inferences, 400 tools below]  505k in" in text
     assert len(text.splitlines()) == 4
+
+
+def test_cli_unknown_thread_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--thread", "/nobody", str(BY_SCENARIO["plain"])]) == 2
+    assert capsys.readouterr().err == (
+        "otel-rollout: Invalid value for --thread: no thread matches /nobody\n"
+    )
 
 
 def test_cli_missing_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,7 +108,11 @@ def command(
     except BundleError as failure:
         error(str(failure))
         return EXIT_INVALID
-    tree = build_tree(msgspec.to_builtins(trace), max_items=max_items, depth=depth, threads=threads)
+    state = msgspec.to_builtins(trace)
+    del trace  # keep one copy of a big trace, not two
+    tree = build_tree(state, max_items=max_items, depth=depth, threads=threads)
+    if threads and not tree["children"]:
+        raise click.BadParameter(f"no thread matches {', '.join(threads)}", param_hint="--thread")
     if as_json:
         click.echo(encode_pretty(tree).decode())
         return EXIT_OK
@@ -149,7 +153,9 @@ def _label(node: Mapping[str, Any]) -> Text:
         text.append(part, style=style)
     if node["kind"] == "rollout":
         text.append("\n")
-        text.append(f"{_counts(node['counts'])} · trace {node.get('trace_id')}", style="dim")
+        started = format_time(node.get("started_at_unix_ms"))
+        summary = f"{_counts(node['counts'])} · started {started} · trace {node.get('trace_id')}"
+        text.append(summary, style="dim")
     return text
 
 
@@ -279,6 +285,16 @@ def _shorten(text: str, chars: int) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def format_time(unix_ms: Any) -> str:
+    """``2026-11-26 07:15:52 UTC`` (``?`` when unknown)."""
+    import datetime
+
+    if not isinstance(unix_ms, int):
+        return "?"
+    moment = datetime.datetime.fromtimestamp(unix_ms / 1000, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def format_duration(ms: int) -> str:
