@@ -1,8 +1,10 @@
 """A scripted two-agent rollout, recorded with otel-rollout. No network, no model.
 
 The root agent ("planner") spawns a child ("researcher") through a tool call; the
-child answers and its result flows back to the root. Along the way: one failed and
-one completed inference attempt, tool calls, and a compaction.
+task reaches the child as an inter-agent message, the child answers and its result
+is delivered back into the root's history (as Codex does, so the reduced trace has a
+``spawn_agent`` and an ``agent_result`` edge). Along the way: one failed and one
+completed inference attempt, tool calls, and a compaction.
 
 Run::
 
@@ -28,6 +30,7 @@ from otel_rollout import (
     ExecutionStatus,
     ThreadStartedTraceMetadata,
     ThreadTraceContext,
+    agent_message_item,
 )
 
 MODEL = "gpt-demo"
@@ -82,8 +85,8 @@ def request(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"model": MODEL, "input": items, "stream": True}
 
 
-def run_child(parent: ThreadTraceContext, spawn_turn_id: str, task: str) -> str:
-    """The researcher: one turn with one tool call, then its result back to the parent."""
+def run_child(parent: ThreadTraceContext, spawn_turn_id: str, task: str) -> AgentResultTracePayload:
+    """The researcher: one turn with one tool call; returns its result for the parent."""
     meta = ThreadStartedTraceMetadata(
         agent_path="/root/researcher", nickname="researcher", model=MODEL, provider_name=PROVIDER
     )
@@ -103,8 +106,13 @@ def run_child(parent: ThreadTraceContext, spawn_turn_id: str, task: str) -> str:
     )
     answer = "The answer is 42."
     with child, child.turn() as turn:
+        # The task arrives as an inter-agent message from the parent (the spawn edge ends here).
+        delivered = agent_message_item(
+            parent.agent_path, child.agent_path, task, item_id="amsg_task"
+        )
+        child.record_history_item_accepted(turn.turn_id, delivered["id"], agent_message=delivered)
         inference = turn.inference(MODEL, PROVIDER)
-        history = [user(task)]
+        history = [delivered]
         lookup = function_call("lookup", "call_lookup_1", '{"q":"answer"}', "fc_child_1")
         with inference.attempt(request(history)) as attempt:
             attempt.record_completed("resp_child_1", [lookup], token_usage=usage(40, 8))
@@ -114,10 +122,9 @@ def run_child(parent: ThreadTraceContext, spawn_turn_id: str, task: str) -> str:
         with inference.attempt(request(history)) as attempt:
             final = assistant(answer, "msg_child_1")
             attempt.record_completed("resp_child_2", [final], token_usage=usage(60, 9))
-        child.record_agent_result_interaction(
-            turn.turn_id, parent.thread_id, AgentResultTracePayload("/root/researcher", answer)
-        )
-    return answer
+        result = AgentResultTracePayload(child.agent_path, answer)
+        child.record_agent_result_interaction(turn.turn_id, parent.thread_id, result)
+    return result
 
 
 def run_rollout() -> Path | None:
@@ -146,9 +153,16 @@ def run_rollout() -> Path | None:
             '{"message":"find the answer","task_name":"researcher"}',
             tool_call_id="call_spawn_1",
         ) as tool:
-            answer = run_child(root, turn.turn_id, "find the answer")
-            tool.record_completed(f"researcher answered: {answer}")
-        history += [spawn, output("call_spawn_1", f"researcher answered: {answer}")]
+            result = run_child(root, turn.turn_id, "find the answer")
+            tool.record_completed('{"task_name":"/root/researcher"}')
+        history += [spawn, output("call_spawn_1", '{"task_name":"/root/researcher"}')]
+        # The child's result is delivered into the root's history (the agent_result edge
+        # ends at this item) and sent to the model with the next request.
+        delivered = agent_message_item(
+            result.child_agent_path, root.agent_path, result.message, item_id="amsg_result"
+        )
+        root.record_history_item_accepted(turn.turn_id, delivered["id"], agent_message=delivered)
+        history.append(delivered)
         # The history is long: compact it before the final answer.
         compaction = turn.compaction("compaction_1", MODEL, PROVIDER)
         summary = {"type": "compaction", "id": "cmp_1", "encrypted_content": "SUMMARY-1"}
@@ -158,7 +172,7 @@ def run_rollout() -> Path | None:
         history = [history[0], summary]
         with inference.attempt(request(history)) as attempt:
             attempt.record_completed(
-                "resp_2", [assistant(answer, "msg_1")], token_usage=usage(25, 6)
+                "resp_2", [assistant(result.message, "msg_1")], token_usage=usage(25, 6)
             )
     return root.bundle_dir
 

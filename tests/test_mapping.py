@@ -253,7 +253,7 @@ def test_a_sampler_that_drops_spans_leaves_the_bundle_complete(
         assert dropped.spans() == []
         assert bundle is not None and dropped.bundles() == [bundle]
         report = validate_bundle(bundle)
-        assert report.ok and report.events == 30
+        assert report.ok and report.events == 32
     finally:
         dropped.provider.shutdown()
 

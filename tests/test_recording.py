@@ -25,7 +25,9 @@ from otel_rollout import (
     _config,
     current_thread,
     current_turn,
+    replay_bundle,
     validate_bundle,
+    write_state,
 )
 from recording_support import Pipeline, event_types, load_example, pipeline_fixture, read_events
 
@@ -85,6 +87,38 @@ def test_example_rollout_validates_and_codex_reduces_it(
     assert statuses == ["completed"] * 4 + ["failed"]
     assert len(state["compactions"]) == 1
     assert len(state["tool_calls"]) == 2
+
+
+def test_example_edges_reduce_as_codex_and_as_replay_bundle(
+    pipeline: Pipeline, codex_bin: Path, tmp_path: Path
+) -> None:
+    """The child's result is delivered into the root's history, so both reducers draw the
+    agent_result edge (child's answer -> root's delivered item) beside the spawn edge."""
+    bundle = load_example().run_rollout()
+    assert bundle is not None
+    pipeline.bundles()
+    done = codex_reduce(codex_bin, bundle, tmp_path / "codex.json")
+    assert done.returncode == 0, done.stderr
+    theirs = (tmp_path / "codex.json").read_bytes()
+    ours = write_state(replay_bundle(bundle), tmp_path / "ours.json").read_bytes()
+    assert ours == theirs
+    state = json.loads(theirs)
+    threads = {t["agent_path"]: t["thread_id"] for t in state["threads"].values()}
+    items = state["conversation_items"]
+    edges = {edge["kind"]: edge for edge in state["interaction_edges"].values()}
+    assert sorted(edges) == ["agent_result", "spawn_agent"]
+    result = edges["agent_result"]
+    source = items[result["source"]["item_id"]]
+    target = items[result["target"]["item_id"]]
+    assert (source["thread_id"], source["role"]) == (threads["/root/researcher"], "assistant")
+    assert target["thread_id"] == threads["/root"]
+    assert target["agent_message"] == {"author": "/root/researcher", "recipient": "/root"}
+    assert result["carried_item_ids"] == [result["target"]["item_id"]]
+    spawn = edges["spawn_agent"]
+    assert spawn["source"] == {"type": "tool_call", "tool_call_id": "call_spawn_1"}
+    task = items[spawn["target"]["item_id"]]
+    assert task["thread_id"] == threads["/root/researcher"]
+    assert task["agent_message"] == {"author": "/root", "recipient": "/root/researcher"}
 
 
 def test_every_context_reaches_the_bundle_and_codex_accepts_it(

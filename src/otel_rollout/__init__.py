@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from otel_rollout._recording import ToolDispatchInvocation as ToolDispatchInvocation
     from otel_rollout._recording import ToolDispatchTraceContext as ToolDispatchTraceContext
     from otel_rollout._recording import TurnTraceContext as TurnTraceContext
+    from otel_rollout._recording import agent_message_item as agent_message_item
     from otel_rollout._recording import current_thread as current_thread
     from otel_rollout._recording import current_turn as current_turn
     from otel_rollout._recording import force_flush as force_flush
@@ -84,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "ToolDispatchInvocation": "otel_rollout._recording",
     "ToolDispatchTraceContext": "otel_rollout._recording",
     "TurnTraceContext": "otel_rollout._recording",
+    "agent_message_item": "otel_rollout._recording",
     "current_thread": "otel_rollout._recording",
     "current_turn": "otel_rollout._recording",
     "force_flush": "otel_rollout._recording",

@@ -212,6 +212,27 @@ class AgentResultTracePayload:
         }
 
 
+def agent_message_item(
+    author: str, recipient: str, text: str, *, item_id: str | None = None
+) -> dict[str, Any]:
+    """An inter-agent message as Codex delivers it into the recipient's history.
+
+    ``author`` and ``recipient`` are agent paths (``/root``, ``/root/researcher``).
+    Record its delivery with :meth:`ThreadTraceContext.record_history_item_accepted`
+    on the recipient thread (``agent_message=`` this item) and put it in that thread's
+    next inference request: the reducer then resolves the edge that carried the text
+    (the spawn task to a child, or a child's :class:`AgentResultTracePayload` message
+    to its parent) to this item.
+    """
+    return {
+        "type": "agent_message",
+        "id": item_id if item_id is not None else f"amsg_{uuid.uuid4().hex}",
+        "author": author,
+        "recipient": recipient,
+        "content": [{"type": "input_text", "text": text}],
+    }
+
+
 @dataclass(frozen=True)
 class ToolDispatchInvocation:
     """One tool call as dispatched (Codex's ``ToolDispatchInvocation``)."""
@@ -689,7 +710,11 @@ class ThreadTraceContext:
     def record_history_item_accepted(
         self, turn_id: str, item_id: str, agent_message: Any = None
     ) -> None:
-        """Record that an item entered this thread's history (``agent_message``: optional body)."""
+        """Record that an item entered this thread's history.
+
+        ``agent_message``: for a delivered inter-agent message, the item itself (see
+        :func:`agent_message_item`); its body is stored as a payload.
+        """
         rec = self._rec
         if rec is None:
             return
@@ -711,7 +736,13 @@ class ThreadTraceContext:
     def record_agent_result_interaction(
         self, child_turn_id: str, parent_thread_id: str, payload: AgentResultTracePayload
     ) -> None:
-        """On a child thread: record that its result (of ``child_turn_id``) reached the parent."""
+        """On a child thread: record that its result (of ``child_turn_id``) goes to the parent.
+
+        The reducer's ``agent_result`` edge ends at the parent's copy of the message:
+        record it on the parent with ``record_history_item_accepted(turn_id, item["id"],
+        agent_message=item)`` where ``item = agent_message_item(payload.child_agent_path,
+        parent_path, payload.message)``, and send the item in the parent's next request.
+        """
         rec = self._rec
         if rec is None:
             return
