@@ -132,6 +132,7 @@ def test_spawn_and_agent_result_edges_point_at_the_other_thread() -> None:
     assert spawn["edge_kind"] == "spawn_agent"
     assert parent_of(tree, "edge", spawn["id"])["id"] == "call_spawn_1"
     assert (spawn["target_thread_id"], spawn["target_agent_path"]) == (child["id"], "/root/calc")
+    assert (spawn["target_turn_id"], spawn["target_turn_index"]) == (child["children"][0]["id"], 1)
     assert spawn["message_preview"] == "NEW_TASK from /root"
     assert result["edge_kind"] == "agent_result"
     assert parent_of(tree, "edge", result["id"])["id"] == child["children"][0]["id"]
@@ -310,7 +311,7 @@ def test_rendered_tree_fits_the_width() -> None:
         text = console.export_text()
         assert all(len(line) <= 100 for line in text.splitlines())
         if scenario == "multi_agent_v2_spawn":
-            assert "→ spawn_agent /root/calc (Mendel)" in text
+            assert "→ spawn_agent /root/calc (Mendel) turn 1" in text
             assert "thread /root/calc (Mendel)" in text
             assert "spawned by /root for calc" in text
         if scenario == "inference_retry":

@@ -185,6 +185,8 @@ class _Builder:
             under_turn(compaction.pop("_thread_id"), compaction.pop("_turn_id"), compaction)
         for edge_id, edge in self.edges.items():
             node = self._edge(edge_id, edge)
+            target_turn = turn_nodes.get(node["target_turn_id"])
+            node["target_turn_index"] = target_turn["index"] if target_turn is not None else None
             source = edge.get("source") or {}
             kind = source.get("type")
             if kind == "tool_call" and source.get("tool_call_id") in tool_nodes:
@@ -437,6 +439,7 @@ class _Builder:
             "target_agent_path": thread.get("agent_path") if thread is not None else None,
             "target_nickname": thread.get("nickname") if thread is not None else None,
             "target_turn_id": target_turn,
+            "target_turn_index": None,
             "carried_items": len(edge.get("carried_item_ids") or ()),
             "message_preview": self._texts(edge.get("carried_item_ids") or ()),
             "_seq": _NO_SEQ,

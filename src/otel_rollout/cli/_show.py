@@ -57,6 +57,7 @@ _KIND_STYLE: dict[str, str] = {
 @click.option(
     "--max-items",
     type=click.IntRange(min=0),
+    metavar="N",
     default=DEFAULT_MAX_ITEMS,
     show_default=True,
     help="Show at most this many children under any node (0: all); the rest are counted.",
@@ -64,6 +65,7 @@ _KIND_STYLE: dict[str, str] = {
 @click.option(
     "--depth",
     type=click.IntRange(min=0),
+    metavar="N",
     default=0,
     help="Show this many levels (1 threads, 2 turns, 3 calls...; 0: all); count the rest.",
 )
@@ -77,6 +79,7 @@ _KIND_STYLE: dict[str, str] = {
 @click.option(
     "--width",
     type=click.IntRange(min=40),
+    metavar="N",
     default=None,
     help="Render at this width (default: the terminal's).",
 )
@@ -181,7 +184,8 @@ def _title(node: Mapping[str, Any]) -> str:
     if kind == "edge":
         target = node.get("target_name") or node.get("target_thread_id") or "?"
         nickname = f" ({node['target_nickname']})" if node.get("target_nickname") else ""
-        return f"→ {node.get('edge_kind')} {target}{nickname}"
+        turn = f" turn {node['target_turn_index']}" if node.get("target_turn_index") else ""
+        return f"→ {node.get('edge_kind')} {target}{nickname}{turn}"
     return str(kind)
 
 
