@@ -14,7 +14,7 @@ I/O, no rich. Every node is a dict with these keys:
   ``aborted``, ``running``); ``null`` where the object has none (edges).
 - ``started_at_unix_ms``, ``ended_at_unix_ms``, ``duration_ms`` (``null`` while
   running).
-- ``children``: child nodes in start order (seq, then wall time).
+- ``children``: child nodes in start order (wall time, then seq).
 
 plus the fields of its kind, listed in ``docs/show.md``. Token counts are a
 ``usage`` dict (``input_tokens``, ``cached_input_tokens``,
@@ -341,9 +341,7 @@ class _Builder:
         elif summary.get("type") == "wait_agent":
             target = summary.get("target_agent_path") or "any agent"
             timeout = summary.get("timeout_ms")
-            node["detail"] = f"{target}" + (
-                f", timeout {timeout} ms" if timeout is not None else ""
-            )
+            node["detail"] = target if timeout is None else f"{target}, timeout {timeout} ms"
         elif summary.get("input_preview"):
             node["detail"] = _preview(summary["input_preview"])
         return _with_children(node)
@@ -462,7 +460,7 @@ class _Builder:
         return None, None
 
     def _turn_input(self, turn_id: str, turn: Mapping[str, Any]) -> str | None:
-        """The turn's prompt: its last user message, or the message another agent sent it."""
+        """The turn's prompt: its last user message (not a context block), else another agent's."""
         thread = self.threads.get(turn.get("thread_id") or "") or {}
         prompt: str | None = None
         for item in self.items_by_turn.get(turn_id, ()):
@@ -471,7 +469,7 @@ class _Builder:
             text = _text(item)
             if not text:
                 continue
-            if item.get("role") == "user" and not text.lstrip().startswith("<"):
+            if item.get("role") == "user" and not _is_context(text):
                 prompt = text
             elif prompt is None and (item.get("agent_message") or {}).get(
                 "recipient"
@@ -693,6 +691,12 @@ def _text(item: Mapping[str, Any]) -> str:
         for part in parts
         if isinstance(part, Mapping) and part.get("type") in ("text", "summary")
     ).strip()
+
+
+def _is_context(text: str) -> bool:
+    """Whether a user message is a context block Codex injects (``<environment_context>...``)."""
+    stripped = text.strip()
+    return stripped.startswith("<") and stripped.endswith(">")
 
 
 def _agent_text(text: str) -> str:
