@@ -543,3 +543,15 @@ def test_damaged_state_never_breaks_the_tree(data: st.DataObject) -> None:
     tree = build_tree(state, max_items=data.draw(st.integers(0, 3)))
     Console(width=100, file=io.StringIO()).print(render(tree))
     assert json.loads(msgspec.json.encode(tree)) == tree
+
+
+def test_prompt_starting_with_a_tag_is_still_the_prompt() -> None:
+    state = load_state("plain")
+    prompt = next(
+        i
+        for i in state["conversation_items"].values()
+        if i["role"] == "user" and i["body"]["parts"][0]["text"].startswith("Say hello")
+    )
+    prompt["body"]["parts"][0]["text"] = "<div> is never closed in index.html: fix it"
+    (turn,) = nodes(build_tree(state), "turn")
+    assert turn["input_preview"] == "<div> is never closed in index.html: fix it"
