@@ -256,3 +256,19 @@ def test_payloads_are_read_confined_to_the_bundle(tmp_path: Path) -> None:
     after = hashed(bundle_spans(bundle))
     assert after.keys() == before.keys()
     assert not any(after.values()), "a payload symlinked out of the bundle must not be read"
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_an_endpoint_that_never_answers_fails_within_the_timeout(
+    protocol: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_replay, "REQUEST_TIMEOUT_SECONDS", 1.0)
+    with socket.socket() as silent:  # the kernel completes connections; nobody answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        argv = ["replay", str(fixture_bundle("plain")), "--endpoint", endpoint]
+        assert main([*argv, "--protocol", protocol]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"otel-rollout: cannot export to {endpoint}")
+    assert "Traceback" not in err

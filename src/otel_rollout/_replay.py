@@ -294,7 +294,7 @@ def export_spans(
             for number, batch in enumerate(batches, start=1):
                 result = sender.export(batch)
                 if result is not SpanExportResult.SUCCESS:
-                    reason = _reason(logs.messages) or _diagnose(target.url)
+                    reason = _reason(logs.messages) or _diagnose(target.url, target.timeout)
                     raise ExportError(
                         f"cannot export to {target.url} ({target.protocol}): request {number} of "
                         f"{len(batches)} failed after {sent} spans were sent: {reason}"
@@ -323,14 +323,17 @@ def _reason(messages: Sequence[str]) -> str:
     return specific[-1] if specific else ""
 
 
-def _diagnose(url: str) -> str:
+def _diagnose(url: str, timeout: float) -> str:
     """A reason for a failed export when the exporter logged none (it de-duplicates its logs)."""
     parsed = urllib.parse.urlparse(url)
     host = parsed.hostname or "localhost"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         with socket.create_connection((host, port), timeout=3):
-            return "the endpoint answered but did not accept the spans"
+            return (
+                f"{host}:{port} accepts connections, but the export failed or got no answer "
+                f"within {timeout:g} s"
+            )
     except ConnectionRefusedError:
         return f"connection refused by {host}:{port}"
     except TimeoutError:
