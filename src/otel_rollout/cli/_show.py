@@ -33,8 +33,6 @@ _REPLY_CHARS = 48
 _QUIET = frozenset({"completed", "none"})
 """Statuses a hidden run does not mention."""
 
-_KIND_WORD: dict[str, str] = {"inference": "inference", "tool": "tool", "code_cell": "code cell"}
-
 _KIND_STYLE: dict[str, str] = {
     "rollout": "bold",
     "thread": "bold blue",
@@ -262,9 +260,7 @@ def _hidden(node: Mapping[str, Any]) -> str:
 
 
 def _kinds(counts: Mapping[str, int]) -> str:
-    return ", ".join(
-        _plural(n, _KIND_WORD.get(kind, kind.replace("_", " "))) for kind, n in counts.items()
-    )
+    return ", ".join(_plural(n, kind.replace("_", " ")) for kind, n in counts.items())
 
 
 def _counts(counts: Mapping[str, int]) -> str:
