@@ -67,13 +67,17 @@ def command(
     from otel_rollout._bundle import BundleError
     from otel_rollout._replay import ExportError, bundle_spans, export_spans, resolve_target
 
+    console = Console(stderr=True)
     try:
         target = resolve_target(endpoint, protocol, headers)
-        spans = bundle_spans(bundle, capture_content=capture_content)
+        if console.is_terminal and progress is not False:
+            with console.status("reading the bundle", spinner="dots"):
+                spans = bundle_spans(bundle, capture_content=capture_content)
+        else:
+            spans = bundle_spans(bundle, capture_content=capture_content)
     except (ExportError, BundleError) as failure:
         raise InvalidInput(str(failure)) from None
 
-    console = Console(stderr=True)
     show = (
         console.is_terminal and len(spans) >= PROGRESS_THRESHOLD if progress is None else progress
     )
