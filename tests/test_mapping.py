@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
@@ -241,6 +242,73 @@ def test_context_managers_make_spans_current(pipeline: Pipeline) -> None:
     [http] = spans["http get"]
     [tool] = spans["execute_tool fetch"]
     assert http.parent is not None and http.parent.span_id == tool.context.span_id
+
+
+def test_the_current_span_keeps_what_the_app_sets_on_it(pipeline: Pipeline) -> None:
+    """Inside the context managers the current span is a stand-in for a span the writer
+    thread builds later; what the app sets on it reaches the real span before it ends."""
+    tracer = pipeline.provider.get_tracer("app")
+    request = {"input": [{"type": "message", "role": "user", "content": []}]}
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(nickname="bot"))
+    with thread:
+        trace.get_current_span().set_attribute("app.session", "s1")
+        with thread.turn() as turn:
+            current = trace.get_current_span()
+            assert current.is_recording()
+            current.set_attributes({"app.turn": 1, "app.tags": ["a", "b"]})
+            with turn.inference("m", "p").attempt(request) as attempt:
+                span = trace.get_current_span()
+                span.add_event("app.retry", {"n": 2}, timestamp=1_000)
+                span.update_name("chat custom")
+                attempt.record_completed("resp_1")
+            with turn.tool_call("fetch"):
+                span = trace.get_current_span()
+                with tracer.start_as_current_span("http get") as http:
+                    pass
+                span.add_link(http.get_span_context(), {"why": "retry"})
+                try:
+                    raise ValueError("boom")
+                except ValueError as error:
+                    span.record_exception(error)
+                span.set_status(StatusCode.ERROR, "app says no")
+                span.end()  # the stand-in's end is a no-op: the tool span ends with its event
+                span.set_attribute("app.after_end", True)
+    spans = by_name(pipeline.spans())
+    [root] = spans["invoke_agent bot"]
+    assert root.attributes is not None and root.attributes["app.session"] == "s1"
+    [turn_span] = spans["turn"]
+    assert turn_span.attributes is not None
+    assert (turn_span.attributes["app.turn"], turn_span.attributes["app.tags"]) == (1, ("a", "b"))
+    assert "chat m" not in spans
+    [chat] = spans["chat custom"]
+    assert [(e.name, e.timestamp, dict(e.attributes or {})) for e in chat.events] == [
+        ("app.retry", 1_000, {"n": 2})
+    ]
+    [tool] = spans["execute_tool fetch"]
+    assert tool.attributes is not None and tool.attributes["app.after_end"] is True
+    assert (tool.status.status_code, tool.status.description) == (StatusCode.ERROR, "app says no")
+    [exception] = [event for event in tool.events if event.name == "exception"]
+    assert exception.attributes is not None
+    assert exception.attributes["exception.type"] == "ValueError"
+    assert "boom" in str(exception.attributes["exception.stacktrace"])
+    [http_span] = spans["http get"]
+    links = [link for link in tool.links if link.context.span_id == http_span.context.span_id]
+    assert [dict(link.attributes or {}) for link in links] == [{"why": "retry"}]
+
+
+def test_a_dropped_span_stand_in_is_not_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
+    dropped = make_pipeline(tmp_path / "traces", sampler=ALWAYS_OFF)
+    try:
+        with ThreadTraceContext.start_root_or_disabled() as thread, thread.turn():
+            span = trace.get_current_span()
+            assert not span.is_recording()
+            span.set_attribute("app.x", 1)
+        assert dropped.spans() == []
+    finally:
+        dropped.provider.shutdown()
 
 
 def test_a_sampler_that_drops_spans_leaves_the_bundle_complete(

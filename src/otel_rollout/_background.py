@@ -20,6 +20,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -57,6 +58,21 @@ class PendingPayload:
 
 
 @dataclass(slots=True)
+class PendingSpanCall:
+    """A call the app made on a recorded span's stand-in (``set_attribute``, ``add_event``...).
+
+    Queued behind the span's start event; the writer thread applies it to the real span
+    (which ends only with a later event), so nothing the app sets is lost.
+    """
+
+    bundle: BundleSink
+    key: str
+    """The mapper's span key (``turn:<id>``, ``tool:<id>``...)."""
+    method: str
+    args: tuple[Any, ...]
+
+
+@dataclass(slots=True)
 class PendingEvent:
     """One event waiting for the writer thread."""
 
@@ -83,9 +99,25 @@ class BundleSink:
         self._payloads_dir = os.fspath(writer.bundle_dir / PAYLOADS_DIR_NAME)
         self.on_written: Callable[[PendingEvent], None] | None = None
         """Called (writer thread) after each event, written or not: maps it to live spans."""
+        self.on_span_call: Callable[[PendingSpanCall], None] | None = None
+        """Applies a queued span call to its live span (writer thread)."""
 
-    def write(self, item: PendingEvent) -> None:
-        """Write one event and its payloads, then hand it to :attr:`on_written`."""
+    def write(self, item: PendingEvent | PendingSpanCall) -> None:
+        """Write one event and its payloads, then hand it to :attr:`on_written`.
+
+        A :class:`PendingSpanCall` only goes to :attr:`on_span_call` (live spans).
+        """
+        if type(item) is PendingSpanCall:
+            apply = self.on_span_call
+            if apply is not None and self.on_written is not None:
+                try:
+                    apply(item)
+                except Exception:  # the app's value; the bundle and other spans go on
+                    logger.warning(
+                        "rollout trace: %s on a live span failed", item.method, exc_info=True
+                    )
+            return
+        assert type(item) is PendingEvent
         self._write(item)
         callback = self.on_written
         if callback is not None:
@@ -170,7 +202,7 @@ class BackgroundWriter:
 
     def _init_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[PendingEvent] = collections.deque()
+        self._queue: collections.deque[PendingEvent | PendingSpanCall] = collections.deque()
         self._queued_bytes = 0
         self._submitted = 0
         self._written = 0
@@ -180,7 +212,7 @@ class BackgroundWriter:
         self._closed = False
         self._pid = os.getpid()
 
-    def submit(self, item: PendingEvent, nbytes: int) -> bool:
+    def submit(self, item: PendingEvent | PendingSpanCall, nbytes: int) -> bool:
         """Queue ``item`` (``nbytes`` of payload); wait for room if the queue is full.
 
         Returns ``False`` when the event was lost (closed writer, or no room in time).

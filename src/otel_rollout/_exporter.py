@@ -26,6 +26,7 @@ from otel_rollout._background import (
     BackgroundWriter,
     BundleSink,
     PendingEvent,
+    PendingSpanCall,
 )
 from otel_rollout._config import trace_root_from_env
 from otel_rollout._recorder import LIVE_SCOPE_NAME
@@ -92,8 +93,8 @@ class RolloutBundleSpanExporter(SpanExporter):
             self._bundles.append(sink)
         return sink
 
-    def submit(self, item: PendingEvent, nbytes: int) -> bool:
-        """Queue one recorded event for the writer thread; ``False`` if it was lost."""
+    def submit(self, item: PendingEvent | PendingSpanCall, nbytes: int) -> bool:
+        """Queue one recorded event (or span call) for the writer thread; ``False`` if lost."""
         if self._shut_down:
             return False
         return self._writer.submit(item, nbytes)

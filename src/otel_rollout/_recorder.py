@@ -13,15 +13,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanContext, StatusCode, TraceFlags, Tracer
+from opentelemetry.trace.status import Status
+from opentelemetry.util import types
 
-from otel_rollout._background import BundleSink, PendingEvent, PendingPayload
+from otel_rollout._background import BundleSink, PendingEvent, PendingPayload, PendingSpanCall
 from otel_rollout._json import encode_compact
 from otel_rollout._mapping import Attributes, LinkSpec, SpanMapper, SpanStart, derive_span_id
 from otel_rollout._models import (
@@ -163,6 +165,12 @@ class LiveSpanSink:
         if span is not None and target is not None and span.is_recording():
             span.add_link(target, link.attributes)
 
+    def call(self, key: str, method: str, args: tuple[Any, ...]) -> None:
+        """Apply a call the app made on the stand-in of span ``key`` (if it is open)."""
+        span = self.spans.get(key)
+        if span is not None and span.is_recording():
+            getattr(span, method)(*args)
+
     def end_span(
         self, key: str, status: StatusCode, description: str | None, end_time_ns: int
     ) -> None:
@@ -179,6 +187,98 @@ class LiveSpanSink:
             self.ended.add(key)  # may still parent or be linked to; others never are
 
 
+class ForwardingSpan(Span):
+    """The current span inside a recording context manager, before its real span exists.
+
+    Live spans are built on the writer thread, so the context managers make this
+    stand-in current instead. It carries the real span's context, and forwards what
+    the app sets on it (attributes, events, links, status, exceptions, a new name) to
+    the writer thread, which applies it to the real span before that span ends. Times
+    are taken when the app makes the call. ``end()`` does nothing: the recorded event
+    ends the span. What is set here goes to the live span only, not to the bundle.
+    """
+
+    __slots__ = ("_context", "_key", "_rec")
+
+    def __init__(self, rec: RolloutRecorder, key: str, context: SpanContext) -> None:
+        """Stand in for span ``key`` of ``rec``."""
+        self._rec = rec
+        self._key = key
+        self._context = context
+
+    def get_span_context(self) -> SpanContext:
+        """The real span's context (its ids are known before it is built)."""
+        return self._context
+
+    def is_recording(self) -> bool:
+        """Whether calls are kept: the span is sampled and its rollout still records."""
+        return self._context.trace_flags.sampled and self._rec.active
+
+    def _forward(self, method: str, *args: Any) -> None:
+        if self._context.trace_flags.sampled:
+            try:
+                self._rec.span_call(self._key, method, args)
+            except Exception:  # never raise into the app
+                logger.warning("rollout trace: span %s failed", method, exc_info=True)
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        """Set one attribute on the real span."""
+        self._forward("set_attribute", key, value)
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        """Set attributes on the real span."""
+        self._forward("set_attributes", dict(attributes))
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Add an event (timestamped now unless given)."""
+        self._forward(
+            "add_event",
+            name,
+            dict(attributes) if attributes else None,
+            time.time_ns() if timestamp is None else timestamp,
+        )
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        """Add a link to ``context``."""
+        self._forward("add_link", context, dict(attributes) if attributes else None)
+
+    def update_name(self, name: str) -> None:
+        """Rename the real span."""
+        self._forward("update_name", name)
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """Set the real span's status (an ``OK`` set by the app is final, as in the SDK)."""
+        self._forward("set_status", status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """Record ``exception`` as an ``exception`` event (timestamped now unless given)."""
+        self._forward(
+            "record_exception",
+            exception,
+            dict(attributes) if attributes else None,
+            time.time_ns() if timestamp is None else timestamp,
+            escaped,
+        )
+
+    def end(self, end_time: int | None = None) -> None:
+        """Do nothing: the span ends with its recorded end event."""
+
+    def __repr__(self) -> str:
+        """Name the span key."""
+        return f"ForwardingSpan({self._key!r})"
+
+
 class RolloutRecorder:
     """Records one rollout (all its threads): bundle events and live spans, in one order.
 
@@ -192,7 +292,7 @@ class RolloutRecorder:
     def __init__(
         self,
         bundle: BundleSink,
-        submit: Callable[[PendingEvent, int], bool],
+        submit: Callable[[PendingEvent | PendingSpanCall, int], bool],
         sink: LiveSpanSink,
         *,
         trace_flags: TraceFlags,
@@ -217,6 +317,7 @@ class RolloutRecorder:
             content_max_bytes=content_max_bytes,
         )
         bundle.on_written = self._on_written
+        bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
         self._next_payload = 1
         self._pid = os.getpid()
@@ -291,6 +392,14 @@ class RolloutRecorder:
             )
         finally:
             self._current = {}
+
+    def _on_span_call(self, item: PendingSpanCall) -> None:
+        self.sink.call(item.key, item.method, item.args)
+
+    def span_call(self, key: str, method: str, args: tuple[Any, ...]) -> None:
+        """Queue a call on span ``key``'s real span (a loss never stops the bundle)."""
+        if self.active and self._pid == os.getpid():
+            self._submit(PendingSpanCall(self.bundle, key, method, args), 256)
 
     def _lose(self) -> None:
         """An event could not be queued: stop this bundle so it stays a valid prefix."""

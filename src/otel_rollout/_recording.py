@@ -86,6 +86,7 @@ from otel_rollout._models import (
 )
 from otel_rollout._recorder import (
     LIVE_SCOPE_NAME,
+    ForwardingSpan,
     LiveSpanSink,
     PendingIdGenerator,
     RolloutRecorder,
@@ -400,7 +401,7 @@ def _open_recorder(root: Path, metadata: ThreadStartedTraceMetadata) -> RolloutR
 
 
 class _SpanScope:
-    """Makes a recorded span the current OTel span for a ``with`` block."""
+    """Makes a recorded span's stand-in (:class:`ForwardingSpan`) current for a ``with`` block."""
 
     __slots__ = ("_token",)
 
@@ -408,7 +409,7 @@ class _SpanScope:
         self._token: contextvars.Token[otel_context.Context] | None = None
 
     def attach(self, rec: RolloutRecorder, key: str) -> None:
-        span = trace.NonRecordingSpan(rec.span_context(key))
+        span = ForwardingSpan(rec, key, rec.span_context(key))
         self._token = otel_context.attach(trace.set_span_in_context(span))
 
     def detach(self) -> None:
