@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import shutil
 import socket
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
@@ -29,6 +33,14 @@ from otel_rollout._replay import (
 from otel_rollout.cli import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "codex-0.169.0"
+
+
+@pytest.fixture(autouse=True)
+def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests set their endpoints themselves: ignore the caller's OTEL_* settings."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
 
 
 def fixture_bundle(scenario: str) -> Path:
@@ -272,3 +284,60 @@ def test_an_endpoint_that_never_answers_fails_within_the_timeout(
     err = capsys.readouterr().err
     assert err.startswith(f"otel-rollout: cannot export to {endpoint}")
     assert "Traceback" not in err
+
+
+class _Receiver(http.server.ThreadingHTTPServer):
+    """An OTLP/HTTP endpoint on loopback that keeps what it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], ExportTraceServiceRequest]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, request))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_replay_sends_every_span_with_its_ids_and_headers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bundle = fixture_bundle("multi_agent_v2_spawn")
+    expected = {(span.name, span.context.span_id) for span in bundle_spans(bundle) if span.context}
+    receiver = _Receiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
+        argv = ["replay", str(bundle), "--endpoint", endpoint, "--header", "X-Tenant=t1"]
+        assert main([*argv, "--progress"]) == 0
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    out = capsys.readouterr().out
+    assert out.startswith(f"replayed {len(expected)} spans of trace ")
+    assert out.count("\n") == 1, "the progress bar goes to stderr"
+    (headers, request), *more = receiver.requests
+    assert not more
+    assert headers["x-tenant"] == "t1"
+    assert headers["content-type"] == "application/x-protobuf"
+    received = {
+        (span.name, int.from_bytes(span.span_id, "big"))
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    }
+    assert received == expected
+    (resource,) = request.resource_spans
+    names = {kv.key: kv.value.string_value for kv in resource.resource.attributes}
+    assert names["service.name"] == "otel-rollout"
