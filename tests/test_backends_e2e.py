@@ -31,6 +31,14 @@ pytest_plugins = ["backends"]
 pytestmark = [pytest.mark.backend]
 
 
+@pytest.fixture(autouse=True)
+def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests choose endpoints and protocols themselves: ignore the caller's OTEL_*."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+
+
 def span_id_hex(value: str) -> str:
     """An id as MLflow returns it (base64) in lowercase hex."""
     return base64.b64decode(value).hex() if value else ""
