@@ -83,6 +83,14 @@ class PendingCodeCellEvent:
 
 
 @dataclass
+class TerminalProcess:
+    """The process a terminal operation runs (exec) or writes to (write_stdin)."""
+
+    process_id: str | None
+    target_process_id: str | None
+
+
+@dataclass
 class ReducerState:
     """Everything one replay needs, besides the event being applied."""
 
@@ -129,7 +137,7 @@ class ReducerState:
     tools_by_code_cell: dict[str, list[str]] = field(default_factory=dict)
     process_sessions: dict[str, str] = field(default_factory=dict)
     """process id -> terminal session of the exec_command that started it."""
-    operation_processes: dict[str, Any] = field(default_factory=dict)
+    operation_processes: dict[str, TerminalProcess] = field(default_factory=dict)
     _real_dirs: dict[str, str] = field(default_factory=dict)
     _root: str = ""
     """terminal operation -> its process bookkeeping (see ``_terminals``)."""

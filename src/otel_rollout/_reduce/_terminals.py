@@ -1,11 +1,12 @@
 """Terminal operations and sessions, from exec_command and write_stdin tool calls.
 
 Codex 0.169.0 names each session after the operation that opened it
-(``terminal_session:<operation id>``). An exec_command operation opens one when its
-runtime begins and registers its process id. A write_stdin operation joins the
-session of the process it writes to: the exec call named by ``stdin_target_resolved``
-or else its ``session_id`` argument; if neither is known by the time it ends (or the
-replay ends) it gets a session of its own.
+(``terminal_session:<operation id>``). An exec_command operation opens one as soon as
+its process id is known (runtime begin or end) and registers that process; without a
+process id it has no session. A write_stdin operation joins the session of the process
+it writes to: the exec call named by ``stdin_target_resolved``, or else its
+``session_id`` argument; if neither is known by the time it ends (or the replay ends)
+it gets a session of its own.
 """
 
 from __future__ import annotations
@@ -25,24 +26,19 @@ from otel_rollout._reduce._model import (
     TerminalSession,
     WriteStdinRequest,
 )
-from otel_rollout._reduce._state import JSON_DECODER, ReduceError, ReducerState, push_unique
+from otel_rollout._reduce._state import (
+    JSON_DECODER,
+    ReduceError,
+    ReducerState,
+    TerminalProcess,
+    push_unique,
+)
 
 _TERMINAL_KINDS = {"exec_command": "exec_command", "write_stdin": "write_stdin"}
 
 
-class _Process:
-    """Per-operation bookkeeping Codex keeps beside the reduced operation."""
-
-    __slots__ = ("process_id", "target_process_id")
-
-    def __init__(self, process_id: str | None, target_process_id: str | None) -> None:
-        self.process_id = process_id
-        self.target_process_id = target_process_id
-
-
-def _bookkeeping(state: ReducerState) -> dict[str, _Process]:
-    processes: dict[str, _Process] = state.operation_processes
-    return processes
+def _bookkeeping(state: ReducerState) -> dict[str, TerminalProcess]:
+    return state.operation_processes
 
 
 def _new_operation(
@@ -133,7 +129,7 @@ def start_from_invocation(
     operation = _new_operation(
         state, seq, wall, tool_call_id, "write_stdin", request, invocation.raw_payload_id
     )
-    _bookkeeping(state)[operation.operation_id] = _Process(None, process_id)
+    _bookkeeping(state)[operation.operation_id] = TerminalProcess(None, process_id)
     session_id = _session_of_process(state, process_id)
     if session_id is not None:
         _join_session(state, thread_id, operation, session_id)
@@ -213,11 +209,11 @@ def start_from_runtime(
         request = WriteStdinRequest(stdin=stdin or "", yield_time_ms=None, max_output_tokens=None)
     operation = _new_operation(state, seq, wall, tool_call_id, kind, request, pid)
     if kind == "exec_command":
-        _bookkeeping(state)[operation.operation_id] = _Process(process_id, None)
+        _bookkeeping(state)[operation.operation_id] = TerminalProcess(process_id, None)
         if process_id is not None:
             _open_process_session(state, thread_id, operation, process_id)
     else:
-        _bookkeeping(state)[operation.operation_id] = _Process(None, process_id)
+        _bookkeeping(state)[operation.operation_id] = TerminalProcess(None, process_id)
         session_id = _session_of_process(state, process_id)
         if session_id is not None:
             _join_session(state, thread_id, operation, session_id)
