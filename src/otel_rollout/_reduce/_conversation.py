@@ -130,7 +130,7 @@ def reconcile(
         if item.responses_item_id is not None:
             if live is None:
                 live = set(previous)
-            item_id = _same_responses_item(state, thread_id, item, live)
+            item_id = _same_responses_item(state, thread_id, item, live, used)
         if item_id is None and index < len(previous):
             candidate = previous[index]
             existing = conversation.get(candidate)
@@ -174,7 +174,7 @@ def reconcile_detached(
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
         if candidates is not None:
-            item_id = _same_responses_item(state, thread_id, item, set(candidates))
+            item_id = _same_responses_item(state, thread_id, item, set(candidates), used)
             if item_id is None:
                 item_id = _first_unused_match(state, candidates, used, item)
         if item_id is None:
@@ -215,11 +215,12 @@ def sighted(
 
 
 def _same_responses_item(
-    state: ReducerState, thread_id: str, item: Normalized, previous: set[str]
+    state: ReducerState, thread_id: str, item: Normalized, previous: set[str], used: set[str]
 ) -> str | None:
     """A live item of the thread with the same Responses id and content: 0.169.0 reuses it
     before any positional rule. Live: in the snapshot compared against, or an agent message
-    accepted into the thread since its last compaction. An accepted agent message is a
+    accepted into the thread since its last compaction; not already used by this payload.
+    An accepted agent message is a
     receipt: its Responses id alone identifies it (the sighting's body then wins).
     """
     rid = item.responses_item_id
@@ -231,6 +232,8 @@ def _same_responses_item(
     conversation = state.trace.conversation_items
     accepted = state.accepted_messages.get(thread_id, ())
     for candidate in candidates:
+        if candidate in used:
+            continue
         if candidate in accepted:
             return candidate
         if candidate in previous and item_matches(conversation[candidate], item):
