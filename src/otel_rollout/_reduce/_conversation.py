@@ -340,14 +340,16 @@ def ensure_call_id_consistency(state: ReducerState, thread_id: str, item: Normal
     conversation = state.trace.conversation_items
     for item_id in same:
         existing = conversation[item_id]
-        if existing.kind == item.kind and not item_matches(existing, item):
+        if existing.kind == item.kind and not item_matches(existing, item, by_content=True):
             raise ReduceError(
                 f"model-visible call id {item.call_id} was reused with different content"
             )
 
 
-def item_matches(existing: ConversationItem, item: Normalized) -> bool:
-    """Codex's ``conversation_item_matches`` (plus the Responses item id, when both have one)."""
+def item_matches(existing: ConversationItem, item: Normalized, *, by_content: bool = False) -> bool:
+    """Codex's ``conversation_item_matches``; unless ``by_content``, two different Responses
+    ids also keep items apart (the call-id consistency check compares content only).
+    """
     if (
         existing.kind != item.kind
         or existing.role != item.role
@@ -357,7 +359,12 @@ def item_matches(existing: ConversationItem, item: Normalized) -> bool:
     ):
         return False
     rid = existing.responses_item_id
-    if rid is not None and item.responses_item_id is not None and rid != item.responses_item_id:
+    if (
+        not by_content
+        and rid is not None
+        and item.responses_item_id is not None
+        and rid != item.responses_item_id
+    ):
         return False
     if item.kind == "reasoning":
         return _reasoning_body_matches(existing.body.parts, item.parts)
