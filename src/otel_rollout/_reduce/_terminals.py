@@ -122,7 +122,9 @@ def start_from_invocation(
     """A write_stdin call's operation, from its dispatch invocation payload (if it parses)."""
     if kind_tag != "write_stdin" or invocation is None:
         return None
-    parsed = _parse_write_stdin_invocation(state.read_payload(invocation))
+    parsed = _parse_write_stdin_invocation(
+        state.read_payload(invocation), invocation.raw_payload_id
+    )
     if parsed is None:
         return None
     process_id, request = parsed
@@ -136,15 +138,16 @@ def start_from_invocation(
     return operation.operation_id
 
 
-def _parse_write_stdin_invocation(value: Any) -> tuple[str, WriteStdinRequest] | None:
-    if not isinstance(value, dict) or value.get("tool_name") != "write_stdin":
-        return None
-    payload = value.get("payload")
-    if not isinstance(payload, dict) or payload.get("type") != "function":
-        return None
-    arguments = payload.get("arguments")
-    if not isinstance(arguments, str):
-        return None
+def _parse_write_stdin_invocation(value: Any, pid: str) -> tuple[str, WriteStdinRequest] | None:
+    """A write_stdin dispatch invocation: its target process and request.
+
+    A malformed envelope is an error (as in Codex); arguments that do not parse, or
+    lack a session id, give no terminal operation (Codex 0.169.0 skips them).
+    """
+    problem = _dispatch_envelope_problem(value)
+    if problem is not None:
+        raise ReduceError(f"parse terminal invocation payload {pid} as dispatch payload: {problem}")
+    arguments = value["payload"]["arguments"]
     try:
         args = JSON_DECODER.decode(arguments)
     except msgspec.DecodeError:
@@ -166,11 +169,38 @@ def _parse_write_stdin_invocation(value: Any) -> tuple[str, WriteStdinRequest] |
     if not isinstance(chars, str):
         return None
     for number in (yield_time, max_tokens):
-        if number is not None and (type(number) is not int or number < 0):
+        if number is not None and (type(number) is not int or not 0 <= number < 2**64):
             return None
     return process_id, WriteStdinRequest(
         stdin=chars, yield_time_ms=yield_time, max_output_tokens=max_tokens
     )
+
+
+def _dispatch_envelope_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "not an object"
+    tool_name = value.get("tool_name")
+    if not isinstance(tool_name, str):
+        return "missing field `tool_name`" if tool_name is None else "invalid `tool_name`"
+    namespace = value.get("tool_namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        return "invalid `tool_namespace`"
+    payload = value.get("payload")
+    if not isinstance(payload, dict):
+        return "missing field `payload`" if payload is None else "invalid `payload`"
+    kind = payload.get("type")
+    if not isinstance(kind, str):
+        return "missing field `type`" if kind is None else "invalid `type`"
+    arguments = payload.get("arguments")
+    if arguments is not None and not isinstance(arguments, str):
+        return "invalid `arguments`"
+    if tool_name != "write_stdin":
+        return f"dispatch terminal request is for {tool_name}, not write_stdin"
+    if kind != "function":
+        return f"write_stdin dispatch payload used unsupported {kind} payload"
+    if arguments is None:
+        return "write_stdin dispatch payload omitted function arguments"
+    return None
 
 
 def start_from_runtime(
