@@ -92,6 +92,8 @@ _ACTIVITY_EVENT = {
     "agent_thread_id": _UUID,
     "agent_path": _AGENT_PATH,
     "kind": _ACTIVITY_KIND,
+    "model": _OPT_STR,
+    "reasoning_effort": _OPT_STR,
 }
 _AGENT_STATUSES = frozenset(
     {"pending_init", "running", "interrupted", "completed", "errored", "shutdown", "not_found"}
