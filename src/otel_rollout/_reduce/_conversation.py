@@ -124,7 +124,7 @@ def reconcile(
     live: set[str] | None = None
     index = start_index
     for item in items:
-        if item.call_id is not None:
+        if item.call_id is not None and item.kind in _CALL_KINDS:
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
         if item.responses_item_id is not None:
@@ -170,7 +170,7 @@ def reconcile_detached(
     ids: list[str] = []
     used: set[str] = set()
     for item in items:
-        if item.call_id is not None:
+        if item.call_id is not None and item.kind in _CALL_KINDS:
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
         if candidates is not None:
@@ -332,7 +332,9 @@ def accept_agent_message(
 
 
 def ensure_call_id_consistency(state: ReducerState, thread_id: str, item: Normalized) -> None:
-    """Items of a thread sharing a call id and kind must all match (Codex's rule)."""
+    """Call items of a thread sharing a call id and kind must have the same content
+    (0.169.0 checks calls only, not their outputs).
+    """
     assert item.call_id is not None
     same = state.items_by_call_id.get((thread_id, item.call_id))
     if not same:
