@@ -238,7 +238,8 @@ def _initial_response(
 ) -> None:
     cell = state.trace.code_cells[cell_id]
     cell.runtime_cell_id = runtime_cell_id
-    if cell.initial_response_at_unix_ms is None:
+    if cell.initial_response_status is None:
+        # The first real initial response wins, even over the time an earlier end filled in.
         cell.initial_response_at_unix_ms = wall
         cell.initial_response_seq = seq
         cell.initial_response_status = status
