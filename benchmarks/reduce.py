@@ -30,7 +30,7 @@ OURS = REPO / ".venv" / "bin" / "otel-rollout"
 
 GENERATED_SEED = 20261126
 GENERATED_OPTIONS = {
-    "turns": 620,
+    "turns": 720,
     "steps_per_turn": 14,
     "tools_per_step": 3,
     "children": 3,
@@ -129,6 +129,11 @@ def _measure(name: str, bundle: Path, codex: Path, repeat: int, work: Path) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per tool and workload")
+    parser.add_argument(
+        "--repeat-generated",
+        type=int,
+        help="runs per tool on the generated bundle (default: --repeat; Codex needs minutes)",
+    )
     parser.add_argument("--work", type=Path, help="keep outputs and the generated bundle here")
     parser.add_argument("--skip-generated", action="store_true", help="large fixtures only")
     args = parser.parse_args()
@@ -155,7 +160,18 @@ def main() -> None:
                 f"generated bundle ready in {time.perf_counter() - started:.1f}s", file=sys.stderr
             )
             workloads.append(("generated_1000_turns", bundle))
-        results = [_measure(name, path, codex, args.repeat, work) for name, path in workloads]
+        results = [
+            _measure(
+                name,
+                path,
+                codex,
+                args.repeat_generated or args.repeat
+                if name.startswith("generated")
+                else args.repeat,
+                work,
+            )
+            for name, path in workloads
+        ]
     finally:
         if temporary is not None:
             temporary.cleanup()

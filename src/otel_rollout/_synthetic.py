@@ -112,6 +112,8 @@ class SyntheticOptions:
         compact_above: Compact a thread's history once it holds more items than this.
         final_chance: Chance that the model answers without tools at a step after the
             first (so turns average about ``1 / final_chance`` steps).
+        incremental_chance: Chance that a thread sends incremental requests (only the
+            items after the last response, with its ``previous_response_id``).
         crash: Cut the bundle short, as a crashed process leaves it (no rollout_ended).
         torn_tail: With ``crash``, leave half of the next line after the last newline.
         every_feature: Make every feature appear (used by the oracle test).
@@ -123,6 +125,7 @@ class SyntheticOptions:
     children: int | None = None
     compact_above: int | None = None
     final_chance: float = 0.3
+    incremental_chance: float = 0.3
     crash: bool | None = None
     torn_tail: bool | None = None
     every_feature: bool = False
@@ -217,6 +220,7 @@ class _Generator:
         self.max_children = _pick(options.children, drawn[3])
         self.compact_above = _pick(options.compact_above, drawn[4])
         self.final_chance = options.final_chance
+        self.incremental_chance = options.incremental_chance
         self.crash = options.crash if options.crash is not None else rng.random() < 0.12
         self.torn = options.torn_tail if options.torn_tail is not None else rng.random() < 0.5
         self.now = _EPOCH_MS + rng.randrange(10**9)
@@ -344,7 +348,7 @@ class _Generator:
             thread.nickname = self.rng.choice(("Mendel", "Curie", "Noether", None))
             thread.model = self.rng.choice(_MODELS)
             thread.agent_role = self.rng.choice((None, None, "worker", "explorer"))
-        thread.incremental = self.rng.random() < 0.3
+        thread.incremental = self.rng.random() < self.incremental_chance
         thread.base = self._message("developer", _BASE_TEXT, item_id=f"msg_{self._uuid()}")
         return thread
 
@@ -945,6 +949,7 @@ class _Generator:
                 "mcp": 2,
                 "patch": 1,
                 "plan": 1,
+                "lookup": 1,
                 "fail": 1,
                 "cell": 2,
                 "write_stdin": 5 if thread.sessions else 0,
@@ -1043,6 +1048,10 @@ class _Generator:
                 },
             )
             call.tool = "plan"
+        elif name == "lookup":
+            call = self._function_call("lookup", {})
+            call.item["arguments"] = self._odd_json()
+            call.tool = "lookup"
         elif name == "fail":
             call = self._function_call("view_image", {"path": f"/tmp/{self._word()}.png"})
             call.tool = "fail"
@@ -1370,6 +1379,46 @@ class _Generator:
         self._dispatch(turn, call, OtherKind(name="update_plan"))
         yield None
         self._finish(turn, call, "Plan updated")
+
+    def _run_lookup(self, turn: _Turn, call: _Call) -> Actor:
+        self._dispatch(turn, call, OtherKind(name="lookup"))
+        yield None
+        self._finish(turn, call, self._odd_json() if self.rng.random() < 0.5 else "no match")
+
+    def _odd_json(self) -> str:
+        """JSON text whose re-serialization is easy to get wrong: number spellings,
+        escapes, key order, nesting, scalars and surrounding whitespace."""
+        rng = self.rng
+        numbers = (
+            "0", "-0", "1.0", "-1.50", "1E5", "1e+5", "2.5E-3", "1e-7", "0.1", "100",
+            "123456789012345678901234567890", "-9223372036854775809", "18446744073709551616",
+            "1.7976931348623157e308", "5e-324", "3.141592653589793238462643383279",
+        )  # fmt: skip
+        strings = (
+            r'"plain"', r'"caf\u00e9"', r'"\ud83d\ude00 emoji"', r'"tab\tnew\nline"',
+            r'"quote \" and \\ slash \/"', r'"\u0000\u001f control"', '"数据 ключ"',
+            '""', '"</script>"',
+        )  # fmt: skip
+
+        def value(depth: int) -> str:
+            kind = rng.random()
+            if depth > 2 or kind < 0.35:
+                return rng.choice(numbers)
+            if kind < 0.6:
+                return rng.choice(strings)
+            if kind < 0.7:
+                return rng.choice(("true", "false", "null", "[]", "{}"))
+            if kind < 0.85:
+                items = ", ".join(value(depth + 1) for _ in range(rng.randint(1, 3)))
+                return f"[{items}]"
+            keys = rng.sample(("zeta", "alpha", "Beta", "_x", "é", "10", "2", "a b"), 3)
+            fields = ", ".join(f'"{key}": {value(depth + 1)}' for key in keys)
+            return "{" + fields + "}"
+
+        text = value(0) if rng.random() < 0.15 else value(1)
+        if not text.startswith("{") and rng.random() < 0.85:
+            text = '{"query": ' + text + ', "limit": ' + rng.choice(numbers) + "}"
+        return rng.choice(("", " ", "\n")) + text + rng.choice(("", "  ", "\n"))
 
     def _run_fail(self, turn: _Turn, call: _Call) -> Actor:
         self._dispatch(turn, call, OtherKind(name="view_image"))
