@@ -7,12 +7,19 @@ Prints one JSON object with:
 * ``turn``: one typical turn (a turn, 2 inference attempts with 4 KB request and 4 KB
   response payloads, 1 tool call) recorded with otel-rollout, beside the same span
   tree through the bare OTel SDK + BatchSpanProcessor whose spans carry the payloads
-  as attributes (what OTel-native peers do; exporter drops the spans, queue big enough
-  to drop nothing). Per turn: caller-thread latency (wall time of the loop, which
-  includes waiting for the GIL while the writer thread runs), the caller thread's own
-  CPU time, wall time including the final flush, and process CPU (all threads, so the
-  writer thread's file I/O and span building count).
-  Repetitions are interleaved; medians are reported, with ratios to the bare SDK.
+  as attributes (what OTel-native peers do). Both write to the same kind of sink: the
+  SDK's BatchSpanProcessor exports OTLP protobuf appended to a file in the same
+  directory as the bundles (queue big enough to drop nothing); otel-rollout writes the
+  bundle (Codex's format: one file per payload). Per turn: caller-thread latency (wall
+  time of the loop, which includes waiting for the GIL while a background thread
+  runs), the caller thread's own CPU time, wall time including the final flush, and
+  process CPU (all threads, so background file I/O and span building count).
+  Repetitions are interleaved; each repetition's ratio to the bare SDK of that
+  repetition is computed, and the median ratio is reported with its min and max.
+  ``bare_sdk_no_export`` (the SDK exporting nowhere) is a reference: ratios to it are
+  reported too, but it does not write what the other stacks write.
+* ``fs``: what creating one file costs in the bundle directory (the bundle format
+  needs one file per payload; on a loaded VM this varies from 20 us to 1 ms).
 * ``flush_latency_ms``: time from a recording call to its line being in ``trace.jsonl``.
 
 Run: .venv/bin/python benchmarks/recording.py [--turns N] [--reps N] [--out FILE]
@@ -35,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -52,10 +60,30 @@ POOL = 64
 
 
 class DropExporter(SpanExporter):
-    """Takes spans and drops them (isolates the SDK's own cost)."""
+    """Drops spans: the reference stack ``bare_sdk_no_export`` (the SDK's cost without I/O)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return SpanExportResult.SUCCESS
+
+
+class FileExporter(SpanExporter):
+    """Appends each batch as length-prefixed OTLP protobuf to one file (an OTLP file sink)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._fd is None:
+            return SpanExportResult.FAILURE
+        data = encode_spans(spans).SerializeToString()
+        os.write(self._fd, len(data).to_bytes(4, "big") + data)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _messages(seed: int, role: str) -> list[dict[str, Any]]:
@@ -151,9 +179,14 @@ def run_stack(
 ) -> dict[str, float]:
     """Run one stack once; return per-turn microseconds."""
     flush: Callable[[], object]
-    if name == "bare_sdk":
+    if name.startswith("bare_sdk"):
         provider = TracerProvider()
-        provider.add_span_processor(_big_bsp(DropExporter(), turns + warmup))
+        sink: SpanExporter = (
+            DropExporter()
+            if name == "bare_sdk_no_export"
+            else FileExporter(root / name / "spans.otlp")
+        )
+        provider.add_span_processor(_big_bsp(sink, turns + warmup))
         tracer = provider.get_tracer("bench")
         agent = tracer.start_span("invoke_agent bench")
         context = trace.set_span_in_context(agent)
@@ -174,7 +207,9 @@ def run_stack(
         exporter = RolloutBundleSpanExporter(max_queue_events=1_000_000, max_queue_bytes=1 << 31)
         provider = TracerProvider()
         if name == "otel_rollout_app_provider":
-            provider.add_span_processor(_big_bsp(DropExporter(), turns + warmup))
+            provider.add_span_processor(
+                _big_bsp(FileExporter(root / name / "spans.otlp"), turns + warmup)
+            )
         provider.add_span_processor(RolloutSpanProcessor(exporter))
         otel_rollout.configure(trace_root=root / name, tracer_provider=provider, exporter=exporter)
         thread = ThreadTraceContext.start_root_or_disabled(
@@ -313,11 +348,27 @@ def flush_latency(root: Path, samples: int) -> dict[str, float]:
     }
 
 
+def file_create_cost(root: Path, files: int = 200) -> dict[str, float]:
+    """us (wall and CPU) to create, write (4 KB) and close one file in the bundle directory."""
+    directory = root / "fs-probe"
+    directory.mkdir()
+    data = b"x" * PAYLOAD_BYTES
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for index in range(files):
+        fd = os.open(directory / f"{index}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, data)
+        os.close(fd)
+    return {
+        "create_write_close_us": (time.perf_counter() - t0) / files * 1e6,
+        "create_write_close_cpu_us": (time.process_time() - cpu0) / files * 1e6,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200_000, help="calls per disabled timing")
     parser.add_argument("--out", type=Path)
     parser.add_argument(
@@ -325,7 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     pool = make_pool()
-    stacks = ["bare_sdk", "otel_rollout_app_provider", "otel_rollout_own_provider"]
+    stacks = [
+        "bare_sdk",
+        "bare_sdk_no_export",
+        "otel_rollout_app_provider",
+        "otel_rollout_own_provider",
+    ]
     runs: dict[str, list[dict[str, float]]] = {stack: [] for stack in stacks}
     with tempfile.TemporaryDirectory(prefix="otel-rollout-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
@@ -334,16 +390,24 @@ def main(argv: list[str] | None = None) -> int:
             for stack in order:
                 runs[stack].append(run_stack(stack, args.turns, args.warmup, pool, root / str(rep)))
         latency = flush_latency(root, 20)
+        fs = file_create_cost(root)
     turn: dict[str, Any] = {}
     for stack, results in runs.items():
         turn[stack] = {
             key: statistics.median(result[key] for result in results) for key in results[0]
         }
-    base = turn["bare_sdk"]
-    for stack in stacks[1:]:
-        turn[stack]["ratio_to_bare_sdk"] = {
-            key: turn[stack][key] / base[key] for key in base if key in turn[stack]
-        }
+    for stack in stacks[2:]:
+        for baseline in stacks[:2]:
+            ratios: dict[str, Any] = {}
+            for key in runs[baseline][0]:
+                pairs = zip(runs[stack], runs[baseline], strict=True)
+                per_rep = [ours[key] / bare[key] for ours, bare in pairs]
+                ratios[key] = {
+                    "median": statistics.median(per_rep),
+                    "min": min(per_rep),
+                    "max": max(per_rep),
+                }
+            turn[stack][f"ratio_to_{baseline}"] = ratios
     report = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -355,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "disabled": disabled_benchmarks(args.calls),
         "turn": turn,
         "flush_latency_ms": latency,
+        "fs": fs,
         "targets": {"disabled_ratio_max": 2.0, "enabled_caller_latency_ratio_max": 1.5},
     }
     text = json.dumps(report, indent=2)

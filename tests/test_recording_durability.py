@@ -304,12 +304,12 @@ def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
     calls = 0
     original = _background._write_file
 
-    def failing(directory: str, ordinal: int, data: bytes) -> None:
+    def failing(dir_fd: int, ordinal: int, data: bytes) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise OSError(28, "No space left on device")
-        original(directory, ordinal, data)
+        original(dir_fd, ordinal, data)
 
     monkeypatch.setattr(_background, "_write_file", failing)
     thread = ThreadTraceContext.start_root_or_disabled()

@@ -97,6 +97,8 @@ class BundleSink:
         self.stopped = False
         """Set when an event was lost: later events are dropped to keep a valid prefix."""
         self._payloads_dir = os.fspath(writer.bundle_dir / PAYLOADS_DIR_NAME)
+        self._dir_fd: int | None = None
+        """The payloads directory, open while the bundle is written (files are created in it)."""
         self.on_written: Callable[[PendingEvent], None] | None = None
         """Called (writer thread) after each event, written or not: maps it to live spans."""
         self.on_span_call: Callable[[PendingSpanCall], None] | None = None
@@ -140,7 +142,10 @@ class BundleSink:
             # the caller encoded compactly (a cheap snapshot); the file gets Codex's pretty form
             payload.body = msgspec.json.format(payload.body, indent=2)
             try:
-                _write_file(self._payloads_dir, payload.ordinal, payload.body)
+                dir_fd = self._dir_fd
+                if dir_fd is None:
+                    dir_fd = self._dir_fd = os.open(self._payloads_dir, _DIR_FLAGS)
+                _write_file(dir_fd, payload.ordinal, payload.body)
             except OSError as error:
                 logger.warning(
                     "rollout trace: writing a payload of %s failed, recording stopped "
@@ -161,24 +166,50 @@ class BundleSink:
             self._stop()
         elif isinstance(item.event, RecordingCompleted):
             self.writer.close()
+            self._close_dir()
 
     def _stop(self) -> None:
         self.lost_events += 1
         self.stopped = True
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        fd, self._dir_fd = self._dir_fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
-def _write_file(directory: str, ordinal: int, data: bytes) -> None:
-    """Write ``<directory>/<ordinal>.json`` through a temporary name, so it is whole or absent."""
-    final = f"{directory}/{ordinal}.json"
-    temporary = f"{directory}/.{ordinal}.json.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+def _write_file(dir_fd: int, ordinal: int, data: bytes) -> None:
+    """Write ``<ordinal>.json`` in the directory ``dir_fd``: create, write, close.
+
+    Three system calls, as Codex writes its payloads (no temporary name and rename:
+    creating files is what costs on a busy disk). The file is complete before the
+    event that refers to it is appended, so a crash can leave a partial file only
+    where no event refers to it; a failed write removes it.
+    """
+    name = f"{ordinal}.json"
+    fd = os.open(name, _CREATE_FLAGS, _FILE_MODE, dir_fd=dir_fd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
+        written = os.write(fd, data)
+        if written < len(data):
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
+    except OSError:
         os.close(fd)
-    os.replace(temporary, final)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
 
 
 class BackgroundWriter:
@@ -201,7 +232,8 @@ class BackgroundWriter:
         _live_writers.add(self)
 
     def _init_state(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue: collections.deque[PendingEvent | PendingSpanCall] = collections.deque()
         self._queued_bytes = 0
         self._submitted = 0
@@ -217,7 +249,7 @@ class BackgroundWriter:
 
         Returns ``False`` when the event was lost (closed writer, or no room in time).
         """
-        with self._cond:
+        with self._lock:  # the condition's lock (cheaper than the Condition's __enter__)
             if self._closed:
                 return False
             if self._thread is None:

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -320,9 +321,9 @@ class RolloutRecorder:
         bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
         self._next_payload = 1
-        self._pid = os.getpid()
         self.active = True
         """False once the bundle is complete, lost or inherited by a forked child."""
+        _track_for_fork(self)
 
     def _read_current_payload(self, ref: RawPayloadRef) -> bytes | None:
         return self._current.get(ref.path)
@@ -348,7 +349,7 @@ class RolloutRecorder:
         ``build`` receives one ref per entry of ``payloads`` (``None`` where the entry
         is ``None``). Returns ``False`` when the event was not recorded.
         """
-        if not self.active or self._pid != os.getpid():
+        if not self.active:  # also cleared in a forked child (no getpid per event)
             return False
         with self._lock:
             if not self.active:
@@ -398,7 +399,7 @@ class RolloutRecorder:
 
     def span_call(self, key: str, method: str, args: tuple[Any, ...]) -> None:
         """Queue a call on span ``key``'s real span (a loss never stops the bundle)."""
-        if self.active and self._pid == os.getpid():
+        if self.active:
             self._submit(PendingSpanCall(self.bundle, key, method, args), 256)
 
     def _lose(self) -> None:
@@ -426,3 +427,20 @@ class RolloutRecorder:
             is_remote=False,
             trace_flags=self.trace_flags,
         )
+
+
+_live_recorders: weakref.WeakSet[RolloutRecorder] = weakref.WeakSet()
+
+
+def _track_for_fork(recorder: RolloutRecorder) -> None:
+    """Make ``recorder`` inactive in any child this process forks (it is the parent's bundle)."""
+    _live_recorders.add(recorder)
+
+
+def _deactivate_in_child() -> None:
+    for recorder in list(_live_recorders):
+        recorder.active = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_deactivate_in_child)

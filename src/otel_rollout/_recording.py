@@ -18,6 +18,7 @@ import importlib.metadata
 import itertools
 import logging
 import os
+import random
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -111,7 +112,8 @@ def _required(refs: Sequence[RawPayloadRef | None]) -> RawPayloadRef:
 
 
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUIDv4 string (from ``random``, as the OTel SDK's ids: no system call)."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def _internal_error(what: str) -> None:
