@@ -227,12 +227,33 @@ def _bad_schema(lines: list[bytes]) -> list[bytes]:
     return [*lines[:3], json.dumps(event).encode() + b"\n", *lines[4:]]
 
 
-def _missing_payload(bundle: Path) -> None:
+def _first_request(bundle: Path) -> Path:
     for line in _lines(bundle):
         payload = json.loads(line)["payload"]
         if payload["type"] == "inference_started":
-            (bundle / payload["request_payload"]["path"]).unlink()
-            return
+            return bundle / payload["request_payload"]["path"]
+    raise AssertionError("no inference request")
+
+
+def _missing_payload(bundle: Path) -> None:
+    _first_request(bundle).unlink()
+
+
+BAD_REQUEST_ITEMS = {
+    "reasoning_without_content": {"type": "reasoning", "id": "rs_x", "summary": []},
+    "unsupported_role": {"type": "message", "role": "robot", "content": []},
+    "item_without_type": {"role": "user", "content": []},
+    "unsupported_item_type": {"type": "teleport", "id": "tp_1"},
+    "compaction_without_content": {"type": "compaction", "id": "cmp_x"},
+}
+"""Request items Codex's normalization rejects."""
+
+
+def _bad_request_item(bundle: Path, item: dict[str, Any]) -> None:
+    request = _first_request(bundle)
+    body = json.loads(request.read_bytes())
+    body["input"].append(item)
+    request.write_bytes(encode_pretty(body))
 
 
 MUTATIONS = {
@@ -246,13 +267,15 @@ MUTATIONS = {
 
 
 @pytest.mark.parametrize("seed", [7, 8])
-@pytest.mark.parametrize("mutation", [*MUTATIONS, "missing_payload"])
+@pytest.mark.parametrize("mutation", [*MUTATIONS, "missing_payload", *BAD_REQUEST_ITEMS])
 def test_bundles_codex_rejects_we_reject(
     codex_bin: Path, tmp_path: Path, mutation: str, seed: int
 ) -> None:
     bundle = generate_bundle(tmp_path / "bundles", seed, SyntheticOptions(crash=False))
     if mutation == "missing_payload":
         _missing_payload(bundle)
+    elif mutation in BAD_REQUEST_ITEMS:
+        _bad_request_item(bundle, BAD_REQUEST_ITEMS[mutation])
     else:
         (bundle / "trace.jsonl").write_bytes(b"".join(MUTATIONS[mutation](_lines(bundle))))
 
@@ -261,6 +284,10 @@ def test_bundles_codex_rejects_we_reject(
     with pytest.raises(BundleError) as caught:
         replay_bundle(bundle)
     assert caught.value.reason
+    if mutation in BAD_REQUEST_ITEMS:
+        # Normalization errors: the same words as Codex.
+        codex_error = next(line for line in done.stderr.splitlines() if line.startswith("Error: "))
+        assert caught.value.reason == codex_error.removeprefix("Error: ")
 
 
 # --- bisecting a mismatch: python tests/test_differential.py SEED [SEED ...] ---

@@ -473,6 +473,11 @@ class _Generator:
         for item in new_items:
             self._accept(turn, item)
             thread.history.append(item)
+        if self.rng.random() < 0.06:
+            quirk = self._quirky_item()
+            if self.rng.random() < 0.7:
+                self._accept(turn, quirk)
+            thread.history.append(quirk)
         if self.rng.random() < 0.03:
             # Codex accepts items that no traced request ever carries (local summaries).
             self._accept(turn, {"type": "message", "id": f"msg_ghost_{self._next()}"})
@@ -620,6 +625,58 @@ class _Generator:
             image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
             item["content"].append(image)
         return item
+
+    def _quirky_item(self) -> Json:
+        """A history item in a rarer shape that Codex still normalizes."""
+        item_id = f"msg_{self._uuid()}"
+        text = self._text()
+        shapes: list[Json] = [
+            {"type": "message", "id": item_id, "role": "user", "content": text},
+            {"type": "message", "id": item_id, "role": "developer", "content": []},
+            {
+                "type": "message",
+                "id": item_id,
+                "role": "system",
+                "content": [{"type": "text", "text": text}],
+            },
+            {"type": "message", "id": item_id, "role": "user", "content": [{"type": "input_text"}]},
+            {"type": "message", "id": item_id, "role": "user", "content": [{"text": text}]},
+            {
+                "type": "message",
+                "id": item_id,
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": text},
+                    {"type": "input_file", "file_id": "file-1", "filename": "notes.txt"},
+                ],
+            },
+            {
+                "type": "message",
+                "id": item_id,
+                "role": "assistant",
+                "phase": "commentary",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            },
+            {
+                "type": "function_call_output",
+                "id": f"fco_{self._uuid()}",
+                "call_id": f"call_orphan_{self._next()}",
+                "output": {"ok": True, "items": [1, 2.5, "x"]},
+            },
+            {
+                "type": "function_call_output",
+                "id": f"fco_{self._uuid()}",
+                "call_id": f"call_orphan_{self._next()}",
+            },
+            {
+                "type": "reasoning",
+                "id": f"rs_{self._next()}",
+                "summary": [],
+                "content": [{"type": "text", "text": text}],
+                "encrypted_content": None,
+            },
+        ]
+        return self.rng.choice(shapes)
 
     def _reasoning(self) -> Json:
         """A reasoning item: summary and encrypted identity, sometimes readable content."""
@@ -1894,8 +1951,9 @@ def _usage_variant(draw: float, usage: Json) -> Json | None:
 
 
 def _request_view(item: Json) -> Json:
-    """How a history item looks in a later request (reasoning ``content`` is not re-sent)."""
-    if item["type"] == "reasoning" and "content" in item:
+    """How a history item looks in a later request: reasoning with an encrypted identity
+    is re-sent without its readable ``content``."""
+    if item["type"] == "reasoning" and "content" in item and item.get("encrypted_content"):
         return {key: value for key, value in item.items() if key != "content"}
     return item
 
