@@ -106,7 +106,6 @@ def install(
         if request.compaction_id == compaction_id
     )
     state.pending_replacements[thread_id] = list(replacement_ids)
-    state.accepted_messages.pop(thread_id, None)
     trace.compactions[compaction_id] = Compaction(
         compaction_id=compaction_id,
         thread_id=thread_id,

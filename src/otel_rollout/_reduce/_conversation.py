@@ -121,27 +121,28 @@ def reconcile(
     conversation = state.trace.conversation_items
     ids: list[str] = []
     used: set[str] = set()
-    live: set[str] | None = None
+    boundary: set[str] | None = None
     index = start_index
     for item in items:
         if item.call_id is not None and item.kind in _CALL_KINDS:
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
-        if item.responses_item_id is not None:
-            if live is None:
-                live = set(previous)
-            item_id = _same_responses_item(state, thread_id, item, live, used)
-        if item_id is None and index < len(previous):
-            candidate = previous[index]
+        candidate = previous[index] if index < len(previous) else None
+        if candidate is not None:
             existing = conversation.get(candidate)
             if existing is not None and item_matches(existing, item):
                 item_id = candidate
-            elif not full_snapshot:
-                raise ReduceError(
-                    f"model conversation mismatch while reducing turn {turn_id} for thread "
-                    f"{thread_id} at item index {index}: existing item {candidate} does not "
-                    "match the current model payload item"
-                )
+        if item_id is None and item.responses_item_id is not None:
+            if override is not None and boundary is None:
+                history = state.thread(thread_id).conversation_item_ids
+                boundary = set(history[state.history_start.get(thread_id, 0) :])
+            item_id = _same_responses_item(state, thread_id, item, used, boundary)
+        if item_id is None and candidate is not None and not full_snapshot:
+            raise ReduceError(
+                f"model conversation mismatch while reducing turn {turn_id} for thread "
+                f"{thread_id} at item index {index}: existing item {candidate} does not "
+                "match the current model payload item"
+            )
         if item_id is None:
             if full_snapshot:
                 item_id = _first_unused_match(state, previous, used, item)
@@ -164,8 +165,8 @@ def reconcile_detached(
     producers: list[ProducerRef],
     candidates: list[str] | None,
 ) -> list[str]:
-    """Reconcile by Responses id, then first unused match among ``candidates`` (compaction
-    input history); ``None``: create every item (replacement history).
+    """Reconcile by first unused match among ``candidates``, then by Responses id
+    (compaction input history); ``None``: create every item (replacement history).
     """
     ids: list[str] = []
     used: set[str] = set()
@@ -174,9 +175,9 @@ def reconcile_detached(
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
         if candidates is not None:
-            item_id = _same_responses_item(state, thread_id, item, set(candidates), used)
+            item_id = _first_unused_match(state, candidates, used, item)
             if item_id is None:
-                item_id = _first_unused_match(state, candidates, used, item)
+                item_id = _same_responses_item(state, thread_id, item, used, None)
         if item_id is None:
             item_id = create_item(state, thread_id, turn_id, wall, item, list(producers))
         sighted(state, item_id, item, producers)
@@ -215,13 +216,17 @@ def sighted(
 
 
 def _same_responses_item(
-    state: ReducerState, thread_id: str, item: Normalized, previous: set[str], used: set[str]
+    state: ReducerState,
+    thread_id: str,
+    item: Normalized,
+    used: set[str],
+    boundary: set[str] | None,
 ) -> str | None:
-    """A live item of the thread with the same Responses id and content: 0.169.0 reuses it
-    before any positional rule. Live: in the snapshot compared against, or an agent message
-    accepted into the thread since its last compaction; not already used by this payload.
-    An accepted agent message is a
-    receipt: its Responses id alone identifies it (the sighting's body then wins).
+    """The first item (key order) of the thread with the same Responses id and content, not
+    yet used by this payload: after the positional rule, 0.169.0 reuses it. The first full request
+    after a compaction only reuses items from after the boundary (``boundary``). An
+    accepted agent message is a receipt: its Responses id alone identifies it (the
+    sighting's body then wins).
     """
     rid = item.responses_item_id
     if rid is None:
@@ -230,13 +235,11 @@ def _same_responses_item(
     if not candidates:
         return None
     conversation = state.trace.conversation_items
-    accepted = state.accepted_messages.get(thread_id, ())
-    for candidate in candidates:
-        if candidate in used:
+    receipts = state.receipts
+    for candidate in sorted(candidates):
+        if candidate in used or (boundary is not None and candidate not in boundary):
             continue
-        if candidate in accepted:
-            return candidate
-        if candidate in previous and item_matches(conversation[candidate], item):
+        if candidate in receipts or item_matches(conversation[candidate], item):
             return candidate
     return None
 
@@ -324,7 +327,6 @@ def accept_agent_message(
         return
     new_id = create_item(state, thread_id, turn_id, wall, item, [])
     state.receipts.add(new_id)
-    state.accepted_messages.setdefault(thread_id, []).append(new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
     sighted(state, new_id, item, [])
@@ -464,6 +466,7 @@ def reduce_checkpoint(
         state, replacement_items, thread_id, turn_id, wall, producer, None
     )
     state.append_thread_items(thread_id, input_ids)
+    state.history_start[thread_id] = len(state.thread(thread_id).conversation_item_ids)
     state.append_thread_items(thread_id, [marker_id])
     state.append_thread_items(thread_id, replacement_ids)
     state.history_items.update(input_ids)

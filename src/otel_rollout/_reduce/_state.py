@@ -104,8 +104,8 @@ class ReducerState:
     pending_code_cell_starts: dict[str, PendingCodeCellStart] = field(default_factory=dict)
     pending_code_cell_events: dict[str, list[PendingCodeCellEvent]] = field(default_factory=dict)
     pending_edges: list[PendingEdge] = field(default_factory=list)
-    accepted_messages: dict[str, list[str]] = field(default_factory=dict)
-    """thread -> agent messages accepted into it since its last compaction."""
+    history_start: dict[str, int] = field(default_factory=dict)
+    """thread -> where its history after the last compaction boundary starts."""
     receipts: set[str] = field(default_factory=set)
     """Items created from an accepted agent message's payload."""
     history_items: set[str] = field(default_factory=set)
