@@ -165,8 +165,9 @@ def reconcile_detached(
     producers: list[ProducerRef],
     candidates: list[str] | None,
 ) -> list[str]:
-    """Reconcile by first unused match among ``candidates``, then by Responses id
-    (compaction input history); ``None``: create every item (replacement history).
+    """Reconcile by first unused match among ``candidates``, then an accepted agent message
+    with the same Responses id (compaction input history); ``None``: create every item
+    (replacement history).
     """
     ids: list[str] = []
     used: set[str] = set()
@@ -177,7 +178,7 @@ def reconcile_detached(
         if candidates is not None:
             item_id = _first_unused_match(state, candidates, used, item)
             if item_id is None:
-                item_id = _same_responses_item(state, thread_id, item, used, None)
+                item_id = _receipt(state, thread_id, item, used)
         if item_id is None:
             item_id = create_item(state, thread_id, turn_id, wall, item, list(producers))
         sighted(state, item_id, item, producers)
@@ -222,8 +223,8 @@ def _same_responses_item(
     used: set[str],
     boundary: set[str] | None,
 ) -> str | None:
-    """The first item (key order) of the thread with the same Responses id and content, not
-    yet used by this payload: after the positional rule, 0.169.0 reuses it. The first full request
+    """The latest item of the thread with the same Responses id and content, not yet used
+    by this payload: after the positional rule, 0.169.0 reuses it. The first full request
     after a compaction only reuses items from after the boundary (``boundary``). An
     accepted agent message is a receipt: its Responses id alone identifies it (the
     sighting's body then wins).
@@ -236,10 +237,21 @@ def _same_responses_item(
         return None
     conversation = state.trace.conversation_items
     receipts = state.receipts
-    for candidate in sorted(candidates):
+    for candidate in reversed(candidates):
         if candidate in used or (boundary is not None and candidate not in boundary):
             continue
         if candidate in receipts or item_matches(conversation[candidate], item):
+            return candidate
+    return None
+
+
+def _receipt(state: ReducerState, thread_id: str, item: Normalized, used: set[str]) -> str | None:
+    """The accepted agent message (receipt) with this item's Responses id, if any."""
+    rid = item.responses_item_id
+    if rid is None:
+        return None
+    for candidate in state.items_by_responses_id.get((thread_id, rid), ()):
+        if candidate in state.receipts and candidate not in used:
             return candidate
     return None
 
