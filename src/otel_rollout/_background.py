@@ -97,6 +97,8 @@ class BundleSink:
         self.stopped = False
         """Set when an event was lost: later events are dropped to keep a valid prefix."""
         self._payloads_dir = os.fspath(writer.bundle_dir / PAYLOADS_DIR_NAME)
+        self._completed = False
+        """``recording_completed`` was written (the writer is closed)."""
         self._dir_fd: int | None = None
         """The payloads directory, open while the bundle is written (files are created in it)."""
         self.on_written: Callable[[PendingEvent], None] | None = None
@@ -135,7 +137,7 @@ class BundleSink:
                 )
 
     def _write(self, item: PendingEvent) -> None:
-        if self.stopped or not self.writer.is_active:
+        if self.stopped or self._completed or self.writer.failure is not None:
             self.lost_events += 1
             return
         for payload in item.payloads:
@@ -165,6 +167,7 @@ class BundleSink:
         if written is None:
             self._stop()
         elif isinstance(item.event, RecordingCompleted):
+            self._completed = True
             self.writer.close()
             self._close_dir()
 
