@@ -30,8 +30,8 @@ from otel_rollout._synthetic import SyntheticOptions, generate_bundle
 
 pytestmark = pytest.mark.codex
 
-SEEDS = range(1000, 1240)
-"""240 generated rollouts."""
+SEEDS = range(1000, 1000 + int(os.environ.get("OTEL_ROLLOUT_DIFFERENTIAL_SEEDS", "240")))
+"""240 generated rollouts by default; set OTEL_ROLLOUT_DIFFERENTIAL_SEEDS for a longer run."""
 
 
 @dataclass
