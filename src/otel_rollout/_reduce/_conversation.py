@@ -57,7 +57,10 @@ def reduce_request(
                 f"incremental inference request {call_id} referenced unknown "
                 f"previous_response_id {previous_response_id}"
             )
-        ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), False, None)
+        # 0.169.0 appends the delta after the rebuilt prefix, not the thread's snapshot.
+        ids = base + reconcile(
+            state, items, thread_id, turn_id, wall, [], len(base), False, None, prefix=base
+        )
     state.append_thread_items(thread_id, ids)
     state.history_items.update(ids)
     if override is not None:
@@ -115,13 +118,16 @@ def reconcile(
     start_index: int,
     full_snapshot: bool,
     override: list[str] | None,
+    *,
+    prefix: list[str] | None = None,
 ) -> list[str]:
     """Give each item an id: reuse the previous snapshot's, or create one (Codex's rules)."""
-    previous = override if override is not None else state.snapshots.get(thread_id, [])
+    previous = override if override is not None else prefix
+    if previous is None:
+        previous = state.snapshots.get(thread_id, [])
     conversation = state.trace.conversation_items
     ids: list[str] = []
     used: set[str] = set()
-    boundary: set[str] | None = None
     index = start_index
     for item in items:
         if item.call_id is not None and item.kind in _CALL_KINDS:
@@ -133,10 +139,11 @@ def reconcile(
             if existing is not None and item_matches(existing, item):
                 item_id = candidate
         if item_id is None and item.responses_item_id is not None:
-            if override is not None and boundary is None:
-                history = state.thread(thread_id).conversation_item_ids
-                boundary = set(history[state.history_start.get(thread_id, 0) :])
-            item_id = _same_responses_item(state, thread_id, item, used, boundary)
+            if override is None:
+                item_id = _same_responses_item(state, thread_id, item, used)
+            else:
+                # The first full request after a compaction reuses only receipts by id.
+                item_id = _receipt(state, thread_id, item, used)
         if item_id is None and candidate is not None and not full_snapshot:
             raise ReduceError(
                 f"model conversation mismatch while reducing turn {turn_id} for thread "
@@ -217,17 +224,12 @@ def sighted(
 
 
 def _same_responses_item(
-    state: ReducerState,
-    thread_id: str,
-    item: Normalized,
-    used: set[str],
-    boundary: set[str] | None,
+    state: ReducerState, thread_id: str, item: Normalized, used: set[str]
 ) -> str | None:
     """The latest item of the thread with the same Responses id and content, not yet used
-    by this payload: after the positional rule, 0.169.0 reuses it. The first full request
-    after a compaction only reuses items from after the boundary (``boundary``). An
-    accepted agent message is a receipt: its Responses id alone identifies it (the
-    sighting's body then wins).
+    by this payload: after the positional rule, 0.169.0 reuses it. An accepted agent
+    message is a receipt: its Responses id alone identifies it (the sighting's body then
+    wins).
     """
     rid = item.responses_item_id
     if rid is None:
@@ -238,7 +240,7 @@ def _same_responses_item(
     conversation = state.trace.conversation_items
     receipts = state.receipts
     for candidate in reversed(candidates):
-        if candidate in used or (boundary is not None and candidate not in boundary):
+        if candidate in used:
             continue
         if candidate in receipts or item_matches(conversation[candidate], item):
             return candidate
@@ -478,7 +480,6 @@ def reduce_checkpoint(
         state, replacement_items, thread_id, turn_id, wall, producer, None
     )
     state.append_thread_items(thread_id, input_ids)
-    state.history_start[thread_id] = len(state.thread(thread_id).conversation_item_ids)
     state.append_thread_items(thread_id, [marker_id])
     state.append_thread_items(thread_id, replacement_ids)
     state.history_items.update(input_ids)

@@ -104,8 +104,6 @@ class ReducerState:
     pending_code_cell_starts: dict[str, PendingCodeCellStart] = field(default_factory=dict)
     pending_code_cell_events: dict[str, list[PendingCodeCellEvent]] = field(default_factory=dict)
     pending_edges: list[PendingEdge] = field(default_factory=list)
-    history_start: dict[str, int] = field(default_factory=dict)
-    """thread -> where its history after the last compaction boundary starts."""
     receipts: set[str] = field(default_factory=set)
     """Items created from an accepted agent message's payload."""
     history_items: set[str] = field(default_factory=set)

@@ -135,6 +135,8 @@ def end_thread(
 def resume_thread(state: ReducerState, thread_id: str) -> None:
     """``thread_resumed``: the thread runs again."""
     execution = state.thread(thread_id).execution
+    if execution.ended_seq is None:
+        raise ReduceError(f"resumed thread {thread_id} has not ended")
     execution.ended_at_unix_ms = None
     execution.ended_seq = None
     execution.status = ExecutionStatus.RUNNING
