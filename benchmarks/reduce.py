@@ -3,11 +3,14 @@
 Each run is a fresh process, timed with a monotonic clock; its peak RSS comes from
 ``wait4`` (the whole process tree's max resident set). Runs alternate between the two
 tools, ``--repeat`` times each, and the medians are reported with ratios ours/codex.
-Workloads: the two large Codex fixtures and a generated bundle of at least 100,000
-events shaped as ~1,000 turns of ~100 events (tools, children, compactions). Both
+Workloads: the two large Codex fixtures, a generated bundle of at least 100,000 events
+shaped as ~1,000 turns of ~100 events (tools, children, compactions), and a tenth of
+that. Codex's time grows about quadratically with the events of such a rollout: it
+takes ~17 minutes on the big one (ours ~14 s), so use --repeat-generated 1. Both
 outputs are compared byte for byte. Prints JSON on stdout. Not run by CI.
 
-    .venv/bin/python benchmarks/reduce.py [--repeat 5] [--work DIR]
+    .venv/bin/python benchmarks/reduce.py [--repeat 3] [--repeat-generated 1] [--work DIR]
+        [--only long_tools,many_turns,generated_100_turns]
 """
 
 from __future__ import annotations
@@ -29,8 +32,7 @@ LARGE_FIXTURES = REPO / "tests" / "fixtures" / "codex-0.169.0-large"
 OURS = REPO / ".venv" / "bin" / "otel-rollout"
 
 GENERATED_SEED = 20261126
-GENERATED_OPTIONS = {
-    "turns": 720,
+_SHAPE = {
     "steps_per_turn": 14,
     "tools_per_step": 3,
     "children": 3,
@@ -38,7 +40,12 @@ GENERATED_OPTIONS = {
     "final_chance": 0.1,
     "crash": False,
 }
-"""~1,000 turns (root and children) of ~100 events: > 100,000 events."""
+GENERATED = {
+    "generated_1000_turns": {"turns": 720, **_SHAPE},
+    "generated_100_turns": {"turns": 72, **_SHAPE},
+}
+"""Generated workloads: ~1,000 turns (root and children) of ~100 events, > 100,000 events;
+and a tenth of it, which Codex reduces in seconds rather than many minutes."""
 
 
 def _codex() -> Path:
@@ -73,17 +80,17 @@ def _size(bundle: Path) -> tuple[int, int]:
     return events, total
 
 
-def _generated(work: Path) -> Path:
-    """The generated workload, reused from ``work`` when already there."""
+def _generated(work: Path, name: str) -> Path:
+    """A generated workload, reused from ``work`` when already there."""
     sys.path.insert(0, str(REPO / "src"))
     from otel_rollout._synthetic import SyntheticOptions, generate_bundle
 
-    root = work / f"generated-{GENERATED_SEED}"
+    root = work / name
     existing = sorted(root.glob("trace-*"))
     if existing and (root / "complete").exists():
         return existing[0]
     shutil.rmtree(root, ignore_errors=True)
-    bundle = generate_bundle(root, GENERATED_SEED, SyntheticOptions(**GENERATED_OPTIONS))
+    bundle = generate_bundle(root, GENERATED_SEED, SyntheticOptions(**GENERATED[name]))
     (root / "complete").write_text("ok")
     return bundle
 
@@ -132,10 +139,15 @@ def main() -> None:
     parser.add_argument(
         "--repeat-generated",
         type=int,
-        help="runs per tool on the generated bundle (default: --repeat; Codex needs minutes)",
+        help="runs per tool on generated_1000_turns (default: --repeat; Codex takes ~17 min)",
     )
     parser.add_argument("--work", type=Path, help="keep outputs and the generated bundle here")
-    parser.add_argument("--skip-generated", action="store_true", help="large fixtures only")
+    parser.add_argument(
+        "--only",
+        help="comma-separated workload names (long_tools, many_turns, "
+        + ", ".join(GENERATED)
+        + ")",
+    )
     args = parser.parse_args()
     if not OURS.exists():
         sys.exit(f"{OURS} is missing: install the package first (bash scripts/test)")
@@ -153,20 +165,22 @@ def main() -> None:
             for fixture in sorted(LARGE_FIXTURES.iterdir())
             if fixture.is_dir()
         ]
-        if not args.skip_generated:
+        for name in GENERATED:
+            if args.only and name not in args.only.split(","):
+                continue
             started = time.perf_counter()
-            bundle = _generated(work)
-            print(
-                f"generated bundle ready in {time.perf_counter() - started:.1f}s", file=sys.stderr
-            )
-            workloads.append(("generated_1000_turns", bundle))
+            bundle = _generated(work, name)
+            print(f"{name} ready in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+            workloads.append((name, bundle))
+        if args.only:
+            workloads = [(name, path) for name, path in workloads if name in args.only.split(",")]
         results = [
             _measure(
                 name,
                 path,
                 codex,
                 args.repeat_generated or args.repeat
-                if name.startswith("generated")
+                if name == "generated_1000_turns"
                 else args.repeat,
                 work,
             )
