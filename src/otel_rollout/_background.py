@@ -7,6 +7,12 @@ thread wakes on the first event after an idle period and writes within
 :data:`FLUSH_INTERVAL_S`, well inside the 100 ms durability bound. The queue is
 bounded: a full queue makes the recording thread wait (bounded), and what still
 cannot be queued is counted as lost and stops that bundle, so it stays a valid prefix.
+The 100 ms bound holds while the disk keeps up with the recording rate; a faster
+producer builds a backlog (up to the queue bound), then waits for room.
+
+The same queue carries the app's calls on the current span's stand-in
+(:class:`PendingSpanCall`), so each reaches its live span after the event that
+started it and before the one that ends it.
 """
 
 from __future__ import annotations
