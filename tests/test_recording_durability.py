@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import otel_rollout
@@ -125,6 +126,9 @@ def test_sigkill_at_random_points_leaves_a_valid_bundle(tmp_path: Path, codex_bi
         assert report.ok, (run, report.problems)
         assert len(report.warnings) <= 1
         assert all("torn last line" in str(warning) for warning in report.warnings)
+        # every payload file is whole or absent, referenced or not (only a temporary may be cut)
+        for payload in (bundle / "payloads").glob("*.json"):
+            msgspec.json.decode(payload.read_bytes())
         _strip_torn_tail(bundle)
         assert validate_bundle(bundle).ok
         types = event_types(bundle)

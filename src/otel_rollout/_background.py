@@ -196,15 +196,17 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 
 def _write_file(dir_fd: int, ordinal: int, data: bytes) -> None:
-    """Write ``<ordinal>.json`` in the directory ``dir_fd``: create, write, close.
+    """Write ``<ordinal>.json`` in the directory ``dir_fd``, whole or not at all.
 
-    Three system calls, as Codex writes its payloads (no temporary name and rename:
-    creating files is what costs on a busy disk). The file is complete before the
-    event that refers to it is appended, so a crash can leave a partial file only
-    where no event refers to it; a failed write removes it.
+    The bytes go to ``.<ordinal>.json.tmp``, which is then renamed: a crash at any
+    moment leaves the payload file complete or absent, never partial. Working through
+    the directory's descriptor keeps it to four system calls. The file is complete
+    before the event that refers to it is appended; a failed write removes the
+    temporary file.
     """
     name = f"{ordinal}.json"
-    fd = os.open(name, _CREATE_FLAGS, _FILE_MODE, dir_fd=dir_fd)
+    temporary = f".{name}.tmp"
+    fd = os.open(temporary, _CREATE_FLAGS, _FILE_MODE, dir_fd=dir_fd)
     try:
         written = os.write(fd, data)
         if written < len(data):
@@ -214,11 +216,12 @@ def _write_file(dir_fd: int, ordinal: int, data: bytes) -> None:
     except OSError:
         os.close(fd)
         try:
-            os.unlink(name, dir_fd=dir_fd)
+            os.unlink(temporary, dir_fd=dir_fd)
         except OSError:
             pass
         raise
     os.close(fd)
+    os.rename(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 class BackgroundWriter:
