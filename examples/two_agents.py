@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import otel_rollout
 from otel_rollout import (
     AgentResultTracePayload,
-    ExecutionStatus,
     ThreadStartedTraceMetadata,
     ThreadTraceContext,
     agent_message_item,
@@ -91,19 +89,6 @@ def run_child(parent: ThreadTraceContext, spawn_turn_id: str, task: str) -> Agen
         agent_path="/root/researcher", nickname="researcher", model=MODEL, provider_name=PROVIDER
     )
     child = parent.start_child_thread_trace_or_disabled(meta)
-    # The parent's spawn tool observes the child starting (Codex's SubAgentActivity event).
-    parent.record_tool_call_runtime_ended(
-        spawn_turn_id,
-        "call_spawn_1",
-        ExecutionStatus.COMPLETED,
-        {
-            "event_id": "call_spawn_1",
-            "occurred_at_ms": int(time.time() * 1000),
-            "agent_thread_id": meta.thread_id,
-            "agent_path": meta.agent_path,
-            "kind": "started",
-        },
-    )
     answer = "The answer is 42."
     with child, child.turn() as turn:
         # The task arrives as an inter-agent message from the parent (the spawn edge ends here).

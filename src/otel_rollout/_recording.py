@@ -92,7 +92,7 @@ from otel_rollout._recorder import (
     PendingIdGenerator,
     RolloutRecorder,
 )
-from otel_rollout._writer import BundleWriter
+from otel_rollout._writer import BundleWriter, unix_ms
 
 logger = logging.getLogger(__name__)
 
@@ -439,6 +439,9 @@ _current_thread: contextvars.ContextVar[ThreadTraceContext | None] = contextvars
 _current_turn: contextvars.ContextVar[TurnTraceContext | None] = contextvars.ContextVar(
     "otel_rollout_current_turn", default=None
 )
+_current_tool: contextvars.ContextVar[ToolDispatchTraceContext | None] = contextvars.ContextVar(
+    "otel_rollout_current_tool", default=None
+)
 
 
 def force_flush(timeout_millis: int = 30_000) -> bool:
@@ -581,6 +584,9 @@ class ThreadTraceContext:
         try:
             child = ThreadTraceContext(rec, metadata.thread_id, metadata.agent_path, self.depth + 1)
             child._record_started(metadata, self.thread_id)
+            spawning = _current_tool.get()
+            if spawning is not None and spawning.thread_id == self.thread_id:
+                spawning._observe_spawned(self, metadata)
             return child
         except Exception:
             _internal_error("starting a child thread")
@@ -1446,7 +1452,7 @@ class CompactionTraceAttempt:
 class ToolDispatchTraceContext:
     """One tool dispatch: started, then ended with a result or an error."""
 
-    __slots__ = ("_done", "_invocation", "_rec", "_scope", "_started", "thread_id")
+    __slots__ = ("_done", "_invocation", "_rec", "_scope", "_started", "_tokens", "thread_id")
 
     def __init__(
         self,
@@ -1463,6 +1469,7 @@ class ToolDispatchTraceContext:
         self._started = not deferred
         self._done = False
         self._scope = _SpanScope()
+        self._tokens: list[contextvars.Token[ToolDispatchTraceContext | None]] = []
 
     @property
     def tool_call_id(self) -> str | None:
@@ -1575,6 +1582,30 @@ class ToolDispatchTraceContext:
             (body,),
         )
 
+    def _observe_spawned(
+        self, parent: ThreadTraceContext, metadata: ThreadStartedTraceMetadata
+    ) -> None:
+        """A child thread started inside this ``spawn_agent`` dispatch: record what Codex's
+        runtime observes (its sub-agent activity event), which ties the child to this call
+        (the reducer's ``spawn_agent`` edge, and the child span's parent)."""
+        invocation = self._invocation
+        if invocation is None or self._rec is None:
+            return
+        if not isinstance(invocation.kind or tool_call_kind(invocation.tool_name), SpawnAgentKind):
+            return
+        activity: dict[str, Any] = {
+            "event_id": invocation.tool_call_id,
+            "occurred_at_ms": unix_ms(),
+            "agent_thread_id": metadata.thread_id,
+            "agent_path": metadata.agent_path,
+            "kind": "started",
+        }
+        if metadata.model:
+            activity["model"] = metadata.model
+        parent.record_tool_call_runtime_ended(
+            invocation.turn_id, invocation.tool_call_id, ExecutionStatus.COMPLETED, activity
+        )
+
     def __enter__(self) -> ToolDispatchTraceContext:
         """Record the start (context-manager form) and make the tool span current."""
         rec = self._rec
@@ -1585,6 +1616,7 @@ class ToolDispatchTraceContext:
                 except Exception:
                     _internal_error("tool dispatch start")
             self._scope.attach(rec, f"tool:{self._invocation.tool_call_id}")
+            self._tokens.append(_current_tool.set(self))
         return self
 
     def __exit__(
@@ -1597,6 +1629,8 @@ class ToolDispatchTraceContext:
         if self._rec is None:
             return
         self._scope.detach()
+        if self._tokens:
+            _reset(_current_tool, self._tokens.pop())
         if self._done:
             return
         status = _exit_status(exc)
