@@ -57,10 +57,8 @@ def reduce_request(
                 f"incremental inference request {call_id} referenced unknown "
                 f"previous_response_id {previous_response_id}"
             )
-        # 0.169.0 appends the delta after the rebuilt prefix, not the thread's snapshot.
-        ids = base + reconcile(
-            state, items, thread_id, turn_id, wall, [], len(base), False, None, prefix=base
-        )
+        # 0.169.0 matches the delta like a snapshot (reuse or create, never a mismatch error).
+        ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), True, None)
     state.append_thread_items(thread_id, ids)
     state.history_items.update(ids)
     if override is not None:
@@ -226,10 +224,10 @@ def sighted(
 def _same_responses_item(
     state: ReducerState, thread_id: str, item: Normalized, used: set[str]
 ) -> str | None:
-    """The latest item of the thread with the same Responses id and content, not yet used
-    by this payload: after the positional rule, 0.169.0 reuses it. An accepted agent
-    message is a receipt: its Responses id alone identifies it (the sighting's body then
-    wins).
+    """The latest item of the thread with this Responses id, if it has the same content and
+    this payload has not used it yet: after the positional rule, 0.169.0 reuses it. An
+    accepted agent message is a receipt: its Responses id alone identifies it (the
+    sighting's body then wins).
     """
     rid = item.responses_item_id
     if rid is None:
@@ -237,13 +235,11 @@ def _same_responses_item(
     candidates = state.items_by_responses_id.get((thread_id, rid))
     if not candidates:
         return None
-    conversation = state.trace.conversation_items
-    receipts = state.receipts
-    for candidate in reversed(candidates):
-        if candidate in used:
-            continue
-        if candidate in receipts or item_matches(conversation[candidate], item):
-            return candidate
+    latest = candidates[-1]
+    if latest in used:
+        return None
+    if latest in state.receipts or item_matches(state.trace.conversation_items[latest], item):
+        return latest
     return None
 
 
