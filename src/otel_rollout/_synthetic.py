@@ -164,6 +164,8 @@ class _Thread:
     sessions: dict[int, tuple[str, Json]] = field(default_factory=dict)
     yielded_cells: list[str] = field(default_factory=list)
     agent_role: str | None = None
+    kids: list[_Thread] = field(default_factory=list)
+    depth: int = 0
     incremental: bool = False
     last_response: tuple[str, int] | None = None
     """(response id, history items its request and output covered), for incremental requests."""
@@ -359,7 +361,7 @@ class _Generator:
                 "subagent": {
                     "thread_spawn": {
                         "parent_thread_id": thread.parent.thread_id,
-                        "depth": 1,
+                        "depth": thread.depth,
                         "agent_path": thread.agent_path,
                         "agent_nickname": thread.nickname,
                         "agent_role": thread.agent_role,
@@ -1012,12 +1014,14 @@ class _Generator:
                 "write_stdin": 5 if thread.sessions else 0,
                 "wait_cell": 5 if thread.yielded_cells else 0,
             }
-            if thread.parent is None and self.max_children:
-                weights["spawn"] = 3 if len(self.children) < self.max_children else 0
-                weights["wait_agent"] = 2 if self.children else 0
-                weights["followup"] = 1 if self.children else 0
-                weights["send"] = 1 if self.children else 0
-                weights["close"] = 1 if self.children else 0
+            if self.max_children and (thread.parent is None or thread.depth == 1):
+                # The root delegates; a child sometimes delegates one level further.
+                room = len(self.children) < self.max_children
+                weights["spawn"] = (3 if thread.parent is None else 1) if room else 0
+                weights["wait_agent"] = 2 if thread.kids else 0
+                weights["followup"] = 1 if thread.kids else 0
+                weights["send"] = 1 if thread.kids else 0
+                weights["close"] = 1 if thread.kids else 0
             kinds = [name for name, weight in weights.items() if weight]
             count = self.rng.randint(1, self.tools_per_step)
             names = tuple(self.rng.choices(kinds, [weights[name] for name in kinds], k=count))
@@ -1144,7 +1148,7 @@ class _Generator:
             )
             call.tool = "spawn"
         elif name == "wait_agent":
-            if not self.children or "wait_agent" in claimed:
+            if not thread.kids or "wait_agent" in claimed:
                 return None
             claimed.add("wait_agent")
             call = self._function_call(
@@ -1154,7 +1158,7 @@ class _Generator:
             claim = "send" if name == "send" else "child"
             targets = [
                 child
-                for child in self.children
+                for child in thread.kids
                 if f"{claim}:{child.thread_id}" not in claimed
                 and (name != "close" or not (child.busy or child.closed or child.inbox))
                 and (name == "followup" or not child.closed)
@@ -1672,6 +1676,8 @@ class _Generator:
         yield None
         child = self._new_thread(f"{parent.agent_path}/{call.arguments['task_name']}", parent)
         self.children.append(child)
+        parent.kids.append(child)
+        child.depth = parent.depth + 1
         self._start_thread(child)
         header = _header("NEW_TASK", child.agent_path, parent.agent_path)
         task = self._agent_message(
@@ -1718,7 +1724,7 @@ class _Generator:
                 "call_id": call.call_id,
             },
         )
-        yield lambda: bool(thread.inbox) or not any(child.busy for child in self.children)
+        yield lambda: bool(thread.inbox) or not any(child.busy for child in thread.kids)
         timed_out = not thread.inbox
         self._runtime_end(
             turn,
