@@ -195,6 +195,8 @@ class _Call:
     target: _Thread | None = None
     session: int | None = None
     cell: str | None = None
+    started: bool = False
+    ended: bool = False
 
 
 class _Generator:
@@ -934,11 +936,37 @@ class _Generator:
         thread.history.extend(output)
         thread.last_response = (response_id, len(thread.history))
         yield None
+        if calls and not every and rng.random() < 0.04:
+            # The user interrupts while tools run: unfinished calls end cancelled.
+            yield from self._advance_tools(waiting, limit=rng.randint(0, 3 * len(calls)))
+            if waiting:
+                self._abort_tools(turn, calls)
+                return "stop"
         yield from self._advance_tools(waiting, limit=None)
         for item in shell_outputs:
             self._accept(turn, item)
             thread.history.append(item)
         return "tools" if calls else "final"
+
+    def _abort_tools(self, turn: _Turn, calls: list[_Call]) -> None:
+        """End every started, unfinished call of an interrupted turn, as Codex does."""
+        turn.status = self.rng.choice((ExecutionStatus.CANCELLED, ExecutionStatus.ABORTED))
+        for call in calls:
+            if not call.started or call.ended:
+                continue
+            call.ended = True
+            self._emit(
+                ToolCallEnded(tool_call_id=call.call_id, status=turn.status, result_payload=None),
+                turn.thread,
+                turn.turn_id,
+            )
+            custom = call.item["type"] == "custom_tool_call"
+            prefix = "ctco" if custom else "fco"
+            kind = "custom_tool_call_output" if custom else "function_call_output"
+            item = {"type": kind, "id": f"{prefix}_{self._uuid()}", "call_id": call.call_id}
+            item["output"] = "aborted"
+            self._accept(turn, item)
+            turn.thread.history.append(item)
 
     def _advance_tools(self, waiting: list[list[Any]], limit: int | None) -> Actor:
         """Run parallel tool calls one event group at a time, in random order."""
@@ -1198,6 +1226,7 @@ class _Generator:
         namespace: str | None = None,
     ) -> None:
         """Accept the call item and emit ``tool_call_started`` with its invocation."""
+        call.started = True
         self._accept(turn, call.item)
         item = call.item
         name = tool_name or item["name"]
@@ -1242,6 +1271,7 @@ class _Generator:
         error: bool = False,
     ) -> None:
         """Emit ``tool_call_ended`` and add the model-visible output to the history."""
+        call.ended = True
         custom = call.item["type"] == "custom_tool_call"
         value: Any = output
         if isinstance(output, list):
