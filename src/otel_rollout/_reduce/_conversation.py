@@ -64,6 +64,7 @@ def reduce_request(
     if override is not None:
         del state.pending_replacements[thread_id]
     state.snapshots[thread_id] = list(ids)
+    state.snapshot_owner[thread_id] = call_id
     return ids
 
 
@@ -100,7 +101,9 @@ def reduce_response(state: ReducerState, wall: int, call_id: str, payload_ref: A
         state, items, thread_id, call.codex_turn_id, wall, producers, append_at, False, None
     )
     state.append_thread_items(thread_id, ids)
-    state.snapshots.setdefault(thread_id, []).extend(ids)
+    if state.snapshot_owner.get(thread_id) == call_id:
+        # Only the thread's latest request is extended by its response (0.169.0).
+        state.snapshots.setdefault(thread_id, []).extend(ids)
     if usage is not None:
         call.usage = usage
     return ids
@@ -137,10 +140,11 @@ def reconcile(
             if existing is not None and item_matches(existing, item):
                 item_id = candidate
         if item_id is None and item.responses_item_id is not None:
-            if override is None:
+            if producers:
+                # Response output may reuse any item of the thread by Responses id.
                 item_id = _same_responses_item(state, thread_id, item, used)
             else:
-                # The first full request after a compaction reuses only receipts by id.
+                # A request reuses by Responses id only accepted agent messages.
                 item_id = _receipt(state, thread_id, item, used)
         if item_id is None and candidate is not None and not full_snapshot:
             raise ReduceError(
@@ -224,10 +228,9 @@ def sighted(
 def _same_responses_item(
     state: ReducerState, thread_id: str, item: Normalized, used: set[str]
 ) -> str | None:
-    """The latest item of the thread with this Responses id, if it has the same content and
-    this payload has not used it yet: after the positional rule, 0.169.0 reuses it. An
-    accepted agent message is a receipt: its Responses id alone identifies it (the
-    sighting's body then wins).
+    """The latest item of the thread with this Responses id, if it has the same content (or
+    is a receipt) and this payload has not used it yet: after the positional rule, 0.169.0
+    reuses it for response output.
     """
     rid = item.responses_item_id
     if rid is None:
@@ -296,10 +299,9 @@ def create_item(
     if item.role == "assistant" and item.kind == "message" and item.agent_message is None:
         if turn_id is not None:
             state.replies_by_turn.setdefault((thread_id, turn_id), []).append(item_id)
-    if item.responses_item_id is not None:
-        state.items_by_responses_id.setdefault((thread_id, item.responses_item_id), []).append(
-            item_id
-        )
+    rid = item.responses_item_id
+    if rid is not None:
+        state.items_by_responses_id.setdefault((thread_id, rid), []).append(item_id)
     return item_id
 
 

@@ -99,6 +99,8 @@ class ReducerState:
     next_item_ordinal: int = 1
     next_operation_ordinal: int = 1
     snapshots: dict[str, list[str]] = field(default_factory=dict)
+    snapshot_owner: dict[str, str] = field(default_factory=dict)
+    """thread -> the inference call whose request is the thread's snapshot."""
     pending_replacements: dict[str, list[str]] = field(default_factory=dict)
     code_cell_ids_by_runtime: dict[tuple[str, str], str] = field(default_factory=dict)
     pending_code_cell_starts: dict[str, PendingCodeCellStart] = field(default_factory=dict)
