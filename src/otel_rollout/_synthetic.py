@@ -243,6 +243,7 @@ class _Generator:
         self.counter = 0
         self.compaction_requests = 0
         self._pending_partial: tuple[_Turn, list[Json]] | None = None
+        self.last_agent_text: str | None = None
 
     # --- ids, clock, text ---
 
@@ -1040,7 +1041,7 @@ class _Generator:
                 "fail": 1,
                 "cell": 2,
                 "write_stdin": 5 if thread.sessions else 0,
-                "wait_cell": 5 if thread.yielded_cells else 0,
+                "wait_cell": 5 if thread.yielded_cells else 0.1,
             }
             if self.max_children and (thread.parent is None or thread.depth == 1):
                 # The root delegates; a child sometimes delegates one level further.
@@ -1155,6 +1156,10 @@ class _Generator:
             call.tool = name
         elif name == "wait_cell":
             cells = [cell for cell in thread.yielded_cells if f"cell:{cell}" not in claimed]
+            if not cells and rng.random() < 0.02:
+                call = self._function_call("wait", {"cell_id": "999", "yield_time_ms": 1000})
+                call.tool = "fail"  # the runtime knows no such cell: an error result
+                return call
             if not cells:
                 return None
             cell = cells[0]
@@ -1202,7 +1207,11 @@ class _Generator:
                 child.closed = True
             else:
                 tool_name = "followup_task" if name == "followup" else "send_message"
-                args = {"target": child.agent_path, "message": f"{name.upper()}: {self._text()}"}
+                text = f"{name.upper()}: {self._text()}"
+                if self.last_agent_text is not None and not self.every and rng.random() < 0.2:
+                    text = self.last_agent_text  # the same words again: edges must not mix up
+                self.last_agent_text = text
+                args = {"target": child.agent_path, "message": text}
                 call = self._function_call(tool_name, args, namespace="collaboration")
             call.tool = name
             call.target = child
@@ -1512,12 +1521,12 @@ class _Generator:
         return rng.choice(("", " ", "\n")) + text + rng.choice(("", "  ", "\n"))
 
     def _run_fail(self, turn: _Turn, call: _Call) -> Actor:
-        self._dispatch(turn, call, OtherKind(name="view_image"))
+        self._dispatch(turn, call, OtherKind(name=call.item["name"]))
         yield None
         self._finish(
             turn,
             call,
-            f"unable to locate image at `{call.arguments['path']}`",
+            _failure_text(call.item["name"], call.arguments),
             status=ExecutionStatus.FAILED,
             error=True,
         )
@@ -1704,6 +1713,23 @@ class _Generator:
         parent = turn.thread
         self._dispatch(turn, call, SpawnAgentKind())
         yield None
+        if not self.every and self.rng.random() < 0.05:
+            # No child: the spawn fails (v1 events report a null new_thread_id).
+            spawn = {
+                "call_id": call.call_id,
+                "sender_thread_id": parent.thread_id,
+                "prompt": call.arguments["message"],
+                "model": parent.model,
+                "reasoning_effort": "medium",
+            }
+            self._runtime_start(turn, call.call_id, SpawnAgentKind(), spawn)
+            end = {**spawn, "new_thread_id": None, "new_agent_nickname": None}
+            end.update(status="not_found", completed_at_ms=self.now)
+            self._runtime_end(turn, call.call_id, end, ExecutionStatus.FAILED)
+            self._finish(
+                turn, call, "agent limit reached", status=ExecutionStatus.FAILED, error=True
+            )
+            return
         child = self._new_thread(f"{parent.agent_path}/{call.arguments['task_name']}", parent)
         self.children.append(child)
         parent.kids.append(child)
@@ -1963,6 +1989,13 @@ class _Generator:
 def _pick(value: int | None, drawn: int) -> int:
     """An option's value, or the one drawn from the seed."""
     return drawn if value is None else value
+
+
+def _failure_text(tool: str, arguments: Json) -> str:
+    """The error a failing tool reports."""
+    if "cell_id" in arguments:
+        return f"exec cell {arguments['cell_id']} not found"
+    return f"{tool}: unable to locate image at `{arguments.get('path')}`"
 
 
 def _header(message_type: str, task: str, sender: str) -> str:
