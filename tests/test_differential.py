@@ -173,6 +173,15 @@ def test_generated_bundles_cover_the_hard_cases(cases: dict[int, Case]) -> None:
     assert sum(bool(state["compactions"]) for state in states) >= 30
 
 
+def test_generator_is_deterministic(tmp_path: Path) -> None:
+    first = generate_bundle(tmp_path / "a", 1234)
+    second = generate_bundle(tmp_path / "b", 1234)
+    files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
+    assert files == sorted(path.relative_to(second) for path in second.rglob("*") if path.is_file())
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
 def test_codex_rejects_a_torn_tail_that_we_drop(codex_bin: Path, cases: dict[int, Case]) -> None:
     case = next(case for case in cases.values() if case.torn)
     done = codex_reduce(codex_bin, case.bundle, case.bundle.parent / "torn-state.json")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1093,7 +1093,7 @@ class _Generator:
         thread = turn.thread
         rng = self.rng
         call: _Call
-        if name in ("exec", "exec_tty", "fail_exec"):
+        if name in ("exec", "exec_tty"):
             tty = name == "exec_tty"
             args: Json = {"cmd": f"echo {self._word()}; ls {self._word()}"}
             if tty:
@@ -2025,11 +2025,3 @@ def _request_view(item: Json) -> Json:
     if item["type"] == "reasoning" and "content" in item and item.get("encrypted_content"):
         return {key: value for key, value in item.items() if key != "content"}
     return item
-
-
-def _iter_event_types(bundle: Path) -> Iterator[str]:
-    """Yield the ``payload.type`` of each whole line of a bundle's event log."""
-    with (bundle / "trace.jsonl").open("rb") as log:
-        for line in log:
-            if line.endswith(b"\n"):
-                yield json.loads(line)["payload"]["type"]
