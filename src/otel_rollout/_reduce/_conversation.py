@@ -57,8 +57,7 @@ def reduce_request(
                 f"incremental inference request {call_id} referenced unknown "
                 f"previous_response_id {previous_response_id}"
             )
-        # 0.169.0 matches the delta like a snapshot (reuse or create, never a mismatch error).
-        ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), True, None)
+        ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), False, None)
     state.append_thread_items(thread_id, ids)
     state.history_items.update(ids)
     if override is not None:

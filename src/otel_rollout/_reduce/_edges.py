@@ -66,25 +66,30 @@ _SPAWN_END = {
     "model": _STR,
     "reasoning_effort": _STR,
     "status": _STATUS,
+    "completed_at_ms": _OPT_I64,
 }
-_INTERACTION_BEGIN = {
+_INTERACTION = {
     "call_id": _STR,
     "sender_thread_id": _UUID,
     "receiver_thread_id": _UUID,
     "prompt": _STR,
 }
+_INTERACTION_BEGIN = {**_INTERACTION, "started_at_ms": _OPT_I64}
 _INTERACTION_END = {
-    **_INTERACTION_BEGIN,
+    **_INTERACTION,
     "receiver_agent_nickname": _OPT_STR,
     "receiver_agent_role": _OPT_STR,
     "status": _STATUS,
+    "completed_at_ms": _OPT_I64,
 }
-_CLOSE_BEGIN = {"call_id": _STR, "sender_thread_id": _UUID, "receiver_thread_id": _UUID}
+_CLOSE = {"call_id": _STR, "sender_thread_id": _UUID, "receiver_thread_id": _UUID}
+_CLOSE_BEGIN = {**_CLOSE, "started_at_ms": _OPT_I64}
 _CLOSE_END = {
-    **_CLOSE_BEGIN,
+    **_CLOSE,
     "receiver_agent_nickname": _OPT_STR,
     "receiver_agent_role": _OPT_STR,
     "status": _STATUS,
+    "completed_at_ms": _OPT_I64,
 }
 _ACTIVITY_EVENT = {
     "event_id": _STR,
