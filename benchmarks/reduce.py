@@ -41,11 +41,13 @@ _SHAPE = {
     "crash": False,
 }
 GENERATED = {
-    "generated_1000_turns": {"turns": 720, **_SHAPE},
-    "generated_100_turns": {"turns": 72, **_SHAPE},
+    "generated_1000_turns": {"turns": 860, **_SHAPE},
+    "generated_100_turns": {"turns": 86, **_SHAPE},
 }
 """Generated workloads: ~1,000 turns (root and children) of ~100 events, > 100,000 events;
 and a tenth of it, which Codex reduces in seconds rather than many minutes."""
+MIN_EVENTS = {"generated_1000_turns": 100_000}
+"""Grown (more turns) until this many events, whatever the generator's current mix."""
 
 
 def _codex() -> Path:
@@ -89,9 +91,16 @@ def _generated(work: Path, name: str) -> Path:
     existing = sorted(root.glob("trace-*"))
     if existing and (root / "complete").exists():
         return existing[0]
-    shutil.rmtree(root, ignore_errors=True)
-    bundle = generate_bundle(root, GENERATED_SEED, SyntheticOptions(**GENERATED[name]))
-    (root / "complete").write_text("ok")
+    options = dict(GENERATED[name])
+    while True:
+        shutil.rmtree(root, ignore_errors=True)
+        bundle = generate_bundle(root, GENERATED_SEED, SyntheticOptions(**options))
+        events, _ = _size(bundle)
+        if events >= MIN_EVENTS.get(name, 0):
+            break
+        # The generator's mix changed: grow the rollout until it is big enough.
+        options["turns"] = int(options["turns"] * 1.1) + 1
+    (root / "complete").write_text(json.dumps(options))
     return bundle
 
 
