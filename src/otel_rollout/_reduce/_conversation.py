@@ -101,8 +101,9 @@ def reduce_response(state: ReducerState, wall: int, call_id: str, payload_ref: A
     )
     state.append_thread_items(thread_id, ids)
     if state.snapshot_owner.get(thread_id) == call_id:
-        # Only the thread's latest request is extended by its response (0.169.0).
-        state.snapshots.setdefault(thread_id, []).extend(ids)
+        # The snapshot becomes the thread's latest request plus its response (0.169.0): a
+        # stale call's response leaves it alone, a repeated completion does not grow it.
+        state.snapshots[thread_id] = call.request_item_ids + ids
     if usage is not None:
         call.usage = usage
     return ids
