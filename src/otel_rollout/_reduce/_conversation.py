@@ -4,6 +4,12 @@ A full request is a snapshot of the live context: its items reuse the ids of the
 thread's previous snapshot, by position first and otherwise by first unused match.
 Responses and incremental requests append after a known prefix. Compaction installs
 a boundary marker and replacement history that the next full request compares to.
+
+Codex 0.169.0 adds the Responses item id (found by running the binary): after the
+positional rule, response output reuses the latest item of its thread with the same id
+and content, and a request reuses an accepted agent message (a "receipt") by id; an
+item enters the thread's history when a request or checkpoint carries it or when it is
+accepted (``history_item_accepted``).
 """
 
 from __future__ import annotations
