@@ -22,7 +22,7 @@ from otel_rollout.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, error
     help="Where to write the reduced state JSON.  [default: BUNDLE/state.json]",
 )
 def command(bundle: Path, output: Path | None) -> int:
-    """Replay BUNDLE and write its reduced state as JSON, like ``codex debug trace-reduce``.
+    """Replay BUNDLE and write its reduced state as JSON, like `codex debug trace-reduce`.
 
     The output is byte-identical to Codex 0.169.0's. Prints the output path. A
     malformed bundle is reported as PATH:LINE: REASON (exit 1); a torn last line,
