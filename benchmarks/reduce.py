@@ -1,8 +1,11 @@
 """Benchmark: ``otel-rollout reduce`` beside ``codex debug trace-reduce`` on the same bundles.
 
-Each run is a fresh process, timed with a monotonic clock; its peak RSS comes from
-``wait4`` (the whole process tree's max resident set). Runs alternate between the two
-tools, ``--repeat`` times each, and the medians are reported with ratios ours/codex.
+Each run is a fresh process, timed with a monotonic clock. Its peak RSS comes from GNU
+``/usr/bin/time`` (``%M``), which forks it from a small process; without that tool, from
+``wait4``, where a child's peak starts at this launcher's RSS (``launcher_peak_rss_mb``,
+kept small by generating bundles in a child process).
+Runs alternate between the two tools, ``--repeat`` times each, and the medians are
+reported with ratios ours/codex.
 Workloads: the two large Codex fixtures, a generated bundle of at least 100,000 events
 shaped as ~1,000 turns of ~100 events (tools, children, compactions), and a tenth of
 that. Codex's time grows about quadratically with the events of such a rollout: it
@@ -16,8 +19,10 @@ outputs are compared byte for byte. Prints JSON on stdout. Not run by CI.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -57,18 +62,27 @@ def _codex() -> Path:
     return Path(done.stdout.strip())
 
 
+GNU_TIME = Path("/usr/bin/time")
+"""Measures a child forked from its own small process; without it, ``wait4`` is used."""
+
+
 def _run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Run ``argv`` to completion; return (wall seconds, peak RSS in bytes)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if process.stderr:
-        process.stderr.close()
-    if process.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {stderr[-400:]}")
+    with tempfile.NamedTemporaryFile(prefix="bench-rss-") as report:
+        if GNU_TIME.exists():
+            argv = [str(GNU_TIME), "-f", "%M", "-o", report.name, *argv]
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        if process.stderr:
+            process.stderr.close()
+        if process.returncode != 0:
+            raise RuntimeError(f"{argv} exited {process.returncode}: {stderr[-400:]}")
+        if GNU_TIME.exists():
+            return wall, int(Path(report.name).read_text().split()[-1]) * 1024
     return wall, usage.ru_maxrss * 1024  # Linux reports KiB
 
 
@@ -82,11 +96,20 @@ def _size(bundle: Path) -> tuple[int, int]:
     return events, total
 
 
-def _generated(work: Path, name: str) -> Path:
-    """A generated workload, reused from ``work`` when already there."""
-    sys.path.insert(0, str(REPO / "src"))
-    from otel_rollout._synthetic import SyntheticOptions, generate_bundle
+_GENERATE = """
+import json, sys
+from otel_rollout._synthetic import SyntheticOptions, generate_bundle
+bundle = generate_bundle(sys.argv[1], int(sys.argv[2]), SyntheticOptions(**json.loads(sys.argv[3])))
+print(bundle)
+"""
 
+
+def _generated(work: Path, name: str) -> Path:
+    """A generated workload, reused from ``work`` when already there.
+
+    Generated in a child process: this process stays small, because a child's peak RSS
+    starts from its parent's (fork, then exec, keeps the high-water mark).
+    """
     root = work / name
     existing = sorted(root.glob("trace-*"))
     if existing and (root / "complete").exists():
@@ -94,7 +117,11 @@ def _generated(work: Path, name: str) -> Path:
     options = dict(GENERATED[name])
     while True:
         shutil.rmtree(root, ignore_errors=True)
-        bundle = generate_bundle(root, GENERATED_SEED, SyntheticOptions(**options))
+        argv = [sys.executable, "-c", _GENERATE, str(root), str(GENERATED_SEED)]
+        done = subprocess.run([*argv, json.dumps(options)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"generating {name} failed: {done.stderr[-400:]}")
+        bundle = Path(done.stdout.strip())
         events, _ = _size(bundle)
         if events >= MIN_EVENTS.get(name, 0):
             break
@@ -102,6 +129,15 @@ def _generated(work: Path, name: str) -> Path:
         options["turns"] = int(options["turns"] * 1.1) + 1
     (root / "complete").write_text(json.dumps(options))
     return bundle
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (outputs reach 100 MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _measure(name: str, bundle: Path, codex: Path, repeat: int, work: Path) -> dict[str, Any]:
@@ -123,7 +159,9 @@ def _measure(name: str, bundle: Path, codex: Path, repeat: int, work: Path) -> d
         "events": events,
         "bytes": size,
         "repeat": repeat,
-        "identical_output": ours_out.read_bytes() == codex_out.read_bytes(),
+        "identical_output": _digest(ours_out) == _digest(codex_out),
+        "rss_from": str(GNU_TIME) if GNU_TIME.exists() else "wait4",
+        "launcher_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     for tool, runs in samples.items():
         wall = statistics.median(run[0] for run in runs)
