@@ -151,7 +151,7 @@ def reconcile(
                 item_id = _same_responses_item(state, thread_id, item, used)
             else:
                 # A request reuses by Responses id only accepted agent messages.
-                item_id = _receipt(state, thread_id, item, used)
+                item_id = _receipt(state, thread_id, turn_id, item, used)
         if item_id is None and candidate is not None and not full_snapshot:
             raise ReduceError(
                 f"model conversation mismatch while reducing turn {turn_id} for thread "
@@ -193,7 +193,7 @@ def reconcile_detached(
         if candidates is not None:
             item_id = _first_unused_match(state, candidates, used, item)
             if item_id is None:
-                item_id = _receipt(state, thread_id, item, used)
+                item_id = _receipt(state, thread_id, turn_id, item, used)
         if item_id is None:
             item_id = create_item(state, thread_id, turn_id, wall, item, list(producers))
         sighted(state, item_id, item, producers)
@@ -252,13 +252,20 @@ def _same_responses_item(
     return None
 
 
-def _receipt(state: ReducerState, thread_id: str, item: Normalized, used: set[str]) -> str | None:
-    """The accepted agent message (receipt) with this item's Responses id, if any."""
+def _receipt(
+    state: ReducerState, thread_id: str, turn_id: str, item: Normalized, used: set[str]
+) -> str | None:
+    """The accepted agent message (receipt) of this turn with this item's Responses id."""
     rid = item.responses_item_id
     if rid is None:
         return None
+    conversation = state.trace.conversation_items
     for candidate in state.items_by_responses_id.get((thread_id, rid), ()):
-        if candidate in state.receipts and candidate not in used:
+        if (
+            candidate in state.receipts
+            and candidate not in used
+            and conversation[candidate].codex_turn_id == turn_id
+        ):
             return candidate
     return None
 
