@@ -9,7 +9,7 @@ reported with ratios ours/codex.
 Workloads: the two large Codex fixtures, a generated bundle of at least 100,000 events
 shaped as ~1,000 turns of ~100 events (tools, children, compactions), and a tenth of
 that. Codex's time grows about quadratically with the events of such a rollout: it
-takes ~17 minutes on the big one (ours ~14 s), so use --repeat-generated 1. Both
+takes 12 to 17 minutes on the big one (ours 8 to 17 s), so use --repeat-generated 1. Both
 outputs are compared byte for byte. Prints JSON on stdout. Not run by CI.
 
     .venv/bin/python benchmarks/reduce.py [--repeat 3] [--repeat-generated 1] [--work DIR]
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument(
         "--repeat-generated",
         type=int,
-        help="runs per tool on generated_1000_turns (default: --repeat; Codex takes ~17 min)",
+        help="runs per tool on generated_1000_turns (default: --repeat; Codex takes 12+ min)",
     )
     parser.add_argument("--work", type=Path, help="keep outputs and the generated bundle here")
     parser.add_argument(
