@@ -40,6 +40,17 @@ class ExecutionWindow(_Node):
     ended_seq: int | None
     status: ExecutionStatus
 
+    @classmethod
+    def running(cls, started_at_unix_ms: int, started_seq: int) -> ExecutionWindow:
+        """A window opened at ``started_seq`` and still running."""
+        return cls(
+            started_at_unix_ms=started_at_unix_ms,
+            started_seq=started_seq,
+            ended_at_unix_ms=None,
+            ended_seq=None,
+            status=ExecutionStatus.RUNNING,
+        )
+
 
 # --- threads and turns ---
 

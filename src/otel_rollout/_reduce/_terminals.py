@@ -57,13 +57,7 @@ def _new_operation(
         terminal_id=None,
         tool_call_id=tool_call_id,
         kind=kind,
-        execution=ExecutionWindow(
-            started_at_unix_ms=wall,
-            started_seq=seq,
-            ended_at_unix_ms=None,
-            ended_seq=None,
-            status=ExecutionStatus.RUNNING,
-        ),
+        execution=ExecutionWindow.running(wall, seq),
         request=request,
         result=None,
         model_observations=[],
@@ -83,12 +77,8 @@ def _join_session(
             thread_id=thread_id,
             created_by_operation_id=operation.operation_id,
             operation_ids=[],
-            execution=ExecutionWindow(
-                started_at_unix_ms=operation.execution.started_at_unix_ms,
-                started_seq=operation.execution.started_seq,
-                ended_at_unix_ms=None,
-                ended_seq=None,
-                status=ExecutionStatus.RUNNING,
+            execution=ExecutionWindow.running(
+                operation.execution.started_at_unix_ms, operation.execution.started_seq
             ),
         )
         state.trace.terminal_sessions[session_id] = session

@@ -88,13 +88,7 @@ def start_thread(
         agent_path=agent_path,
         nickname=nickname,
         origin=origin,
-        execution=ExecutionWindow(
-            started_at_unix_ms=wall,
-            started_seq=seq,
-            ended_at_unix_ms=None,
-            ended_seq=None,
-            status=ExecutionStatus.RUNNING,
-        ),
+        execution=ExecutionWindow.running(wall, seq),
         default_model=default_model,
         conversation_item_ids=[],
     )
@@ -151,13 +145,7 @@ def start_turn(state: ReducerState, seq: int, wall: int, turn_id: str, thread_id
     trace.codex_turns[turn_id] = CodexTurn(
         codex_turn_id=turn_id,
         thread_id=thread_id,
-        execution=ExecutionWindow(
-            started_at_unix_ms=wall,
-            started_seq=seq,
-            ended_at_unix_ms=None,
-            ended_seq=None,
-            status=ExecutionStatus.RUNNING,
-        ),
+        execution=ExecutionWindow.running(wall, seq),
         input_item_ids=[],
     )
 
