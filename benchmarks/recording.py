@@ -89,10 +89,12 @@ class FileExporter(SpanExporter):
 
 def _messages(seed: int, role: str) -> list[dict[str, Any]]:
     """A Responses-style message list whose JSON is exactly PAYLOAD_BYTES long."""
-    base = [{"type": "message", "role": role, "content": [{"type": "input_text", "text": ""}]}]
+    base: list[dict[str, Any]] = [
+        {"type": "message", "role": role, "content": [{"type": "input_text", "text": ""}]}
+    ]
     overhead = len(json.dumps(base))
     text = (f"{seed:04d}-" * PAYLOAD_BYTES)[: PAYLOAD_BYTES - overhead]
-    base[0]["content"][0]["text"] = text  # type: ignore[index]
+    base[0]["content"][0]["text"] = text
     assert len(json.dumps(base)) == PAYLOAD_BYTES
     return base
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.util.types import AnyValue
 
 import otel_rollout
 from otel_rollout import _config
@@ -75,7 +77,7 @@ def load_example() -> ModuleType:
     return module
 
 
-def read_events(bundle: Path) -> list[dict[str, object]]:
+def read_events(bundle: Path) -> list[dict[str, Any]]:
     """The bundle's events as JSON objects."""
     lines = (bundle / "trace.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
@@ -83,4 +85,10 @@ def read_events(bundle: Path) -> list[dict[str, object]]:
 
 def event_types(bundle: Path) -> list[str]:
     """The bundle's event types, in order."""
-    return [str(event["payload"]["type"]) for event in read_events(bundle)]  # type: ignore[index]
+    return [str(event["payload"]["type"]) for event in read_events(bundle)]
+
+
+def attrs(span: ReadableSpan) -> Mapping[str, AnyValue]:
+    """The span's attributes; the SDK types them optional, but a finished span always has them."""
+    assert span.attributes is not None
+    return span.attributes

@@ -70,7 +70,7 @@ def test_collector_config_names_only_components_of_the_pinned_release(
 
 
 def test_the_check_rejects_components_the_release_does_not_have(manifest: dict[str, Any]) -> None:
-    config = {
+    config: dict[str, Any] = {
         "receivers": {"otlp": {}},
         "processors": {"memory_limiter": {}, "spanmetrics": {}},  # a connector, not a processor
         "exporters": {"jaeger": {}, "otlp/tempo": {}},  # removed from contrib in 2023

@@ -240,7 +240,8 @@ def _first_request(bundle: Path) -> Path:
     for line in _lines(bundle):
         payload = json.loads(line)["payload"]
         if payload["type"] == "inference_started":
-            return bundle / payload["request_payload"]["path"]
+            path: str = payload["request_payload"]["path"]
+            return bundle / path
     raise AssertionError("no inference request")
 
 
@@ -248,7 +249,7 @@ def _missing_payload(bundle: Path) -> None:
     _first_request(bundle).unlink()
 
 
-BAD_REQUEST_ITEMS = {
+BAD_REQUEST_ITEMS: dict[str, dict[str, Any]] = {
     "reasoning_without_content": {"type": "reasoning", "id": "rs_x", "summary": []},
     "unsupported_role": {"type": "message", "role": "robot", "content": []},
     "item_without_type": {"role": "user", "content": []},

@@ -23,7 +23,7 @@ from otel_rollout._mapping import (
     map_events,
     trace_id_from_uuid,
 )
-from recording_support import Pipeline, load_example, make_pipeline, pipeline_fixture
+from recording_support import Pipeline, attrs, load_example, make_pipeline, pipeline_fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -127,61 +127,61 @@ def test_live_spans_follow_the_table(pipeline: Pipeline) -> None:
     assert len(spans) == 14 and len(chats) == 5
 
     assert root.parent is None and root.kind is SpanKind.INTERNAL
-    assert root.attributes[sc.GEN_AI_OPERATION_NAME] == "invoke_agent"
-    assert root.attributes[sc.GEN_AI_AGENT_ID] == root.attributes[sc.ROLLOUT_THREAD_ID]
-    assert root.attributes[sc.GEN_AI_CONVERSATION_ID] == root.attributes[sc.ROLLOUT_THREAD_ID]
-    assert root.attributes[sc.GEN_AI_AGENT_NAME] == "planner"
-    assert root.attributes[sc.GEN_AI_PROVIDER_NAME] == "scripted"
-    assert root.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
-    assert root.attributes[sc.ROLLOUT_STATUS] == "completed"
-    assert str(root.attributes["rollout.payload.metadata.path"]) == "payloads/1.json"
-    assert len(str(root.attributes["rollout.payload.metadata.sha256"])) == 64
+    assert attrs(root)[sc.GEN_AI_OPERATION_NAME] == "invoke_agent"
+    assert attrs(root)[sc.GEN_AI_AGENT_ID] == attrs(root)[sc.ROLLOUT_THREAD_ID]
+    assert attrs(root)[sc.GEN_AI_CONVERSATION_ID] == attrs(root)[sc.ROLLOUT_THREAD_ID]
+    assert attrs(root)[sc.GEN_AI_AGENT_NAME] == "planner"
+    assert attrs(root)[sc.GEN_AI_PROVIDER_NAME] == "scripted"
+    assert attrs(root)[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
+    assert attrs(root)[sc.ROLLOUT_STATUS] == "completed"
+    assert str(attrs(root)["rollout.payload.metadata.path"]) == "payloads/1.json"
+    assert len(str(attrs(root)["rollout.payload.metadata.sha256"])) == 64
 
     assert parent(child) is spawn  # the spawning tool span
-    assert child.attributes[sc.ROLLOUT_PARENT_THREAD_ID] == root.attributes[sc.ROLLOUT_THREAD_ID]
-    assert child.attributes[sc.ROLLOUT_EDGE_KIND] == "spawn_agent"
+    assert attrs(child)[sc.ROLLOUT_PARENT_THREAD_ID] == attrs(root)[sc.ROLLOUT_THREAD_ID]
+    assert attrs(child)[sc.ROLLOUT_EDGE_KIND] == "spawn_agent"
     [spawn_link] = child.links
     assert spawn_link.context.span_id == spawn.context.span_id
     assert spawn_link.attributes is not None
     assert spawn_link.attributes[sc.ROLLOUT_EDGE_KIND] == "spawn_agent"
 
     assert parent(root_turn) is root and parent(child_turn) is child
-    assert root_turn.attributes[sc.ROLLOUT_STATUS] == "completed"
+    assert attrs(root_turn)[sc.ROLLOUT_STATUS] == "completed"
     for chat in chats:
         assert chat.kind is SpanKind.CLIENT
-        assert chat.attributes[sc.GEN_AI_OPERATION_NAME] == "chat"
-        assert chat.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
-        assert chat.attributes[sc.GEN_AI_PROVIDER_NAME] == "scripted"
+        assert attrs(chat)[sc.GEN_AI_OPERATION_NAME] == "chat"
+        assert attrs(chat)[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
+        assert attrs(chat)[sc.GEN_AI_PROVIDER_NAME] == "scripted"
         assert parent(chat) in (root_turn, child_turn)
     failed, completed = chats[0], chats[1]
     assert failed.status.status_code is StatusCode.ERROR
-    assert failed.attributes[sc.ERROR_TYPE] == "HTTP 500 from provider"
+    assert attrs(failed)[sc.ERROR_TYPE] == "HTTP 500 from provider"
     assert completed.status.status_code is StatusCode.UNSET
-    assert completed.attributes[sc.GEN_AI_RESPONSE_ID] == "resp_1"
-    assert completed.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 30
-    assert completed.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 12
-    assert "rollout.payload.response.sha256" in completed.attributes
-    assert "rollout.payload.request.content" not in completed.attributes
+    assert attrs(completed)[sc.GEN_AI_RESPONSE_ID] == "resp_1"
+    assert attrs(completed)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 30
+    assert attrs(completed)[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 12
+    assert "rollout.payload.response.sha256" in attrs(completed)
+    assert "rollout.payload.request.content" not in attrs(completed)
 
     assert parent(spawn) is root_turn and parent(lookup) is child_turn
-    assert spawn.attributes[sc.GEN_AI_OPERATION_NAME] == "execute_tool"
-    assert spawn.attributes[sc.GEN_AI_TOOL_NAME] == "spawn_agent"
-    assert spawn.attributes[sc.GEN_AI_TOOL_CALL_ID] == "call_spawn_1"
-    assert spawn.attributes[sc.GEN_AI_TOOL_TYPE] == "function"
+    assert attrs(spawn)[sc.GEN_AI_OPERATION_NAME] == "execute_tool"
+    assert attrs(spawn)[sc.GEN_AI_TOOL_NAME] == "spawn_agent"
+    assert attrs(spawn)[sc.GEN_AI_TOOL_CALL_ID] == "call_spawn_1"
+    assert attrs(spawn)[sc.GEN_AI_TOOL_TYPE] == "function"
     assert [event.name for event in spawn.events] == ["tool_call_runtime_ended"]
 
     assert parent(compaction) is root_turn and parent(compact) is compaction
     assert compact.kind is SpanKind.CLIENT
-    assert compact.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
+    assert attrs(compact)[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
     assert [event.name for event in compaction.events] == ["compaction_installed"]
 
     assert parent(result) is root_turn  # the parent thread's open turn
     assert result.start_time == result.end_time
-    assert result.attributes[sc.ROLLOUT_EDGE_KIND] == "agent_result"
+    assert attrs(result)[sc.ROLLOUT_EDGE_KIND] == "agent_result"
     [result_link] = result.links
     assert result_link.context.span_id == child_turn.context.span_id
     assert result_link.attributes is not None
-    assert result_link.attributes[sc.ROLLOUT_EDGE_ID] == result.attributes[sc.ROLLOUT_EDGE_ID]
+    assert result_link.attributes[sc.ROLLOUT_EDGE_ID] == attrs(result)[sc.ROLLOUT_EDGE_ID]
 
 
 def test_trace_and_span_ids_derive_from_the_bundle_and_replay_reproduces_them(
@@ -339,7 +339,7 @@ def test_content_is_captured_only_when_asked_and_truncated(
             with turn.inference("m", "p").attempt({"input": [], "note": "é" * 100}) as attempt:
                 attempt.record_completed("r1")
         [chat] = by_name(captured.spans())["chat m"]
-        content = str(chat.attributes["rollout.payload.request.content"])
+        content = str(attrs(chat)["rollout.payload.request.content"])
         assert 0 < len(content.encode()) <= 40
         assert content.startswith('{\n  "input": []')
     finally:
@@ -385,7 +385,7 @@ def test_agent_tools_link_to_their_target_thread(pipeline: Pipeline) -> None:
     [link] = tool.links
     assert link.context.span_id == kid_span.context.span_id
     assert link.attributes is not None and link.attributes[sc.ROLLOUT_EDGE_KIND] == "send_message"
-    assert tool.attributes[sc.ROLLOUT_EDGE_ID] == link.attributes[sc.ROLLOUT_EDGE_ID]
+    assert attrs(tool)[sc.ROLLOUT_EDGE_ID] == link.attributes[sc.ROLLOUT_EDGE_ID]
 
 
 def test_no_attribute_name_is_both_a_leaf_and_a_prefix() -> None:

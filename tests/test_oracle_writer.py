@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from codex_support import codex_reduce
@@ -79,7 +80,9 @@ def test_other_event_is_rejected_by_codex(codex_bin: Path, tmp_path: Path) -> No
     writer.append(ThreadStarted(thread_id="thread-root", agent_path="/root"))
     ref = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"type": "shutdown_complete"})
     assert ref is not None
-    writer.append(Other(kind="note", summary="free-form", payloads=[ref], metadata=b"{}"))
+    writer.append(
+        Other(kind="note", summary="free-form", payloads=[ref], metadata=msgspec.Raw(b"{}"))
+    )
     writer.close()
 
     done = codex_reduce(codex_bin, writer.bundle_dir, tmp_path / "state.json")

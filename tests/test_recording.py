@@ -317,7 +317,7 @@ def test_context_managers_record_failure_and_reraise(pipeline: Pipeline) -> None
             with turn.tool_call("t", tool_call_id="call-1"):
                 raise ValueError("bad tool")
     [bundle] = pipeline.bundles()
-    events = {e["payload"]["type"]: e["payload"] for e in read_events(bundle)}  # type: ignore[index]
+    events = {e["payload"]["type"]: e["payload"] for e in read_events(bundle)}
     assert events["inference_cancelled"]["reason"] == "attempt ended without a response"
     assert events["tool_call_ended"]["status"] == "failed"
     assert events["codex_turn_ended"]["status"] == "failed"
@@ -344,7 +344,7 @@ async def test_async_context_managers_and_cancellation(pipeline: Pipeline) -> No
     async with thread:
         pass
     [bundle] = pipeline.bundles()
-    events = {e["payload"]["type"]: e["payload"] for e in read_events(bundle)}  # type: ignore[index]
+    events = {e["payload"]["type"]: e["payload"] for e in read_events(bundle)}
     assert events["inference_cancelled"]["reason"] == "cancelled"
     assert events["codex_turn_ended"]["status"] == "cancelled"
     assert events["rollout_ended"]["status"] == "completed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -12,7 +13,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -30,7 +31,7 @@ from otel_rollout import (
 from otel_rollout import semconv as sc
 from otel_rollout._background import BundleSink, PendingEvent
 from otel_rollout._exporter import RolloutBundleSpanExporter
-from recording_support import Pipeline, event_types, pipeline_fixture, read_events
+from recording_support import Pipeline, attrs, event_types, pipeline_fixture, read_events
 
 POLL_TIMEOUT_S = 20.0
 
@@ -84,12 +85,17 @@ def _spawn_recorder(root: Path, turns: int) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(predicate: object, what: str) -> None:
+def _wait_for(predicate: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + POLL_TIMEOUT_S
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def _turn_ended_on_disk(bundle: Path) -> bool:
+    log = bundle / "trace.jsonl"
+    return log.exists() and b'"codex_turn_ended"' in log.read_bytes()
 
 
 def _strip_torn_tail(bundle: Path) -> int:
@@ -111,12 +117,7 @@ def test_sigkill_at_random_points_leaves_a_valid_bundle(tmp_path: Path, codex_bi
         if run == 0:
             # Events reach the disk while the process lives (no exit, no flush call).
             process.stdout.readline()
-            _wait_for(
-                lambda log=bundle / "trace.jsonl": (
-                    log.exists() and b'"codex_turn_ended"' in log.read_bytes()
-                ),
-                "turn 1 on disk",
-            )
+            _wait_for(functools.partial(_turn_ended_on_disk, bundle), "turn 1 on disk")
         else:
             time.sleep(rng.uniform(0.0, 0.4))
         process.send_signal(signal.SIGKILL)
@@ -293,8 +294,8 @@ def test_eight_threads_and_fifty_tasks_record_at_once(
         assert tool.parent is not None
         turn_span = by_id[tool.parent.span_id]
         assert turn_span.name == "turn"
-        call_id = str(tool.attributes[sc.GEN_AI_TOOL_CALL_ID])  # call-<n>-<j> or call-a-<k>
-        turn_id = str(turn_span.attributes[sc.ROLLOUT_TURN_ID])  # t-<n>-<j> or a-<k>
+        call_id = str(attrs(tool)[sc.GEN_AI_TOOL_CALL_ID])  # call-<n>-<j> or call-a-<k>
+        turn_id = str(attrs(turn_span)[sc.ROLLOUT_TURN_ID])  # t-<n>-<j> or a-<k>
         assert call_id.removeprefix("call-").removeprefix("a-") == turn_id.split("-", 1)[1] or (
             call_id == f"call-{turn_id}"
         )

@@ -8,6 +8,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ TOOL_CALL = next(
     (Path(__file__).parent / "fixtures" / "codex-0.169.0" / "tool_call").glob("trace-*")
 )
 
-Lines = list[dict]
+Lines = list[dict[str, Any]]
 
 
 class Edit:

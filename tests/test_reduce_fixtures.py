@@ -100,7 +100,7 @@ def _write_payload(bundle: Path, number: int, value: Any) -> None:
     (bundle / "payloads" / f"{number}.json").write_text(json.dumps(value, indent=2))
 
 
-def _edit_lines(bundle: Path, edit: Callable[[list[dict[str, Any]]], None]) -> None:
+def _edit_lines(bundle: Path, edit: Callable[[list[dict[str, Any]]], object]) -> None:
     log = bundle / "trace.jsonl"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     edit(lines)

@@ -119,7 +119,8 @@ def test_replayed_spans_carry_derived_ids_and_the_recorded_times() -> None:
         for link in span.links:
             assert link.context.trace_id == trace_id
             assert link.context.span_id in by_id
-    assert all(span.instrumentation_scope.name == "otel_rollout" for span in spans)  # type: ignore[union-attr]
+    scopes = [span.instrumentation_scope for span in spans]
+    assert all(scope is not None and scope.name == "otel_rollout" for scope in scopes)
 
 
 def _ids(span: ReadableSpan) -> tuple[str, int, int | None]:

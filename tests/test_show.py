@@ -31,7 +31,9 @@ def load_state(scenario: str) -> dict[str, Any]:
     return state
 
 
-def walk(node: dict[str, Any], parent: dict[str, Any] | None = None) -> Iterator[tuple[Any, Any]]:
+def walk(
+    node: dict[str, Any], parent: dict[str, Any] | None = None
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
     yield node, parent
     for child in node["children"]:
         yield from walk(child, node)
@@ -512,8 +514,10 @@ def test_a_cell_is_never_nested_inside_itself() -> None:
     assert parent_of(tree, "tool", nested["tool_call_id"])["id"] == cell_id
 
 
-_TABLES = ("threads", "codex_turns", "inference_calls", "tool_calls", "code_cells", "compactions")
-_TABLES += ("compaction_requests", "interaction_edges", "conversation_items")
+_TABLES = (
+    *("threads", "codex_turns", "inference_calls", "tool_calls", "code_cells", "compactions"),
+    *("compaction_requests", "interaction_edges", "conversation_items"),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

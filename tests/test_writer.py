@@ -124,7 +124,9 @@ def test_eight_os_threads_by_ten_thousand_events(
     def checking_write_all(fd: int, data: bytes) -> None:
         # Runs under the writer's lock, just before the event reaches the log.
         if fd == log_fd and b'"path":"' in data:
-            path = decode_event(data[:-1]).payload.event_payload.path  # type: ignore[union-attr]
+            payload = decode_event(data[:-1]).payload
+            assert isinstance(payload, events.ProtocolEventObserved)
+            path = payload.event_payload.path
             try:
                 msgspec.json.decode((writer.bundle_dir / path).read_bytes())
             except (OSError, msgspec.DecodeError) as error:
@@ -162,11 +164,11 @@ def test_eight_os_threads_by_ten_thousand_events(
         event = decode_event(line[:-1])
         assert event.seq == seq
         payload = event.payload
-        label = (
-            payload.event_type
-            if isinstance(payload, events.ProtocolEventObserved)
-            else payload.item_id  # type: ignore[union-attr]
-        )
+        if isinstance(payload, events.ProtocolEventObserved):
+            label = payload.event_type
+        else:
+            assert isinstance(payload, events.HistoryItemAccepted)
+            label = payload.item_id
         index, n = map(int, label.split(":"))
         assert n == last_seen[index] + 1  # each thread's events keep their order
         last_seen[index] = n
