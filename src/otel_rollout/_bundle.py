@@ -60,10 +60,7 @@ def _explain(line: bytes, error: msgspec.DecodeError) -> str:
         event_type = payload.get("type")
         if isinstance(event_type, str) and event_type not in EVENT_TYPES:
             return f"unknown event type {event_type!r}"
-    message = str(error)
-    if "missing required field" in message:
-        return f"missing field: {message.replace('Object missing required field ', '')}"
-    return f"bad event: {message}"
+    return _mismatch_reason(error, "event")
 
 
 def decode_manifest(data: bytes) -> TraceBundleManifest:
@@ -80,14 +77,19 @@ def decode_manifest(data: bytes) -> TraceBundleManifest:
 
 def _explain_manifest(data: bytes, error: msgspec.DecodeError) -> str:
     """Turn a msgspec decode error on the manifest into a plain reason."""
-    message = str(error)
     try:
         msgspec.json.decode(data)
     except msgspec.DecodeError as json_error:
         return f"bad JSON: {json_error}"
+    return _mismatch_reason(error, "manifest")
+
+
+def _mismatch_reason(error: msgspec.DecodeError, what: str) -> str:
+    """The reason for valid JSON that does not fit the schema of ``what``."""
+    message = str(error)
     if "missing required field" in message:
         return f"missing field: {message.replace('Object missing required field ', '')}"
-    return f"bad manifest: {message}"
+    return f"bad {what}: {message}"
 
 
 @dataclass(frozen=True)
