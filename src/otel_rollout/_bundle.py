@@ -92,6 +92,11 @@ def _mismatch_reason(error: msgspec.DecodeError, what: str) -> str:
     return f"bad {what}: {message}"
 
 
+def _ref_path(ref: RawPayloadRef | str) -> str:
+    """The bundle-relative path a payload reference names."""
+    return ref if isinstance(ref, str) else ref.path
+
+
 @dataclass(frozen=True)
 class EventLine:
     """One line of ``trace.jsonl``: its 1-based number and raw bytes (newline stripped)."""
@@ -175,7 +180,7 @@ class BundleFiles:
             ValueError: The path is empty, absolute, uses ``..`` or leads out of the
                 bundle (through a symlink).
         """
-        relative = ref if isinstance(ref, str) else ref.path
+        relative = _ref_path(ref)
         if not relative or "\0" in relative:
             raise ValueError(f"payload path {relative!r} is not a file path")
         if os.path.isabs(relative) or relative.startswith(("/", "\\")):
@@ -200,7 +205,7 @@ class BundleFiles:
             ValueError: The path escapes the bundle, or the file is missing or unreadable.
         """
         path = self.payload_path(ref)
-        relative = ref if isinstance(ref, str) else ref.path
+        relative = _ref_path(ref)
         try:
             return path.read_bytes()
         except FileNotFoundError:
@@ -219,7 +224,7 @@ class BundleFiles:
         try:
             return msgspec.json.decode(data)
         except msgspec.DecodeError as error:
-            relative = ref if isinstance(ref, str) else ref.path
+            relative = _ref_path(ref)
             raise ValueError(f"payload file {relative!r} is not JSON: {error}") from None
 
 
