@@ -22,7 +22,7 @@ def start_request(
     if request_id in trace.compaction_requests:
         raise ReduceError(f"duplicate compaction request start for {request_id}")
     state.thread(event.thread_id)
-    _check_turn(state, f"compaction request {request_id}", event.thread_id, event.codex_turn_id)
+    state.check_turn(f"compaction request {request_id}", event.thread_id, event.codex_turn_id)
     trace.compaction_requests[request_id] = CompactionRequest(
         compaction_request_id=request_id,
         compaction_id=event.compaction_id,
@@ -34,17 +34,6 @@ def start_request(
         raw_request_payload_id=event.request_payload.raw_payload_id,
         raw_response_payload_id=None,
     )
-
-
-def _check_turn(state: ReducerState, subject: str, thread_id: str, turn_id: str) -> None:
-    turn = state.trace.codex_turns.get(turn_id)
-    if turn is None:
-        raise ReduceError(f"{subject} referenced unknown codex turn {turn_id}")
-    if turn.thread_id != thread_id:
-        raise ReduceError(
-            f"{subject} used thread {thread_id}, but codex turn {turn_id} "
-            f"belongs to {turn.thread_id}"
-        )
 
 
 def finish_request(
@@ -90,7 +79,7 @@ def install(
     if compaction_id in trace.compactions:
         raise ReduceError(f"duplicate compaction install for {compaction_id}")
     state.thread(thread_id)
-    _check_turn(state, f"compaction install {compaction_id}", thread_id, turn_id)
+    state.check_turn(f"compaction install {compaction_id}", thread_id, turn_id)
     input_ids, marker_id, replacement_ids = _conversation.reduce_checkpoint(
         state, wall, thread_id, turn_id, compaction_id, event.checkpoint_payload
     )

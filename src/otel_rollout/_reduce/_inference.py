@@ -23,14 +23,7 @@ def start(state: ReducerState, seq: int, wall: int, event: InferenceStarted) -> 
         raise ReduceError(f"duplicate inference start for {call_id}")
     turn_id = event.codex_turn_id
     thread_id = event.thread_id
-    turn = trace.codex_turns.get(turn_id)
-    if turn is None:
-        raise ReduceError(f"inference start {call_id} referenced unknown codex turn {turn_id}")
-    if turn.thread_id != thread_id:
-        raise ReduceError(
-            f"inference start {call_id} used thread {thread_id}, "
-            f"but codex turn {turn_id} belongs to {turn.thread_id}"
-        )
+    state.check_turn(f"inference start {call_id}", thread_id, turn_id)
     request_ids = _conversation.reduce_request(
         state, wall, call_id, thread_id, turn_id, event.request_payload
     )

@@ -138,9 +138,9 @@ class ReducerState:
     process_sessions: dict[str, str] = field(default_factory=dict)
     """process id -> terminal session of the exec_command that started it."""
     operation_processes: dict[str, TerminalProcess] = field(default_factory=dict)
+    """terminal operation -> its process bookkeeping (see ``_terminals``)."""
     _real_dirs: dict[str, str] = field(default_factory=dict)
     _root: str = ""
-    """terminal operation -> its process bookkeeping (see ``_terminals``)."""
 
     def read_payload(self, ref: RawPayloadRef) -> Any:
         """Read a payload's JSON, confined to the bundle.
@@ -201,6 +201,21 @@ class ReducerState:
         if thread is None:
             raise ReduceError(f"trace event referenced unknown thread {thread_id}")
         return thread
+
+    def check_turn(self, subject: str, thread_id: str, turn_id: str) -> None:
+        """Check that ``turn_id`` exists and belongs to ``thread_id``.
+
+        Raises:
+            ReduceError: The turn is unknown or belongs to another thread.
+        """
+        turn = self.trace.codex_turns.get(turn_id)
+        if turn is None:
+            raise ReduceError(f"{subject} referenced unknown codex turn {turn_id}")
+        if turn.thread_id != thread_id:
+            raise ReduceError(
+                f"{subject} used thread {thread_id}, but codex turn {turn_id} "
+                f"belongs to {turn.thread_id}"
+            )
 
     def append_thread_items(self, thread_id: str, item_ids: list[str]) -> None:
         """Append items to a thread's conversation, each once, in order."""
