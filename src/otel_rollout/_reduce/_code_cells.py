@@ -275,10 +275,7 @@ def _end(
     if cell.initial_response_at_unix_ms is None:
         cell.initial_response_at_unix_ms = wall
         cell.initial_response_seq = seq
-    execution = cell.execution
-    execution.ended_at_unix_ms = wall
-    execution.ended_seq = seq
-    execution.status = _EXECUTION_STATUS[status]
+    cell.execution.close(wall, seq, _EXECUTION_STATUS[status])
     cell.runtime_status = status
 
 

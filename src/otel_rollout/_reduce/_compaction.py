@@ -54,9 +54,7 @@ def finish_request(
             f"compaction request {request_id} completion used compaction {compaction_id}, "
             f"but start used {request.compaction_id}"
         )
-    request.execution.ended_at_unix_ms = wall
-    request.execution.ended_seq = seq
-    request.execution.status = status
+    request.execution.close(wall, seq, status)
     request.raw_response_payload_id = response.raw_payload_id if response is not None else None
 
 

@@ -77,9 +77,7 @@ def finish(
     call.response_id = response_id
     execution = call.execution
     if execution.status is ExecutionStatus.RUNNING:
-        execution.ended_at_unix_ms = wall
-        execution.ended_seq = seq
-        execution.status = status
+        execution.close(wall, seq, status)
     if event.upstream_request_id is not None:
         call.upstream_request_id = event.upstream_request_id
     if payload is not None:

@@ -51,6 +51,12 @@ class ExecutionWindow(_Node):
             status=ExecutionStatus.RUNNING,
         )
 
+    def close(self, ended_at_unix_ms: int, ended_seq: int, status: ExecutionStatus) -> None:
+        """End the window at ``ended_seq`` with ``status``."""
+        self.ended_at_unix_ms = ended_at_unix_ms
+        self.ended_seq = ended_seq
+        self.status = status
+
 
 # --- threads and turns ---
 

@@ -280,10 +280,7 @@ def end_operation(
                 process_id, result = parsed
             else:
                 result = _dispatch_result(value, payload.raw_payload_id)
-    execution = operation.execution
-    execution.ended_at_unix_ms = wall
-    execution.ended_seq = seq
-    execution.status = status
+    operation.execution.close(wall, seq, status)
     book = _bookkeeping(state).get(operation_id)
     if payload is not None and result is not None:
         push_unique(operation.raw_payload_ids, payload.raw_payload_id)

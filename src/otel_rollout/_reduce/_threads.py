@@ -120,10 +120,7 @@ def end_thread(
     state: ReducerState, seq: int, wall: int, thread_id: str, status: RolloutStatus
 ) -> None:
     """``thread_ended``: close the thread; the rollout status is left alone."""
-    execution = state.thread(thread_id).execution
-    execution.ended_at_unix_ms = wall
-    execution.ended_seq = seq
-    execution.status = _THREAD_STATUS[status]
+    state.thread(thread_id).execution.close(wall, seq, _THREAD_STATUS[status])
 
 
 def resume_thread(state: ReducerState, thread_id: str) -> None:
@@ -175,9 +172,7 @@ def end_turn(
         )
     if turn is None:
         raise ReduceError(f"codex turn end referenced unknown turn {turn_id}")
-    turn.execution.ended_at_unix_ms = wall
-    turn.execution.ended_seq = seq
-    turn.execution.status = status
+    turn.execution.close(wall, seq, status)
     _code_cells.terminate_running_for_turn_end(state, seq, wall, turn_id, status)
     inference_status = _INFERENCE_STATUS_AT_TURN_END.get(status)
     if inference_status is None:
@@ -186,6 +181,4 @@ def end_turn(
     for call_id in state.inferences_by_turn.get(turn_id, ()):
         execution = calls[call_id].execution
         if execution.status is ExecutionStatus.RUNNING:
-            execution.ended_at_unix_ms = wall
-            execution.ended_seq = seq
-            execution.status = inference_status
+            execution.close(wall, seq, inference_status)

@@ -173,10 +173,7 @@ def end(
     tool = state.trace.tool_calls.get(tool_call_id)
     if tool is None:
         raise ReduceError(f"tool call end referenced unknown call {tool_call_id}")
-    execution = tool.execution
-    execution.ended_at_unix_ms = wall
-    execution.ended_seq = seq
-    execution.status = status
+    tool.execution.close(wall, seq, status)
     tool.raw_result_payload_id = result.raw_payload_id if result is not None else None
     operation_id = tool.terminal_operation_id
     if operation_id is not None and not tool.raw_runtime_payload_ids:
