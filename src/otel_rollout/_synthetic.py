@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_rollout._models import (
+    RAW_EVENT_LOG_FILE_NAME,
     AgentResultObserved,
     ApplyPatchKind,
     AssignAgentTaskKind,
@@ -333,7 +334,7 @@ class _Generator:
 
     def _cut(self) -> None:
         """Keep a prefix of the events, as a crash leaves them, maybe with a torn tail."""
-        log = self.writer.bundle_dir / "trace.jsonl"
+        log = self.writer.bundle_dir / RAW_EVENT_LOG_FILE_NAME
         lines = log.read_bytes().splitlines(keepends=True)
         keep = self.rng.randint(max(2, len(lines) // 3), max(2, len(lines) - 3))
         data = b"".join(lines[:keep])
@@ -462,14 +463,8 @@ class _Generator:
     # --- turns ---
 
     def _run_turn(self, thread: _Thread, new_items: list[Json], index: int) -> Actor:
-        turn = _Turn(thread, self._uuid())
+        turn = self._start_turn(thread)
         thread.turns_run += 1
-        self._emit(
-            CodexTurnStarted(codex_turn_id=turn.turn_id, thread_id=thread.thread_id),
-            thread,
-            turn.turn_id,
-        )
-        self._protocol("task_started", {"turn_id": turn.turn_id, "model_context_window": 272000})
         if not thread.has_context:
             thread.has_context = True
             for item in self._context_items(thread):
@@ -499,6 +494,17 @@ class _Generator:
                 break
         self._end_turn(turn)
         yield None
+
+    def _start_turn(self, thread: _Thread) -> _Turn:
+        """Open a turn: ``codex_turn_started`` and its ``task_started`` protocol event."""
+        turn = _Turn(thread, self._uuid())
+        self._emit(
+            CodexTurnStarted(codex_turn_id=turn.turn_id, thread_id=thread.thread_id),
+            thread,
+            turn.turn_id,
+        )
+        self._protocol("task_started", {"turn_id": turn.turn_id, "model_context_window": 272000})
+        return turn
 
     def _end_turn(self, turn: _Turn) -> None:
         thread = turn.thread
@@ -595,15 +601,10 @@ class _Generator:
             if role == "assistant":
                 part["annotations"] = []
             content.append(part)
-        item: Json = {"type": "message", "id": item_id, "role": role, "content": content}
+        item: Json = {"type": "message"}
         if role == "assistant":
-            item = {
-                "type": "message",
-                "status": "completed",
-                "id": item_id,
-                "role": role,
-                "content": content,
-            }
+            item["status"] = "completed"
+        item.update(id=item_id, role=role, content=content)
         if phase is not None:
             item["phase"] = phase
         return item
@@ -1304,8 +1305,6 @@ class _Generator:
         )
         prefix = "ctco" if custom else "fco"
         item = {"type": response_item["type"], "id": f"{prefix}_{self._uuid()}", **response_item}
-        del item["type"]
-        item = {"type": response_item["type"], **item}
         self._accept(turn, item)
         turn.thread.history.append(item)
 
@@ -1876,13 +1875,7 @@ class _Generator:
 
     def _compaction_turn(self, thread: _Thread) -> Actor:
         """A turn that only compacts: remote (traced) or local (invisible but for acceptance)."""
-        turn = _Turn(thread, self._uuid())
-        self._emit(
-            CodexTurnStarted(codex_turn_id=turn.turn_id, thread_id=thread.thread_id),
-            thread,
-            turn.turn_id,
-        )
-        self._protocol("task_started", {"turn_id": turn.turn_id, "model_context_window": 272000})
+        turn = self._start_turn(thread)
         yield None
         if self.rng.random() < 0.7:
             yield from self._compaction(turn, mid_turn=False)
