@@ -200,7 +200,6 @@ class _Thread:
 class _Span:
     thread_id: str | None
     turn_key: str | None
-    open: bool = True
 
 
 class SpanMapper:
@@ -288,8 +287,7 @@ class SpanMapper:
 
     def is_open(self, key: str) -> bool:
         """Whether the span ``key`` was started and has not ended."""
-        span = self._spans.get(key)
-        return span is not None and span.open
+        return key in self._open
 
     # --- helpers ---
 
@@ -330,11 +328,10 @@ class SpanMapper:
         return True
 
     def _end(self, key: str, status: StatusCode, description: str | None, time_ns: int) -> None:
-        span = self._spans.get(key)
-        if span is None or not span.open:
+        if key not in self._open:
             return
-        span.open = False
-        self._open.pop(key, None)
+        del self._open[key]
+        span = self._spans[key]
         if key.startswith(_LEAF_PREFIXES):  # never a parent or link target again: forget it
             del self._spans[key]
             if key.startswith("tool:"):
@@ -449,11 +446,7 @@ class SpanMapper:
             attributes[sc.ROLLOUT_EDGE_ID] = edge_id
             if parent is not None:
                 links.append(LinkSpec(parent, _edge(sc.EDGE_SPAWN_AGENT, edge_id)))
-        if (
-            parent is None
-            and self.root_thread_id is not None
-            and event.thread_id != (self.root_thread_id)
-        ):
+        if parent is None and self.root_thread_id not in (None, event.thread_id):
             root_key = f"thread:{self.root_thread_id}"
             parent = root_key if self.is_open(root_key) else None
         if self._start(
@@ -486,7 +479,7 @@ class SpanMapper:
         thread_key = f"thread:{thread_id}"
         for key in reversed(list(self._open)):
             span = self._spans[key]
-            if not span.open or span.thread_id != thread_id or key in (thread_key, turn_key):
+            if span.thread_id != thread_id or key in (thread_key, turn_key):
                 continue
             if turn_key is not None and span.turn_key != turn_key:
                 continue
@@ -529,9 +522,9 @@ class SpanMapper:
         self, event: CodexTurnEnded, thread_id: str | None, turn_id: str | None, time_ns: int
     ) -> None:
         key = f"turn:{event.codex_turn_id}"
-        span = self._spans.get(key)
-        if span is None or not span.open:
+        if not self.is_open(key):
             return
+        span = self._spans[key]
         if span.thread_id is not None:
             self._end_children(span.thread_id, time_ns, turn_key=key)
         self._set(key, {sc.ROLLOUT_STATUS: event.status.value})

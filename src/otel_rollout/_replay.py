@@ -29,7 +29,14 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
 from otel_rollout._bundle import Bundle, BundleError
-from otel_rollout._mapping import Attributes, LinkSpec, SpanStart, derive_span_id
+from otel_rollout._mapping import (
+    Attributes,
+    LinkSpec,
+    SpanStart,
+    derive_span_id,
+    map_events,
+    trace_id_from_uuid,
+)
 from otel_rollout._models import RawPayloadRef
 
 Protocol = Literal["grpc", "http/protobuf"]
@@ -489,7 +496,6 @@ def bundle_spans(
     live recording. Raises :class:`~otel_rollout.BundleError` for an unreadable bundle.
     """
     from otel_rollout._config import capture_content_from_env, content_max_bytes_from_env
-    from otel_rollout._mapping import map_events, trace_id_from_uuid
     from otel_rollout._recorder import LIVE_SCOPE_NAME
 
     bundle = Bundle(bundle_dir)
