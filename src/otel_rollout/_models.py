@@ -70,7 +70,7 @@ class PayloadKind(str, enum.Enum):
 
 
 class _Model(msgspec.Struct, frozen=True):
-    """Base of every bundle model: immutable, keyword-only."""
+    """Base of every bundle model: immutable (each subclass makes its own fields keyword-only)."""
 
 
 class RawPayloadKind(_Model, frozen=True, kw_only=True):
