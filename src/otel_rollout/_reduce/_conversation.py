@@ -31,9 +31,7 @@ from otel_rollout._reduce._model import (
 )
 from otel_rollout._reduce._normalize import Normalized, normalize_item, normalize_items, token_usage
 from otel_rollout._reduce._state import ReduceError, ReducerState
-
-_CALL_KINDS = frozenset({"function_call", "custom_tool_call"})
-_OUTPUT_KINDS = frozenset({"function_call_output", "custom_tool_call_output"})
+from otel_rollout._reduce._tools import CALL_KINDS, OUTPUT_KINDS
 
 
 def reduce_request(
@@ -125,19 +123,15 @@ def reconcile(
     start_index: int,
     full_snapshot: bool,
     override: list[str] | None,
-    *,
-    prefix: list[str] | None = None,
 ) -> list[str]:
     """Give each item an id: reuse the previous snapshot's, or create one (Codex's rules)."""
-    previous = override if override is not None else prefix
-    if previous is None:
-        previous = state.snapshots.get(thread_id, [])
+    previous = override if override is not None else state.snapshots.get(thread_id, [])
     conversation = state.trace.conversation_items
     ids: list[str] = []
     used: set[str] = set()
     index = start_index
     for item in items:
-        if item.call_id is not None and item.kind in _CALL_KINDS:
+        if item.call_id is not None and item.kind in CALL_KINDS:
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
         candidate = previous[index] if index < len(previous) else None
@@ -187,7 +181,7 @@ def reconcile_detached(
     ids: list[str] = []
     used: set[str] = set()
     for item in items:
-        if item.call_id is not None and item.kind in _CALL_KINDS:
+        if item.call_id is not None and item.kind in CALL_KINDS:
             ensure_call_id_consistency(state, thread_id, item)
         item_id = None
         if candidates is not None:
@@ -224,7 +218,7 @@ def sighted(
     call_id = item.call_id
     if call_id is not None:
         kind = item.kind
-        if kind in _CALL_KINDS or kind in _OUTPUT_KINDS:
+        if kind in CALL_KINDS or kind in OUTPUT_KINDS:
             _tools.attach_model_visible_item(state, item_id, call_id, kind)
         if kind == "custom_tool_call_output":
             _code_cells.attach_output_item(state, item_id, call_id)

@@ -24,8 +24,10 @@ from otel_rollout._reduce._model import (
 )
 from otel_rollout._reduce._state import ReduceError, ReducerState, push_unique
 
-_CALL_KINDS = ("function_call", "custom_tool_call")
-_OUTPUT_KINDS = ("function_call_output", "custom_tool_call_output")
+CALL_KINDS = frozenset({"function_call", "custom_tool_call"})
+"""Conversation item kinds of a model-visible tool call."""
+OUTPUT_KINDS = frozenset({"function_call_output", "custom_tool_call_output"})
+"""Conversation item kinds of a model-visible tool output."""
 _TERMINAL_KINDS = frozenset({"exec_command", "write_stdin"})
 
 
@@ -45,7 +47,7 @@ def single_tool_for_call_id(state: ReducerState, call_id: str) -> str | None:
 
 
 def _items_for_call(
-    state: ReducerState, thread_id: str, call_id: str, kinds: tuple[str, ...]
+    state: ReducerState, thread_id: str, call_id: str, kinds: frozenset[str]
 ) -> list[str]:
     conversation = state.trace.conversation_items
     ids = [
@@ -111,8 +113,8 @@ def start(
     call_item_ids: list[str] = []
     output_item_ids: list[str] = []
     if mv_call_id is not None:
-        call_item_ids = _items_for_call(state, thread_id, mv_call_id, _CALL_KINDS)
-        output_item_ids = _items_for_call(state, thread_id, mv_call_id, _OUTPUT_KINDS)
+        call_item_ids = _items_for_call(state, thread_id, mv_call_id, CALL_KINDS)
+        output_item_ids = _items_for_call(state, thread_id, mv_call_id, OUTPUT_KINDS)
     operation_id = _terminals.start_from_invocation(
         state, seq, wall, thread_id, tool_call_id, _kind_tag(event.kind), event.invocation_payload
     )
@@ -227,7 +229,7 @@ def attach_model_visible_item(state: ReducerState, item_id: str, call_id: str, k
     tool_call_id = single_tool_for_call_id(state, call_id)
     if tool_call_id is None:
         return
-    if kind in _CALL_KINDS:
+    if kind in CALL_KINDS:
         push_unique(state.trace.tool_calls[tool_call_id].model_visible_call_item_ids, item_id)
         link_to_inference_response(state, tool_call_id)
     else:
