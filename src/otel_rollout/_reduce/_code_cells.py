@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from otel_rollout._models import CodeCellRuntimeStatus, ExecutionStatus, RawPayloadRef
 from otel_rollout._reduce._model import CodeCell, CodeCellProducer, ExecutionWindow
 from otel_rollout._reduce._state import (
@@ -320,8 +322,6 @@ def link_wait_tool_call(
     arguments = inner.get("arguments") if isinstance(inner, dict) else None
     if not isinstance(arguments, str):
         raise ReduceError(f"wait tool request payload {pid} did not contain function arguments")
-    import msgspec
-
     try:
         args = msgspec.json.decode(arguments)
     except msgspec.DecodeError:

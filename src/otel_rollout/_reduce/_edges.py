@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
+
 from otel_rollout._models import AgentResultObserved, RawPayloadRef
 from otel_rollout._reduce._model import (
     ConversationItemAnchor,
@@ -29,6 +31,11 @@ from otel_rollout._reduce._state import (
 )
 
 _ENCRYPTED = "encrypted_content"
+
+
+def spawn_edge_id(parent_thread_id: str, child_thread_id: str) -> str:
+    """The id of the spawn edge between two threads."""
+    return f"edge:spawn:{parent_thread_id}:{child_thread_id}"
 
 
 def tool_edge_id(tool_call_id: str) -> str:
@@ -196,21 +203,15 @@ def end_from_runtime(
         child = spawn["new_thread_id"]
         if child is None:
             return
-        tool = state.trace.tool_calls[tool_call_id]
-        _queue_or_resolve(
+        _queue_message(
             state,
-            PendingEdge(
-                edge_id=f"edge:spawn:{spawn['sender_thread_id']}:{child}",
-                kind="spawn_agent",
-                source=ToolCallAnchor(tool_call_id),
-                target_thread_id=child,
-                message_author=_agent_path(state, tool.thread_id),
-                message_content=spawn["prompt"],
-                unresolved_spawn_thread_id=child,
-                started_at_unix_ms=tool.execution.started_at_unix_ms,
-                ended_at_unix_ms=wall,
-                carried_raw_payload_ids=_tool_payload_ids(state, tool_call_id),
-            ),
+            tool_call_id,
+            kind,
+            child,
+            spawn["prompt"],
+            wall,
+            edge_id=spawn_edge_id(spawn["sender_thread_id"], child),
+            spawn_fallback=child,
         )
     elif kind in ("assign_agent_task", "send_message"):
         end = _parse(value, _INTERACTION_END, pid)
@@ -244,27 +245,20 @@ def _end_activity(
     if kind == "close_agent":
         _upsert_close(state, tool_call_id, target, wall)
         return
-    tool = state.trace.tool_calls[tool_call_id]
-    if kind == "spawn_agent":
-        edge_id = f"edge:spawn:{tool.thread_id}:{target}"
-        fallback: str | None = target
-    else:
-        edge_id = tool_edge_id(tool_call_id)
-        fallback = None
-    _queue_or_resolve(
+    content = _invocation_message(state, tool_call_id)
+    if kind != "spawn_agent":
+        _queue_message(state, tool_call_id, kind, target, content, wall)
+        return
+    parent = state.trace.tool_calls[tool_call_id].thread_id
+    _queue_message(
         state,
-        PendingEdge(
-            edge_id=edge_id,
-            kind=kind,
-            source=ToolCallAnchor(tool_call_id),
-            target_thread_id=target,
-            message_author=_agent_path(state, tool.thread_id),
-            message_content=_invocation_message(state, tool_call_id),
-            unresolved_spawn_thread_id=fallback,
-            started_at_unix_ms=tool.execution.started_at_unix_ms,
-            ended_at_unix_ms=wall,
-            carried_raw_payload_ids=_tool_payload_ids(state, tool_call_id),
-        ),
+        tool_call_id,
+        kind,
+        target,
+        content,
+        wall,
+        edge_id=spawn_edge_id(parent, target),
+        spawn_fallback=target,
     )
 
 
@@ -284,8 +278,6 @@ def _invocation_message(state: ReducerState, tool_call_id: str) -> str:
     arguments = inner.get("arguments") if isinstance(inner, dict) else None
     if not isinstance(arguments, str):
         raise ReduceError(f"agent activity tool call {tool_call_id} missing function arguments")
-    import msgspec
-
     try:
         args = msgspec.json.decode(arguments)
     except msgspec.DecodeError:
@@ -303,18 +295,24 @@ def _queue_message(
     target_thread_id: str,
     content: str,
     ended_at: int | None,
+    *,
+    edge_id: str | None = None,
+    spawn_fallback: str | None = None,
 ) -> None:
+    """Queue (or resolve) the delivery edge a tool call sources: ``edge:tool:...`` unless
+    ``edge_id`` is given; a spawn's ``spawn_fallback`` is the child thread.
+    """
     tool = state.trace.tool_calls[tool_call_id]
     _queue_or_resolve(
         state,
         PendingEdge(
-            edge_id=tool_edge_id(tool_call_id),
+            edge_id=edge_id if edge_id is not None else tool_edge_id(tool_call_id),
             kind=kind,
             source=ToolCallAnchor(tool_call_id),
             target_thread_id=target_thread_id,
             message_author=_agent_path(state, tool.thread_id),
             message_content=content,
-            unresolved_spawn_thread_id=None,
+            unresolved_spawn_thread_id=spawn_fallback,
             started_at_unix_ms=tool.execution.started_at_unix_ms,
             ended_at_unix_ms=ended_at,
             carried_raw_payload_ids=_tool_payload_ids(state, tool_call_id),
@@ -566,8 +564,6 @@ def _inter_agent_communication(text: str) -> tuple[str, str, str] | None:
     """Legacy delivery: the text is a serialized ``InterAgentCommunication``."""
     if not text.startswith("{"):
         return None
-    import msgspec
-
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError:

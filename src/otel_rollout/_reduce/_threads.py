@@ -6,6 +6,7 @@ from typing import Any
 
 from otel_rollout._models import ExecutionStatus, RawPayloadRef, RolloutStatus
 from otel_rollout._reduce import _code_cells
+from otel_rollout._reduce._edges import spawn_edge_id
 from otel_rollout._reduce._model import (
     AgentOrigin,
     AgentThread,
@@ -15,11 +16,6 @@ from otel_rollout._reduce._model import (
     SpawnedOrigin,
 )
 from otel_rollout._reduce._state import ReduceError, ReducerState
-
-
-def spawn_edge_id(parent_thread_id: str, child_thread_id: str) -> str:
-    """The id of the spawn edge between two threads."""
-    return f"edge:spawn:{parent_thread_id}:{child_thread_id}"
 
 
 def _task_name_from_agent_path(agent_path: str) -> str:
