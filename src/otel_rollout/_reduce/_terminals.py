@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from otel_rollout._json import encode_compact
 from otel_rollout._models import ExecutionStatus, RawPayloadRef
 from otel_rollout._reduce._model import (
     ExecCommandRequest,
@@ -34,11 +35,8 @@ from otel_rollout._reduce._state import (
     push_unique,
 )
 
-_TERMINAL_KINDS = {"exec_command": "exec_command", "write_stdin": "write_stdin"}
-
-
-def _bookkeeping(state: ReducerState) -> dict[str, TerminalProcess]:
-    return state.operation_processes
+TERMINAL_KINDS = frozenset({"exec_command", "write_stdin"})
+"""Tool kinds that run a terminal operation."""
 
 
 def _new_operation(
@@ -90,14 +88,21 @@ def _join_session(
     push_unique(session.operation_ids, operation.operation_id)
 
 
-def _own_session(state: ReducerState, thread_id: str, operation: TerminalOperation) -> None:
-    _join_session(state, thread_id, operation, f"terminal_session:{operation.operation_id}")
+def _own_session(state: ReducerState, thread_id: str, operation: TerminalOperation) -> str:
+    """Open the session named after ``operation`` and return its id."""
+    session_id = f"terminal_session:{operation.operation_id}"
+    _join_session(state, thread_id, operation, session_id)
+    return session_id
 
 
-def _session_of_process(state: ReducerState, process_id: str | None) -> str | None:
-    if process_id is None:
-        return None
-    return state.process_sessions.get(process_id)
+def _target_process(
+    state: ReducerState, thread_id: str, operation: TerminalOperation, process_id: str | None
+) -> None:
+    """A write_stdin operation writes to ``process_id``: join its session if it is known."""
+    state.operation_processes[operation.operation_id] = TerminalProcess(None, process_id)
+    session_id = state.process_sessions.get(process_id) if process_id is not None else None
+    if session_id is not None:
+        _join_session(state, thread_id, operation, session_id)
 
 
 def start_from_invocation(
@@ -121,10 +126,7 @@ def start_from_invocation(
     operation = _new_operation(
         state, seq, wall, tool_call_id, "write_stdin", request, invocation.raw_payload_id
     )
-    _bookkeeping(state)[operation.operation_id] = TerminalProcess(None, process_id)
-    session_id = _session_of_process(state, process_id)
-    if session_id is not None:
-        _join_session(state, thread_id, operation, session_id)
+    _target_process(state, thread_id, operation, process_id)
     return operation.operation_id
 
 
@@ -203,9 +205,9 @@ def start_from_runtime(
     runtime: RawPayloadRef,
 ) -> str | None:
     """An exec_command (or write_stdin) operation from its runtime begin payload."""
-    kind = _TERMINAL_KINDS.get(kind_tag)
-    if kind is None:
+    if kind_tag not in TERMINAL_KINDS:
         return None
+    kind = kind_tag
     value = state.read_payload(runtime)
     pid = runtime.raw_payload_id
     command = value.get("command") if isinstance(value, dict) else None
@@ -229,14 +231,11 @@ def start_from_runtime(
         request = WriteStdinRequest(stdin=stdin or "", yield_time_ms=None, max_output_tokens=None)
     operation = _new_operation(state, seq, wall, tool_call_id, kind, request, pid)
     if kind == "exec_command":
-        _bookkeeping(state)[operation.operation_id] = TerminalProcess(process_id, None)
+        state.operation_processes[operation.operation_id] = TerminalProcess(process_id, None)
         if process_id is not None:
             _open_process_session(state, thread_id, operation, process_id)
     else:
-        _bookkeeping(state)[operation.operation_id] = TerminalProcess(None, process_id)
-        session_id = _session_of_process(state, process_id)
-        if session_id is not None:
-            _join_session(state, thread_id, operation, session_id)
+        _target_process(state, thread_id, operation, process_id)
     return operation.operation_id
 
 
@@ -244,8 +243,7 @@ def _open_process_session(
     state: ReducerState, thread_id: str, operation: TerminalOperation, process_id: str
 ) -> None:
     """An exec_command's process is known: it opens a session named after the operation."""
-    _own_session(state, thread_id, operation)
-    state.process_sessions[process_id] = f"terminal_session:{operation.operation_id}"
+    state.process_sessions[process_id] = _own_session(state, thread_id, operation)
 
 
 def _optional_str(value: dict[str, Any], key: str, pid: str) -> str | None:
@@ -281,7 +279,7 @@ def end_operation(
             else:
                 result = _dispatch_result(value, payload.raw_payload_id)
     operation.execution.close(wall, seq, status)
-    book = _bookkeeping(state).get(operation_id)
+    book = state.operation_processes.get(operation_id)
     if payload is not None and result is not None:
         push_unique(operation.raw_payload_ids, payload.raw_payload_id)
         if book is not None and operation.kind == "exec_command" and process_id is not None:
@@ -340,8 +338,6 @@ def _exec_end_or_reason(value: Any) -> tuple[str | None, TerminalResult] | str:
 
 
 def _text_content(value: Any) -> str | None:
-    from otel_rollout._json import encode_compact
-
     if isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -358,8 +354,6 @@ def _text_content(value: Any) -> str | None:
 
 
 def _dispatch_result(value: Any, pid: str) -> TerminalResult:
-    from otel_rollout._json import encode_compact
-
     kind = value.get("type") if isinstance(value, dict) else None
     assert isinstance(value, dict) or kind is None
     if kind == "direct_response" and "response_item" in value:
@@ -440,7 +434,7 @@ def resolve_stdin_target(state: ReducerState, tool_call_id: str, exec_tool_call_
     operation = state.trace.terminal_operations[operation_id]
     if operation.terminal_id is not None:
         return
-    book = _bookkeeping(state)
+    book = state.operation_processes
     exec_book = book.get(exec_operation_id)
     if exec_book is None or exec_book.process_id is None:
         return

@@ -28,7 +28,6 @@ CALL_KINDS = frozenset({"function_call", "custom_tool_call"})
 """Conversation item kinds of a model-visible tool call."""
 OUTPUT_KINDS = frozenset({"function_call_output", "custom_tool_call_output"})
 """Conversation item kinds of a model-visible tool output."""
-_TERMINAL_KINDS = frozenset({"exec_command", "write_stdin"})
 
 
 def _kind_tag(kind: object) -> str:
@@ -194,7 +193,7 @@ def runtime_start(state: ReducerState, seq: int, wall: int, event: ToolCallRunti
     push_unique(tool.raw_runtime_payload_ids, payload.raw_payload_id)
     tool.kind = event.kind
     kind = _kind_tag(tool.kind)
-    if tool.terminal_operation_id is not None and kind in _TERMINAL_KINDS:
+    if tool.terminal_operation_id is not None and kind in _terminals.TERMINAL_KINDS:
         raise ReduceError(
             f"tool runtime start would create a second terminal operation for {tool_call_id}"
         )
