@@ -28,6 +28,8 @@ _EXECUTION_STATUS = {
     CodeCellRuntimeStatus.FAILED: ExecutionStatus.FAILED,
     CodeCellRuntimeStatus.TERMINATED: ExecutionStatus.CANCELLED,
 }
+_SOURCE_KIND = frozenset({"custom_tool_call"})
+_OUTPUT_KIND = frozenset({"custom_tool_call_output"})
 
 
 def code_cell_id(model_visible_call_id: str) -> str:
@@ -71,17 +73,6 @@ def runtime_cell(state: ReducerState, thread_id: str, runtime_cell_id: str, even
     return found
 
 
-def _source_items(state: ReducerState, thread_id: str, call_id: str, kind: str) -> list[str]:
-    conversation = state.trace.conversation_items
-    ids = [
-        item_id
-        for item_id in state.items_by_call_id.get((thread_id, call_id), ())
-        if conversation[item_id].kind == kind
-    ]
-    ids.sort()
-    return ids
-
-
 def start(
     state: ReducerState,
     seq: int,
@@ -105,7 +96,7 @@ def start(
     pending = PendingCodeCellStart(
         seq, wall, thread_id, turn_id, cell_id, runtime_cell_id, model_visible_call_id, source_js
     )
-    if not _source_items(state, thread_id, model_visible_call_id, "custom_tool_call"):
+    if not state.items_for_call(thread_id, model_visible_call_id, _SOURCE_KIND):
         if cell_id in state.trace.code_cells or cell_id in state.pending_code_cell_starts:
             raise ReduceError(f"duplicate code cell start for {cell_id}")
         state.pending_code_cell_starts[cell_id] = pending
@@ -121,11 +112,8 @@ def flush_pending_starts(state: ReducerState) -> None:
     ready = [
         cell_id
         for cell_id in sorted(pending)
-        if _source_items(
-            state,
-            pending[cell_id].thread_id,
-            pending[cell_id].model_visible_call_id,
-            "custom_tool_call",
+        if state.items_for_call(
+            pending[cell_id].thread_id, pending[cell_id].model_visible_call_id, _SOURCE_KIND
         )
     ]
     for cell_id in ready:
@@ -154,13 +142,13 @@ def _materialize(state: ReducerState, pending: PendingCodeCellStart) -> None:
             f"to {turn.thread_id}"
         )
     call_id = pending.model_visible_call_id
-    sources = _source_items(state, thread_id, call_id, "custom_tool_call")
+    sources = state.items_for_call(thread_id, call_id, _SOURCE_KIND)
     if not sources:
         raise ReduceError(
             f"code cell {cell_id} referenced model-visible call {call_id}, "
             "but no custom tool call item was observed"
         )
-    outputs = _source_items(state, thread_id, call_id, "custom_tool_call_output")
+    outputs = state.items_for_call(thread_id, call_id, _OUTPUT_KIND)
     nested = sorted(state.tools_by_code_cell.get(cell_id, ()))
     trace.code_cells[cell_id] = CodeCell(
         code_cell_id=cell_id,

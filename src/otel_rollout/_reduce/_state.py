@@ -217,6 +217,15 @@ class ReducerState:
                 f"belongs to {turn.thread_id}"
             )
 
+    def items_for_call(self, thread_id: str, call_id: str, kinds: frozenset[str]) -> list[str]:
+        """The thread's conversation items with this call id and one of ``kinds``, in key order."""
+        conversation = self.trace.conversation_items
+        return sorted(
+            item_id
+            for item_id in self.items_by_call_id.get((thread_id, call_id), ())
+            if conversation[item_id].kind in kinds
+        )
+
     def append_thread_items(self, thread_id: str, item_ids: list[str]) -> None:
         """Append items to a thread's conversation, each once, in order."""
         thread = self.thread(thread_id)

@@ -45,19 +45,6 @@ def single_tool_for_call_id(state: ReducerState, call_id: str) -> str | None:
     return tools[0]
 
 
-def _items_for_call(
-    state: ReducerState, thread_id: str, call_id: str, kinds: frozenset[str]
-) -> list[str]:
-    conversation = state.trace.conversation_items
-    ids = [
-        item_id
-        for item_id in state.items_by_call_id.get((thread_id, call_id), ())
-        if conversation[item_id].kind in kinds
-    ]
-    ids.sort()
-    return ids
-
-
 def start(
     state: ReducerState,
     seq: int,
@@ -112,8 +99,8 @@ def start(
     call_item_ids: list[str] = []
     output_item_ids: list[str] = []
     if mv_call_id is not None:
-        call_item_ids = _items_for_call(state, thread_id, mv_call_id, CALL_KINDS)
-        output_item_ids = _items_for_call(state, thread_id, mv_call_id, OUTPUT_KINDS)
+        call_item_ids = state.items_for_call(thread_id, mv_call_id, CALL_KINDS)
+        output_item_ids = state.items_for_call(thread_id, mv_call_id, OUTPUT_KINDS)
     operation_id = _terminals.start_from_invocation(
         state, seq, wall, thread_id, tool_call_id, _kind_tag(event.kind), event.invocation_payload
     )
