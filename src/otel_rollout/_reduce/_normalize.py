@@ -186,8 +186,8 @@ def _text_or_json(item: dict[str, Any], pid: str) -> list[ConversationPart]:
     arguments = item["arguments"]
     if isinstance(arguments, str):
         try:
-            value = _parse_json(arguments)
-        except ValueError:
+            value = JSON_DECODER.decode(arguments)
+        except msgspec.DecodeError:
             return [TextPart(arguments)]
         return [json_part(value, pid)]
     return [json_part(arguments, pid)]
@@ -276,13 +276,6 @@ def _agent_message(item: dict[str, Any], pid: str, rid: str | None) -> Normalize
         AgentMessageMetadata(author, recipient),
         rid,
     )
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        return JSON_DECODER.decode(text)
-    except msgspec.DecodeError:
-        raise ValueError(text) from None
 
 
 def json_part(value: Any, pid: str) -> JsonPart:
