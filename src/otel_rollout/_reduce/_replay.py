@@ -294,14 +294,20 @@ def _code_cell_started(state: ReducerState, event: RawTraceEvent, p: CodeCellSta
     )
 
 
+def _reduced_cell(
+    state: ReducerState, event: RawTraceEvent, runtime_cell_id: str, name: str
+) -> str:
+    """The reduced id of the cell a lifecycle event names by its runtime id."""
+    thread_id = _code_cells.event_thread_id(
+        state, event.thread_id, event.codex_turn_id, runtime_cell_id, name
+    )
+    return _code_cells.runtime_cell(state, thread_id, runtime_cell_id, name)
+
+
 def _code_cell_initial(
     state: ReducerState, event: RawTraceEvent, p: CodeCellInitialResponse
 ) -> None:
-    name = "code cell initial response"
-    thread_id = _code_cells.event_thread_id(
-        state, event.thread_id, event.codex_turn_id, p.runtime_cell_id, name
-    )
-    cell_id = _code_cells.runtime_cell(state, thread_id, p.runtime_cell_id, name)
+    cell_id = _reduced_cell(state, event, p.runtime_cell_id, "code cell initial response")
     payload_id = p.response_payload.raw_payload_id if p.response_payload is not None else None
     _code_cells.initial_response(
         state, event.seq, event.wall_time_unix_ms, cell_id, p.runtime_cell_id, p.status, payload_id
@@ -309,11 +315,7 @@ def _code_cell_initial(
 
 
 def _code_cell_ended(state: ReducerState, event: RawTraceEvent, p: CodeCellEnded) -> None:
-    name = "code cell end"
-    thread_id = _code_cells.event_thread_id(
-        state, event.thread_id, event.codex_turn_id, p.runtime_cell_id, name
-    )
-    cell_id = _code_cells.runtime_cell(state, thread_id, p.runtime_cell_id, name)
+    cell_id = _reduced_cell(state, event, p.runtime_cell_id, "code cell end")
     payload_id = p.response_payload.raw_payload_id if p.response_payload is not None else None
     _code_cells.end(state, event.seq, event.wall_time_unix_ms, cell_id, p.status, payload_id)
 
