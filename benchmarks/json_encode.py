@@ -28,8 +28,8 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._bundle import decode_event
-from otel_rollout._json import encode_compact, encode_line, encode_pretty
+from otel_rollout._bundle._json import encode_compact, encode_line, encode_pretty
+from otel_rollout._bundle._reader import decode_event
 
 orjson: Any
 try:  # optional: only measured when installed (imported by name so mypy passes without it)

@@ -55,6 +55,7 @@ from otel_rollout import (
     ThreadTraceContext,
     _config,
 )
+from otel_rollout._live import _runtime
 
 PAYLOAD_BYTES = 4096
 POOL = 64
@@ -231,7 +232,7 @@ def run_stack(
             thread.record_ended()
             provider.shutdown()
             assert exporter.lost_events == 0
-            _config.reset()
+            _runtime.reset()
 
     for index in range(warmup):
         one(index)
@@ -278,7 +279,7 @@ class _Plain:
 def disabled_benchmarks(number: int) -> dict[str, Any]:
     """ns per call: disabled methods vs plain no-op methods, disabled CMs vs nullcontext."""
     os.environ.pop(_config.TRACE_ROOT_ENV, None)
-    _config.reset()
+    _runtime.reset()
     thread = ThreadTraceContext.start_root_or_disabled()
     assert not thread.is_enabled()
     plain = _Plain()
@@ -343,7 +344,7 @@ def flush_latency(root: Path, samples: int) -> dict[str, float]:
         time.sleep(0.05)  # let the writer go idle again: measure the wake-up path
     thread.record_ended()
     exporter.shutdown()
-    _config.reset()
+    _runtime.reset()
     return {
         "median": statistics.median(latencies),
         "max": max(latencies),

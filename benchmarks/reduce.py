@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+TESTS_DIR = REPO / "tests"
+"""Home of the test support package (the bundle generator lives in tests/support)."""
 LARGE_FIXTURES = REPO / "tests" / "fixtures" / "codex-0.169.0-large"
 OURS = REPO / ".venv" / "bin" / "otel-rollout"
 
@@ -98,7 +100,8 @@ def _size(bundle: Path) -> tuple[int, int]:
 
 _GENERATE = """
 import json, sys
-from otel_rollout._synthetic import SyntheticOptions, generate_bundle
+sys.path.insert(0, sys.argv[4])
+from support.synthetic import SyntheticOptions, generate_bundle
 bundle = generate_bundle(sys.argv[1], int(sys.argv[2]), SyntheticOptions(**json.loads(sys.argv[3])))
 print(bundle)
 """
@@ -118,7 +121,9 @@ def _generated(work: Path, name: str) -> Path:
     while True:
         shutil.rmtree(root, ignore_errors=True)
         argv = [sys.executable, "-c", _GENERATE, str(root), str(GENERATED_SEED)]
-        done = subprocess.run([*argv, json.dumps(options)], capture_output=True, text=True)
+        done = subprocess.run(
+            [*argv, json.dumps(options), str(TESTS_DIR)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"generating {name} failed: {done.stderr[-400:]}")
         bundle = Path(done.stdout.strip())

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from otel_rollout._bundle import Bundle
-from otel_rollout._replay import bundle_spans, export_spans, resolve_target
+from otel_rollout._bundle._reader import Bundle
+from otel_rollout._otel._replay import bundle_spans, export_spans, resolve_target
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from backends import Backends, BackendUnavailable, start_backends  # noqa: E402
+from support.backends import Backends, BackendUnavailable, start_backends  # noqa: E402
 
 LARGE = ROOT / "tests" / "fixtures" / "codex-0.169.0-large"
 

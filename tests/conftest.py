@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_support import codex_reduce, find_codex
+from support.codex import codex_reduce, find_codex
 
 __all__ = ["codex_reduce"]
 

@@ -20,14 +20,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
-from otel_rollout._mapping import derive_span_id, trace_id_from_uuid
-from otel_rollout._replay import bundle_spans
+from otel_rollout._otel._mapping import derive_span_id, trace_id_from_uuid
+from otel_rollout._otel._replay import bundle_spans
 from otel_rollout.cli import main
 
 if TYPE_CHECKING:
-    from backends import Backends
+    from support.backends import Backends
 
-pytest_plugins = ["backends"]
+pytest_plugins = ["support.backends"]
 pytestmark = [pytest.mark.backend]
 
 
@@ -326,7 +326,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "two_agents.py"
 def test_example_app_exports_over_grpc_through_rotel_into_mlflow(
     backends: Backends, tmp_path: Path
 ) -> None:
-    from otel_rollout import replay_bundle, write_state
+    from otel_rollout import reduce_bundle, write_state
 
     # The example as a user runs it, configured by the standard OTel variables only.
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
@@ -345,7 +345,7 @@ def test_example_app_exports_over_grpc_through_rotel_into_mlflow(
     )
     assert done.returncode == 0, done.stderr
     bundle = Path(done.stdout.strip().splitlines()[-1])
-    state = json.loads(write_state(replay_bundle(bundle), tmp_path / "state.json").read_bytes())
+    state = json.loads(write_state(reduce_bundle(bundle), tmp_path / "state.json").read_bytes())
     trace_hex = state["trace_id"].replace("-", "")
     expected = len(bundle_spans(bundle))
     live = backends.wait_for_spans(trace_hex, expected)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_rollout import _validate
+from otel_rollout._bundle import _validate
 from otel_rollout.cli import main
 
 PLAIN = next((Path(__file__).parent / "fixtures" / "codex-0.169.0" / "plain").glob("trace-*"))

@@ -1,8 +1,8 @@
 """Differential test: our reducer against the real Codex 0.169.0 reducer on generated bundles.
 
-Each seed gives a synthetic rollout (otel_rollout._synthetic): children, retries,
+Each seed gives a synthetic rollout (support.synthetic): children, retries,
 cancellations, parallel tools, terminals, code cells, compactions, crashes. Codex
-reduces every bundle (in parallel, once per session); our ``replay_bundle`` must give
+reduces every bundle (in parallel, once per session); our ``reduce_bundle`` must give
 byte-identical ``state.json``. A crashed bundle with a torn last line is compared with
 Codex's reduction of the same bundle without that line (Codex rejects the torn line;
 we drop it with a warning). Negative cases break a valid bundle in ways Codex rejects
@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from codex_support import codex_reduce
-from otel_rollout._bundle import BundleError
-from otel_rollout._json import encode_pretty
-from otel_rollout._reduce import replay_bundle
-from otel_rollout._synthetic import SyntheticOptions, generate_bundle
+from otel_rollout._bundle._json import encode_pretty
+from otel_rollout._bundle._reader import BundleError
+from otel_rollout._reduce import reduce_bundle
+from support.codex import codex_reduce
+from support.synthetic import SyntheticOptions, generate_bundle
 
 pytestmark = pytest.mark.codex
 
@@ -150,7 +150,7 @@ def test_reduce_matches_codex(cases: dict[int, Case], seed: int) -> None:
         f"Codex rejected generated bundle (a generator bug), seed {seed}: {case.stderr[-500:]}"
     )
     warnings: list[str] = []
-    ours = encode_pretty(replay_bundle(case.bundle, warn=warnings.append))
+    ours = encode_pretty(reduce_bundle(case.bundle, warn=warnings.append))
     assert ours == case.expected, f"seed {seed}: " + describe_mismatch(case.expected, ours)
     assert bool(warnings) == case.torn
 
@@ -187,7 +187,7 @@ def test_codex_rejects_a_torn_tail_that_we_drop(codex_bin: Path, cases: dict[int
     done = codex_reduce(codex_bin, case.bundle, case.bundle.parent / "torn-state.json")
     assert done.returncode != 0
     warnings: list[str] = []
-    replay_bundle(case.bundle, warn=warnings.append)
+    reduce_bundle(case.bundle, warn=warnings.append)
     assert len(warnings) == 1
 
 
@@ -292,7 +292,7 @@ def test_bundles_codex_rejects_we_reject(
     done = codex_reduce(codex_bin, bundle, tmp_path / "state.json")
     assert done.returncode != 0, f"Codex accepted the {mutation} bundle"
     with pytest.raises(BundleError) as caught:
-        replay_bundle(bundle)
+        reduce_bundle(bundle)
     assert caught.value.reason
     if mutation in BAD_REQUEST_ITEMS:
         # Normalization errors: the same words as Codex.
@@ -328,7 +328,7 @@ def first_divergence(codex_bin: Path, seed: int, work: Path) -> str:
         if done.returncode != 0:
             return f"Codex rejects it: {done.stderr.strip().splitlines()[-1]}"
         try:
-            ours = encode_pretty(replay_bundle(candidate, warn=lambda _: None))
+            ours = encode_pretty(reduce_bundle(candidate, warn=lambda _: None))
         except BundleError as error:
             return f"we reject it: {error}"
         expected = out.read_bytes()
@@ -352,7 +352,7 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
-    from codex_support import find_codex
+    from support.codex import find_codex
 
     with tempfile.TemporaryDirectory() as scratch:
         for argument in sys.argv[1:]:

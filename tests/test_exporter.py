@@ -18,7 +18,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 import otel_rollout
-from codex_support import codex_reduce
 from otel_rollout import (
     RolloutBundleSpanExporter,
     RolloutSpanProcessor,
@@ -26,8 +25,10 @@ from otel_rollout import (
     _config,
     validate_bundle,
 )
-from otel_rollout._spans_only import SpansOnlyAssembler
-from recording_support import Pipeline, event_types, pipeline_fixture
+from otel_rollout._live import _runtime
+from otel_rollout._otel._spans_only import SpansOnlyAssembler
+from support.codex import codex_reduce
+from support.recording import Pipeline, event_types, pipeline_fixture
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
 @pytest.fixture(autouse=True)
 def _reset_configuration() -> Iterator[None]:
     yield
-    _config.reset()
+    _runtime.reset()
 
 
 def messages(role: str, text: str) -> str:
@@ -283,7 +284,7 @@ def test_the_apps_otlp_exporter_receives_the_same_spans(
     )
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from recording_support import load_example
+    from support.recording import load_example
 
     received: list[bytes] = []
 

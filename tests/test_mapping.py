@@ -14,8 +14,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext, _config, validate_bundle
 from otel_rollout import semconv as sc
-from otel_rollout._bundle import Bundle
-from otel_rollout._mapping import (
+from otel_rollout._bundle._reader import Bundle
+from otel_rollout._live import _runtime
+from otel_rollout._otel._mapping import (
     Attributes,
     LinkSpec,
     SpanStart,
@@ -23,7 +24,7 @@ from otel_rollout._mapping import (
     map_events,
     trace_id_from_uuid,
 )
-from recording_support import Pipeline, attrs, load_example, make_pipeline, pipeline_fixture
+from support.recording import Pipeline, attrs, load_example, make_pipeline, pipeline_fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -36,7 +37,7 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
 @pytest.fixture(autouse=True)
 def _reset_configuration() -> Iterator[None]:
     yield
-    _config.reset()
+    _runtime.reset()
 
 
 @dataclass

@@ -9,9 +9,8 @@ import msgspec
 import pytest
 
 from otel_rollout import events
-from otel_rollout._bundle import Bundle, decode_event, decode_manifest
-from otel_rollout._json import encode_compact, encode_line, encode_pretty
-from otel_rollout._models import (
+from otel_rollout._bundle._json import encode_compact, encode_line, encode_pretty
+from otel_rollout._bundle._models import (
     CodeCellRuntimeStatus,
     ExecutionStatus,
     PayloadKind,
@@ -22,6 +21,7 @@ from otel_rollout._models import (
     TraceBundleManifest,
     payload_refs,
 )
+from otel_rollout._bundle._reader import Bundle, decode_event, decode_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLES = sorted(FIXTURES.glob("codex-0.169.0*/*/trace-*"))

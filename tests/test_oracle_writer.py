@@ -8,17 +8,17 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from codex_support import codex_reduce
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     EVENT_TYPES,
     Other,
     PayloadKind,
     RolloutStarted,
     ThreadStarted,
 )
-from otel_rollout._synthetic import SyntheticOptions, generate_bundle
-from otel_rollout._validate import validate_bundle
-from otel_rollout._writer import BundleWriter
+from otel_rollout._bundle._validate import validate_bundle
+from otel_rollout._bundle._writer import BundleWriter
+from support.codex import codex_reduce
+from support.synthetic import SyntheticOptions, generate_bundle
 
 pytestmark = pytest.mark.codex
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codex_support import codex_reduce
-from otel_rollout import replay_bundle, validate_bundle
+from otel_rollout import reduce_bundle, validate_bundle
+from support.codex import codex_reduce
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -33,7 +33,7 @@ def test_the_readme_recording_example_writes_a_bundle_codex_accepts(
     report = validate_bundle(bundle)
     assert report.ok, report.problems
     assert (report.threads, report.turns) == (2, 2)
-    trace = replay_bundle(bundle)
+    trace = reduce_bundle(bundle)
     kinds = sorted(edge.kind for edge in trace.interaction_edges.values())
     assert kinds == ["agent_result", "spawn_agent"]
     assert codex_reduce(codex_bin, bundle, tmp_path / "state.json").returncode == 0

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import otel_rollout
-from codex_support import codex_reduce
 from otel_rollout import (
     AgentResultTracePayload,
     CodeCellRuntimeStatus,
@@ -25,11 +24,13 @@ from otel_rollout import (
     _config,
     current_thread,
     current_turn,
-    replay_bundle,
+    reduce_bundle,
     validate_bundle,
     write_state,
 )
-from recording_support import Pipeline, event_types, load_example, pipeline_fixture, read_events
+from otel_rollout._live import _runtime
+from support.codex import codex_reduce
+from support.recording import Pipeline, event_types, load_example, pipeline_fixture, read_events
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
 @pytest.fixture(autouse=True)
 def _reset_configuration() -> Iterator[None]:
     yield
-    _config.reset()
+    _runtime.reset()
 
 
 REQUEST = {
@@ -100,7 +101,7 @@ def test_example_edges_reduce_as_codex_and_as_replay_bundle(
     done = codex_reduce(codex_bin, bundle, tmp_path / "codex.json")
     assert done.returncode == 0, done.stderr
     theirs = (tmp_path / "codex.json").read_bytes()
-    ours = write_state(replay_bundle(bundle), tmp_path / "ours.json").read_bytes()
+    ours = write_state(reduce_bundle(bundle), tmp_path / "ours.json").read_bytes()
     assert ours == theirs
     state = json.loads(theirs)
     threads = {t["agent_path"]: t["thread_id"] for t in state["threads"].values()}

@@ -20,18 +20,18 @@ import msgspec
 import pytest
 
 import otel_rollout
-from codex_support import codex_reduce
 from otel_rollout import (
     ThreadStartedTraceMetadata,
     ThreadTraceContext,
-    _config,
     current_turn,
     validate_bundle,
 )
 from otel_rollout import semconv as sc
-from otel_rollout._background import BundleSink, PendingEvent
-from otel_rollout._exporter import RolloutBundleSpanExporter
-from recording_support import Pipeline, attrs, event_types, pipeline_fixture, read_events
+from otel_rollout._live import _runtime
+from otel_rollout._live._queue import BundleSink, PendingEvent
+from otel_rollout._otel._exporter import RolloutBundleSpanExporter
+from support.codex import codex_reduce
+from support.recording import Pipeline, attrs, event_types, pipeline_fixture, read_events
 
 POLL_TIMEOUT_S = 20.0
 
@@ -44,7 +44,7 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
 @pytest.fixture(autouse=True)
 def _reset_configuration() -> Iterator[None]:
     yield
-    _config.reset()
+    _runtime.reset()
 
 
 def user(text: str) -> dict[str, object]:
@@ -161,7 +161,7 @@ FORK_SCRIPT = textwrap.dedent(
     import os, sys
     import otel_rollout
     from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext
-    from otel_rollout._recording import _shared
+    from otel_rollout._live._runtime import _shared
 
     otel_rollout.configure(trace_root=sys.argv[1])
     root = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="parent"))
@@ -304,10 +304,10 @@ def test_eight_threads_and_fifty_tasks_record_at_once(
 def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from otel_rollout import _background
+    from otel_rollout._live import _queue
 
     calls = 0
-    original = _background._write_file
+    original = _queue._write_file
 
     def failing(dir_fd: int, ordinal: int, data: bytes) -> None:
         nonlocal calls
@@ -316,7 +316,7 @@ def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
             raise OSError(28, "No space left on device")
         original(dir_fd, ordinal, data)
 
-    monkeypatch.setattr(_background, "_write_file", failing)
+    monkeypatch.setattr(_queue, "_write_file", failing)
     thread = ThreadTraceContext.start_root_or_disabled()
     with caplog.at_level(logging.WARNING):
         with thread, thread.turn() as turn:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from codex_support import codex_reduce
-from otel_rollout import BundleError, replay_bundle
+from otel_rollout import BundleError, reduce_bundle
 from otel_rollout._reduce import encode_state
 from otel_rollout.cli import main
+from support.codex import codex_reduce
 
 PLAIN = next((Path(__file__).parent / "fixtures" / "codex-0.169.0" / "plain").glob("trace-*"))
 TOOL_CALL = next(
@@ -283,7 +283,7 @@ def test_defect_is_rejected_with_file_line_and_reason(
 ) -> None:
     bundle = _apply(tmp_path, edit)
     with pytest.raises(BundleError) as caught:
-        replay_bundle(bundle)
+        reduce_bundle(bundle)
     assert Path(caught.value.path) == bundle / file
     assert caught.value.line == line
     assert reason in caught.value.reason
@@ -332,7 +332,7 @@ def test_payload_path_with_dotdot_is_refused(tmp_path: Path) -> None:
     bundle = _point_request_at(tmp_path, "../outside.json")
     (tmp_path / "outside.json").write_bytes((bundle / "payloads" / "5.json").read_bytes())
     with pytest.raises(BundleError) as caught:
-        replay_bundle(bundle)
+        reduce_bundle(bundle)
     assert caught.value.line == 10
     assert "leaves the bundle" in caught.value.reason
 
@@ -342,7 +342,7 @@ def test_absolute_payload_path_is_refused(tmp_path: Path) -> None:
     bundle = _point_request_at(tmp_path, str(outside))
     outside.write_bytes((bundle / "payloads" / "5.json").read_bytes())
     with pytest.raises(BundleError) as caught:
-        replay_bundle(bundle)
+        reduce_bundle(bundle)
     assert caught.value.line == 10
     assert "absolute" in caught.value.reason
 
@@ -355,7 +355,7 @@ def test_payload_symlink_out_of_the_bundle_is_refused(tmp_path: Path) -> None:
     request.unlink()
     request.symlink_to(outside)
     with pytest.raises(BundleError) as caught:
-        replay_bundle(bundle)
+        reduce_bundle(bundle)
     assert caught.value.line == 10
     assert "leads out of the bundle" in caught.value.reason
 
@@ -376,10 +376,10 @@ def test_torn_last_line_is_dropped_with_a_warning(
     torn = _crashed(tmp_path / "torn", b'{"schema_version":2,"seq":21,"wall_ti')
     whole = _crashed(tmp_path / "whole", b"")
     with caplog.at_level(logging.WARNING, logger="otel_rollout"):
-        trace = replay_bundle(torn)
+        trace = reduce_bundle(torn)
     assert trace.status == "running"
     assert trace.recording_complete is False
-    assert encode_state(trace) == encode_state(replay_bundle(whole))
+    assert encode_state(trace) == encode_state(reduce_bundle(whole))
     assert any("torn last line" in record.getMessage() for record in caplog.records)
 
 
@@ -396,7 +396,7 @@ def test_torn_bundle_equals_codex_without_the_torn_line(tmp_path: Path, codex_bi
     whole = _crashed(tmp_path / "whole", b"")
     done = codex_reduce(codex_bin, whole, tmp_path / "codex.json")
     assert done.returncode == 0, done.stderr
-    assert encode_state(replay_bundle(torn)) == (tmp_path / "codex.json").read_bytes()
+    assert encode_state(reduce_bundle(torn)) == (tmp_path / "codex.json").read_bytes()
     refused = codex_reduce(codex_bin, torn, tmp_path / "refused.json")
     assert refused.returncode != 0
 
@@ -470,7 +470,7 @@ def test_agent_payload_defect_is_rejected(
 ) -> None:
     bundle = _agent_bundle(tmp_path, number, change)
     with pytest.raises(BundleError) as caught:
-        replay_bundle(bundle)
+        reduce_bundle(bundle)
     assert caught.value.line == line
     assert reason in caught.value.reason
 

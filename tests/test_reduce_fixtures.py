@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from codex_support import codex_reduce
-from otel_rollout import RolloutTrace, replay_bundle, write_state
+from otel_rollout import RolloutTrace, reduce_bundle, write_state
 from otel_rollout._reduce import encode_state
 from otel_rollout.cli import main
+from support.codex import codex_reduce
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLES = sorted(
@@ -36,7 +36,7 @@ def test_all_twelve_fixtures_are_found() -> None:
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=_id)
 def test_state_is_byte_identical_to_codex(bundle: Path) -> None:
-    trace = replay_bundle(bundle)
+    trace = reduce_bundle(bundle)
     assert isinstance(trace, RolloutTrace)
     assert encode_state(trace) == (bundle / "state.json").read_bytes()
 
@@ -63,7 +63,7 @@ def test_cli_writes_state_and_prints_its_path(
 
 def test_write_state_returns_the_path(tmp_path: Path) -> None:
     bundle = next((FIXTURES / "codex-0.169.0" / "plain").glob("trace-*"))
-    path = write_state(replay_bundle(bundle), tmp_path / "s.json")
+    path = write_state(reduce_bundle(bundle), tmp_path / "s.json")
     assert path.read_bytes() == (bundle / "state.json").read_bytes()
 
 
@@ -260,4 +260,4 @@ def test_edited_fixture_matches_codex(
     edit(bundle)
     done = codex_reduce(codex_bin, bundle, tmp_path / "codex.json")
     assert done.returncode == 0, done.stderr
-    assert encode_state(replay_bundle(bundle)) == (tmp_path / "codex.json").read_bytes()
+    assert encode_state(reduce_bundle(bundle)) == (tmp_path / "codex.json").read_bytes()

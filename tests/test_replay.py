@@ -18,10 +18,10 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
-from otel_rollout import _replay
-from otel_rollout._bundle import Bundle
-from otel_rollout._mapping import derive_span_id, trace_id_from_uuid
-from otel_rollout._replay import (
+from otel_rollout._bundle._reader import Bundle
+from otel_rollout._otel import _replay
+from otel_rollout._otel._mapping import derive_span_id, trace_id_from_uuid
+from otel_rollout._otel._replay import (
     GRPC_MAX_REQUEST_BYTES,
     ExportError,
     bundle_spans,

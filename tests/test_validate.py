@@ -10,10 +10,10 @@ import msgspec
 import pytest
 
 from otel_rollout import events
-from otel_rollout._json import encode_compact, encode_pretty
-from otel_rollout._models import ExecutionStatus, PayloadKind, RolloutStatus
-from otel_rollout._validate import ValidationReport, validate_bundle
-from otel_rollout._writer import BundleWriter
+from otel_rollout._bundle._json import encode_compact, encode_pretty
+from otel_rollout._bundle._models import ExecutionStatus, PayloadKind, RolloutStatus
+from otel_rollout._bundle._validate import ValidationReport, validate_bundle
+from otel_rollout._bundle._writer import BundleWriter
 
 ROOT = "01a21675-4848-7d72-9a92-31870d0365f8"
 TURN = "01a21675-4890-7000-8000-000000000001"

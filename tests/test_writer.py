@@ -13,17 +13,17 @@ from typing import Any
 import msgspec
 import pytest
 
-from otel_rollout import _writer as writer_module
 from otel_rollout import events
-from otel_rollout._bundle import Bundle, decode_event
-from otel_rollout._json import encode_line, encode_pretty
-from otel_rollout._models import PayloadKind, RolloutStatus, payload_refs
-from otel_rollout._validate import validate_bundle
-from otel_rollout._writer import BundleWriter
+from otel_rollout._bundle import _writer as writer_module
+from otel_rollout._bundle._json import encode_line, encode_pretty
+from otel_rollout._bundle._models import PayloadKind, RolloutStatus, payload_refs
+from otel_rollout._bundle._reader import Bundle, decode_event
+from otel_rollout._bundle._validate import validate_bundle
+from otel_rollout._bundle._writer import BundleWriter
 
 ROOT_THREAD = "01a21675-4848-7d72-9a92-31870d0365f8"
 TRACE = "4785534a-48ab-4dc0-b4e8-8d9cc626bcb7"
-WRITER_LOGGER = "otel_rollout._writer"
+WRITER_LOGGER = "otel_rollout._bundle._writer"
 
 
 @pytest.fixture
@@ -211,7 +211,7 @@ def test_full_disk_stops_the_writer_which_stays_valid_and_reports_once(
 
 
 class _FailingOs:
-    """Stands in for the ``os`` module inside ``otel_rollout._writer``."""
+    """Stands in for the ``os`` module inside ``otel_rollout._bundle._writer``."""
 
     def __init__(self, **overrides: Any) -> None:
         self._overrides = overrides

@@ -1,7 +1,7 @@
 """The tree ``otel-rollout show`` prints: what the agent did, built from a reduced trace.
 
 ``build_tree`` takes the reduced state (``state.json``, or
-``msgspec.to_builtins(replay_bundle(path))``) as plain builtins and returns a tree
+``msgspec.to_builtins(reduce_bundle(path))``) as plain builtins and returns a tree
 of plain dicts, ready for ``--json`` or for the terminal renderer. It is pure: no
 I/O, no rich. Every node is a dict with these keys:
 

@@ -1,6 +1,6 @@
 """The raw event models of a trace bundle (``trace.jsonl`` payloads), one class per ``type``."""
 
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     EVENT_TYPES,
     AgentResultObserved,
     AgentSummary,

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._models import CodeCellRuntimeStatus, ExecutionStatus, RawPayloadRef
+from otel_rollout._bundle._models import CodeCellRuntimeStatus, ExecutionStatus, RawPayloadRef
 from otel_rollout._reduce._model import CodeCell, CodeCellProducer, ExecutionWindow
 from otel_rollout._reduce._state import (
     PendingCodeCellEvent,

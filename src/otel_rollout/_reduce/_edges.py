@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._models import AgentResultObserved, RawPayloadRef
+from otel_rollout._bundle._models import AgentResultObserved, RawPayloadRef
 from otel_rollout._reduce._model import (
     ConversationItemAnchor,
     EncodedPart,

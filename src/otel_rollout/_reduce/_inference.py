@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     ExecutionStatus,
     InferenceCancelled,
     InferenceCompleted,

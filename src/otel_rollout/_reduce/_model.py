@@ -4,7 +4,7 @@ Field order is serialization order. Optional fields are written as ``null``, exc
 the few Codex omits when absent (``responses_item_id``, ``accepted_at_unix_ms``,
 ``accepted_seq`` and ``agent_message`` of a conversation item): those are the only
 fields with a default, and their structs set ``omit_defaults``. Maps are ``dict``s
-whose keys :func:`~otel_rollout._reduce.replay_bundle` sorts, as Codex's ``BTreeMap``.
+whose keys :func:`~otel_rollout._reduce.reduce_bundle` sorts, as Codex's ``BTreeMap``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TypeAlias
 
 import msgspec
 
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     CodeCellRuntimeStatus,
     ExecutionStatus,
     RawPayloadRef,

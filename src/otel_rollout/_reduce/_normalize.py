@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._json import encode_compact
+from otel_rollout._bundle._json import encode_compact
 from otel_rollout._reduce._model import (
     AgentMessageMetadata,
     CodePart,

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._bundle import Bundle
-from otel_rollout._models import RawPayloadRef, RolloutStatus
+from otel_rollout._bundle._models import RawPayloadRef, RolloutStatus
+from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce._model import AgentThread, RolloutTrace
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._json import encode_compact
-from otel_rollout._models import ExecutionStatus, RawPayloadRef
+from otel_rollout._bundle._json import encode_compact
+from otel_rollout._bundle._models import ExecutionStatus, RawPayloadRef
 from otel_rollout._reduce._model import (
     ExecCommandRequest,
     ExecutionWindow,

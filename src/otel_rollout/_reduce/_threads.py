@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_rollout._models import ExecutionStatus, RawPayloadRef, RolloutStatus
+from otel_rollout._bundle._models import ExecutionStatus, RawPayloadRef, RolloutStatus
 from otel_rollout._reduce import _code_cells
 from otel_rollout._reduce._edges import spawn_edge_id
 from otel_rollout._reduce._model import (

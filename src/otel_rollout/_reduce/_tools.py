@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     CodeCellRequester as RawCodeCellRequester,
 )
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     ExecutionStatus,
     RawPayloadRef,
     TerminalSummary,

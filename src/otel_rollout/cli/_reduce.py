@@ -28,12 +28,12 @@ def command(bundle: Path, output: Path | None) -> int:
     malformed bundle is reported as PATH:LINE: REASON (exit 1); a torn last line,
     left by a crash, is dropped with a warning.
     """
-    from otel_rollout._bundle import BundleError
-    from otel_rollout._reduce import encode_state, replay_bundle
+    from otel_rollout._bundle._reader import BundleError
+    from otel_rollout._reduce import encode_state, reduce_bundle
 
     target = output if output is not None else bundle / "state.json"
     try:
-        trace = replay_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
+        trace = reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
         return EXIT_INVALID

@@ -64,8 +64,8 @@ def command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from otel_rollout._bundle import BundleError
-    from otel_rollout._replay import ExportError, bundle_spans, export_spans, resolve_target
+    from otel_rollout._bundle._reader import BundleError
+    from otel_rollout._otel._replay import ExportError, bundle_spans, export_spans, resolve_target
 
     console = Console(stderr=True)
     try:

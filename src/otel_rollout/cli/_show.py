@@ -99,13 +99,13 @@ def command(
     """
     import msgspec
 
-    from otel_rollout._bundle import BundleError
-    from otel_rollout._json import encode_pretty
-    from otel_rollout._reduce import replay_bundle
+    from otel_rollout._bundle._json import encode_pretty
+    from otel_rollout._bundle._reader import BundleError
+    from otel_rollout._reduce import reduce_bundle
     from otel_rollout._show import build_tree
 
     try:
-        trace = replay_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
+        trace = reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
         return EXIT_INVALID

@@ -28,7 +28,7 @@ def command(bundle: Path, max_problems: int) -> int:
     last line as a warning; on success one summary line goes to stdout. Exit 0 when
     valid, 1 when not, 2 when the bundle cannot be read.
     """
-    from otel_rollout._validate import validate_bundle
+    from otel_rollout._bundle._validate import validate_bundle
 
     report = validate_bundle(bundle, max_problems=max_problems)
     for warning in report.warnings:

@@ -7,8 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from otel_rollout._bundle import Bundle, BundleError, decode_event
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     SCHEMA_VERSION,
     AgentResultObserved,
     CodeCellEnded,
@@ -43,6 +42,7 @@ from otel_rollout._models import (
     ToolCallStarted,
     payload_refs,
 )
+from otel_rollout._bundle._reader import Bundle, BundleError, decode_event
 from otel_rollout._reduce import (
     _code_cells,
     _compaction,
@@ -61,7 +61,7 @@ logger = logging.getLogger("otel_rollout")
 Handler = Callable[[ReducerState, RawTraceEvent, Any], None]
 
 
-def replay_bundle(
+def reduce_bundle(
     path: str | os.PathLike[str], *, warn: Callable[[str], None] | None = None
 ) -> RolloutTrace:
     """Reduce the bundle at ``path`` to a :class:`RolloutTrace`, as ``codex debug trace-reduce``.

@@ -30,13 +30,13 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     PAYLOADS_DIR_NAME,
     PayloadKind,
     RawTraceEventPayload,
     RecordingCompleted,
 )
-from otel_rollout._writer import BundleWriter
+from otel_rollout._bundle._writer import BundleWriter
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :class:`RolloutBundleSpanExporter` owns the background writer that puts recorded
 events on disk, so one exporter serves every live rollout of a process. Spans the
 recording API produced were written live and are skipped by :meth:`export`; other
-spans go through the spans-only path (:mod:`otel_rollout._spans_only`).
+spans go through the spans-only path (:mod:`otel_rollout._otel._spans_only`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_rollout._background import (
+from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._config import trace_root_from_env
+from otel_rollout._live._queue import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_EVENTS,
     DEFAULT_MAX_WAIT_S,
@@ -28,12 +30,10 @@ from otel_rollout._background import (
     PendingEvent,
     PendingSpanCall,
 )
-from otel_rollout._config import trace_root_from_env
-from otel_rollout._recorder import LIVE_SCOPE_NAME
-from otel_rollout._writer import BundleWriter
+from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
 
 if TYPE_CHECKING:
-    from otel_rollout._spans_only import SpansOnlyAssembler
+    from otel_rollout._otel._spans_only import SpansOnlyAssembler
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class RolloutBundleSpanExporter(SpanExporter):
     def _spans_only(self) -> SpansOnlyAssembler:
         with self._lock:
             if self._assembler is None:
-                from otel_rollout._spans_only import SpansOnlyAssembler
+                from otel_rollout._otel._spans_only import SpansOnlyAssembler
 
                 assert self.trace_root is not None
                 self._assembler = SpansOnlyAssembler(self.trace_root)

@@ -19,9 +19,10 @@ from opentelemetry.util.types import AnyValue
 
 import otel_rollout
 from otel_rollout import _config
-from otel_rollout._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
+from otel_rollout._live import _runtime
+from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -63,7 +64,7 @@ def pipeline_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.delenv(_config.CONTENT_MAX_BYTES_ENV, raising=False)
     made = make_pipeline(tmp_path / "traces")
     yield made
-    _config.reset()
+    _runtime.reset()
     made.provider.shutdown()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     EVENT_TYPES,
     MANIFEST_FILE_NAME,
     RAW_EVENT_LOG_FILE_NAME,

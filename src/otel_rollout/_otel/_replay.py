@@ -8,7 +8,6 @@ endpoint that refuses or does not answer makes the replay fail fast with :class:
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import re
@@ -28,8 +27,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
-from otel_rollout._bundle import Bundle, BundleError
-from otel_rollout._mapping import (
+from otel_rollout._bundle._models import RawPayloadRef
+from otel_rollout._bundle._reader import Bundle, BundleError
+from otel_rollout._otel._mapping import (
     Attributes,
     LinkSpec,
     SpanStart,
@@ -37,7 +37,7 @@ from otel_rollout._mapping import (
     map_events,
     trace_id_from_uuid,
 )
-from otel_rollout._models import RawPayloadRef
+from otel_rollout._version import package_version
 
 Protocol = Literal["grpc", "http/protobuf"]
 PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http/protobuf")
@@ -430,13 +430,6 @@ class _OpenSpan:
     links: list[Link]
 
 
-def _package_version() -> str | None:
-    try:
-        return importlib.metadata.version("otel-rollout")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def replay_resource() -> Resource:
     """The resource of replayed spans: ``OTEL_RESOURCE_ATTRIBUTES`` / ``OTEL_SERVICE_NAME``,
     with ``service.name`` ``otel-rollout`` when neither names a service."""
@@ -496,7 +489,7 @@ def bundle_spans(
     live recording. Raises :class:`~otel_rollout.BundleError` for an unreadable bundle.
     """
     from otel_rollout._config import capture_content_from_env, content_max_bytes_from_env
-    from otel_rollout._recorder import LIVE_SCOPE_NAME
+    from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
 
     bundle = Bundle(bundle_dir)
     manifest = bundle.manifest
@@ -510,7 +503,7 @@ def bundle_spans(
     collector = SpanCollector(
         trace_id,
         resource or replay_resource(),
-        InstrumentationScope(LIVE_SCOPE_NAME, _package_version()),
+        InstrumentationScope(LIVE_SCOPE_NAME, package_version()),
     )
     map_events(
         (event for _, event in bundle.events()),

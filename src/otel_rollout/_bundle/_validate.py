@@ -8,14 +8,14 @@ from pathlib import Path
 
 import msgspec
 
-from otel_rollout._bundle import BundleError, BundleFiles, decode_event, decode_manifest
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     SCHEMA_VERSION,
     CodexTurnStarted,
     RecordingCompleted,
     ThreadStarted,
     payload_refs,
 )
+from otel_rollout._bundle._reader import BundleError, BundleFiles, decode_event, decode_manifest
 
 DEFAULT_MAX_PROBLEMS = 100
 

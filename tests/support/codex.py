@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GET_CODEX = REPO_ROOT / "scripts" / "get-codex"
 
 

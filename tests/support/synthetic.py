@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     RAW_EVENT_LOG_FILE_NAME,
     AgentResultObserved,
     ApplyPatchKind,
@@ -76,7 +76,7 @@ from otel_rollout._models import (
     WaitAgentKind,
     WriteStdinKind,
 )
-from otel_rollout._writer import BundleWriter
+from otel_rollout._bundle._writer import BundleWriter
 
 __all__ = ["SyntheticOptions", "generate_bundle"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib.metadata
 import itertools
 import logging
 import os
@@ -29,14 +28,9 @@ from typing import Any, Final, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import TraceFlags
 
-from otel_rollout import _config
-from otel_rollout._background import flush_all
-from otel_rollout._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
-from otel_rollout._json import encode_compact
-from otel_rollout._mapping import trace_id_from_uuid, uuid_from_trace_id
-from otel_rollout._models import (
+from otel_rollout._bundle._json import encode_compact
+from otel_rollout._bundle._models import (
     AgentResultObserved,
     AgentSummary,
     ApplyPatchKind,
@@ -85,14 +79,10 @@ from otel_rollout._models import (
     WebKind,
     WriteStdinKind,
 )
-from otel_rollout._recorder import (
-    LIVE_SCOPE_NAME,
-    ForwardingSpan,
-    LiveSpanSink,
-    PendingIdGenerator,
-    RolloutRecorder,
-)
-from otel_rollout._writer import BundleWriter, unix_ms
+from otel_rollout._bundle._writer import unix_ms
+from otel_rollout._live import _runtime
+from otel_rollout._live._queue import flush_all
+from otel_rollout._live._recorder import ForwardingSpan, RolloutRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -297,111 +287,6 @@ def _arguments_text(arguments: Any) -> str:
         return str(arguments)
 
 
-# --- runtime: exporter, tracer provider, recorder creation ---
-
-_runtime_lock = threading.Lock()
-_shared_exporter: RolloutBundleSpanExporter | None = None
-_private_provider: Any = None
-_tracer_cache: dict[int, tuple[Any, trace.Tracer, PendingIdGenerator | None]] = {}
-
-
-def _shared() -> RolloutBundleSpanExporter:
-    global _shared_exporter
-    with _runtime_lock:
-        if _shared_exporter is None:
-            _shared_exporter = RolloutBundleSpanExporter()
-        return _shared_exporter
-
-
-def _resolve_provider(
-    provider: Any, exporter: RolloutBundleSpanExporter, set_global: bool = False
-) -> Any:
-    """The app's provider if given or globally installed (SDK), else a private one."""
-    global _private_provider
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-
-    if provider is not None:
-        return provider
-    global_provider = trace.get_tracer_provider()
-    if isinstance(global_provider, SdkTracerProvider):
-        return global_provider
-    with _runtime_lock:
-        if _private_provider is None:
-            private = SdkTracerProvider()
-            private.add_span_processor(RolloutSpanProcessor(exporter))
-            _private_provider = private
-        private = _private_provider
-    if set_global and trace.get_tracer_provider() is not private:
-        trace.set_tracer_provider(private)
-    return private
-
-
-def _tracer_for(provider: Any) -> tuple[trace.Tracer, PendingIdGenerator | None]:
-    """A tracer of ``provider`` whose id generator the library owns (SDK tracers)."""
-    from opentelemetry.sdk.trace import Tracer as SdkTracer
-
-    with _runtime_lock:
-        cached = _tracer_cache.get(id(provider))
-        if cached is not None and cached[0] is provider:
-            return cached[1], cached[2]
-        tracer = provider.get_tracer(LIVE_SCOPE_NAME, _package_version())
-        ids: PendingIdGenerator | None = None
-        if isinstance(tracer, SdkTracer):
-            ids = PendingIdGenerator(tracer.id_generator)
-            tracer.id_generator = ids
-        _tracer_cache.clear()
-        _tracer_cache[id(provider)] = (provider, tracer, ids)
-        return tracer, ids
-
-
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("otel-rollout")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
-
-
-def _root_flags(tracer: trace.Tracer, outer: otel_context.Context, trace_id: int) -> TraceFlags:
-    """The sampling flags the root thread span will get (asked of the tracer's sampler).
-
-    The spans themselves are built later, on the writer thread; the context managers
-    need the flags now, for the spans the app starts inside them.
-    """
-    sampler = getattr(tracer, "sampler", None)
-    if sampler is None:
-        return TraceFlags(TraceFlags.DEFAULT)
-    result = sampler.should_sample(outer, trace_id, "invoke_agent", trace.SpanKind.INTERNAL)
-    return TraceFlags(TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT)
-
-
-def _open_recorder(root: Path, metadata: ThreadStartedTraceMetadata) -> RolloutRecorder:
-    """Create the bundle and the live pipeline of a new root rollout.
-
-    Raises:
-        OSError: the bundle could not be created.
-    """
-    _generation, settings, provider, exporter = _config.configured()
-    exporter = exporter or _shared()
-    tracer, ids = _tracer_for(_resolve_provider(provider, exporter, settings.set_global_provider))
-    outer = otel_context.get_current()
-    parent = trace.get_current_span(outer).get_span_context()
-    otel_trace_id = parent.trace_id if parent.is_valid else uuid.uuid4().int
-    flags = parent.trace_flags if parent.is_valid else _root_flags(tracer, outer, otel_trace_id)
-    writer = BundleWriter.create(
-        root, root_thread_id=metadata.thread_id, trace_id=uuid_from_trace_id(otel_trace_id)
-    )
-    bundle = exporter.open_bundle(writer)
-    sink = LiveSpanSink(tracer, ids, trace_id_from_uuid(writer.manifest.trace_id), outer)
-    return RolloutRecorder(
-        bundle,
-        exporter.submit,
-        sink,
-        trace_flags=flags,
-        capture_content=settings.capture_content,
-        content_max_bytes=settings.content_max_bytes,
-    )
-
-
 class _SpanScope:
     """Makes a recorded span's stand-in (:class:`ForwardingSpan`) current for a ``with`` block."""
 
@@ -510,7 +395,7 @@ class ThreadTraceContext:
         :func:`configure` set no root). A bundle that cannot be created logs a
         warning and gives the disabled thread.
         """
-        settings = _config.configured()[1]
+        settings = _runtime.configured()[1]
         if settings.trace_root is None:
             return _DISABLED_THREAD
         try:
@@ -531,7 +416,7 @@ class ThreadTraceContext:
             OSError: the bundle could not be created.
         """
         metadata = metadata or ThreadStartedTraceMetadata()
-        rec = _open_recorder(Path(root), metadata)
+        rec = _runtime.open_recorder(Path(root), metadata.thread_id)
         trace_id = rec.trace_id
         root_thread_id = metadata.thread_id
         rec.emit(

@@ -21,8 +21,8 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._json import encode_line, encode_pretty
-from otel_rollout._models import (
+from otel_rollout._bundle._json import encode_line, encode_pretty
+from otel_rollout._bundle._models import (
     MANIFEST_FILE_NAME,
     PAYLOADS_DIR_NAME,
     RAW_EVENT_LOG_FILE_NAME,

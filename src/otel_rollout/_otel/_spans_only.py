@@ -34,8 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from otel_rollout import semconv as sc
-from otel_rollout._mapping import uuid_from_trace_id
-from otel_rollout._models import (
+from otel_rollout._bundle._models import (
     CodexTurnEnded,
     CodexTurnStarted,
     ExecutionStatus,
@@ -55,7 +54,8 @@ from otel_rollout._models import (
     ToolCallEnded,
     ToolCallStarted,
 )
-from otel_rollout._writer import BundleWriter
+from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._otel._mapping import uuid_from_trace_id
 
 logger = logging.getLogger(__name__)
 
@@ -605,7 +605,7 @@ def _plan_tool(
     trace_id: int,
     seen_calls: set[str],
 ) -> None:
-    from otel_rollout._recording import tool_call_kind
+    from otel_rollout._live._recording import tool_call_kind
 
     name = _str(record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool "))
     visible = _str(record, sc.GEN_AI_TOOL_CALL_ID) or None

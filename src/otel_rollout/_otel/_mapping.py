@@ -20,8 +20,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from otel_rollout import semconv as sc
-from otel_rollout._json import encode_compact
-from otel_rollout._models import (
+from otel_rollout._bundle._json import encode_compact
+from otel_rollout._bundle._models import (
     AgentResultObserved,
     AgentSummary,
     CodeCellEnded,
@@ -61,12 +61,12 @@ from otel_rollout._models import (
     ToolCallRuntimeStarted,
     ToolCallStarted,
 )
+from otel_rollout._config import DEFAULT_CONTENT_MAX_BYTES
 
 Attributes = dict[str, AttributeValue]
 PayloadReader = Callable[[RawPayloadRef], "bytes | None"]
 """Returns the exact bytes of a payload file, or ``None`` when it is unavailable."""
 
-DEFAULT_CONTENT_MAX_BYTES = 2048
 _ERROR_TYPE_MAX_CHARS = 128
 
 _EDGE_KIND_BY_TOOL_KIND = {

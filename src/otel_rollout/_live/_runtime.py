@@ -1,0 +1,205 @@
+"""The recording runtime: configuration from code, the shared exporter, tracers, new recorders.
+
+Precedence of settings: an explicit :func:`configure` argument, then the environment
+(:mod:`otel_rollout._config`), then the default.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import TraceFlags, TracerProvider
+
+from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._config import Settings, settings_from_env
+from otel_rollout._live._recorder import RolloutRecorder
+from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
+from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME, LiveSpanSink, PendingIdGenerator
+from otel_rollout._otel._mapping import trace_id_from_uuid, uuid_from_trace_id
+from otel_rollout._version import package_version
+
+
+@dataclass(frozen=True)
+class _Configured:
+    settings: Settings
+    tracer_provider: TracerProvider | None
+    exporter: RolloutBundleSpanExporter | None
+
+
+_lock = threading.Lock()
+_configured: _Configured | None = None
+_generation = 0
+"""Bumped by every :func:`configure`; recording runtimes built earlier are rebuilt."""
+
+
+def configure(
+    trace_root: str | os.PathLike[str] | None = None,
+    tracer_provider: TracerProvider | None = None,
+    *,
+    capture_content: bool | None = None,
+    content_max_bytes: int | None = None,
+    exporter: RolloutBundleSpanExporter | None = None,
+    set_global_provider: bool = False,
+) -> None:
+    """Configure rollout recording from code instead of (or on top of) the environment.
+
+    Affects rollouts started afterwards; running rollouts keep their settings.
+
+    Args:
+        trace_root: Directory for bundles (created if missing). ``None`` reads
+            ``OTEL_ROLLOUT_TRACE_ROOT``; an empty string disables recording.
+        tracer_provider: Provider for the live spans. By default the global provider
+            when the app installed an SDK one, else a private provider that only
+            feeds the bundle (the global provider is left alone).
+        capture_content: Put payload content on spans; ``None`` reads
+            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+        content_max_bytes: Bound for captured content; ``None`` reads
+            ``OTEL_ROLLOUT_CONTENT_MAX_BYTES``.
+        exporter: The bundle exporter that writes the bundles; by default one
+            exporter shared by the process.
+        set_global_provider: When the library sets up its own provider (no
+            ``tracer_provider`` given and no SDK provider installed globally), also
+            install it as the global provider. Off by default.
+
+    Example:
+        >>> import otel_rollout
+        >>> otel_rollout.configure(trace_root="/tmp/rollouts")  # doctest: +SKIP
+    """
+    global _configured, _generation
+    env = settings_from_env()
+    if trace_root is None:
+        root = env.trace_root
+    else:
+        root = Path(trace_root) if os.fspath(trace_root) else None
+    settings = Settings(
+        trace_root=root,
+        capture_content=env.capture_content if capture_content is None else capture_content,
+        content_max_bytes=env.content_max_bytes
+        if content_max_bytes is None
+        else max(content_max_bytes, 0),
+        set_global_provider=set_global_provider,
+    )
+    with _lock:
+        _configured = _Configured(settings, tracer_provider, exporter)
+        _generation += 1
+
+
+def configured() -> tuple[int, Settings, TracerProvider | None, RolloutBundleSpanExporter | None]:
+    """Return the configuration generation, settings, provider and exporter in force."""
+    with _lock:
+        current = _configured
+        generation = _generation
+    if current is None:
+        return generation, settings_from_env(), None, None
+    return generation, current.settings, current.tracer_provider, current.exporter
+
+
+def reset() -> None:
+    """Forget :func:`configure` calls (back to the environment). For tests."""
+    global _configured, _generation
+    with _lock:
+        _configured = None
+        _generation += 1
+
+
+_runtime_lock = threading.Lock()
+_shared_exporter: RolloutBundleSpanExporter | None = None
+_private_provider: Any = None
+_tracer_cache: dict[int, tuple[Any, trace.Tracer, PendingIdGenerator | None]] = {}
+
+
+def _shared() -> RolloutBundleSpanExporter:
+    global _shared_exporter
+    with _runtime_lock:
+        if _shared_exporter is None:
+            _shared_exporter = RolloutBundleSpanExporter()
+        return _shared_exporter
+
+
+def _resolve_provider(
+    provider: Any, exporter: RolloutBundleSpanExporter, set_global: bool = False
+) -> Any:
+    """The app's provider if given or globally installed (SDK), else a private one."""
+    global _private_provider
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+    if provider is not None:
+        return provider
+    global_provider = trace.get_tracer_provider()
+    if isinstance(global_provider, SdkTracerProvider):
+        return global_provider
+    with _runtime_lock:
+        if _private_provider is None:
+            private = SdkTracerProvider()
+            private.add_span_processor(RolloutSpanProcessor(exporter))
+            _private_provider = private
+        private = _private_provider
+    if set_global and trace.get_tracer_provider() is not private:
+        trace.set_tracer_provider(private)
+    return private
+
+
+def _tracer_for(provider: Any) -> tuple[trace.Tracer, PendingIdGenerator | None]:
+    """A tracer of ``provider`` whose id generator the library owns (SDK tracers)."""
+    from opentelemetry.sdk.trace import Tracer as SdkTracer
+
+    with _runtime_lock:
+        cached = _tracer_cache.get(id(provider))
+        if cached is not None and cached[0] is provider:
+            return cached[1], cached[2]
+        tracer = provider.get_tracer(LIVE_SCOPE_NAME, package_version())
+        ids: PendingIdGenerator | None = None
+        if isinstance(tracer, SdkTracer):
+            ids = PendingIdGenerator(tracer.id_generator)
+            tracer.id_generator = ids
+        _tracer_cache.clear()
+        _tracer_cache[id(provider)] = (provider, tracer, ids)
+        return tracer, ids
+
+
+def _root_flags(tracer: trace.Tracer, outer: otel_context.Context, trace_id: int) -> TraceFlags:
+    """The sampling flags the root thread span will get (asked of the tracer's sampler).
+
+    The spans themselves are built later, on the writer thread; the context managers
+    need the flags now, for the spans the app starts inside them.
+    """
+    sampler = getattr(tracer, "sampler", None)
+    if sampler is None:
+        return TraceFlags(TraceFlags.DEFAULT)
+    result = sampler.should_sample(outer, trace_id, "invoke_agent", trace.SpanKind.INTERNAL)
+    return TraceFlags(TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT)
+
+
+def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
+    """Create the bundle and the live pipeline of a new root rollout.
+
+    Raises:
+        OSError: the bundle could not be created.
+    """
+    _generation, settings, provider, exporter = configured()
+    exporter = exporter or _shared()
+    tracer, ids = _tracer_for(_resolve_provider(provider, exporter, settings.set_global_provider))
+    outer = otel_context.get_current()
+    parent = trace.get_current_span(outer).get_span_context()
+    otel_trace_id = parent.trace_id if parent.is_valid else uuid.uuid4().int
+    flags = parent.trace_flags if parent.is_valid else _root_flags(tracer, outer, otel_trace_id)
+    writer = BundleWriter.create(
+        root, root_thread_id=thread_id, trace_id=uuid_from_trace_id(otel_trace_id)
+    )
+    bundle = exporter.open_bundle(writer)
+    sink = LiveSpanSink(tracer, ids, trace_id_from_uuid(writer.manifest.trace_id), outer)
+    return RolloutRecorder(
+        bundle,
+        exporter.submit,
+        sink,
+        trace_flags=flags,
+        capture_content=settings.capture_content,
+        content_max_bytes=settings.content_max_bytes,
+    )
