@@ -1,13 +1,18 @@
-"""Shared pytest fixtures: the real Codex CLI, used as the reference oracle."""
+"""Shared pytest fixtures: strict error policy, the real Codex CLI (the reference oracle)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# Internal errors of the library raise in tests (outside tests they are counted and warned).
+os.environ["OTEL_ROLLOUT_STRICT"] = "1"
+
+from otel_rollout import _errors
 from support.codex import codex_reduce, find_codex
 
 __all__ = ["codex_reduce"]
@@ -26,3 +31,11 @@ def codex_bin() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _background_errors_reach_the_test() -> Iterator[None]:
+    """An internal error of a background thread that no flush re-raised fails its test."""
+    _errors.reset()
+    yield
+    _errors.raise_pending()

@@ -154,7 +154,7 @@ def test_live_spans_are_never_written_twice(pipeline: Pipeline) -> None:
     assert len(pipeline.bundles()) == 1
 
 
-def test_export_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _export_with_broken_assembler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     exporter = RolloutBundleSpanExporter(tmp_path)
 
     def broken(self: SpansOnlyAssembler, spans: object) -> None:
@@ -167,7 +167,28 @@ def test_export_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with provider.get_tracer("x").start_as_current_span("s"):
         pass
     assert exporter.export(memory.get_finished_spans()) is SpanExportResult.FAILURE
-    exporter.shutdown()
+    return exporter
+
+
+def test_export_never_raises_and_counts_the_error_outside_strict_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("OTEL_ROLLOUT_STRICT")
+    with caplog.at_level(logging.WARNING):
+        exporter = _export_with_broken_assembler(tmp_path, monkeypatch)
+        assert isinstance(exporter, RolloutBundleSpanExporter)
+        exporter.shutdown()
+    assert otel_rollout.stats().internal_errors == {"exporter": 1}
+    assert [r.message for r in caplog.records if "internal error" in r.message]
+
+
+def test_export_errors_are_re_raised_by_shutdown_in_strict_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = _export_with_broken_assembler(tmp_path, monkeypatch)
+    assert isinstance(exporter, RolloutBundleSpanExporter)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        exporter.shutdown()
 
 
 def test_live_path_does_not_depend_on_span_event_limits(tmp_path: Path) -> None:

@@ -5,28 +5,40 @@ code cells, compactions, child agents and their results) as OpenTelemetry spans
 and links, and as a raw trace bundle in the exact format OpenAI Codex writes.
 
 Importing this package has no side effects and stays light: each public name is
-imported from its module on first use.
+imported from its module on first use (``_EXPORTS``), and so are the public
+submodules ``events`` and ``semconv``.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
+from otel_rollout._version import package_version
+
 if TYPE_CHECKING:
-    # `X as X` marks an explicit re-export (for mypy and ruff; __all__ is computed).
+    # `X as X` marks an explicit re-export (for mypy and ruff); a test keeps this block,
+    # _EXPORTS and __all__ in step.
+    from otel_rollout import events as events
+    from otel_rollout import semconv as semconv
     from otel_rollout._bundle._models import CodeCellRuntimeStatus as CodeCellRuntimeStatus
     from otel_rollout._bundle._models import ExecutionStatus as ExecutionStatus
     from otel_rollout._bundle._models import PayloadKind as PayloadKind
     from otel_rollout._bundle._models import RawPayloadRef as RawPayloadRef
     from otel_rollout._bundle._models import RawTraceEvent as RawTraceEvent
     from otel_rollout._bundle._models import RolloutStatus as RolloutStatus
+    from otel_rollout._bundle._models import ToolCallKind as ToolCallKind
     from otel_rollout._bundle._models import TraceBundleManifest as TraceBundleManifest
     from otel_rollout._bundle._reader import Bundle as Bundle
     from otel_rollout._bundle._reader import BundleError as BundleError
+    from otel_rollout._bundle._reader import EventLine as EventLine
+    from otel_rollout._bundle._validate import Problem as Problem
     from otel_rollout._bundle._validate import ValidationReport as ValidationReport
     from otel_rollout._bundle._validate import validate_bundle as validate_bundle
     from otel_rollout._bundle._writer import BundleWriter as BundleWriter
+    from otel_rollout._errors import RecordingStats as RecordingStats
+    from otel_rollout._errors import stats as stats
     from otel_rollout._live._recording import AgentResultTracePayload as AgentResultTracePayload
     from otel_rollout._live._recording import CodeCellTraceContext as CodeCellTraceContext
     from otel_rollout._live._recording import CompactionTraceAttempt as CompactionTraceAttempt
@@ -56,25 +68,25 @@ if TYPE_CHECKING:
     from otel_rollout._reduce import reduce_bundle as reduce_bundle
     from otel_rollout._reduce import write_state as write_state
 
+__version__: str = package_version()
+"""The installed distribution's version."""
+
 _EXPORTS: dict[str, str] = {
-    # foundation: the bundle format
-    "Bundle": "otel_rollout._bundle._reader",
-    "BundleError": "otel_rollout._bundle._reader",
-    "BundleWriter": "otel_rollout._bundle._writer",
     "CodeCellRuntimeStatus": "otel_rollout._bundle._models",
     "ExecutionStatus": "otel_rollout._bundle._models",
     "PayloadKind": "otel_rollout._bundle._models",
     "RawPayloadRef": "otel_rollout._bundle._models",
     "RawTraceEvent": "otel_rollout._bundle._models",
     "RolloutStatus": "otel_rollout._bundle._models",
+    "ToolCallKind": "otel_rollout._bundle._models",
     "TraceBundleManifest": "otel_rollout._bundle._models",
+    "Bundle": "otel_rollout._bundle._reader",
+    "BundleError": "otel_rollout._bundle._reader",
+    "EventLine": "otel_rollout._bundle._reader",
+    "BundleWriter": "otel_rollout._bundle._writer",
+    "Problem": "otel_rollout._bundle._validate",
     "ValidationReport": "otel_rollout._bundle._validate",
     "validate_bundle": "otel_rollout._bundle._validate",
-    # replay over OTLP
-    "ExportError": "otel_rollout._otel._replay",
-    "ExportResult": "otel_rollout._otel._replay",
-    "export_bundle": "otel_rollout._otel._replay",
-    # recording: the API, OTel spans and the bundle exporter
     "AgentResultTracePayload": "otel_rollout._live._recording",
     "CodeCellTraceContext": "otel_rollout._live._recording",
     "CompactionTraceAttempt": "otel_rollout._live._recording",
@@ -95,25 +107,94 @@ _EXPORTS: dict[str, str] = {
     "configure": "otel_rollout._live._runtime",
     "RolloutBundleSpanExporter": "otel_rollout._otel._exporter",
     "RolloutSpanProcessor": "otel_rollout._otel._exporter",
-    # offline replay: the reducer
+    "RecordingStats": "otel_rollout._errors",
+    "stats": "otel_rollout._errors",
+    "ExportError": "otel_rollout._otel._replay",
+    "ExportResult": "otel_rollout._otel._replay",
+    "export_bundle": "otel_rollout._otel._replay",
     "RolloutTrace": "otel_rollout._reduce",
     "reduce_bundle": "otel_rollout._reduce",
     "write_state": "otel_rollout._reduce",
 }
 """Public name -> module that defines it."""
 
-__all__ = sorted(_EXPORTS)
+_SUBMODULES = frozenset({"events", "semconv"})
+"""Public submodules, importable as attributes of the package."""
+
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    "replay_bundle": ("otel_rollout._reduce", "reduce_bundle"),
+}
+"""Old public name -> (module, new name); using one warns with a DeprecationWarning."""
+
+__all__ = [
+    "AgentResultTracePayload",
+    "Bundle",
+    "BundleError",
+    "BundleWriter",
+    "CodeCellRuntimeStatus",
+    "CodeCellTraceContext",
+    "CompactionTraceAttempt",
+    "CompactionTraceContext",
+    "EventLine",
+    "ExecutionStatus",
+    "ExportError",
+    "ExportResult",
+    "InferenceTraceAttempt",
+    "InferenceTraceContext",
+    "McpCallTraceContext",
+    "PayloadKind",
+    "Problem",
+    "RawPayloadRef",
+    "RawTraceEvent",
+    "RecordingStats",
+    "RolloutBundleSpanExporter",
+    "RolloutSpanProcessor",
+    "RolloutStatus",
+    "RolloutTrace",
+    "ThreadStartedTraceMetadata",
+    "ThreadTraceContext",
+    "ToolCallKind",
+    "ToolDispatchInvocation",
+    "ToolDispatchTraceContext",
+    "TraceBundleManifest",
+    "TurnTraceContext",
+    "ValidationReport",
+    "__version__",
+    "agent_message_item",
+    "configure",
+    "current_thread",
+    "current_turn",
+    "events",
+    "export_bundle",
+    "force_flush",
+    "reduce_bundle",
+    "semconv",
+    "stats",
+    "tool_call_kind",
+    "validate_bundle",
+    "write_state",
+]
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use."""
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
+    """Import a public name (or submodule) on first use; warn on a deprecated name."""
+    if name in _DEPRECATED:
+        module_name, new_name = _DEPRECATED[name]
+        warnings.warn(
+            f"otel_rollout.{name} is deprecated; use otel_rollout.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module_name), new_name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"otel_rollout.{name}")
+    home = _EXPORTS.get(name)
+    if home is None:
         raise AttributeError(f"module 'otel_rollout' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
+    value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted({*globals(), *__all__})

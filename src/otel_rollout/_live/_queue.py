@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 
+from otel_rollout import _errors
 from otel_rollout._bundle._models import (
     PAYLOADS_DIR_NAME,
     PayloadKind,
@@ -37,6 +38,7 @@ from otel_rollout._bundle._models import (
     RecordingCompleted,
 )
 from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._errors import Component
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +136,8 @@ class BundleSink:
             try:
                 callback(item)
             except Exception:
-                self.on_written = None
-                logger.warning(
-                    "rollout trace: live spans of %s stopped after an error "
-                    "(the bundle is still written)",
-                    self.writer.bundle_dir,
-                    exc_info=True,
-                )
+                self.on_written = None  # this bundle's live spans stop; the bundle goes on
+                _errors.background_error(Component.MAPPER, "building live spans")
 
     def _write(self, item: PendingEvent) -> None:
         if self.stopped or self._completed or self.writer.failure is not None:
@@ -319,8 +316,8 @@ class BackgroundWriter:
                 try:
                     item.bundle.write(item)
                 except Exception:  # never let one bad event kill the writer thread
-                    logger.warning("rollout trace: writing an event failed", exc_info=True)
                     item.bundle.stopped = True
+                    _errors.background_error(Component.WRITER, "writing an event")
             with cond:
                 self._written += len(batch)
                 cond.notify_all()
@@ -375,8 +372,14 @@ def _register_atexit() -> None:
 
 
 def flush_all(timeout_s: float = 30.0) -> bool:
-    """Flush every writer of this process; ``False`` if one timed out."""
-    return all([writer.flush(timeout_s) for writer in list(_live_writers)])
+    """Flush every writer of this process; ``False`` if one timed out.
+
+    Raises:
+        Exception: in strict mode, the first internal error of a background thread.
+    """
+    flushed = all([writer.flush(timeout_s) for writer in list(_live_writers)])
+    _errors.raise_pending()
+    return flushed
 
 
 def _flush_all_at_exit() -> None:

@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, SpanContext, StatusCode, TraceFlags
 from opentelemetry.trace.status import Status
 from opentelemetry.util import types
 
+from otel_rollout import _errors
 from otel_rollout._bundle._json import encode_compact
 from otel_rollout._bundle._models import (
     PayloadKind,
@@ -28,6 +29,7 @@ from otel_rollout._bundle._models import (
     RawPayloadRef,
     RawTraceEventPayload,
 )
+from otel_rollout._errors import Component
 from otel_rollout._live._queue import BundleSink, PendingEvent, PendingPayload, PendingSpanCall
 from otel_rollout._otel._live_spans import LiveSpanSink
 from otel_rollout._otel._mapping import SpanMapper
@@ -68,8 +70,8 @@ class ForwardingSpan(Span):
         if self._context.trace_flags.sampled:
             try:
                 self._rec.span_call(self._key, method, args)
-            except Exception:  # never raise into the app
-                logger.warning("rollout trace: span %s failed", method, exc_info=True)
+            except Exception:
+                _errors.internal_error(Component.RECORDING, f"span {method}")
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         """Set one attribute on the real span."""

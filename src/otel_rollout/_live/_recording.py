@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from otel_rollout import _errors
 from otel_rollout._bundle._json import encode_compact
 from otel_rollout._bundle._models import (
     AgentResultObserved,
@@ -80,6 +81,7 @@ from otel_rollout._bundle._models import (
     WriteStdinKind,
 )
 from otel_rollout._bundle._writer import unix_ms
+from otel_rollout._errors import Component
 from otel_rollout._live import _runtime
 from otel_rollout._live._queue import flush_all
 from otel_rollout._live._recorder import ForwardingSpan, RolloutRecorder
@@ -107,10 +109,8 @@ def _new_id() -> str:
 
 
 def _internal_error(what: str) -> None:
-    """Log a failure inside the library; re-raise under pytest so tests see it."""
-    if os.environ.get("PYTEST_CURRENT_TEST"):
-        raise
-    logger.warning("rollout trace: %s failed; recording continues", what, exc_info=True)
+    """Handle an internal failure of a recording call (the one error policy, :mod:`_errors`)."""
+    _errors.internal_error(Component.RECORDING, what)
 
 
 # --- metadata and payload types ---
@@ -400,9 +400,11 @@ class ThreadTraceContext:
             return _DISABLED_THREAD
         try:
             return cls.start_root_in_root(settings.trace_root, metadata)
-        except Exception as error:
+        except OSError as error:  # the disk or directory, not a bug: one warning, app goes on
             logger.warning("rollout trace: failed to initialize rollout trace bundle: %s", error)
-            return _DISABLED_THREAD
+        except Exception:
+            _errors.internal_error(Component.ROOT_START, "starting a root thread")
+        return _DISABLED_THREAD
 
     @classmethod
     def start_root_in_root(

@@ -19,8 +19,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_rollout import _errors
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._config import trace_root_from_env
+from otel_rollout._errors import Component
 from otel_rollout._live._queue import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_EVENTS,
@@ -120,7 +122,7 @@ class RolloutBundleSpanExporter(SpanExporter):
             if foreign and self.trace_root is not None:
                 self._spans_only().add(foreign)
         except Exception:
-            logger.warning("rollout trace: exporting spans to a bundle failed", exc_info=True)
+            _errors.background_error(Component.EXPORTER, "exporting spans to a bundle")
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
@@ -136,10 +138,12 @@ class RolloutBundleSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write every event recorded so far; ``False`` on timeout."""
         try:
-            return self._writer.flush(timeout_millis / 1000)
+            flushed = self._writer.flush(timeout_millis / 1000)
         except Exception:
-            logger.warning("rollout trace: flushing failed", exc_info=True)
+            _errors.internal_error(Component.EXPORTER, "flushing")
             return False
+        _errors.raise_pending()
+        return flushed
 
     def shutdown(self) -> None:
         """Flush, write pending spans-only bundles, stop the writer. Idempotent."""
@@ -156,7 +160,8 @@ class RolloutBundleSpanExporter(SpanExporter):
             if lost:
                 logger.warning("rollout trace: %d recorded events were lost", lost)
         except Exception:
-            logger.warning("rollout trace: shutting the bundle exporter down failed", exc_info=True)
+            _errors.internal_error(Component.EXPORTER, "shutting the bundle exporter down")
+        _errors.raise_pending()
 
 
 class RolloutSpanProcessor(SpanProcessor):

@@ -33,6 +33,7 @@ import msgspec
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
+from otel_rollout import _errors
 from otel_rollout import semconv as sc
 from otel_rollout._bundle._models import (
     CodexTurnEnded,
@@ -55,6 +56,7 @@ from otel_rollout._bundle._models import (
     ToolCallStarted,
 )
 from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._errors import Component
 from otel_rollout._otel._mapping import uuid_from_trace_id
 
 logger = logging.getLogger(__name__)
@@ -206,7 +208,7 @@ class SpansOnlyAssembler:
                 if path is not None:
                     self.bundles_written.append(path)
         except Exception:
-            logger.warning("rollout trace: building a bundle from spans failed", exc_info=True)
+            _errors.background_error(Component.SPANS_ONLY, "building a bundle from spans")
 
 
 # --- from span records to rollouts ---

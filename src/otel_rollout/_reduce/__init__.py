@@ -7,15 +7,13 @@ byte-identical to ``codex debug trace-reduce``.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
-from typing import Any
 
 from otel_rollout._bundle._json import encode_pretty
 from otel_rollout._reduce._model import RolloutTrace
 from otel_rollout._reduce._reducer import reduce_bundle
 
-__all__ = ["RolloutTrace", "encode_state", "reduce_bundle", "replay_bundle", "write_state"]
+__all__ = ["RolloutTrace", "encode_state", "reduce_bundle", "write_state"]
 
 
 def encode_state(trace: RolloutTrace) -> bytes:
@@ -28,13 +26,3 @@ def write_state(trace: RolloutTrace, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.write_bytes(encode_state(trace))
     return target
-
-
-def replay_bundle(path: str | os.PathLike[str], **kwargs: Any) -> RolloutTrace:
-    """Deprecated name of :func:`reduce_bundle` ("replay" now means OTLP export only)."""
-    warnings.warn(
-        "otel_rollout.replay_bundle is deprecated; use otel_rollout.reduce_bundle",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return reduce_bundle(path, **kwargs)

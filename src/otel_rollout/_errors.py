@@ -1,0 +1,128 @@
+"""One policy for failures inside the library (a leaf: imports nothing from the package).
+
+Recording is best-effort: a bug or an unexpected value inside otel-rollout must never
+break the app. Outside strict mode an internal error is swallowed, counted per
+component, and warned once per component per process; :func:`stats` reads the counts.
+
+In strict mode (``OTEL_ROLLOUT_STRICT=1``, which the project's test suite sets) every
+internal error reaches the caller: raised where it happens on the caller's thread, and,
+for work on background threads (the bundle writer, span export), re-raised from the
+next ``force_flush()`` or ``shutdown()``. The background thread keeps serving later work.
+
+Call :func:`internal_error` or :func:`background_error` only from an ``except`` block.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("otel_rollout")
+
+STRICT_ENV = "OTEL_ROLLOUT_STRICT"
+"""``1`` (or ``true``) makes internal errors raise instead of being counted."""
+
+
+class Component(str, enum.Enum):
+    """The parts of the library whose internal errors are counted separately."""
+
+    RECORDING = "recording"
+    """A recording API call on the app's thread."""
+    ROOT_START = "root_start"
+    """Starting a root thread (creating its bundle and live pipeline)."""
+    WRITER = "writer"
+    """The background writer thread (bundle files)."""
+    MAPPER = "mapper"
+    """Mapping recorded events onto live spans (writer thread)."""
+    EXPORTER = "exporter"
+    """The bundle span exporter and processor."""
+    SPANS_ONLY = "spans_only"
+    """Building bundles from foreign GenAI spans."""
+
+
+@dataclass(frozen=True)
+class RecordingStats:
+    """What the library swallowed so far in this process (see :func:`otel_rollout.stats`)."""
+
+    internal_errors: dict[str, int] = field(default_factory=dict)
+    """Internal errors per component name (only components that had one)."""
+
+
+_lock = threading.Lock()
+_counts: dict[Component, int] = {}
+_pending: list[BaseException] = []
+"""Background errors not yet re-raised (strict mode only)."""
+
+
+def is_strict() -> bool:
+    """Whether ``OTEL_ROLLOUT_STRICT`` asks internal errors to raise."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def internal_error(component: Component, what: str) -> None:
+    """Handle the exception being handled, on the caller's thread: re-raise it when strict.
+
+    Outside strict mode: count it and warn once per component.
+    """
+    if is_strict():
+        raise  # the exception being handled (called from an ``except`` block)
+    _count(component, what)
+
+
+def background_error(component: Component, what: str) -> None:
+    """Handle the exception being handled on a background thread.
+
+    Strict: keep it for the next :func:`raise_pending` (``force_flush`` / ``shutdown``).
+    Otherwise: count it and warn once per component. Never raises.
+    """
+    error = sys.exc_info()[1]
+    if error is not None and is_strict():
+        with _lock:
+            _pending.append(error)
+        return
+    _count(component, what)
+
+
+def raise_pending() -> None:
+    """Re-raise the first background error kept in strict mode (and forget the rest)."""
+    with _lock:
+        if not _pending:
+            return
+        first = _pending[0]
+        _pending.clear()
+    raise first
+
+
+def _count(component: Component, what: str) -> None:
+    with _lock:
+        seen = _counts.get(component, 0)
+        _counts[component] = seen + 1
+    if seen == 0:
+        logger.warning(
+            "rollout trace: internal error in %s (%s); recording goes on, later errors of "
+            "this component are only counted (otel_rollout.stats())",
+            component.value,
+            what,
+            exc_info=True,
+        )
+    else:
+        logger.debug(
+            "rollout trace: internal error in %s (%s)", component.value, what, exc_info=True
+        )
+
+
+def stats() -> RecordingStats:
+    """The counts of internal errors swallowed so far, per component."""
+    with _lock:
+        return RecordingStats(internal_errors={c.value: n for c, n in _counts.items()})
+
+
+def reset() -> None:
+    """Forget counts, warnings and pending errors (for tests)."""
+    with _lock:
+        _counts.clear()
+        _pending.clear()
