@@ -64,9 +64,9 @@ if TYPE_CHECKING:
     from otel_rollout._otel._replay import ExportError as ExportError
     from otel_rollout._otel._replay import ExportResult as ExportResult
     from otel_rollout._otel._replay import export_bundle as export_bundle
-    from otel_rollout._reduce import RolloutTrace as RolloutTrace
-    from otel_rollout._reduce import reduce_bundle as reduce_bundle
     from otel_rollout._reduce import write_state as write_state
+    from otel_rollout._reduce._model import RolloutTrace as RolloutTrace
+    from otel_rollout._reduce._reducer import reduce_bundle as reduce_bundle
 
 __version__: str = package_version()
 """The installed distribution's version."""
@@ -112,8 +112,8 @@ _EXPORTS: dict[str, str] = {
     "ExportError": "otel_rollout._otel._replay",
     "ExportResult": "otel_rollout._otel._replay",
     "export_bundle": "otel_rollout._otel._replay",
-    "RolloutTrace": "otel_rollout._reduce",
-    "reduce_bundle": "otel_rollout._reduce",
+    "RolloutTrace": "otel_rollout._reduce._model",
+    "reduce_bundle": "otel_rollout._reduce._reducer",
     "write_state": "otel_rollout._reduce",
 }
 """Public name -> module that defines it."""
@@ -122,7 +122,7 @@ _SUBMODULES = frozenset({"events", "semconv"})
 """Public submodules, importable as attributes of the package."""
 
 _DEPRECATED: dict[str, tuple[str, str]] = {
-    "replay_bundle": ("otel_rollout._reduce", "reduce_bundle"),
+    "replay_bundle": ("otel_rollout._reduce._reducer", "reduce_bundle"),
 }
 """Old public name -> (module, new name); using one warns with a DeprecationWarning."""
 
