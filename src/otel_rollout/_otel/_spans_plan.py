@@ -164,7 +164,10 @@ class RolloutPlan:
 
 
 def plan_rollouts(trace_id: int, records: list[SpanRecord]) -> Iterator[RolloutPlan]:
-    """Plan one bundle per rollout of the trace ``trace_id`` (spans in any order)."""
+    """Plan one bundle per rollout of the trace ``trace_id``.
+
+    Events follow the spans' times; events at the same instant keep the records' order.
+    """
     for root, members in _rollouts(records):
         yield _RolloutPlanner(trace_id, root, members).plan()
 
