@@ -358,8 +358,8 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class SpanCollector:
-    """A :class:`~otel_rollout._otel._mapping.SpanSink` that turns the mapping's output into finished
-    :class:`ReadableSpan` objects with the recorded times and the derived ids."""
+    """A :class:`~otel_rollout._otel._mapping.SpanSink` that turns the mapping's output into
+    finished :class:`ReadableSpan` objects with the recorded times and the derived ids."""
 
     def __init__(self, trace_id: int, resource: Resource, scope: InstrumentationScope) -> None:
         self.trace_id = trace_id
