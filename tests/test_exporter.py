@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,6 +142,46 @@ def test_zero_argument_construction_reads_the_environment(
     assert RolloutBundleSpanExporter().trace_root == tmp_path
     monkeypatch.delenv(_config.TRACE_ROOT_ENV)
     assert RolloutBundleSpanExporter().trace_root is None
+
+
+def _private_types(hint: object) -> list[str]:
+    """The package's types named in ``hint`` that the package does not export."""
+    if isinstance(hint, list):  # the parameters of a Callable
+        return [name for part in hint for name in _private_types(part)]
+    if typing.get_args(hint):
+        parts = [typing.get_origin(hint), *typing.get_args(hint)]
+        return [name for part in parts for name in _private_types(part)]
+    if isinstance(hint, type) and hint.__module__.startswith("otel_rollout"):
+        if getattr(otel_rollout, hint.__name__, None) is not hint:
+            return [f"{hint.__module__}.{hint.__qualname__}"]
+    return []
+
+
+def _surface_private_types(public: object, instance: object = None) -> dict[str, list[str]]:
+    """Private types in the signatures and attributes of a public class or function."""
+    hints: dict[str, object] = {}
+    if isinstance(public, type):
+        for name, member in vars(public).items():
+            target = member.fget if isinstance(member, property) else member
+            if callable(target) and (not name.startswith("_") or name == "__init__"):
+                hints.update({f"{name}:{k}": v for k, v in typing.get_type_hints(target).items()})
+        hints.update(typing.get_type_hints(public))
+    else:
+        hints.update(typing.get_type_hints(public))
+    if instance is not None:
+        hints.update({name: type(value) for name, value in vars(instance).items()})
+    found = {name: _private_types(hint) for name, hint in hints.items()}
+    return {name: types for name, types in found.items() if types and not name.startswith("_")}
+
+
+def test_the_otel_public_surface_exposes_no_private_types(tmp_path: Path) -> None:
+    exporter = RolloutBundleSpanExporter(tmp_path)
+    assert _surface_private_types(RolloutBundleSpanExporter, exporter) == {}
+    assert _surface_private_types(RolloutSpanProcessor, RolloutSpanProcessor(exporter)) == {}
+    assert _surface_private_types(otel_rollout.ExportResult) == {}
+    assert _surface_private_types(otel_rollout.ExportError) == {}
+    assert _surface_private_types(otel_rollout.export_bundle) == {}
+    exporter.shutdown()
 
 
 def test_live_spans_are_never_written_twice(pipeline: Pipeline) -> None:

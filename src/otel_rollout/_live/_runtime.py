@@ -193,11 +193,11 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
     writer = BundleWriter.create(
         root, root_thread_id=thread_id, trace_id=uuid_from_trace_id(otel_trace_id)
     )
-    bundle = exporter.open_bundle(writer)
+    bundle = exporter._open_bundle(writer)
     sink = LiveSpanSink(tracer, ids, trace_id_from_uuid(writer.manifest.trace_id), outer)
     return RolloutRecorder(
         bundle,
-        exporter.submit,
+        exporter._submit,
         sink,
         trace_flags=flags,
         capture_content=settings.capture_content,

@@ -51,9 +51,9 @@ class RolloutBundleSpanExporter(SpanExporter):
 
     Zero-argument construction works (entry point ``rollout_bundle`` of
     ``opentelemetry_traces_exporter``): the root directory then comes from
-    ``OTEL_ROLLOUT_TRACE_ROOT``. Live rollouts write through :meth:`submit` (the
-    recording API does this); :meth:`export` materializes rollouts from spans that
-    no processor fed live.
+    ``OTEL_ROLLOUT_TRACE_ROOT``. Live rollouts write through the exporter's
+    background writer (the recording API feeds it); :meth:`export` materializes
+    rollouts from spans that no processor fed live.
     """
 
     def __init__(
@@ -85,17 +85,17 @@ class RolloutBundleSpanExporter(SpanExporter):
         self._bundles: list[BundleSink] = []
         self._assembler: SpansOnlyAssembler | None = None
 
-    # --- live path ---
+    # --- live path (the recording runtime's; private: its types are the writer queue's) ---
 
-    def open_bundle(self, writer: BundleWriter) -> BundleSink:
-        """Register a bundle written live; events for it go through :meth:`submit`."""
+    def _open_bundle(self, writer: BundleWriter) -> BundleSink:
+        """Register a bundle written live; events for it go through :meth:`_submit`."""
         sink = BundleSink(writer)
         with self._lock:
             self._bundles = [bundle for bundle in self._bundles if bundle.writer.is_active]
             self._bundles.append(sink)
         return sink
 
-    def submit(self, item: PendingEvent | PendingSpanCall, nbytes: int) -> bool:
+    def _submit(self, item: PendingEvent | PendingSpanCall, nbytes: int) -> bool:
         """Queue one recorded event (or span call) for the writer thread; ``False`` if lost."""
         if self._shut_down:
             return False

@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanContext, StatusCode, TraceFlags, Tracer
 
-from otel_rollout._otel._mapping import Attributes, LinkSpec, SpanStart, derive_span_id
+from otel_rollout._otel._mapping import Attributes, LinkSpec, SpanStart, derived_span_context
 
 LIVE_SCOPE_NAME = "otel_rollout"
 """Instrumentation scope of the spans recorded live; the bundle exporter skips them."""
@@ -92,7 +92,7 @@ class LiveSpanSink:
         if span is not None:
             return span.get_span_context()
         if self.ids is not None and key in self.ended:
-            return SpanContext(self.trace_id, derive_span_id(self.trace_id, key), False, self.flags)
+            return derived_span_context(self.trace_id, key, self.flags)
         return None
 
     def start_span(self, start: SpanStart) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from otel_rollout import semconv as sc
@@ -98,6 +98,11 @@ def derive_span_id(trace_id: int, key: str) -> int:
     """
     digest = hashlib.sha256(f"{trace_id:032x}/{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") or 1
+
+
+def derived_span_context(trace_id: int, key: str, flags: TraceFlags) -> SpanContext:
+    """The context of the span ``key`` with its derived id (see :func:`derive_span_id`)."""
+    return SpanContext(trace_id, derive_span_id(trace_id, key), False, flags)
 
 
 @dataclass(slots=True)
@@ -375,7 +380,7 @@ class SpanMapper:
                 self._payload_attributes(attributes, name.removesuffix("_payload"), value)
         if extra:
             attributes.update(extra)
-        self.sink.add_event(key, _event_name(payload), attributes, time_ns)
+        self.sink.add_event(key, _tag(payload), attributes, time_ns)
 
     def _payload_attributes(self, attributes: Attributes, role: str, ref: RawPayloadRef) -> None:
         """Add ``rollout.payload.<role>.*`` (path, size, sha256, content) for ``ref``."""
@@ -609,7 +614,7 @@ class SpanMapper:
     def _on_tool_call_started(
         self, event: ToolCallStarted, thread_id: str | None, turn_id: str | None, time_ns: int
     ) -> None:
-        kind_tag = _kind_tag(event.kind)
+        kind_tag = _tag(event.kind)
         self._tool_kind[event.tool_call_id] = kind_tag
         turn_key = f"turn:{turn_id}" if turn_id is not None else None
         parent: str | None = None
@@ -956,13 +961,9 @@ def _edge(kind: str, edge_id: str) -> Attributes:
     return {sc.ROLLOUT_EDGE_KIND: kind, sc.ROLLOUT_EDGE_ID: edge_id}
 
 
-def _event_name(payload: RawTraceEventPayload) -> str:
-    tag: str = payload.__struct_config__.tag  # type: ignore[assignment]
-    return tag
-
-
-def _kind_tag(kind: ToolCallKind) -> str:
-    tag: str = kind.__struct_config__.tag  # type: ignore[assignment]
+def _tag(value: RawTraceEventPayload | ToolCallKind) -> str:
+    """The type tag of an event payload or a tool kind (``tool_call_started``, ``exec_command``)."""
+    tag: str = value.__struct_config__.tag  # type: ignore[assignment]
     return tag
 
 
@@ -972,7 +973,7 @@ def _tool_name(event: ToolCallStarted) -> str:
     if isinstance(event.kind, McpKind):
         return event.kind.tool
     label = getattr(event.summary, "label", None)
-    return label if isinstance(label, str) and label else _kind_tag(event.kind)
+    return label if isinstance(label, str) and label else _tag(event.kind)
 
 
 def _parent_thread_id(metadata: _ThreadMetadata | None) -> str | None:

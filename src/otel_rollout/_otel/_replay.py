@@ -33,7 +33,7 @@ from otel_rollout._otel._mapping import (
     Attributes,
     LinkSpec,
     SpanStart,
-    derive_span_id,
+    derived_span_context,
     map_events,
     trace_id_from_uuid,
 )
@@ -354,9 +354,12 @@ def _trace_id(span: ReadableSpan) -> int:
     return context.trace_id if context is not None else 0
 
 
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
 class SpanCollector:
-    """A :class:`~otel_rollout._mapping.SpanSink` that turns the mapping's output into finished
-    :class:`ReadableSpan` objects with the recorded times and the derived ids."""
+    """A :class:`~otel_rollout._otel._mapping.SpanSink` that turns the mapping's output into
+    finished :class:`ReadableSpan` objects with the recorded times and the derived ids."""
 
     def __init__(self, trace_id: int, resource: Resource, scope: InstrumentationScope) -> None:
         self.trace_id = trace_id
@@ -366,12 +369,7 @@ class SpanCollector:
         self._open: dict[str, _OpenSpan] = {}
 
     def _context(self, key: str) -> SpanContext:
-        return SpanContext(
-            trace_id=self.trace_id,
-            span_id=derive_span_id(self.trace_id, key),
-            is_remote=False,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED),
-        )
+        return derived_span_context(self.trace_id, key, _SAMPLED)
 
     def _link(self, link: LinkSpec) -> Link:
         return Link(self._context(link.target), dict(link.attributes))
@@ -398,16 +396,10 @@ class SpanCollector:
     ) -> None:
         span = self._open.pop(key)
         start = span.start
-        context = SpanContext(
-            trace_id=self.trace_id,
-            span_id=start.span_id,
-            is_remote=False,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED),
-        )
         self.spans.append(
             ReadableSpan(
                 name=start.name,
-                context=context,
+                context=SpanContext(self.trace_id, start.span_id, False, _SAMPLED),
                 parent=None if start.parent is None else self._context(start.parent),
                 resource=self.resource,
                 attributes=span.attributes,
