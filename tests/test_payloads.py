@@ -1,17 +1,20 @@
-"""The payload store: the quick read agrees with the thorough one."""
+"""The payload store: the quick read agrees with the thorough one; the writer numbers and writes."""
 
 from __future__ import annotations
 
 import os
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
+from otel_rollout._bundle import _files, _payloads
 from otel_rollout._bundle._json import encode_pretty
 from otel_rollout._bundle._models import PayloadKind, RawPayloadKind, RawPayloadRef
-from otel_rollout._bundle._payloads import PayloadFiles, open_payload_store
+from otel_rollout._bundle._payloads import PayloadFiles, PayloadFileWriter, open_payload_store
 
 
 @pytest.fixture
@@ -145,3 +148,82 @@ def test_large_payloads_are_read_whole(tmp_path: Path) -> None:
     body = encode_pretty({"input": ["x" * (3 * (1 << 20) + 17)]})
     (tmp_path / "payloads" / "1.json").write_bytes(body)
     assert open_payload_store(tmp_path).read("payloads/1.json") == body
+
+
+# --- the writer ---
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> PayloadFileWriter:
+    tmp_path.joinpath("bundle").mkdir()
+    return PayloadFileWriter.create(tmp_path / "bundle")
+
+
+def test_refs_are_numbered_in_order_as_codex_names_them(writer: PayloadFileWriter) -> None:
+    first = writer.new_ref(PayloadKind.SESSION_METADATA)
+    second = writer.new_ref(PayloadKind.INFERENCE_REQUEST)
+    assert msgspec.json.encode([first, second]) == (
+        b'[{"raw_payload_id":"raw_payload:1","kind":{"type":"session_metadata"},'
+        b'"path":"payloads/1.json"},{"raw_payload_id":"raw_payload:2",'
+        b'"kind":{"type":"inference_request"},"path":"payloads/2.json"}]'
+    )
+    assert first.kind is writer.new_ref(PayloadKind.SESSION_METADATA).kind  # one table
+
+
+def test_files_are_whole_owner_only_and_read_back(writer: PayloadFileWriter) -> None:
+    directory = writer.directory
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    ref = writer.new_ref(PayloadKind.TOOL_RESULT)
+    writer.write(ref, b'{\n  "x": 1\n}')
+    assert sorted(path.name for path in directory.iterdir()) == ["1.json"]
+    assert stat.S_IMODE((directory / "1.json").stat().st_mode) == 0o600
+    assert open_payload_store(directory.parent).read(ref) == b'{\n  "x": 1\n}'
+    writer.close()
+    writer.close()
+    later = writer.new_ref(PayloadKind.TOOL_RESULT)
+    writer.write(later, b"{}")  # after close: written by its path
+    assert (directory / "2.json").read_bytes() == b"{}"
+
+
+def test_close_waits_for_writes_in_flight(
+    writer: PayloadFileWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory's descriptor is closed only after the last write using it."""
+    started, release = threading.Event(), threading.Event()
+    real_write_whole = _files.write_whole
+
+    def slow_write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
+        started.set()
+        assert release.wait(10)
+        assert dir_fd is not None
+        os.fstat(dir_fd)  # still open
+        real_write_whole(path, data, dir_fd=dir_fd)
+
+    monkeypatch.setattr(_payloads, "write_whole", slow_write_whole)
+    ref = writer.new_ref(PayloadKind.TOOL_RESULT)
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            writer.write(ref, b"{}")
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert started.wait(10)
+    writer.close()
+    assert writer._dir_fd is not None  # kept for the write in flight
+    release.set()
+    thread.join(10)
+    assert failures == []
+    assert writer._dir_fd is None
+    assert (writer.directory / "1.json").read_bytes() == b"{}"
+
+
+def test_a_failed_write_leaves_nothing(writer: PayloadFileWriter) -> None:
+    ref = writer.new_ref(PayloadKind.TOOL_RESULT)
+    (writer.directory / "1.json").mkdir()  # the rename cannot replace a directory
+    with pytest.raises(OSError):
+        writer.write(ref, b"{}")
+    assert sorted(path.name for path in writer.directory.iterdir()) == ["1.json"]

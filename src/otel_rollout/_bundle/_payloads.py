@@ -1,9 +1,12 @@
-"""The payload store: where payload bodies live in a bundle, and how they are read.
+"""The payload store: where payload bodies live in a bundle, how refs name them, reading, writing.
 
 Codex 0.169.0 (schema 2) writes each payload as ``payloads/<n>.json`` (pretty JSON), named
-by ``raw_payload:<n>``. :class:`PayloadStore` reads (:class:`PayloadFiles` for this
-layout, chosen by :func:`open_payload_store`). Another layout (such as payload shards)
-adds a reader beside it, chosen in :func:`open_payload_store`.
+by ``raw_payload:<n>``. This module is the only code that knows that layout or opens
+files under ``payloads/``: :class:`PayloadStore` reads (:class:`PayloadFiles` for this
+layout, chosen by :func:`open_payload_store`) and :class:`PayloadFileWriter` numbers
+payloads (the one place refs are built) and writes them. Another layout (such as
+payload shards) adds a reader and a writer beside these, chosen in
+:func:`open_payload_store`.
 
 Reads are confined to the bundle: a path that is empty, absolute, climbs with ``..``
 or resolves (through a symlink) to outside the bundle is refused. The reasons are part
@@ -13,14 +16,29 @@ of the reducer's errors (``docs/reducer-errors.md``): keep their text.
 from __future__ import annotations
 
 import abc
+import itertools
 import os
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 
-from otel_rollout._bundle._models import RawPayloadRef
+from otel_rollout._bundle._files import make_private_dir, open_dir, write_whole
+from otel_rollout._bundle._models import (
+    PAYLOADS_DIR_NAME,
+    PayloadKind,
+    RawPayloadKind,
+    RawPayloadRef,
+)
 
+PAYLOAD_KINDS: Final[Mapping[PayloadKind, RawPayloadKind]] = {
+    kind: RawPayloadKind(type=kind) for kind in PayloadKind
+}
+"""One ``{"type": <kind>}`` object per kind, shared by every ref."""
+_ID_PREFIX: Final = "raw_payload:"
+_PREFIX: Final = f"{PAYLOADS_DIR_NAME}/"
 _READ_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 _QUICK_READS: Final = hasattr(os, "O_NOFOLLOW")
 """Without ``O_NOFOLLOW`` every read resolves its path (the thorough way)."""
@@ -204,3 +222,89 @@ def _read_and_close(fd: int) -> bytes:
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+class PayloadFileWriter:
+    """Numbers one bundle's payloads and writes each as ``payloads/<n>.json``, whole or absent.
+
+    :meth:`new_ref` hands out refs in order; :meth:`write` writes a body under its ref's
+    name through a temporary file (owner-only, see ``_files``), in the directory's open
+    descriptor, so a file costs four system calls and is complete before :meth:`write`
+    returns. Both are thread-safe, and writes on several threads run at once.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        """Write into the existing ``payloads`` directory ``directory``; use :meth:`create`."""
+        self.directory = directory
+        self._ordinals = itertools.count(1)
+        self._lock = threading.Lock()
+        self._dir_fd: int | None = None
+        """The directory, opened by the first write, closed by :meth:`close`."""
+        self._writing = 0
+        self._closed = False
+
+    @classmethod
+    def create(cls, bundle_dir: Path) -> PayloadFileWriter:
+        """Create the bundle's ``payloads`` directory (owner-only) and a writer for it.
+
+        Raises:
+            OSError: The directory could not be created.
+        """
+        directory = bundle_dir / PAYLOADS_DIR_NAME
+        make_private_dir(directory)
+        return cls(directory)
+
+    def new_ref(self, kind: PayloadKind) -> RawPayloadRef:
+        """Number the next payload and return its ref: ``raw_payload:<n>`` in ``payloads/<n>.json``.
+
+        ``n`` counts from 1, in the order of the calls (thread-safe), as Codex numbers them.
+        """
+        n = str(next(self._ordinals))  # on the recording thread: kept to the bare minimum
+        return RawPayloadRef(
+            raw_payload_id=_ID_PREFIX + n, kind=PAYLOAD_KINDS[kind], path=_PREFIX + n + ".json"
+        )
+
+    def write(self, ref: RawPayloadRef, body: bytes) -> None:
+        """Write ``body`` (the file's bytes: Codex's pretty JSON) as the file of ``ref``.
+
+        ``ref`` comes from :meth:`new_ref`. After :meth:`close`, the file is written by
+        its path.
+
+        Raises:
+            OSError: The file could not be written; nothing is left under its name.
+        """
+        name = ref.path.removeprefix(_PREFIX)
+        with self._lock:
+            if self._closed:
+                dir_fd = None
+            else:
+                dir_fd = self._dir_fd
+                if dir_fd is None:
+                    dir_fd = self._dir_fd = open_dir(self.directory)
+                self._writing += 1
+        if dir_fd is None:
+            write_whole(os.path.join(self.directory, name), body)
+            return
+        try:
+            write_whole(name, body, dir_fd=dir_fd)
+        finally:
+            with self._lock:
+                self._writing -= 1
+                if self._closed and not self._writing:
+                    self._release()
+
+    def close(self) -> None:
+        """Close the directory once no write is using it. Idempotent."""
+        with self._lock:
+            self._closed = True
+            if not self._writing:
+                self._release()
+
+    def _release(self) -> None:
+        """Close the directory's descriptor (lock held)."""
+        fd, self._dir_fd = self._dir_fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
