@@ -304,19 +304,20 @@ def test_eight_threads_and_fifty_tasks_record_at_once(
 def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from otel_rollout._live import _queue
+    from otel_rollout._bundle._models import RawPayloadRef
+    from otel_rollout._bundle._payloads import PayloadFileWriter
 
     calls = 0
-    original = _queue._write_file
+    original = PayloadFileWriter.write
 
-    def failing(dir_fd: int, ordinal: int, data: bytes) -> None:
+    def failing(self: PayloadFileWriter, ref: RawPayloadRef, data: bytes) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise OSError(28, "No space left on device")
-        original(dir_fd, ordinal, data)
+        original(self, ref, data)
 
-    monkeypatch.setattr(_queue, "_write_file", failing)
+    monkeypatch.setattr(PayloadFileWriter, "write", failing)
     thread = ThreadTraceContext.start_root_or_disabled()
     with caplog.at_level(logging.WARNING):
         with thread, thread.turn() as turn:

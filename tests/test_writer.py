@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from otel_rollout import events
+from otel_rollout._bundle import _files as files_module
 from otel_rollout._bundle import _writer as writer_module
 from otel_rollout._bundle._json import encode_line, encode_pretty
 from otel_rollout._bundle._models import PayloadKind, RolloutStatus, payload_refs
@@ -211,7 +212,8 @@ def test_full_disk_stops_the_writer_which_stays_valid_and_reports_once(
 
 
 class _FailingOs:
-    """Stands in for the ``os`` module inside ``otel_rollout._bundle._writer``."""
+    """Stands in for the ``os`` module inside ``otel_rollout._bundle._writer`` (the event log)
+    or ``otel_rollout._bundle._files`` (whole-file writes: payloads, manifest)."""
 
     def __init__(self, **overrides: Any) -> None:
         self._overrides = overrides
@@ -265,10 +267,10 @@ def test_payload_failure_leaves_no_file_stops_and_reports_once(
 ) -> None:
     _some_events(writer, 2)
 
-    def no_space(source: Any, destination: Any) -> None:
+    def no_space(source: Any, destination: Any, **dir_fds: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writer_module, "os", _FailingOs(replace=no_space))
+    monkeypatch.setattr(files_module, "os", _FailingOs(replace=no_space))
     with caplog.at_level(logging.WARNING, logger=WRITER_LOGGER):
         assert writer.write_payload(PayloadKind.TOOL_RESULT, {"big": "x" * 1000}) is None
         assert writer.write_payload(PayloadKind.TOOL_RESULT, {"big": "y"}) is None
@@ -287,16 +289,24 @@ def test_payload_file_is_whole_or_absent(
     body = {"input": ["x" * 10_000]}
     seen: list[tuple[bool, bytes]] = []
 
-    def checking_replace(source: Any, destination: Any) -> None:
-        seen.append((Path(destination).exists(), Path(source).read_bytes()))
-        os.replace(source, destination)
+    def checking_replace(
+        source: str, destination: str, *, src_dir_fd: int | None, dst_dir_fd: int | None
+    ) -> None:
+        exists = os.path.exists(_in_dir(destination, dst_dir_fd))
+        seen.append((exists, Path(_in_dir(source, src_dir_fd)).read_bytes()))
+        os.replace(source, destination, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
-    monkeypatch.setattr(writer_module, "os", _FailingOs(replace=checking_replace))
+    monkeypatch.setattr(files_module, "os", _FailingOs(replace=checking_replace))
     ref = writer.write_payload(PayloadKind.INFERENCE_REQUEST, body)
     monkeypatch.undo()
     assert ref is not None
     assert seen == [(False, encode_pretty(body))]
     assert (writer.bundle_dir / ref.path).read_bytes() == encode_pretty(body)
+
+
+def _in_dir(name: str, dir_fd: int | None) -> str:
+    """The path of ``name`` relative to the open directory ``dir_fd`` (Linux's /proc)."""
+    return name if dir_fd is None else f"/proc/self/fd/{dir_fd}/{name}"
 
 
 def test_unencodable_payload_is_refused_without_stopping(

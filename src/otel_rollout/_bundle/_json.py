@@ -44,7 +44,12 @@ def encode_pretty(value: Any) -> bytes:
     """
     if type(value) is dict and any(type(item) is msgspec.Raw for item in value.values()):
         return _encode_pretty_keeping_raw(value)
-    return msgspec.json.format(_encoder.encode(value), indent=2)
+    return pretty(_encoder.encode(value))
+
+
+def pretty(data: bytes) -> bytes:
+    """Re-indent JSON bytes as serde_json's pretty form (what :func:`encode_pretty` writes)."""
+    return msgspec.json.format(data, indent=2)
 
 
 def _encode_pretty_keeping_raw(value: dict[Any, Any]) -> bytes:
@@ -57,8 +62,8 @@ def _encode_pretty_keeping_raw(value: dict[Any, Any]) -> bytes:
             raws.append(item)
         else:
             marked[key] = item
-    pretty = msgspec.json.format(_encoder.encode(marked), indent=2)
+    text = pretty(_encoder.encode(marked))
     for index, raw in enumerate(raws):
         placeholder = f'"{_RAW_MARK}{index}"'.encode()
-        pretty = pretty.replace(placeholder, bytes(raw), 1)
-    return pretty
+        text = text.replace(placeholder, bytes(raw), 1)
+    return text

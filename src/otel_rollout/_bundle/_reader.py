@@ -1,4 +1,4 @@
-"""Reading a trace bundle: the manifest, the event log line by line, and confined payloads."""
+"""Reading a trace bundle: the manifest, the event log line by line, and its payload store."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from otel_rollout._bundle._models import (
     RawTraceEvent,
     TraceBundleManifest,
 )
+from otel_rollout._bundle._payloads import PayloadFiles, PayloadStore, open_payload_store
 
 _event_decoder = msgspec.json.Decoder(RawTraceEvent)
 _manifest_decoder = msgspec.json.Decoder(TraceBundleManifest)
@@ -92,11 +93,6 @@ def _mismatch_reason(error: msgspec.DecodeError, what: str) -> str:
     return f"bad {what}: {message}"
 
 
-def _ref_path(ref: RawPayloadRef | str) -> str:
-    """The bundle-relative path a payload reference names."""
-    return ref if isinstance(ref, str) else ref.path
-
-
 @dataclass(frozen=True)
 class EventLine:
     """One line of ``trace.jsonl``: its 1-based number and raw bytes (newline stripped)."""
@@ -108,9 +104,9 @@ class EventLine:
 class BundleFiles:
     """A bundle directory's files, opened without reading the manifest.
 
-    Payloads are read on demand and confined to the bundle: a reference whose path
-    is absolute, climbs with ``..`` or resolves through a symlink to outside the
-    bundle is refused.
+    Payloads are read on demand through :attr:`payloads`, confined to the bundle: a
+    reference whose path is absolute, climbs with ``..`` or resolves through a symlink
+    to outside the bundle is refused.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -118,7 +114,8 @@ class BundleFiles:
         self.path = Path(path)
         self.manifest_path = self.path / MANIFEST_FILE_NAME
         self.event_log_path = self.path / RAW_EVENT_LOG_FILE_NAME
-        self._root = self.path.resolve()
+        self.payloads: PayloadStore = open_payload_store(self.path)
+        """The bundle's payload bodies (the one way to read them)."""
 
     def lines(self) -> Iterator[EventLine]:
         """Yield every complete line of ``trace.jsonl``, streaming.
@@ -178,54 +175,28 @@ class BundleFiles:
 
         Raises:
             ValueError: The path is empty, absolute, uses ``..`` or leads out of the
-                bundle (through a symlink).
+                bundle (through a symlink), or the bundle keeps no file per payload.
         """
-        relative = _ref_path(ref)
-        if not relative or "\0" in relative:
-            raise ValueError(f"payload path {relative!r} is not a file path")
-        if os.path.isabs(relative) or relative.startswith(("/", "\\")):
-            raise ValueError(f"payload path {relative!r} is absolute")
-        if ".." in relative.replace("\\", "/").split("/"):
-            raise ValueError(f"payload path {relative!r} leaves the bundle (..)")
-        candidate = self.path / relative
-        try:
-            resolved = candidate.resolve()
-        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
-            raise ValueError(f"payload path {relative!r} cannot be resolved: {error}") from None
-        if self._root not in resolved.parents:
-            if resolved == self._root:
-                raise ValueError(f"payload path {relative!r} is not a file path")
-            raise ValueError(f"payload path {relative!r} leads out of the bundle")
-        return candidate
+        payloads = self.payloads
+        if not isinstance(payloads, PayloadFiles):
+            raise ValueError("this bundle keeps no file per payload")
+        return payloads.path(ref)
 
     def read_payload_bytes(self, ref: RawPayloadRef | str) -> bytes:
-        """Read a payload file's bytes, confined to the bundle.
+        """Read a payload's bytes, confined to the bundle.
 
         Raises:
             ValueError: The path escapes the bundle, or the file is missing or unreadable.
         """
-        path = self.payload_path(ref)
-        relative = _ref_path(ref)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise ValueError(f"payload file {relative!r} is missing") from None
-        except OSError as error:
-            reason = f"payload file {relative!r} cannot be read: {error.strerror}"
-            raise ValueError(reason) from None
+        return self.payloads.read(ref)
 
     def read_payload(self, ref: RawPayloadRef | str) -> Any:
-        """Read and decode a payload file.
+        """Read and decode a payload.
 
         Raises:
             ValueError: The path escapes the bundle, the file is missing or not JSON.
         """
-        data = self.read_payload_bytes(ref)
-        try:
-            return msgspec.json.decode(data)
-        except msgspec.DecodeError as error:
-            relative = _ref_path(ref)
-            raise ValueError(f"payload file {relative!r} is not JSON: {error}") from None
+        return self.payloads.read_json(ref)
 
 
 class Bundle(BundleFiles):

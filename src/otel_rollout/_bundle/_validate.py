@@ -11,6 +11,7 @@ import msgspec
 from otel_rollout._bundle._models import (
     SCHEMA_VERSION,
     CodexTurnStarted,
+    RawPayloadRef,
     RecordingCompleted,
     ThreadStarted,
     payload_refs,
@@ -18,6 +19,8 @@ from otel_rollout._bundle._models import (
 from otel_rollout._bundle._reader import BundleError, BundleFiles, decode_event, decode_manifest
 
 DEFAULT_MAX_PROBLEMS = 100
+_ANY_JSON = msgspec.json.Decoder(msgspec.Raw)
+"""Checks that a payload is JSON without building its value."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ class _EventChecker:
         elif isinstance(payload, CodexTurnStarted):
             self.turns.add(payload.codex_turn_id)
         for ref in payload_refs(payload):
-            self._check_payload(number, ref.path)
+            self._check_payload(number, ref)
 
     def _after_undecodable(self, number: int, data: bytes) -> None:
         """Keep the seq and ordering checks in step past a line that does not decode."""
@@ -250,18 +253,16 @@ class _EventChecker:
                 self.log, number, f"event after recording_completed (line {self.completed_at})"
             )
 
-    def _check_payload(self, number: int, relative: str) -> None:
+    def _check_payload(self, number: int, ref: RawPayloadRef) -> None:
+        relative = ref.path
         if relative in self.payload_paths:
             return
+        payloads = self.files.payloads
         try:
-            data = self.files.read_payload_bytes(relative)
+            data = payloads.read(ref)
+            payloads.decode(ref, data, _ANY_JSON)
         except ValueError as error:
             self.found.add(self.log, number, str(error))
-            return
-        try:
-            msgspec.json.decode(data, type=msgspec.Raw)
-        except msgspec.DecodeError as error:
-            self.found.add(self.log, number, f"payload file {relative!r} is not JSON: {error}")
             return
         self.payload_paths.add(relative)
         self.found.report.bytes += len(data)

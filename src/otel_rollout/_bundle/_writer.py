@@ -3,14 +3,14 @@
 One writer serves a whole rollout (the root thread and every child thread). ``seq``
 starts at 1 and is consumed only by an append that reached the disk, so a bundle
 never has a gap. Each payload file is written to a temporary name and renamed, so it
-is whole or absent, and it exists before the event that refers to it is appended.
+is whole or absent, and it exists before the event that refers to it is appended
+(the payload store, ``_payloads``, numbers and writes them).
 The first I/O failure stops the writer: the bundle stays valid up to that point, the
 failure is logged once, and every later call is a cheap no-op.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -21,25 +21,22 @@ from typing import Any
 
 import msgspec
 
+from otel_rollout._bundle._files import FILE_MODE, make_private_dir, write_whole
 from otel_rollout._bundle._json import encode_line, encode_pretty
 from otel_rollout._bundle._models import (
     MANIFEST_FILE_NAME,
-    PAYLOADS_DIR_NAME,
     RAW_EVENT_LOG_FILE_NAME,
     SCHEMA_VERSION,
     PayloadKind,
-    RawPayloadKind,
     RawPayloadRef,
     RawTraceEvent,
     RawTraceEventPayload,
     TraceBundleManifest,
 )
+from otel_rollout._bundle._payloads import PayloadFileWriter
 
 logger = logging.getLogger(__name__)
 
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
-_PAYLOAD_KINDS = {kind: RawPayloadKind(type=kind) for kind in PayloadKind}
 _DRAFT_HEAD = b'{"schema_version":%d,"seq":0,"wall_time_unix_ms":0' % SCHEMA_VERSION
 """How an event line drafted with ``seq`` and ``wall_time_unix_ms`` 0 starts."""
 _LINE_HEAD = b'{"schema_version":%d,"seq":%%d,"wall_time_unix_ms":%%d' % SCHEMA_VERSION
@@ -63,16 +60,22 @@ class BundleWriter:
     ``None``. A process forked from the creator never writes to the bundle.
     """
 
-    def __init__(self, bundle_dir: Path, manifest: TraceBundleManifest, log_fd: int) -> None:
+    def __init__(
+        self,
+        bundle_dir: Path,
+        manifest: TraceBundleManifest,
+        log_fd: int,
+        payloads: PayloadFileWriter,
+    ) -> None:
         """Wrap an open bundle; use :meth:`create` instead."""
         self.bundle_dir = bundle_dir
         self.manifest = manifest
-        self._payloads_dir = bundle_dir / PAYLOADS_DIR_NAME
+        self.payloads = payloads
+        """Numbers and writes the payload files (also used directly by the live recorder)."""
         self._log_fd: int | None = log_fd
         self._lock = threading.Lock()
         self._next_seq = 1
         self._log_size = 0
-        self._next_payload = 1
         self._pid = os.getpid()
         self.failure: BaseException | None = None
         """The error that stopped the writer, or ``None`` while it is healthy."""
@@ -109,17 +112,15 @@ class BundleWriter:
         )
         bundle_dir = Path(root) / bundle_dir_name(trace_id, root_thread_id)
         Path(root).mkdir(parents=True, exist_ok=True)
-        bundle_dir.mkdir(mode=_DIR_MODE)
-        os.chmod(bundle_dir, _DIR_MODE)
-        (bundle_dir / PAYLOADS_DIR_NAME).mkdir(mode=_DIR_MODE)
-        os.chmod(bundle_dir / PAYLOADS_DIR_NAME, _DIR_MODE)
-        _write_whole(bundle_dir / MANIFEST_FILE_NAME, encode_pretty(manifest))
+        make_private_dir(bundle_dir)
+        payloads = PayloadFileWriter.create(bundle_dir)
+        write_whole(os.fspath(bundle_dir / MANIFEST_FILE_NAME), encode_pretty(manifest))
         log_fd = os.open(
             bundle_dir / RAW_EVENT_LOG_FILE_NAME,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
-            _FILE_MODE,
+            FILE_MODE,
         )
-        return cls(bundle_dir, manifest, log_fd)
+        return cls(bundle_dir, manifest, log_fd, payloads)
 
     @property
     def is_active(self) -> bool:
@@ -132,7 +133,7 @@ class BundleWriter:
         return self._next_seq - 1
 
     def write_payload(self, kind: PayloadKind, value: Any) -> RawPayloadRef | None:
-        """Write ``value`` as ``payloads/<n>.json`` and return its reference.
+        """Write ``value`` as the next payload file and return its reference.
 
         The file is complete (written to a temporary name, then renamed) before this
         returns, so an event appended afterwards never refers to a partial file.
@@ -149,20 +150,14 @@ class BundleWriter:
         with self._lock:
             if not self.is_active:
                 return None
-            ordinal = self._next_payload
-            self._next_payload += 1
-        final = self._payloads_dir / f"{ordinal}.json"
+            ref = self.payloads.new_ref(kind)
         try:
-            _write_whole(final, body, temporary=self._payloads_dir / f".{ordinal}.json.tmp")
+            self.payloads.write(ref, body)
         except OSError as error:
             with self._lock:
                 self._stop(error)
             return None
-        return RawPayloadRef(
-            raw_payload_id=f"raw_payload:{ordinal}",
-            kind=_PAYLOAD_KINDS[kind],
-            path=f"{PAYLOADS_DIR_NAME}/{ordinal}.json",
-        )
+        return ref
 
     def append(
         self,
@@ -217,10 +212,11 @@ class BundleWriter:
         return msgspec.structs.replace(draft, seq=seq, wall_time_unix_ms=wall_time)
 
     def close(self) -> None:
-        """Close the event log; later calls are no-ops. Idempotent."""
+        """Close the event log and the payloads directory; later calls are no-ops. Idempotent."""
         with self._lock:
             fd, self._log_fd = self._log_fd, None
         if fd is not None and self._pid == os.getpid():
+            self.payloads.close()
             try:
                 os.close(fd)
             except OSError as error:
@@ -262,19 +258,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _write_whole(path: Path, data: bytes, *, temporary: Path | None = None) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so ``path`` is whole or absent."""
-    temporary = temporary or path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _FILE_MODE)
-    try:
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

@@ -28,12 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from otel_rollout import _errors
+from otel_rollout._bundle._json import pretty
 from otel_rollout._bundle._models import (
-    PAYLOADS_DIR_NAME,
     PayloadKind,
+    RawPayloadRef,
     RawTraceEventPayload,
     RecordingCompleted,
 )
@@ -41,8 +40,6 @@ from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._errors import Component
 
 logger = logging.getLogger(__name__)
-
-_FILE_MODE = 0o600
 
 FLUSH_INTERVAL_S = 0.02
 """How long the writer collects a batch after waking up."""
@@ -55,14 +52,15 @@ EXIT_FLUSH_TIMEOUT_S = 10.0
 
 @dataclass(slots=True)
 class PendingPayload:
-    """A payload file to write: its ordinal (``payloads/<n>.json``), kind and JSON bytes.
+    """A payload to write: its kind, JSON bytes and ref (given when its event is recorded).
 
     Compact JSON when queued; the writer thread turns it into the file's pretty bytes.
     """
 
-    ordinal: int
     kind: PayloadKind
     body: bytes
+    ref: RawPayloadRef | None = None
+    """Given by the bundle's payload writer (``BundleWriter.payloads``) in ``emit``."""
 
 
 @dataclass(slots=True)
@@ -104,11 +102,8 @@ class BundleSink:
         """Events recorded but never written (queue full, write failure, fork)."""
         self.stopped = False
         """Set when an event was lost: later events are dropped to keep a valid prefix."""
-        self._payloads_dir = os.fspath(writer.bundle_dir / PAYLOADS_DIR_NAME)
         self._completed = False
         """``recording_completed`` was written (the writer is closed)."""
-        self._dir_fd: int | None = None
-        """The payloads directory, open while the bundle is written (files are created in it)."""
         self.on_written: Callable[[PendingEvent], None] | None = None
         """Called (writer thread) after each event, written or not: maps it to live spans."""
         self.on_span_call: Callable[[PendingSpanCall], None] | None = None
@@ -145,12 +140,10 @@ class BundleSink:
             return
         for payload in item.payloads:
             # the caller encoded compactly (a cheap snapshot); the file gets Codex's pretty form
-            payload.body = msgspec.json.format(payload.body, indent=2)
+            payload.body = pretty(payload.body)
+            assert payload.ref is not None  # numbered by RolloutRecorder.emit
             try:
-                dir_fd = self._dir_fd
-                if dir_fd is None:
-                    dir_fd = self._dir_fd = os.open(self._payloads_dir, _DIR_FLAGS)
-                _write_file(dir_fd, payload.ordinal, payload.body)
+                self.writer.payloads.write(payload.ref, payload.body)
             except OSError as error:
                 logger.warning(
                     "rollout trace: writing a payload of %s failed, recording stopped "
@@ -172,53 +165,11 @@ class BundleSink:
         elif isinstance(item.event, RecordingCompleted):
             self._completed = True
             self.writer.close()
-            self._close_dir()
 
     def _stop(self) -> None:
         self.lost_events += 1
         self.stopped = True
-        self._close_dir()
-
-    def _close_dir(self) -> None:
-        fd, self._dir_fd = self._dir_fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-
-
-def _write_file(dir_fd: int, ordinal: int, data: bytes) -> None:
-    """Write ``<ordinal>.json`` in the directory ``dir_fd``, whole or not at all.
-
-    The bytes go to ``.<ordinal>.json.tmp``, which is then renamed: a crash at any
-    moment leaves the payload file complete or absent, never partial. Working through
-    the directory's descriptor keeps it to four system calls. The file is complete
-    before the event that refers to it is appended; a failed write removes the
-    temporary file.
-    """
-    name = f"{ordinal}.json"
-    temporary = f".{name}.tmp"
-    fd = os.open(temporary, _CREATE_FLAGS, _FILE_MODE, dir_fd=dir_fd)
-    try:
-        written = os.write(fd, data)
-        if written < len(data):
-            view = memoryview(data)[written:]
-            while view:
-                view = view[os.write(fd, view) :]
-    except OSError:
-        os.close(fd)
-        try:
-            os.unlink(temporary, dir_fd=dir_fd)
-        except OSError:
-            pass
-        raise
-    os.close(fd)
-    os.rename(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        self.writer.payloads.close()
 
 
 class BackgroundWriter:

@@ -23,20 +23,13 @@ from opentelemetry.util import types
 
 from otel_rollout import _errors
 from otel_rollout._bundle._json import encode_compact
-from otel_rollout._bundle._models import (
-    PayloadKind,
-    RawPayloadKind,
-    RawPayloadRef,
-    RawTraceEventPayload,
-)
+from otel_rollout._bundle._models import PayloadKind, RawPayloadRef, RawTraceEventPayload
 from otel_rollout._errors import Component
 from otel_rollout._live._queue import BundleSink, PendingEvent, PendingPayload, PendingSpanCall
 from otel_rollout._otel._live_spans import LiveSpanSink
 from otel_rollout._otel._mapping import SpanMapper
 
 logger = logging.getLogger(__name__)
-
-_PAYLOAD_KINDS = {kind: RawPayloadKind(type=kind) for kind in PayloadKind}
 
 
 class ForwardingSpan(Span):
@@ -171,7 +164,7 @@ class RolloutRecorder:
         bundle.on_written = self._on_written
         bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
-        self._next_payload = 1
+        self._new_payload_ref = bundle.writer.payloads.new_ref
         self.active = True
         """False once the bundle is complete, lost or inherited by a forked child."""
         _track_for_fork(self)
@@ -186,7 +179,7 @@ class RolloutRecorder:
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
             return None
-        return PendingPayload(0, kind, body)
+        return PendingPayload(kind, body)
 
     def emit(
         self,
@@ -212,16 +205,8 @@ class RolloutRecorder:
                 if payload is None:
                     refs.append(None)
                     continue
-                ordinal = self._next_payload
-                self._next_payload += 1
-                payload.ordinal = ordinal
-                refs.append(
-                    RawPayloadRef(
-                        raw_payload_id=f"raw_payload:{ordinal}",
-                        kind=_PAYLOAD_KINDS[payload.kind],
-                        path=f"payloads/{ordinal}.json",
-                    )
-                )
+                ref = payload.ref = self._new_payload_ref(payload.kind)
+                refs.append(ref)
                 files.append(payload)
                 nbytes += len(payload.body)
             item = PendingEvent(
@@ -234,7 +219,7 @@ class RolloutRecorder:
 
     def _on_written(self, item: PendingEvent) -> None:
         """Map one event to live spans (writer thread, in ``seq`` order)."""
-        self._current = {f"payloads/{file.ordinal}.json": file.body for file in item.payloads}
+        self._current = {file.ref.path: file.body for file in item.payloads if file.ref}
         try:
             self.mapper.map_event(
                 item.event,

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
-import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -431,37 +429,13 @@ def replay_resource() -> Resource:
     return resource
 
 
-_PAYLOAD_PATH = re.compile(r"payloads/[0-9]+\.json")
-
-
 def _payload_reader(bundle: Bundle) -> Callable[[RawPayloadRef], bytes | None]:
-    """Read payload bytes, confined to the bundle; ``None`` when unavailable.
-
-    Codex's own ``payloads/<n>.json`` names are opened directly, refusing symlinks
-    (``O_NOFOLLOW``) when the ``payloads`` directory is a real directory of the bundle;
-    anything else goes through :meth:`Bundle.read_payload_bytes` (which resolves paths, about
-    ten times slower on big bundles).
-    """
-    directory = bundle.path / "payloads"
-    fast = (
-        directory.is_dir()
-        and not directory.is_symlink()
-        and directory.resolve().parent == bundle.path.resolve()
-    )
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    """Read payload bytes through the bundle's store; ``None`` when missing or refused."""
+    read_payload = bundle.payloads.read
 
     def read(ref: RawPayloadRef) -> bytes | None:
-        if fast and nofollow and _PAYLOAD_PATH.fullmatch(ref.path):
-            try:
-                descriptor = os.open(bundle.path / ref.path, os.O_RDONLY | nofollow)
-            except OSError:
-                return None
-            with os.fdopen(descriptor, "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    return None
-                return handle.read()
         try:
-            return bundle.read_payload_bytes(ref)
+            return read_payload(ref)
         except ValueError:
             return None
 

@@ -7,8 +7,6 @@ the quadratic cost.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,8 +137,6 @@ class ReducerState:
     """process id -> terminal session of the exec_command that started it."""
     operation_processes: dict[str, TerminalProcess] = field(default_factory=dict)
     """terminal operation -> its process bookkeeping (see ``_terminals``)."""
-    _real_dirs: dict[str, str] = field(default_factory=dict)
-    _root: str = ""
 
     def read_payload(self, ref: RawPayloadRef) -> Any:
         """Read a payload's JSON, confined to the bundle.
@@ -149,47 +145,9 @@ class ReducerState:
             ReduceError: The file is missing, unreadable, not JSON or outside the bundle.
         """
         try:
-            data = self._payload_bytes(ref.path)
+            return self.bundle.payloads.read_json(ref, JSON_DECODER)
         except ValueError as error:
             raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
-        try:
-            return JSON_DECODER.decode(data)
-        except msgspec.DecodeError as error:
-            raise ReduceError(
-                f"payload {ref.raw_payload_id}: payload file {ref.path!r} is not JSON: {error}"
-            ) from None
-
-    def _payload_bytes(self, relative: str) -> bytes:
-        """A payload file's bytes, confined to the bundle as ``Bundle.payload_path`` does.
-
-        The real path of each directory is resolved once; a file is resolved again only
-        when it is itself a symlink. Falls back to ``Bundle`` for anything unusual.
-        """
-        directory, _, name = relative.rpartition("/")
-        if not name or "\\" in relative or "\0" in relative or relative.startswith("/"):
-            return self.bundle.read_payload_bytes(relative)
-        if ".." in relative.split("/"):
-            raise ValueError(f"payload path {relative!r} leaves the bundle (..)")
-        real_dir = self._real_dirs.get(directory)
-        if real_dir is None:
-            root = self._root or os.path.realpath(self.bundle.path)
-            self._root = root
-            real_dir = os.path.realpath(os.path.join(self.bundle.path, directory))
-            if real_dir != root and not real_dir.startswith(root + os.sep):
-                raise ValueError(f"payload path {relative!r} leads out of the bundle")
-            self._real_dirs[directory] = real_dir
-        path = os.path.join(real_dir, name)
-        try:
-            if stat.S_ISLNK(os.lstat(path).st_mode):
-                return self.bundle.read_payload_bytes(relative)
-            with open(path, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            raise ValueError(f"payload file {relative!r} is missing") from None
-        except OSError as error:
-            raise ValueError(
-                f"payload file {relative!r} cannot be read: {error.strerror}"
-            ) from None
 
     def thread(self, thread_id: str) -> AgentThread:
         """Return a thread.

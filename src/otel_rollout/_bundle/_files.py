@@ -1,0 +1,60 @@
+"""Bundle files on disk: readable by the owner only, and written whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Final
+
+FILE_MODE: Final = 0o600
+"""Mode of every bundle file (the manifest, the event log, payloads)."""
+DIR_MODE: Final = 0o700
+"""Mode of every bundle directory."""
+
+_CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_DIR_FLAGS: Final = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the directory ``path`` with :data:`DIR_MODE` (whatever the umask).
+
+    Raises:
+        OSError: It exists already or cannot be created.
+    """
+    path.mkdir(mode=DIR_MODE)
+    os.chmod(path, DIR_MODE)
+
+
+def open_dir(path: str | os.PathLike[str]) -> int:
+    """Open a directory for creating files in it (``dir_fd``); the caller closes it."""
+    return os.open(path, _DIR_FLAGS)
+
+
+def write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
+    """Write ``data`` to ``path`` (relative to ``dir_fd`` if given), whole or not at all.
+
+    The bytes go to ``.<name>.tmp`` beside it, which is then renamed: a crash at any
+    moment leaves ``path`` complete or absent, never partial. Relative to an open
+    directory this is four system calls. A failed write removes the temporary file.
+
+    Raises:
+        OSError: The file could not be written; ``path`` is unchanged.
+    """
+    head, sep, name = path.rpartition("/")
+    temporary = f"{head}{sep}.{name}.tmp"
+    fd = os.open(temporary, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+    try:
+        try:
+            written = os.write(fd, data)
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=dir_fd)
+        raise

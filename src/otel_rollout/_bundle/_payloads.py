@@ -1,0 +1,310 @@
+"""The payload store: where payload bodies live in a bundle, how refs name them, reading, writing.
+
+Codex 0.169.0 (schema 2) writes each payload as ``payloads/<n>.json`` (pretty JSON), named
+by ``raw_payload:<n>``. This module is the only code that knows that layout or opens
+files under ``payloads/``: :class:`PayloadStore` reads (:class:`PayloadFiles` for this
+layout, chosen by :func:`open_payload_store`) and :class:`PayloadFileWriter` numbers
+payloads (the one place refs are built) and writes them. Another layout (such as
+payload shards) adds a reader and a writer beside these, chosen in
+:func:`open_payload_store`.
+
+Reads are confined to the bundle: a path that is empty, absolute, climbs with ``..``
+or resolves (through a symlink) to outside the bundle is refused. The reasons are part
+of the reducer's errors (``docs/reducer-errors.md``): keep their text.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from otel_rollout._bundle._files import make_private_dir, open_dir, write_whole
+from otel_rollout._bundle._models import (
+    PAYLOADS_DIR_NAME,
+    PayloadKind,
+    RawPayloadKind,
+    RawPayloadRef,
+)
+
+PAYLOAD_KINDS: Final[Mapping[PayloadKind, RawPayloadKind]] = {
+    kind: RawPayloadKind(type=kind) for kind in PayloadKind
+}
+"""One ``{"type": <kind>}`` object per kind, shared by every ref."""
+_ID_PREFIX: Final = "raw_payload:"
+_PREFIX: Final = f"{PAYLOADS_DIR_NAME}/"
+_READ_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_QUICK_READS: Final = hasattr(os, "O_NOFOLLOW")
+"""Without ``O_NOFOLLOW`` every read resolves its path (the thorough way)."""
+_READ_CHUNK: Final = 1 << 20
+
+
+class PayloadStore(abc.ABC):
+    """A bundle's payload bodies, read confined to the bundle; one subclass per layout.
+
+    A payload is named by its ref or, in a layout of one file per payload, by the
+    ref's ``path`` alone.
+    """
+
+    @abc.abstractmethod
+    def read(self, ref: RawPayloadRef | str) -> bytes:
+        """A payload's bytes.
+
+        Raises:
+            ValueError: With a reason fit for a user: the payload is missing,
+                unreadable or outside the bundle.
+        """
+
+    @abc.abstractmethod
+    def decode(
+        self,
+        ref: RawPayloadRef | str,
+        data: bytes,
+        decoder: msgspec.json.Decoder[Any] | None = None,
+    ) -> Any:
+        """Decode the bytes of payload ``ref`` as JSON (with ``decoder`` if given).
+
+        Raises:
+            ValueError: The bytes are not JSON (or do not fit ``decoder``'s type).
+        """
+
+    def read_json(
+        self, ref: RawPayloadRef | str, decoder: msgspec.json.Decoder[Any] | None = None
+    ) -> Any:
+        """Read a payload and decode it as JSON (with ``decoder`` if given).
+
+        Raises:
+            ValueError: As :meth:`read` and :meth:`decode`.
+        """
+        return self.decode(ref, self.read(ref), decoder)
+
+
+def open_payload_store(bundle_dir: str | os.PathLike[str]) -> PayloadStore:
+    """The payload store of the bundle at ``bundle_dir``.
+
+    Codex 0.169.0 bundles (schema 2) keep one file per payload; a bundle of another
+    layout gets its own store here.
+    """
+    return PayloadFiles(bundle_dir)
+
+
+def _path_of(ref: RawPayloadRef | str) -> str:
+    return ref if isinstance(ref, str) else ref.path
+
+
+class PayloadFiles(PayloadStore):
+    """One JSON file per payload, at the bundle-relative path its ref names (``payloads/<n>.json``).
+
+    The real path of each directory is resolved once; a file is opened without following
+    a symlink, and only a symlink (or anything unusual) is resolved the thorough way, by
+    :meth:`path`.
+    """
+
+    def __init__(self, bundle_dir: str | os.PathLike[str]) -> None:
+        """Read the payloads of the bundle at ``bundle_dir``; nothing is read yet."""
+        self._bundle_dir = Path(bundle_dir)
+        self._bundle_text = os.fspath(bundle_dir)
+        self._root = self._bundle_dir.resolve()
+        self._root_text = os.fspath(self._root)
+        self._root_prefix = os.path.join(self._root_text, "")
+        self._real_dirs: dict[str, str] = {}
+        """Directory as a ref names it -> its real path (inside the bundle)."""
+
+    def path(self, ref: RawPayloadRef | str) -> Path:
+        """Resolve a payload reference to a path inside the bundle.
+
+        Raises:
+            ValueError: The path is empty, absolute, uses ``..`` or leads out of the
+                bundle (through a symlink).
+        """
+        relative = _path_of(ref)
+        if not relative or "\0" in relative:
+            raise ValueError(f"payload path {relative!r} is not a file path")
+        if os.path.isabs(relative) or relative.startswith(("/", "\\")):
+            raise ValueError(f"payload path {relative!r} is absolute")
+        if ".." in relative.replace("\\", "/").split("/"):
+            raise ValueError(f"payload path {relative!r} leaves the bundle (..)")
+        candidate = self._bundle_dir / relative
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+            raise ValueError(f"payload path {relative!r} cannot be resolved: {error}") from None
+        if self._root not in resolved.parents:
+            if resolved == self._root:
+                raise ValueError(f"payload path {relative!r} is not a file path")
+            raise ValueError(f"payload path {relative!r} leads out of the bundle")
+        return candidate
+
+    def read(self, ref: RawPayloadRef | str) -> bytes:
+        """Read a payload file's bytes, confined to the bundle.
+
+        Raises:
+            ValueError: The path escapes the bundle, or the file is missing or unreadable.
+        """
+        relative = _path_of(ref)
+        directory, _, name = relative.rpartition("/")
+        if (
+            _QUICK_READS
+            and name
+            and name != "."
+            and name != ".."
+            and relative[0] != "/"
+            and "\\" not in relative
+            and "\0" not in relative
+        ):
+            real_dir = self._real_dirs.get(directory)
+            if real_dir is None:
+                real_dir = self._real_dir(directory)
+            if real_dir is not None:
+                try:
+                    fd = os.open(f"{real_dir}/{name}", _READ_FLAGS)
+                except FileNotFoundError:
+                    raise ValueError(f"payload file {relative!r} is missing") from None
+                except OSError:
+                    pass  # a symlink (or something odd): resolve it below
+                else:
+                    try:
+                        return _read_and_close(fd)
+                    except OSError:
+                        pass  # a directory, say: below gives the reason
+        return self._read_resolved(relative)
+
+    def decode(
+        self,
+        ref: RawPayloadRef | str,
+        data: bytes,
+        decoder: msgspec.json.Decoder[Any] | None = None,
+    ) -> Any:
+        """Decode a payload file's bytes as JSON (with ``decoder`` if given).
+
+        Raises:
+            ValueError: The bytes are not JSON.
+        """
+        try:
+            return msgspec.json.decode(data) if decoder is None else decoder.decode(data)
+        except msgspec.DecodeError as error:
+            raise ValueError(f"payload file {_path_of(ref)!r} is not JSON: {error}") from None
+
+    def _real_dir(self, directory: str) -> str | None:
+        """The real path of ``directory`` (cached) if it stays inside the bundle, else ``None``."""
+        if ".." in directory.split("/"):
+            return None
+        real = os.path.realpath(os.path.join(self._bundle_text, directory))
+        if real != self._root_text and not real.startswith(self._root_prefix):
+            return None
+        self._real_dirs[directory] = real
+        return real
+
+    def _read_resolved(self, relative: str) -> bytes:
+        """Read a payload file the thorough way: resolve its path (:meth:`path`)."""
+        path = self.path(relative)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ValueError(f"payload file {relative!r} is missing") from None
+        except OSError as error:
+            reason = f"payload file {relative!r} cannot be read: {error.strerror}"
+            raise ValueError(reason) from None
+
+
+def _read_and_close(fd: int) -> bytes:
+    """Read an open file to its end, then close it."""
+    chunks: list[bytes] = []
+    try:
+        while chunk := os.read(fd, _READ_CHUNK):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+class PayloadFileWriter:
+    """Numbers one bundle's payloads and writes each as ``payloads/<n>.json``, whole or absent.
+
+    :meth:`new_ref` hands out refs in order; :meth:`write` writes a body under its ref's
+    name through a temporary file (owner-only, see ``_files``), in the directory's open
+    descriptor, so a file costs four system calls and is complete before :meth:`write`
+    returns. Both are thread-safe, and writes on several threads run at once.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        """Write into the existing ``payloads`` directory ``directory``; use :meth:`create`."""
+        self.directory = directory
+        self._ordinals = itertools.count(1)
+        self._lock = threading.Lock()
+        self._dir_fd: int | None = None
+        """The directory, opened by the first write, closed by :meth:`close`."""
+        self._writing = 0
+        self._closed = False
+
+    @classmethod
+    def create(cls, bundle_dir: Path) -> PayloadFileWriter:
+        """Create the bundle's ``payloads`` directory (owner-only) and a writer for it.
+
+        Raises:
+            OSError: The directory could not be created.
+        """
+        directory = bundle_dir / PAYLOADS_DIR_NAME
+        make_private_dir(directory)
+        return cls(directory)
+
+    def new_ref(self, kind: PayloadKind) -> RawPayloadRef:
+        """Number the next payload and return its ref: ``raw_payload:<n>`` in ``payloads/<n>.json``.
+
+        ``n`` counts from 1, in the order of the calls (thread-safe), as Codex numbers them.
+        """
+        n = str(next(self._ordinals))  # on the recording thread: kept to the bare minimum
+        return RawPayloadRef(
+            raw_payload_id=_ID_PREFIX + n, kind=PAYLOAD_KINDS[kind], path=_PREFIX + n + ".json"
+        )
+
+    def write(self, ref: RawPayloadRef, body: bytes) -> None:
+        """Write ``body`` (the file's bytes: Codex's pretty JSON) as the file of ``ref``.
+
+        ``ref`` comes from :meth:`new_ref`. After :meth:`close`, the file is written by
+        its path.
+
+        Raises:
+            OSError: The file could not be written; nothing is left under its name.
+        """
+        name = ref.path.removeprefix(_PREFIX)
+        with self._lock:
+            if self._closed:
+                dir_fd = None
+            else:
+                dir_fd = self._dir_fd
+                if dir_fd is None:
+                    dir_fd = self._dir_fd = open_dir(self.directory)
+                self._writing += 1
+        if dir_fd is None:
+            write_whole(os.path.join(self.directory, name), body)
+            return
+        try:
+            write_whole(name, body, dir_fd=dir_fd)
+        finally:
+            with self._lock:
+                self._writing -= 1
+                if self._closed and not self._writing:
+                    self._release()
+
+    def close(self) -> None:
+        """Close the directory once no write is using it. Idempotent."""
+        with self._lock:
+            self._closed = True
+            if not self._writing:
+                self._release()
+
+    def _release(self) -> None:
+        """Close the directory's descriptor (lock held)."""
+        fd, self._dir_fd = self._dir_fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
