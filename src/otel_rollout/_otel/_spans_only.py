@@ -607,7 +607,7 @@ def _plan_tool(
     trace_id: int,
     seen_calls: set[str],
 ) -> None:
-    from otel_rollout._live._recording import tool_call_kind
+    from otel_rollout._bundle._bodies import tool_call_kind
 
     name = _str(record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool "))
     visible = _str(record, sc.GEN_AI_TOOL_CALL_ID) or None
