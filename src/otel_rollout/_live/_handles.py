@@ -11,7 +11,8 @@ singletons). Which one a rollout gets is decided once, when its root thread star
 every handle then hands out handles of its own kind.
 
 Recording is best-effort: an internal failure never raises into the app (outside
-strict mode, see :mod:`otel_rollout._errors`).
+strict mode, see :mod:`otel_rollout._errors`). On every handle that has terminal
+calls, the first terminal call wins; later ones are ignored (logged at debug level).
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ class ThreadTraceContext(_Scoped):
 
     @abc.abstractmethod
     def record_ended(self, status: RolloutStatus = RolloutStatus.COMPLETED) -> None:
-        """End this thread; ending the root thread also ends the rollout and the bundle."""
+        """End this thread (terminal); ending the root thread also ends the rollout and bundle."""
 
     @abc.abstractmethod
     def record_protocol_event(self, event_type: str, payload: Any) -> None:
@@ -215,7 +216,11 @@ class ThreadTraceContext(_Scoped):
     def record_turn_ended(
         self, turn_id: str, status: ExecutionStatus = ExecutionStatus.COMPLETED
     ) -> None:
-        """Record that turn ``turn_id`` ended with ``status``."""
+        """Record that turn ``turn_id`` ended with ``status``.
+
+        A method form keyed by id (as Codex's): it records what it is given. The
+        :meth:`turn` handle ends its turn once.
+        """
 
     @abc.abstractmethod
     def record_tool_call_runtime_started(
@@ -319,9 +324,9 @@ class ThreadTraceContext(_Scoped):
 class TurnTraceContext(_Scoped):
     """One turn of a thread, used as a context manager (sync or async).
 
-    Entering records the turn's start and makes it the current turn and span; exiting
-    records its end: ``completed``, ``failed`` if the block raised, ``cancelled`` on
-    cancellation.
+    Entering records the turn's start (once) and makes it the current turn and span;
+    exiting records its end (once: the first end wins): ``completed``, ``failed`` if
+    the block raised, ``cancelled`` on cancellation.
 
     Example:
         >>> with thread.turn() as turn:  # doctest: +SKIP
@@ -483,7 +488,7 @@ class InferenceTraceAttempt(_Scoped):
 
 
 class CompactionTraceContext(abc.ABC):
-    """One compaction: its endpoint attempts and the checkpoint it installs."""
+    """One compaction: its endpoint attempts and the checkpoint it installs (once)."""
 
     __slots__ = ()
 
@@ -509,11 +514,14 @@ class CompactionTraceContext(abc.ABC):
     def record_installed(
         self, input_history: Sequence[Any], replacement_history: Sequence[Any]
     ) -> None:
-        """Record the checkpoint: the history compacted and the history that replaced it."""
+        """Record the checkpoint: the history compacted and the history that replaced it.
+
+        Terminal: a compaction installs one checkpoint (the first call wins).
+        """
 
 
 class CompactionTraceAttempt(_Scoped):
-    """One request to the compaction endpoint."""
+    """One request to the compaction endpoint; its first terminal record wins."""
 
     __slots__ = ()
 
@@ -550,7 +558,7 @@ class CompactionTraceAttempt(_Scoped):
 
 
 class ToolDispatchTraceContext(_Scoped):
-    """One tool dispatch: started, then ended with a result or an error."""
+    """One tool dispatch: started, then ended with a result or an error (the first wins)."""
 
     __slots__ = ()
 
@@ -590,7 +598,7 @@ class ToolDispatchTraceContext(_Scoped):
 
 
 class CodeCellTraceContext(abc.ABC):
-    """A code-mode cell: started, an initial response, then its end."""
+    """A code-mode cell: started, an initial response, then its end (the first end wins)."""
 
     __slots__ = ()
 
@@ -612,7 +620,7 @@ class CodeCellTraceContext(abc.ABC):
 
     @abc.abstractmethod
     def record_ended(self, status: CodeCellRuntimeStatus, response: Any = None) -> None:
-        """Record the cell's end."""
+        """Record the cell's end (terminal)."""
 
 
 class McpCallTraceContext(abc.ABC):

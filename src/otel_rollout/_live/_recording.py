@@ -5,7 +5,8 @@ outside strict mode. Events go to the rollout's :class:`RolloutRecorder`, which 
 them for the bundle and the live spans: :meth:`~RolloutRecorder.emit` for events
 without a payload, :meth:`~RolloutRecorder.record` for events with one. A handle that
 cannot be had (a failed start, an invocation factory that returns ``None``) is the
-no-op one.
+no-op one. On every handle with terminal calls, the first one wins
+(:func:`_first_terminal`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,19 @@ _guarded = _guarded_or(None)
 """Decorate a recording method that returns nothing (see :func:`_guarded_or`)."""
 
 
+def _first_terminal(ended: threading.Lock, call: str, handle: str, handle_id: str) -> bool:
+    """Take a handle's terminal call: ``True`` for the first; a later one is logged (debug)."""
+    if ended.acquire(blocking=False):
+        return True
+    logger.debug(
+        "rollout trace: %s ignored on %s %s: it already ended (the first terminal call wins)",
+        call,
+        handle,
+        handle_id,
+    )
+    return False
+
+
 def _required(refs: _Refs) -> RawPayloadRef:
     """The ref of an event whose payload is required (:meth:`RolloutRecorder.record` checked)."""
     ref = refs[0]
@@ -173,15 +187,16 @@ _ROLLOUT_STATUS_ON_EXIT: Final = {
 
 
 class _RecordingThread(ThreadTraceContext):
-    """A thread that records."""
+    """A thread that records; its terminal call is :meth:`record_ended`."""
 
-    __slots__ = ("_rec", "_scope", "_tokens", "agent_path", "depth", "thread_id")
+    __slots__ = ("_ended", "_rec", "_scope", "_tokens", "agent_path", "depth", "thread_id")
 
     def __init__(self, rec: RolloutRecorder, thread_id: str, agent_path: str, depth: int) -> None:
         self._rec = rec
         self.thread_id = thread_id
         self.agent_path = agent_path
         self.depth = depth
+        self._ended = threading.Lock()
         self._scope: _scope.SpanScope | None = None
         self._tokens: list[contextvars.Token[ThreadTraceContext | None]] = []
 
@@ -224,6 +239,8 @@ class _RecordingThread(ThreadTraceContext):
 
     @_guarded
     def record_ended(self, status: RolloutStatus = RolloutStatus.COMPLETED) -> None:
+        if not _first_terminal(self._ended, "record_ended", "thread", self.thread_id):
+            return
         rec, thread_id, status = self._rec, self.thread_id, RolloutStatus(status)
         rec.emit(lambda _: ThreadEnded(thread_id=thread_id, status=status), None, None)
         if thread_id == rec.root_thread_id:
@@ -390,20 +407,23 @@ class _RecordingThread(ThreadTraceContext):
             self._scope = None
         if self._tokens:
             _scope.restore(_scope.THREAD, self._tokens.pop())
-        self.record_ended(_ROLLOUT_STATUS_ON_EXIT[_exit_status(exc)])
+        if not self._ended.locked():
+            self.record_ended(_ROLLOUT_STATUS_ON_EXIT[_exit_status(exc)])
 
 
 # --- turn ---
 
 
 class _RecordingTurn(TurnTraceContext):
-    """A turn that records: started on enter, ended on exit."""
+    """A turn that records: started on the first enter, ended on the first exit."""
 
-    __slots__ = ("_scope", "_thread", "_tokens", "turn_id")
+    __slots__ = ("_ended", "_scope", "_started", "_thread", "_tokens", "turn_id")
 
     def __init__(self, thread: _RecordingThread, turn_id: str) -> None:
         self._thread = thread
         self.turn_id = turn_id
+        self._started = False
+        self._ended = threading.Lock()
         self._scope = _scope.SpanScope()
         self._tokens: list[contextvars.Token[TurnTraceContext | None]] = []
 
@@ -446,7 +466,9 @@ class _RecordingTurn(TurnTraceContext):
 
     def __enter__(self) -> TurnTraceContext:
         thread = self._thread
-        thread.record_turn_started(self.turn_id)
+        if not self._started:
+            self._started = True
+            thread.record_turn_started(self.turn_id)
         self._tokens.append(_scope.TURN.set(self))
         self._scope.attach(thread._rec, f"turn:{self.turn_id}")
         return self
@@ -455,7 +477,8 @@ class _RecordingTurn(TurnTraceContext):
         self._scope.detach()
         if self._tokens:
             _scope.restore(_scope.TURN, self._tokens.pop())
-        self._thread.record_turn_ended(self.turn_id, _exit_status(exc))
+        if _first_terminal(self._ended, "turn end", "turn", self.turn_id):
+            self._thread.record_turn_ended(self.turn_id, _exit_status(exc))
 
 
 # --- inference ---
@@ -522,7 +545,8 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         )
 
     def _take_terminal(self, call: str) -> bool:
-        return self._ended.acquire(blocking=False) and self._started
+        first = _first_terminal(self._ended, call, "inference attempt", self.inference_call_id)
+        return first and self._started
 
     @_guarded
     def record_completed(
@@ -629,9 +653,10 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
 
 
 class _RecordingCompaction(CompactionTraceContext):
-    """A compaction that records."""
+    """A compaction that records; its terminal call is :meth:`record_installed`."""
 
     __slots__ = (
+        "_installed",
         "_rec",
         "compaction_id",
         "model",
@@ -655,6 +680,7 @@ class _RecordingCompaction(CompactionTraceContext):
         self.compaction_id = compaction_id
         self.model = model
         self.provider_name = provider_name
+        self._installed = threading.Lock()
 
     def is_enabled(self) -> bool:
         return True
@@ -689,6 +715,10 @@ class _RecordingCompaction(CompactionTraceContext):
     def record_installed(
         self, input_history: Sequence[Any], replacement_history: Sequence[Any]
     ) -> None:
+        if not _first_terminal(
+            self._installed, "record_installed", "compaction", self.compaction_id
+        ):
+            return
         self._rec.record(
             lambda refs: CompactionInstalled(
                 compaction_id=self.compaction_id, checkpoint_payload=_required(refs)
@@ -704,19 +734,23 @@ class _RecordingCompaction(CompactionTraceContext):
 class _RecordingCompactionAttempt(CompactionTraceAttempt):
     """A compaction request that records."""
 
-    __slots__ = ("_ctx", "_done", "compaction_request_id")
+    __slots__ = ("_ctx", "_ended", "compaction_request_id")
 
     def __init__(self, ctx: _RecordingCompaction, compaction_request_id: str) -> None:
         self._ctx = ctx
         self.compaction_request_id = compaction_request_id
-        self._done = False
+        self._ended = threading.Lock()
 
     def is_enabled(self) -> bool:
         return True
 
+    def _take_terminal(self, call: str) -> bool:
+        return _first_terminal(self._ended, call, "compaction attempt", self.compaction_request_id)
+
     @_guarded
     def record_completed(self, output_items: Sequence[Any]) -> None:
-        self._done = True
+        if not self._take_terminal("record_completed"):
+            return
         ctx, request_id = self._ctx, self.compaction_request_id
         ctx._rec.record(
             lambda refs: CompactionRequestCompleted(
@@ -733,7 +767,8 @@ class _RecordingCompactionAttempt(CompactionTraceAttempt):
 
     @_guarded
     def record_failed(self, error: object) -> None:
-        self._done = True
+        if not self._take_terminal("record_failed"):
+            return
         ctx, request_id, message = self._ctx, self.compaction_request_id, str(error)
         ctx._rec.emit(
             lambda _: CompactionRequestFailed(
@@ -749,7 +784,7 @@ class _RecordingCompactionAttempt(CompactionTraceAttempt):
         return self
 
     def __exit__(self, exc_type: _Exc, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc is not None and not self._done:
+        if exc is not None and not self._ended.locked():
             self.record_failed(_error_text(exc))
 
 
@@ -760,7 +795,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
     """A tool dispatch that records; started at once, or on enter when ``deferred``."""
 
     __slots__ = (
-        "_done",
+        "_ended",
         "_invocation",
         "_rec",
         "_scope",
@@ -783,7 +818,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
         self.tool_call_id = invocation.tool_call_id
         self._invocation = invocation
         self._started = not deferred
-        self._done = False
+        self._ended = threading.Lock()
         self._scope = _scope.SpanScope()
         self._tokens: list[contextvars.Token[_RecordingToolDispatch | None]] = []
 
@@ -838,22 +873,25 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
     def _record_deferred_start(self) -> None:
         self._record_started()
 
+    def _take_terminal(self, call: str) -> bool:
+        return self._started and _first_terminal(
+            self._ended, call, "tool dispatch", self._invocation.tool_call_id
+        )
+
     @_guarded
     def record_completed(
         self, result: Any = None, status: ExecutionStatus = ExecutionStatus.COMPLETED
     ) -> None:
-        if not self._started:
+        if not self._take_terminal("record_completed"):
             return
-        self._done = True
         invocation = self._invocation
         call_id = invocation.model_visible_call_id or invocation.tool_call_id
         self._record_ended(ExecutionStatus(status), _bodies.tool_output(call_id, result))
 
     @_guarded
     def record_failed(self, error: object) -> None:
-        if not self._started:
+        if not self._take_terminal("record_failed"):
             return
-        self._done = True
         self._record_ended(ExecutionStatus.FAILED, _bodies.tool_error(error))
 
     def _record_ended(self, status: ExecutionStatus, body: dict[str, Any]) -> None:
@@ -895,7 +933,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
         self._scope.detach()
         if self._tokens:
             _scope.restore(_scope.TOOL_DISPATCH, self._tokens.pop())
-        if self._done:
+        if self._ended.locked():
             return
         status = _exit_status(exc)
         if status is ExecutionStatus.COMPLETED:
@@ -910,9 +948,9 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
 
 
 class _RecordingCodeCell(CodeCellTraceContext):
-    """A code cell that records."""
+    """A code cell that records; its terminal call is :meth:`record_ended` (per handle)."""
 
-    __slots__ = ("_rec", "runtime_cell_id", "thread_id", "turn_id")
+    __slots__ = ("_ended", "_rec", "runtime_cell_id", "thread_id", "turn_id")
 
     def __init__(
         self, rec: RolloutRecorder, thread_id: str, turn_id: str, runtime_cell_id: str
@@ -921,6 +959,7 @@ class _RecordingCodeCell(CodeCellTraceContext):
         self.thread_id = thread_id
         self.turn_id = turn_id
         self.runtime_cell_id = runtime_cell_id
+        self._ended = threading.Lock()
 
     def is_enabled(self) -> bool:
         return True
@@ -950,6 +989,8 @@ class _RecordingCodeCell(CodeCellTraceContext):
 
     @_guarded
     def record_ended(self, status: CodeCellRuntimeStatus, response: Any = None) -> None:
+        if not _first_terminal(self._ended, "record_ended", "code cell", self.runtime_cell_id):
+            return
         cell_id, status = self.runtime_cell_id, CodeCellRuntimeStatus(status)
         self._record_response(
             lambda refs: CodeCellEnded(
