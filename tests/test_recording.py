@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from otel_rollout import (
     validate_bundle,
     write_state,
 )
+from otel_rollout._bundle._bodies import new_id
 from otel_rollout._live import _runtime
 from support.codex import codex_reduce
 from support.recording import Pipeline, event_types, load_example, pipeline_fixture, read_events
@@ -382,3 +385,16 @@ def test_without_an_app_provider_the_global_provider_is_left_alone(tmp_path: Pat
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     bundles = sorted(tmp_path.glob("trace-*"))
     assert len(bundles) == 2 and all(validate_bundle(bundle).ok for bundle in bundles)
+
+
+def test_new_ids_are_the_text_of_uuid4s_of_the_same_random_bits() -> None:
+    state = random.getstate()
+    try:
+        for seed in range(200):
+            random.seed(seed)
+            made = new_id()
+            random.seed(seed)
+            assert made == str(uuid.UUID(int=random.getrandbits(128), version=4))
+            assert uuid.UUID(made).version == 4
+    finally:
+        random.setstate(state)

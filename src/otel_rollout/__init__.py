@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     # _EXPORTS and __all__ in step.
     from otel_rollout import events as events
     from otel_rollout import semconv as semconv
+    from otel_rollout._bundle._bodies import AgentResultTracePayload as AgentResultTracePayload
+    from otel_rollout._bundle._bodies import (
+        ThreadStartedTraceMetadata as ThreadStartedTraceMetadata,
+    )
+    from otel_rollout._bundle._bodies import agent_message_item as agent_message_item
+    from otel_rollout._bundle._bodies import tool_call_kind as tool_call_kind
     from otel_rollout._bundle._models import CodeCellRuntimeStatus as CodeCellRuntimeStatus
     from otel_rollout._bundle._models import ExecutionStatus as ExecutionStatus
     from otel_rollout._bundle._models import PayloadKind as PayloadKind
@@ -39,26 +45,20 @@ if TYPE_CHECKING:
     from otel_rollout._bundle._writer import BundleWriter as BundleWriter
     from otel_rollout._errors import RecordingStats as RecordingStats
     from otel_rollout._errors import stats as stats
-    from otel_rollout._live._recording import AgentResultTracePayload as AgentResultTracePayload
-    from otel_rollout._live._recording import CodeCellTraceContext as CodeCellTraceContext
-    from otel_rollout._live._recording import CompactionTraceAttempt as CompactionTraceAttempt
-    from otel_rollout._live._recording import CompactionTraceContext as CompactionTraceContext
-    from otel_rollout._live._recording import InferenceTraceAttempt as InferenceTraceAttempt
-    from otel_rollout._live._recording import InferenceTraceContext as InferenceTraceContext
-    from otel_rollout._live._recording import McpCallTraceContext as McpCallTraceContext
-    from otel_rollout._live._recording import (
-        ThreadStartedTraceMetadata as ThreadStartedTraceMetadata,
-    )
-    from otel_rollout._live._recording import ThreadTraceContext as ThreadTraceContext
-    from otel_rollout._live._recording import ToolDispatchInvocation as ToolDispatchInvocation
-    from otel_rollout._live._recording import ToolDispatchTraceContext as ToolDispatchTraceContext
-    from otel_rollout._live._recording import TurnTraceContext as TurnTraceContext
-    from otel_rollout._live._recording import agent_message_item as agent_message_item
-    from otel_rollout._live._recording import current_thread as current_thread
-    from otel_rollout._live._recording import current_turn as current_turn
-    from otel_rollout._live._recording import force_flush as force_flush
-    from otel_rollout._live._recording import tool_call_kind as tool_call_kind
+    from otel_rollout._live._handles import CodeCellTraceContext as CodeCellTraceContext
+    from otel_rollout._live._handles import CompactionTraceAttempt as CompactionTraceAttempt
+    from otel_rollout._live._handles import CompactionTraceContext as CompactionTraceContext
+    from otel_rollout._live._handles import InferenceTraceAttempt as InferenceTraceAttempt
+    from otel_rollout._live._handles import InferenceTraceContext as InferenceTraceContext
+    from otel_rollout._live._handles import McpCallTraceContext as McpCallTraceContext
+    from otel_rollout._live._handles import ThreadTraceContext as ThreadTraceContext
+    from otel_rollout._live._handles import ToolDispatchInvocation as ToolDispatchInvocation
+    from otel_rollout._live._handles import ToolDispatchTraceContext as ToolDispatchTraceContext
+    from otel_rollout._live._handles import TurnTraceContext as TurnTraceContext
     from otel_rollout._live._runtime import configure as configure
+    from otel_rollout._live._runtime import force_flush as force_flush
+    from otel_rollout._live._scope import current_thread as current_thread
+    from otel_rollout._live._scope import current_turn as current_turn
     from otel_rollout._otel._exporter import RolloutBundleSpanExporter as RolloutBundleSpanExporter
     from otel_rollout._otel._exporter import RolloutSpanProcessor as RolloutSpanProcessor
     from otel_rollout._otel._replay import ExportError as ExportError
@@ -72,6 +72,10 @@ __version__: str = package_version()
 """The installed distribution's version."""
 
 _EXPORTS: dict[str, str] = {
+    "AgentResultTracePayload": "otel_rollout._bundle._bodies",
+    "ThreadStartedTraceMetadata": "otel_rollout._bundle._bodies",
+    "agent_message_item": "otel_rollout._bundle._bodies",
+    "tool_call_kind": "otel_rollout._bundle._bodies",
     "CodeCellRuntimeStatus": "otel_rollout._bundle._models",
     "ExecutionStatus": "otel_rollout._bundle._models",
     "PayloadKind": "otel_rollout._bundle._models",
@@ -87,24 +91,20 @@ _EXPORTS: dict[str, str] = {
     "Problem": "otel_rollout._bundle._validate",
     "ValidationReport": "otel_rollout._bundle._validate",
     "validate_bundle": "otel_rollout._bundle._validate",
-    "AgentResultTracePayload": "otel_rollout._live._recording",
-    "CodeCellTraceContext": "otel_rollout._live._recording",
-    "CompactionTraceAttempt": "otel_rollout._live._recording",
-    "CompactionTraceContext": "otel_rollout._live._recording",
-    "InferenceTraceAttempt": "otel_rollout._live._recording",
-    "InferenceTraceContext": "otel_rollout._live._recording",
-    "McpCallTraceContext": "otel_rollout._live._recording",
-    "ThreadStartedTraceMetadata": "otel_rollout._live._recording",
-    "ThreadTraceContext": "otel_rollout._live._recording",
-    "ToolDispatchInvocation": "otel_rollout._live._recording",
-    "ToolDispatchTraceContext": "otel_rollout._live._recording",
-    "TurnTraceContext": "otel_rollout._live._recording",
-    "agent_message_item": "otel_rollout._live._recording",
-    "current_thread": "otel_rollout._live._recording",
-    "current_turn": "otel_rollout._live._recording",
-    "force_flush": "otel_rollout._live._recording",
-    "tool_call_kind": "otel_rollout._live._recording",
+    "CodeCellTraceContext": "otel_rollout._live._handles",
+    "CompactionTraceAttempt": "otel_rollout._live._handles",
+    "CompactionTraceContext": "otel_rollout._live._handles",
+    "InferenceTraceAttempt": "otel_rollout._live._handles",
+    "InferenceTraceContext": "otel_rollout._live._handles",
+    "McpCallTraceContext": "otel_rollout._live._handles",
+    "ThreadTraceContext": "otel_rollout._live._handles",
+    "ToolDispatchInvocation": "otel_rollout._live._handles",
+    "ToolDispatchTraceContext": "otel_rollout._live._handles",
+    "TurnTraceContext": "otel_rollout._live._handles",
+    "current_thread": "otel_rollout._live._scope",
+    "current_turn": "otel_rollout._live._scope",
     "configure": "otel_rollout._live._runtime",
+    "force_flush": "otel_rollout._live._runtime",
     "RolloutBundleSpanExporter": "otel_rollout._otel._exporter",
     "RolloutSpanProcessor": "otel_rollout._otel._exporter",
     "RecordingStats": "otel_rollout._errors",

@@ -217,6 +217,29 @@ class RolloutRecorder:
                 return False
             return True
 
+    def record(
+        self,
+        build: Callable[[Sequence[RawPayloadRef | None]], RawTraceEventPayload],
+        thread_id: str | None,
+        codex_turn_id: str | None,
+        payload_kind: PayloadKind | None = None,
+        payload: Any = None,
+        *,
+        required: bool = False,
+    ) -> bool:
+        """Record one event with at most one payload: :meth:`encode` it, then :meth:`emit`.
+
+        ``build`` gets one ref: ``None`` when ``payload_kind`` is ``None`` (no payload)
+        or the payload is not JSON; a ``required`` payload that is not JSON skips the
+        event instead. Returns whether the event was recorded.
+        """
+        body = None
+        if payload_kind is not None:
+            body = self.encode(payload_kind, payload)
+            if body is None and required:
+                return False
+        return self.emit(build, thread_id, codex_turn_id, (body,))
+
     def _on_written(self, item: PendingEvent) -> None:
         """Map one event to live spans (writer thread, in ``seq`` order)."""
         self._current = {file.ref.path: file.body for file in item.payloads if file.ref}

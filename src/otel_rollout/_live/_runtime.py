@@ -1,4 +1,5 @@
-"""The recording runtime: configuration from code, the shared exporter, tracers, new recorders.
+"""The recording runtime: configuration from code, the shared exporter, tracers, new recorders,
+and the flush of everything recorded.
 
 Precedence of settings: an explicit :func:`configure` argument, then the environment
 (:mod:`otel_rollout._config`), then the default.
@@ -19,6 +20,7 @@ from opentelemetry.trace import TraceFlags, TracerProvider
 
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._config import Settings, settings_from_env
+from otel_rollout._live._queue import flush_all
 from otel_rollout._live._recorder import RolloutRecorder
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME, LiveSpanSink, PendingIdGenerator
@@ -89,6 +91,15 @@ def configure(
     with _lock:
         _configured = _Configured(settings, tracer_provider, exporter)
         _generation += 1
+
+
+def force_flush(timeout_millis: int = 30_000) -> bool:
+    """Write every event recorded so far and end its live spans; ``False`` on timeout.
+
+    Spans are built on the writer thread: call this before shutting down a tracer
+    provider you passed to :func:`configure` (interpreter exit does it by itself).
+    """
+    return flush_all(timeout_millis / 1000)
 
 
 def configured() -> tuple[int, Settings, TracerProvider | None, RolloutBundleSpanExporter | None]:

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from otel_rollout import semconv as sc
+from otel_rollout._bundle import _bodies as bodies
 from otel_rollout._bundle._models import (
     CodexTurnEnded,
     CodexTurnStarted,
@@ -48,7 +49,6 @@ from otel_rollout._bundle._models import (
     ThreadEnded,
     ThreadStarted,
     ToolCallEnded,
-    ToolCallKind,
     ToolCallStarted,
 )
 from otel_rollout._otel._mapping import uuid_from_trace_id
@@ -373,8 +373,9 @@ class _RolloutPlanner:
             end = PlannedEvent(record.end_ns, lambda _: failed, thread_id, turn_id, after=start)
         else:
             response_id = _str(record, sc.GEN_AI_RESPONSE_ID, default=f"resp_{call_id}")
-            response = _inference_response_body(
+            response = bodies.inference_response(
                 response_id,
+                None,
                 _token_usage(
                     _int(record, sc.GEN_AI_USAGE_INPUT_TOKENS),
                     _int(record, sc.GEN_AI_USAGE_OUTPUT_TOKENS),
@@ -411,8 +412,10 @@ class _RolloutPlanner:
             seen_calls.add(visible)
         tool_call_id = visible or _span_uuid(self.trace_id, record.span_id)
         arguments = record.attributes.get("gen_ai.tool.call.arguments")
-        invocation = _tool_invocation_body(name, "" if arguments is None else _json_text(arguments))
-        kind = _tool_kind(name)
+        invocation = bodies.tool_invocation(
+            name, None, "" if arguments is None else _json_text(arguments)
+        )
+        kind = bodies.tool_call_kind(name)
         self._add(
             _OPENING,
             depth,
@@ -432,11 +435,11 @@ class _RolloutPlanner:
             ),
         )
         if record.error is not None:
-            result = _tool_error_body(record.error)
+            result = bodies.tool_error(record.error)
             status = ExecutionStatus.FAILED
         else:
             output = _json_text(record.attributes.get("gen_ai.tool.call.result"))
-            result = _tool_result_body(tool_call_id, output)
+            result = bodies.tool_output(tool_call_id, output)
             status = ExecutionStatus.COMPLETED
         self._add(
             _CLOSING,
@@ -538,14 +541,6 @@ def _response_items(record: SpanRecord, key: str, legacy: str) -> list[dict[str,
     return items
 
 
-def _tool_kind(name: str) -> ToolCallKind:
-    """Codex's tool kind for a tool name."""
-    # TODO(layout): _bundle._bodies.tool_call_kind
-    from otel_rollout._live._recording import tool_call_kind
-
-    return tool_call_kind(name)
-
-
 # --- Codex payload bodies and Responses API items (to share with the recording API) ---
 
 
@@ -611,37 +606,6 @@ def _token_usage(input_tokens: int | None, output_tokens: int | None) -> dict[st
         "reasoning_output_tokens": 0,
         "total_tokens": (input_tokens or 0) + (output_tokens or 0),
     }
-
-
-def _inference_response_body(
-    response_id: str, token_usage: dict[str, int] | None, output_items: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """An ``inference_response`` payload."""
-    return {
-        "response_id": response_id,
-        "upstream_request_id": None,
-        "token_usage": token_usage,
-        "output_items": output_items,
-    }
-
-
-def _tool_invocation_body(tool_name: str, arguments: str) -> dict[str, Any]:
-    """A ``tool_invocation`` payload of a function tool."""
-    return {
-        "tool_name": tool_name,
-        "tool_namespace": None,
-        "payload": {"type": "function", "arguments": arguments},
-    }
-
-
-def _tool_result_body(call_id: str, output: str) -> dict[str, Any]:
-    """A ``tool_result`` payload: the output the model gets."""
-    return {"type": "direct_response", "response_item": _function_call_output_item(call_id, output)}
-
-
-def _tool_error_body(error: str) -> dict[str, Any]:
-    """A ``tool_result`` payload of a failed call."""
-    return {"type": "error", "error": error}
 
 
 def _function_call_item(call_id: str, name: str, arguments: str) -> dict[str, Any]:
