@@ -25,10 +25,10 @@ from otel_rollout import (
     validate_bundle,
 )
 from otel_rollout import semconv as sc
+from otel_rollout._bundle._background import BundleSink, PendingEvent, PendingSpanCall
 from otel_rollout._bundle._models import CodexTurnStarted, RawTraceEventPayload
 from otel_rollout._errors import STRICT_ENV
 from otel_rollout._live import _runtime
-from otel_rollout._live._queue import BundleSink, PendingEvent, PendingSpanCall
 from otel_rollout._otel import _spans_only
 from otel_rollout._otel._mapping import SpanMapper
 from support.recording import Pipeline, attrs, event_types, pipeline_fixture

@@ -27,8 +27,8 @@ from otel_rollout import (
     validate_bundle,
 )
 from otel_rollout import semconv as sc
+from otel_rollout._bundle._background import BundleSink, PendingEvent
 from otel_rollout._live import _runtime
-from otel_rollout._live._queue import BundleSink, PendingEvent
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter
 from support.codex import codex_reduce
 from support.recording import Pipeline, attrs, event_types, pipeline_fixture, read_events

@@ -125,14 +125,12 @@ class ThreadTraceContext(_Scoped):
     """0 for the root thread, 1 for its children, and so on."""
 
     # --- construction: the one place that decides between recording and no-op (the
-    # implementations subclass these interfaces, so they are imported on use) ---
+    # implementations subclass these interfaces; otel_rollout._live binds them here) ---
 
     @classmethod
     def disabled(cls) -> ThreadTraceContext:
         """The disabled thread: every method is a no-op."""
-        from otel_rollout._live import _noop
-
-        return _noop.THREAD
+        return _bound().disabled_thread
 
     @classmethod
     def start_root_or_disabled(
@@ -144,18 +142,17 @@ class ThreadTraceContext(_Scoped):
         :func:`configure` set no root). A bundle that cannot be created logs a
         warning and gives the disabled thread.
         """
-        from otel_rollout._live import _noop, _recording
-
+        implementations = _bound()
         settings = _runtime.configured()[1]
         if settings.trace_root is None:
-            return _noop.THREAD
+            return implementations.disabled_thread
         try:
-            return _recording.start_root(settings.trace_root, metadata)
+            return implementations.start_root(settings.trace_root, metadata)
         except OSError as error:  # the disk or directory, not a bug: one warning, app goes on
             logger.warning("rollout trace: failed to initialize rollout trace bundle: %s", error)
         except Exception:
             _errors.internal_error(Component.ROOT_START, "starting a root thread")
-        return _noop.THREAD
+        return implementations.disabled_thread
 
     @classmethod
     def start_root_in_root(
@@ -168,9 +165,7 @@ class ThreadTraceContext(_Scoped):
         Raises:
             OSError: the bundle could not be created.
         """
-        from otel_rollout._live import _recording
-
-        return _recording.start_root(Path(root), metadata)
+        return _bound().start_root(Path(root), metadata)
 
     # --- state ---
 
@@ -638,3 +633,31 @@ class McpCallTraceContext(abc.ABC):
     @abc.abstractmethod
     def add_request_meta(self, meta: Any) -> Any:
         """Return ``meta`` with the MCP call id added (unchanged when disabled or not a dict)."""
+
+
+# --- the implementations, bound by the package (otel_rollout._live) once both exist ---
+
+
+@dataclass(frozen=True)
+class Implementations:
+    """What :class:`ThreadTraceContext`'s constructors hand out: recording or no-op."""
+
+    start_root: Callable[[Path, ThreadStartedTraceMetadata | None], ThreadTraceContext]
+    """Start a recording root thread in a new bundle under a directory (raises ``OSError``)."""
+    disabled_thread: ThreadTraceContext
+    """The no-op thread."""
+
+
+_implementations: Implementations | None = None
+
+
+def bind(implementations: Implementations) -> None:
+    """Install the handle implementations (done once, by ``otel_rollout._live``)."""
+    global _implementations
+    _implementations = implementations
+
+
+def _bound() -> Implementations:
+    implementations = _implementations
+    assert implementations is not None, "otel_rollout._live binds the implementations on import"
+    return implementations

@@ -22,10 +22,15 @@ from opentelemetry.trace.status import Status
 from opentelemetry.util import types
 
 from otel_rollout import _errors
+from otel_rollout._bundle._background import (
+    BundleSink,
+    PendingEvent,
+    PendingPayload,
+    PendingSpanCall,
+)
 from otel_rollout._bundle._json import encode_compact
 from otel_rollout._bundle._models import PayloadKind, RawPayloadRef, RawTraceEventPayload
 from otel_rollout._errors import Component
-from otel_rollout._live._queue import BundleSink, PendingEvent, PendingPayload, PendingSpanCall
 from otel_rollout._otel._live_spans import LiveSpanSink
 from otel_rollout._otel._mapping import SpanMapper
 

@@ -89,6 +89,11 @@ from otel_rollout._live._recorder import RolloutRecorder
 
 logger = logging.getLogger(__name__)
 
+_TOOL_DISPATCH: Final[contextvars.ContextVar[_RecordingToolDispatch | None]] = (
+    contextvars.ContextVar("otel_rollout_current_tool", default=None)
+)
+"""The tool dispatch in scope: a child thread started inside a ``spawn_agent`` one is tied to it."""
+
 MCP_CALL_ID_META_KEY: Final = "codex_bridge_mcp_call_id"
 """Request ``_meta`` key carrying the MCP call id (Codex's name, for cross-process joins)."""
 
@@ -232,7 +237,7 @@ class _RecordingThread(ThreadTraceContext):
     ) -> ThreadTraceContext:
         child = _RecordingThread(self._rec, metadata.thread_id, metadata.agent_path, self.depth + 1)
         child._record_started(metadata, self.thread_id)
-        spawning = _scope.TOOL_DISPATCH.get()
+        spawning = _TOOL_DISPATCH.get()
         if spawning is not None and spawning.thread_id == self.thread_id:
             spawning._observe_spawned(self, metadata)
         return child
@@ -926,13 +931,13 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
         if not self._started:
             self._record_deferred_start()
         self._scope.attach(self._rec, f"tool:{self._invocation.tool_call_id}")
-        self._tokens.append(_scope.TOOL_DISPATCH.set(self))
+        self._tokens.append(_TOOL_DISPATCH.set(self))
         return self
 
     def __exit__(self, exc_type: _Exc, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._scope.detach()
         if self._tokens:
-            _scope.restore(_scope.TOOL_DISPATCH, self._tokens.pop())
+            _scope.restore(_TOOL_DISPATCH, self._tokens.pop())
         if self._ended.locked():
             return
         status = _exit_status(exc)

@@ -18,9 +18,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import TraceFlags, TracerProvider
 
+from otel_rollout._bundle._background import flush_all
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._config import Settings, settings_from_env
-from otel_rollout._live._queue import flush_all
 from otel_rollout._live._recorder import RolloutRecorder
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME, LiveSpanSink, PendingIdGenerator

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Final, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -16,9 +16,6 @@ from opentelemetry import trace
 from otel_rollout._live import _noop
 from otel_rollout._live._handles import ThreadTraceContext, TurnTraceContext
 from otel_rollout._live._recorder import ForwardingSpan, RolloutRecorder
-
-if TYPE_CHECKING:
-    from otel_rollout._live._recording import _RecordingToolDispatch
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +27,6 @@ THREAD: Final[contextvars.ContextVar[ThreadTraceContext | None]] = contextvars.C
 TURN: Final[contextvars.ContextVar[TurnTraceContext | None]] = contextvars.ContextVar(
     "otel_rollout_current_turn", default=None
 )
-TOOL_DISPATCH: Final[contextvars.ContextVar[_RecordingToolDispatch | None]] = (
-    contextvars.ContextVar("otel_rollout_current_tool", default=None)
-)
-"""The tool dispatch in scope: a child thread started inside a ``spawn_agent`` one is tied to it."""
 
 
 def current_thread() -> ThreadTraceContext:

@@ -20,10 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_rollout import _errors
-from otel_rollout._bundle._writer import BundleWriter
-from otel_rollout._config import trace_root_from_env
-from otel_rollout._errors import Component
-from otel_rollout._live._queue import (
+from otel_rollout._bundle._background import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_EVENTS,
     DEFAULT_MAX_WAIT_S,
@@ -32,6 +29,9 @@ from otel_rollout._live._queue import (
     PendingEvent,
     PendingSpanCall,
 )
+from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._config import trace_root_from_env
+from otel_rollout._errors import Component
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
 
 if TYPE_CHECKING:
