@@ -1,12 +1,11 @@
 """The payload store: where payload bodies live in a bundle, how refs name them, reading, writing.
 
 Codex 0.169.0 (schema 2) writes each payload as ``payloads/<n>.json`` (pretty JSON), named
-by ``raw_payload:<n>``. This module is the only code that knows that layout or opens
-files under ``payloads/``: :class:`PayloadStore` reads (:class:`PayloadFiles` for this
-layout, chosen by :func:`open_payload_store`) and :class:`PayloadFileWriter` numbers
-payloads (the one place refs are built) and writes them. Another layout (such as
-payload shards) adds a reader and a writer beside these, chosen in
-:func:`open_payload_store`.
+by ``raw_payload:<n>``; Codex 0.171.0 (schema 3) packs them as records in zstd shards
+``payloads/NNNNNN.zst`` (:mod:`._shards`). This module is the only code that knows these
+layouts or opens files under ``payloads/``: :class:`PayloadStore` reads
+(:class:`PayloadFiles`, :class:`PayloadShards`, chosen by :func:`open_payload_store`) and
+:class:`PayloadFileWriter` numbers payloads (the one place refs are built) and writes them.
 
 Reads are confined to the bundle: a path that is empty, absolute, climbs with ``..``
 or resolves (through a symlink) to outside the bundle is refused. The reasons are part
@@ -28,9 +27,18 @@ import msgspec
 from otel_rollout._bundle._files import make_private_dir, open_dir, write_whole
 from otel_rollout._bundle._models import (
     PAYLOADS_DIR_NAME,
+    SCHEMA_2,
+    CaptureStatus,
     PayloadKind,
     RawPayloadKind,
     RawPayloadRef,
+)
+from otel_rollout._bundle._shards import (
+    DEFAULT_MAX_SHARD_BYTES,
+    ShardError,
+    decompress_shard,
+    iter_records,
+    shard_name,
 )
 
 PAYLOAD_KINDS: Final[Mapping[PayloadKind, RawPayloadKind]] = {
@@ -85,17 +93,23 @@ class PayloadStore(abc.ABC):
         return self.decode(ref, self.read(ref), decoder)
 
 
-def open_payload_store(bundle_dir: str | os.PathLike[str]) -> PayloadStore:
-    """The payload store of the bundle at ``bundle_dir``.
+def open_payload_store(
+    bundle_dir: str | os.PathLike[str], schema_version: int = SCHEMA_2
+) -> PayloadStore:
+    """The payload store of the bundle at ``bundle_dir``, by its manifest's schema.
 
-    Codex 0.169.0 bundles (schema 2) keep one file per payload; a bundle of another
-    layout gets its own store here.
+    Schema 2 keeps one file per payload; schema 3 (and anything later) zstd shards.
     """
-    return PayloadFiles(bundle_dir)
+    if schema_version == SCHEMA_2:
+        return PayloadFiles(bundle_dir)
+    return PayloadShards(bundle_dir)
 
 
 def _path_of(ref: RawPayloadRef | str) -> str:
-    return ref if isinstance(ref, str) else ref.path
+    if isinstance(ref, str):
+        return ref
+    path = ref.path
+    return path if isinstance(path, str) else ""
 
 
 class PayloadFiles(PayloadStore):
@@ -213,6 +227,90 @@ class PayloadFiles(PayloadStore):
             raise ValueError(reason) from None
 
 
+class PayloadShards(PayloadStore):
+    """Schema 3: payloads as records of zstd shards ``payloads/NNNNNN.zst``, named by ref.
+
+    A shard is read (confined, as :class:`PayloadFiles` reads a file), decompressed
+    within ``max_shard_bytes`` and indexed once; the decompressed shards kept stay
+    under ``max_cached_bytes`` (least recently used first out).
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike[str],
+        *,
+        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+        max_cached_bytes: int = 256 << 20,
+    ) -> None:
+        """Read the shards of the bundle at ``bundle_dir``; nothing is read yet."""
+        self._files = PayloadFiles(bundle_dir)
+        self._max_shard_bytes = max_shard_bytes
+        self._max_cached_bytes = max_cached_bytes
+        self._cache: dict[int, tuple[bytes, dict[str, tuple[int, int]]]] = {}
+        """shard -> (decompressed data, id -> (offset, length)), oldest first."""
+        self._cached_bytes = 0
+
+    def read(self, ref: RawPayloadRef | str) -> bytes:
+        """The body of payload ``ref`` (a truncated capture's retained prefix).
+
+        Raises:
+            ValueError: The ref names no shard (an omitted capture), or its shard is
+                missing, unreadable, corrupt, lacks the record, or holds a record whose
+                length disagrees with ``capture.retained_bytes``.
+        """
+        if isinstance(ref, str):
+            raise ValueError(f"payload {ref!r}: schema 3 payloads are named by ref, not path")
+        shard = ref.shard
+        payload_id = ref.raw_payload_id
+        if not isinstance(shard, int):
+            raise ValueError(f"payload {payload_id} has no shard (omitted)")
+        data, index = self._shard(shard)
+        where = index.get(payload_id)
+        if where is None:
+            raise ValueError(f"payload {payload_id} is not in shard {shard_name(shard)}")
+        offset, length = where
+        capture = ref.capture
+        if not isinstance(capture, msgspec.UnsetType) and capture.status is CaptureStatus.TRUNCATED:
+            if capture.retained_bytes != length:
+                raise ValueError(f"payload {payload_id}: invalid retained length")
+        return data[offset : offset + length]
+
+    def decode(
+        self,
+        ref: RawPayloadRef | str,
+        data: bytes,
+        decoder: msgspec.json.Decoder[Any] | None = None,
+    ) -> Any:
+        """Decode a payload record's body as JSON (with ``decoder`` if given).
+
+        Raises:
+            ValueError: The body is not JSON.
+        """
+        try:
+            return msgspec.json.decode(data) if decoder is None else decoder.decode(data)
+        except msgspec.DecodeError as error:
+            name = ref if isinstance(ref, str) else ref.raw_payload_id
+            raise ValueError(f"payload {name} is not JSON: {error}") from None
+
+    def _shard(self, shard: int) -> tuple[bytes, dict[str, tuple[int, int]]]:
+        cached = self._cache.pop(shard, None)
+        if cached is None:
+            name = f"{_PREFIX}{shard_name(shard)}"
+            frame = self._files.read(name)
+            try:
+                data = decompress_shard(frame, self._max_shard_bytes)
+                index = {ident: (offset, length) for ident, offset, length in iter_records(data)}
+            except ShardError as error:
+                raise ValueError(f"payload shard {name!r}: {error}") from None
+            cached = (data, index)
+            self._cached_bytes += len(data)
+            while self._cache and self._cached_bytes > self._max_cached_bytes:
+                oldest = next(iter(self._cache))
+                self._cached_bytes -= len(self._cache.pop(oldest)[0])
+        self._cache[shard] = cached  # most recently used last
+        return cached
+
+
 def _read_and_close(fd: int) -> bytes:
     """Read an open file to its end, then close it."""
     chunks: list[bytes] = []
@@ -273,7 +371,7 @@ class PayloadFileWriter:
         Raises:
             OSError: The file could not be written; nothing is left under its name.
         """
-        name = ref.path.removeprefix(_PREFIX)
+        name = _path_of(ref).removeprefix(_PREFIX)
         with self._lock:
             if self._closed:
                 dir_fd = None

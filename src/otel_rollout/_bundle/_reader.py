@@ -117,6 +117,10 @@ class BundleFiles:
         self.payloads: PayloadStore = open_payload_store(self.path)
         """The bundle's payload bodies (the one way to read them)."""
 
+    def use_schema(self, schema_version: int) -> None:
+        """Read payloads in the layout of ``schema_version`` (from the manifest)."""
+        self.payloads = open_payload_store(self.path, schema_version)
+
     def lines(self) -> Iterator[EventLine]:
         """Yield every complete line of ``trace.jsonl``, streaming.
 
@@ -217,3 +221,4 @@ class Bundle(BundleFiles):
             self.manifest: TraceBundleManifest = decode_manifest(data)
         except ValueError as error:
             raise BundleError(self.manifest_path, 0, str(error)) from None
+        self.use_schema(self.manifest.schema_version)

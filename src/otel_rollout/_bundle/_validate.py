@@ -254,8 +254,7 @@ class _EventChecker:
             )
 
     def _check_payload(self, number: int, ref: RawPayloadRef) -> None:
-        relative = ref.path
-        if relative in self.payload_paths:
+        if ref.raw_payload_id in self.payload_paths:
             return
         payloads = self.files.payloads
         try:
@@ -264,5 +263,5 @@ class _EventChecker:
         except ValueError as error:
             self.found.add(self.log, number, str(error))
             return
-        self.payload_paths.add(relative)
+        self.payload_paths.add(ref.raw_payload_id)
         self.found.report.bytes += len(data)

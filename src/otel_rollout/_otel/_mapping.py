@@ -384,7 +384,8 @@ class SpanMapper:
 
     def _payload_attributes(self, attributes: Attributes, role: str, ref: RawPayloadRef) -> None:
         """Add ``rollout.payload.<role>.*`` (path, size, sha256, content) for ``ref``."""
-        attributes[sc.payload_attribute(role, sc.PAYLOAD_PATH_SUFFIX)] = ref.path
+        if isinstance(ref.path, str):  # schema 2 only: schema 3 payloads live in shards
+            attributes[sc.payload_attribute(role, sc.PAYLOAD_PATH_SUFFIX)] = ref.path
         body = self.read_payload(ref)
         if body is None:
             return
