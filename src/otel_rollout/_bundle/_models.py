@@ -99,8 +99,10 @@ class RawPayloadKind(_Model, frozen=True, kw_only=True):
 
 
 class CaptureStatus(str, enum.Enum):
-    """Schema 3: how a size limit cut a payload."""
+    """Schema 3: how much of a payload a size limit let through."""
 
+    COMPLETE = "complete"
+    """Whole (Codex 0.171.0 accepts it; its sizes are not checked, as no capture)."""
     TRUNCATED = "truncated"
     OMITTED = "omitted"
 
@@ -111,7 +113,7 @@ class PayloadCapture(_Model, frozen=True, kw_only=True):
     status: CaptureStatus
     original_bytes: int
     retained_bytes: int | UnsetType = UNSET
-    """Bytes kept in the shard record (truncated only)."""
+    """Bytes kept in the shard record (required when truncated, ignored otherwise)."""
 
 
 class RawPayloadRef(_Model, frozen=True, kw_only=True):
@@ -126,6 +128,7 @@ class RawPayloadRef(_Model, frozen=True, kw_only=True):
     kind: RawPayloadKind
     path: str | UnsetType = UNSET
     shard: int | None | UnsetType = UNSET
+    """Schema 3: the shard holding the body; ``null`` or absent when omitted."""
     capture: PayloadCapture | UnsetType = UNSET
     parts: list[RawPayloadRef] | UnsetType = UNSET
 

@@ -161,7 +161,16 @@ class PayloadFiles(PayloadStore):
         Raises:
             ValueError: The path escapes the bundle, or the file is missing or unreadable.
         """
-        relative = _path_of(ref)
+        return self.read_file(_path_of(ref))
+
+    def read_file(self, relative: str, what: str = "payload file") -> bytes:
+        """Read the file at bundle-relative path ``relative``, confined to the bundle.
+
+        ``what`` names the file in the reasons (``<what> '<path>' is missing``).
+
+        Raises:
+            ValueError: The path escapes the bundle, or the file is missing or unreadable.
+        """
         directory, _, name = relative.rpartition("/")
         if (
             _QUICK_READS
@@ -179,7 +188,7 @@ class PayloadFiles(PayloadStore):
                 try:
                     fd = os.open(f"{real_dir}/{name}", _READ_FLAGS)
                 except FileNotFoundError:
-                    raise ValueError(f"payload file {relative!r} is missing") from None
+                    raise ValueError(f"{what} {relative!r} is missing") from None
                 except OSError:
                     pass  # a symlink (or something odd): resolve it below
                 else:
@@ -187,7 +196,7 @@ class PayloadFiles(PayloadStore):
                         return _read_and_close(fd)
                     except OSError:
                         pass  # a directory, say: below gives the reason
-        return self._read_resolved(relative)
+        return self._read_resolved(relative, what)
 
     def decode(
         self,
@@ -215,15 +224,15 @@ class PayloadFiles(PayloadStore):
         self._real_dirs[directory] = real
         return real
 
-    def _read_resolved(self, relative: str) -> bytes:
-        """Read a payload file the thorough way: resolve its path (:meth:`path`)."""
+    def _read_resolved(self, relative: str, what: str = "payload file") -> bytes:
+        """Read a file the thorough way: resolve its path (:meth:`path`)."""
         path = self.path(relative)
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise ValueError(f"payload file {relative!r} is missing") from None
+            raise ValueError(f"{what} {relative!r} is missing") from None
         except OSError as error:
-            reason = f"payload file {relative!r} cannot be read: {error.strerror}"
+            reason = f"{what} {relative!r} cannot be read: {error.strerror}"
             raise ValueError(reason) from None
 
 
@@ -249,30 +258,42 @@ class PayloadShards(PayloadStore):
         self._cache: dict[int, tuple[bytes, dict[str, tuple[int, int]]]] = {}
         """shard -> (decompressed data, id -> (offset, length)), oldest first."""
         self._cached_bytes = 0
+        self._failures: dict[int, str] = {}
+        """shard -> why it cannot be read (kept, so a broken shard is read once)."""
+        self._frame_sizes: dict[int, int] = {}
+        """shard -> bytes of its file."""
 
     def read(self, ref: RawPayloadRef | str) -> bytes:
         """The body of payload ``ref`` (a truncated capture's retained prefix).
 
         Raises:
-            ValueError: The ref names no shard (an omitted capture), or its shard is
-                missing, unreadable, corrupt, lacks the record, or holds a record whose
-                length disagrees with ``capture.retained_bytes``.
+            ValueError: With 0.171.0's reason where it has one: the ref names no shard
+                (``payload omitted by size limit``), its shard is missing, unreadable or
+                not one whole zstd frame, a record runs past the end (``partial record in
+                sealed shard``), an id is twice in the shard (``duplicate payload``), the
+                record is not there (``missing payload``), or a truncated capture's
+                ``retained_bytes`` is not the record's length and less than
+                ``original_bytes`` (``invalid retained length``).
         """
         if isinstance(ref, str):
             raise ValueError(f"payload {ref!r}: schema 3 payloads are named by ref, not path")
         shard = ref.shard
         payload_id = ref.raw_payload_id
         if not isinstance(shard, int):
-            raise ValueError(f"payload {payload_id} has no shard (omitted)")
+            raise ValueError(f"payload {payload_id}: payload omitted by size limit")
         data, index = self._shard(shard)
         where = index.get(payload_id)
         if where is None:
-            raise ValueError(f"payload {payload_id} is not in shard {shard_name(shard)}")
+            raise ValueError(f"missing payload {payload_id} in shard {shard}")
         offset, length = where
         capture = ref.capture
         if not isinstance(capture, msgspec.UnsetType) and capture.status is CaptureStatus.TRUNCATED:
-            if capture.retained_bytes != length:
-                raise ValueError(f"payload {payload_id}: invalid retained length")
+            retained = capture.retained_bytes
+            if retained != length or length >= capture.original_bytes:
+                raise ValueError(
+                    f"payload {payload_id}: invalid retained length (the record holds {length} "
+                    f"bytes, the capture says {retained} of {capture.original_bytes})"
+                )
         return data[offset : offset + length]
 
     def decode(
@@ -292,23 +313,52 @@ class PayloadShards(PayloadStore):
             name = ref if isinstance(ref, str) else ref.raw_payload_id
             raise ValueError(f"payload {name} is not JSON: {error}") from None
 
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes on disk of the distinct shards read so far (compressed)."""
+        return sum(self._frame_sizes.values())
+
     def _shard(self, shard: int) -> tuple[bytes, dict[str, tuple[int, int]]]:
+        """Shard ``shard``, decompressed and indexed (from the cache if there).
+
+        Raises:
+            ValueError: The shard cannot be read or indexed (the reason is kept: a
+                broken shard is read once, however many refs name it).
+        """
         cached = self._cache.pop(shard, None)
         if cached is None:
-            name = f"{_PREFIX}{shard_name(shard)}"
-            frame = self._files.read(name)
+            failure = self._failures.get(shard)
+            if failure is not None:
+                raise ValueError(failure)
             try:
-                data = decompress_shard(frame, self._max_shard_bytes)
-                index = {ident: (offset, length) for ident, offset, length in iter_records(data)}
-            except ShardError as error:
-                raise ValueError(f"payload shard {name!r}: {error}") from None
-            cached = (data, index)
-            self._cached_bytes += len(data)
+                cached = self._load(shard)
+            except ValueError as error:
+                self._failures[shard] = str(error)
+                raise
+            self._cached_bytes += len(cached[0])
             while self._cache and self._cached_bytes > self._max_cached_bytes:
                 oldest = next(iter(self._cache))
                 self._cached_bytes -= len(self._cache.pop(oldest)[0])
         self._cache[shard] = cached  # most recently used last
         return cached
+
+    def _load(self, shard: int) -> tuple[bytes, dict[str, tuple[int, int]]]:
+        """Read, decompress (bounded) and index shard ``shard``."""
+        name = f"{_PREFIX}{shard_name(shard)}"
+        frame = self._files.read_file(name, "payload shard")
+        self._frame_sizes[shard] = len(frame)
+        try:
+            data = decompress_shard(frame, self._max_shard_bytes)
+        except ShardError as error:
+            raise ValueError(f"decompress shard {name!r}: {error}") from None
+        index: dict[str, tuple[int, int]] = {}
+        try:
+            for ident, offset, length in iter_records(data):
+                if index.setdefault(ident, (offset, length))[0] != offset:
+                    raise ValueError(f"duplicate payload {ident} in shard {shard}")
+        except ShardError as error:
+            raise ValueError(f"partial record in sealed shard {shard}: {error}") from None
+        return data, index
 
 
 def _read_and_close(fd: int) -> bytes:

@@ -36,6 +36,10 @@ class ShardError(ValueError):
     """A shard that cannot be read: bad frame, bad record, or over the size bound."""
 
 
+class TruncatedShardError(ShardError):
+    """A shard whose frame stops short: half-written (a crash while it was written)."""
+
+
 def shard_name(number: int) -> str:
     """The file name of shard ``number`` (``000001.zst`` for 1)."""
     return f"{number:06d}{SHARD_SUFFIX}"
@@ -59,35 +63,45 @@ def compress_shard(records: Iterable[bytes]) -> bytes:
 def decompress_shard(frame: bytes, max_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> bytes:
     """The records of one shard, decompressed; never more than ``max_bytes``.
 
+    A shard is one zstd frame as 0.171.0 writes it; frames following it are read on, as
+    0.171.0 reads them (one stream of records across them).
+
     Raises:
-        ShardError: Not one whole zstd frame (corrupt, truncated, a bad checksum, bytes
-            after it), or more than ``max_bytes`` of content.
+        ShardError: A frame that is corrupt, truncated (:class:`TruncatedShardError`), has
+            a bad checksum or is followed by bytes that are not a frame, or more than
+            ``max_bytes`` of content in all.
     """
-    try:
-        params = zstandard.get_frame_parameters(frame)
-    except zstandard.ZstdError as error:
-        raise ShardError(f"not a zstd frame: {error}") from None
-    if params.content_size != zstandard.CONTENTSIZE_UNKNOWN and params.content_size > max_bytes:
-        raise ShardError(f"declares {params.content_size} bytes, over the {max_bytes}-byte bound")
-    frame_size = _frame_size(frame, params.has_checksum)
-    if frame_size < len(frame):
-        raise ShardError(f"{len(frame) - frame_size} bytes after the zstd frame")
     chunks: list[bytes] = []
     size = 0
-    reader = zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=False)
-    try:
-        with reader:
-            while chunk := reader.read(_CHUNK):  # each read is bounded: a bomb stops below
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ShardError(f"decompresses past the {max_bytes}-byte bound")
-                chunks.append(chunk)
-    except zstandard.ZstdError as error:
-        raise ShardError(f"corrupt zstd frame: {error}") from None
-    return b"".join(chunks)
+    offset = 0
+    view = memoryview(frame)
+    while True:
+        try:
+            params = zstandard.get_frame_parameters(view[offset:])
+        except zstandard.ZstdError as error:
+            raise ShardError(f"not a zstd frame at byte {offset}: {error}") from None
+        declared = params.content_size
+        if declared != zstandard.CONTENTSIZE_UNKNOWN and size + declared > max_bytes:
+            raise ShardError(f"declares {declared} bytes, over the {max_bytes}-byte bound")
+        end = offset + _frame_size(view[offset:], params.has_checksum)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            view[offset:end], read_across_frames=False
+        )
+        try:
+            with reader:
+                while chunk := reader.read(_CHUNK):  # each read is bounded: a bomb stops below
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ShardError(f"decompresses past the {max_bytes}-byte bound")
+                    chunks.append(chunk)
+        except zstandard.ZstdError as error:
+            raise ShardError(f"corrupt zstd frame: {error}") from None
+        offset = end
+        if offset == len(frame):
+            return b"".join(chunks)
 
 
-def _frame_size(frame: bytes, has_checksum: bool) -> int:
+def _frame_size(frame: bytes | memoryview, has_checksum: bool) -> int:
     """Bytes of the zstd frame at the start of ``frame``, from its block headers.
 
     Raises:
@@ -97,7 +111,7 @@ def _frame_size(frame: bytes, has_checksum: bool) -> int:
     end = len(frame)
     while True:
         if end - offset < 3:
-            raise ShardError("truncated zstd frame")
+            raise TruncatedShardError("truncated zstd frame (half-written)")
         header = int.from_bytes(frame[offset : offset + 3], "little")
         offset += 3
         last, block_type, block_size = header & 1, (header >> 1) & 3, header >> 3
@@ -105,12 +119,12 @@ def _frame_size(frame: bytes, has_checksum: bool) -> int:
             raise ShardError("corrupt zstd frame: reserved block type")
         offset += 1 if block_type == 1 else block_size  # RLE: one byte repeated
         if offset > end:
-            raise ShardError("truncated zstd frame")
+            raise TruncatedShardError("truncated zstd frame (half-written)")
         if last:
             break
     offset += 4 if has_checksum else 0
     if offset > end:
-        raise ShardError("truncated zstd frame")
+        raise TruncatedShardError("truncated zstd frame (half-written)")
     return offset
 
 
