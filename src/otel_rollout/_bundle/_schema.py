@@ -28,6 +28,7 @@ from otel_rollout._bundle._models import (
     SCHEMA_3_ONLY_EVENT_TYPES,
     CaptureStatus,
     InferenceStarted,
+    Other,
     PayloadCapture,
     PayloadKind,
     RawPayloadRef,
@@ -41,10 +42,30 @@ SCHEMA_3_ONLY_KINDS: Final = frozenset(
 """Payload kinds schema 2 (Codex 0.169.0) does not know."""
 
 
+SCHEMA_3_ONLY_REF_FIELDS: Final = frozenset({"prepared_prompt_payload", "tool_output_payload"})
+"""Event fields holding a ref that schema 2 (Codex 0.169.0) ignores."""
+
+
 def all_refs(payload: RawTraceEventPayload) -> Iterator[RawPayloadRef]:
     """Every ref an event carries, each followed by its ``parts`` (depth first)."""
     for ref in payload_refs(payload):
         yield from _with_parts(ref)
+
+
+def schema_refs(payload: RawTraceEventPayload, schema_version: int) -> Iterator[RawPayloadRef]:
+    """The refs the Codex of ``schema_version`` reads: schema 2 has no parts and ignores
+    :data:`SCHEMA_3_ONLY_REF_FIELDS`; schema 3 reads every ref and its parts."""
+    if schema_version != SCHEMA_2:
+        yield from all_refs(payload)
+        return
+    if isinstance(payload, Other):
+        yield from payload.payloads
+        return
+    for name in payload.__struct_fields__:
+        if name not in SCHEMA_3_ONLY_REF_FIELDS:
+            value = getattr(payload, name)
+            if isinstance(value, RawPayloadRef):
+                yield value
 
 
 def _with_parts(ref: RawPayloadRef) -> Iterator[RawPayloadRef]:
@@ -66,7 +87,7 @@ def schema_problem(payload: RawTraceEventPayload, schema_version: int) -> str | 
     if schema_version == SCHEMA_2:
         if event_type in SCHEMA_3_ONLY_EVENT_TYPES:
             return f"unknown event type {event_type!r} (schema 3 only)"
-        for ref in payload_refs(payload):
+        for ref in schema_refs(payload, SCHEMA_2):
             if ref.path is UNSET:
                 return f"missing field: `path` in the ref of {ref.raw_payload_id}"
             if ref.kind.type in SCHEMA_3_ONLY_KINDS:
