@@ -75,7 +75,7 @@ def test_pretty_keeps_top_level_raw_verbatim_and_nested_raw_reindented() -> None
     assert encode_pretty({"a": {"tools": raw}}) == encode_pretty({"a": {"tools": [{"x": 1}]}})
 
 
-def test_exactly_the_29_variants_codex_0_169_0_accepts() -> None:
+def test_exactly_the_29_variants_of_schema_2_and_the_30_of_schema_3() -> None:
     expected = {
         "rollout_started",
         "rollout_ended",
@@ -107,8 +107,9 @@ def test_exactly_the_29_variants_codex_0_169_0_accepts() -> None:
         "recording_completed",
         "other",
     }
-    assert set(events.EVENT_TYPES) == expected
-    assert len(events.EVENT_TYPES) == 29
+    assert set(events.EVENT_TYPES) - events.SCHEMA_3_ONLY_EVENT_TYPES == expected
+    assert len(expected) == 29
+    assert set(events.EVENT_TYPES) == expected | {"code_cell_wait_target_resolved"}
 
 
 @pytest.mark.parametrize("later_type", ["inference_first_delta", "inference_response_created"])
@@ -165,12 +166,13 @@ def test_every_variant_writes_optionals_as_null_except_agent_message_payload(
     cls = events.EVENT_TYPES[event_type]
     payload = _minimal(cls)
     written = msgspec.json.decode(encode_compact(payload))
-    names = [field.name for field in msgspec.structs.fields(cls)]
+    fields = [f for f in msgspec.structs.fields(cls) if f.default is not msgspec.UNSET]
+    names = [field.name for field in fields]  # UNSET: a schema 3 field, not written here
     if cls is events.HistoryItemAccepted:
         assert list(written) == ["type", "item_id"]
     else:
         assert list(written) == ["type", *names]
-        optional = [f.name for f in msgspec.structs.fields(cls) if not f.required]
+        optional = [f.name for f in fields if not f.required]
         assert all(written[name] is None for name in optional)
     event = RawTraceEvent(
         schema_version=2, seq=1, wall_time_unix_ms=5, rollout_id="r", payload=payload
@@ -226,7 +228,7 @@ def test_enums_and_payload_kind_spelling() -> None:
         "failed",
         "terminated",
     ]
-    assert len(PayloadKind) == 12
+    assert len(PayloadKind) == 15  # 12 of schema 2, and prepared_prompt, model_item, content_value
     assert encode_compact(RawPayloadKind(type=PayloadKind.SESSION_METADATA)) == (
         b'{"type":"session_metadata"}'
     )

@@ -10,6 +10,7 @@ import pytest
 
 from otel_rollout._bundle._models import (
     EVENT_TYPES,
+    SCHEMA_3_ONLY_EVENT_TYPES,
     Other,
     PayloadKind,
     RolloutStarted,
@@ -22,10 +23,15 @@ from support.synthetic import SyntheticOptions, generate_bundle
 
 pytestmark = pytest.mark.codex
 
-ACCEPTED_TYPES = set(EVENT_TYPES) - {"other"}
+ACCEPTED_TYPES = set(EVENT_TYPES) - {"other"} - SCHEMA_3_ONLY_EVENT_TYPES
 """Every raw event variant Codex 0.169.0's reducer accepts (``other`` it rejects)."""
 
-WRITTEN_KINDS = set(PayloadKind) - {PayloadKind.TERMINAL_RUNTIME_EVENT}
+WRITTEN_KINDS = set(PayloadKind) - {
+    PayloadKind.TERMINAL_RUNTIME_EVENT,
+    PayloadKind.PREPARED_PROMPT,  # the three kinds of schema 3
+    PayloadKind.MODEL_ITEM,
+    PayloadKind.CONTENT_VALUE,
+}
 """Payload kinds Codex 0.169.0 writes (``terminal_runtime_event`` is declared, never written)."""
 
 

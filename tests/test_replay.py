@@ -43,9 +43,13 @@ def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def fixture_bundle(scenario: str) -> Path:
-    (bundle,) = sorted((FIXTURES / scenario).glob("trace-*"))
+def fixture_bundle(scenario: str, version: str = "codex-0.169.0") -> Path:
+    (bundle,) = sorted((FIXTURES.parent / version / scenario).glob("trace-*"))
     return bundle
+
+
+BOTH_SCHEMAS = pytest.mark.parametrize("version", ["codex-0.169.0", "codex-0.171.0"])
+"""Runs a test on a schema 2 fixture (Codex 0.169.0) and on a schema 3 one (0.171.0)."""
 
 
 # --- where to send ---
@@ -99,8 +103,9 @@ def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> No
 # --- the spans: the shared mapping, derived ids, recorded times ---
 
 
-def test_replayed_spans_carry_derived_ids_and_the_recorded_times() -> None:
-    bundle = fixture_bundle("multi_agent_v2_spawn")
+@BOTH_SCHEMAS
+def test_replayed_spans_carry_derived_ids_and_the_recorded_times(version: str) -> None:
+    bundle = fixture_bundle("multi_agent_v2_spawn", version)
     manifest = Bundle(bundle).manifest
     trace_id = trace_id_from_uuid(manifest.trace_id)
     spans = bundle_spans(bundle)
@@ -310,10 +315,11 @@ class _Receiver(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
+@BOTH_SCHEMAS
 def test_replay_sends_every_span_with_its_ids_and_headers(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], version: str
 ) -> None:
-    bundle = fixture_bundle("multi_agent_v2_spawn")
+    bundle = fixture_bundle("multi_agent_v2_spawn", version)
     expected = {(span.name, span.context.span_id) for span in bundle_spans(bundle) if span.context}
     receiver = _Receiver()
     thread = threading.Thread(target=receiver.serve_forever, daemon=True)

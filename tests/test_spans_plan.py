@@ -69,7 +69,7 @@ def realize(plan: RolloutPlan, *, refuse: frozenset[PayloadKind] = frozenset()) 
     for planned, event in plan.realize(write_payload):
         fields = [getattr(event, name) for name in event.__struct_fields__]
         refs = [field for field in fields if isinstance(field, RawPayloadRef)]
-        payload = bodies[refs[0].path] if refs else None
+        payload = bodies[str(refs[0].path)] if refs else None
         tag = event.__struct_config__.tag
         assert isinstance(tag, str)
         written.append(Written(tag, planned.thread_id, planned.codex_turn_id, payload, event))

@@ -143,7 +143,7 @@ def test_manifest_schema_version_is_reported_at_line_0(bundle: Path) -> None:
     assert _only_problem(bundle) == (
         "manifest.json",
         0,
-        "schema_version 1 is not supported (expected 2)",
+        "schema_version 1 is not supported (expected 2 or 3)",
     )
 
 

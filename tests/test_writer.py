@@ -66,6 +66,7 @@ def test_bundle_is_readable_by_the_owner_only(writer: BundleWriter) -> None:
     writer.append(events.RolloutStarted(trace_id=TRACE, root_thread_id=ROOT_THREAD))
     for directory in (writer.bundle_dir, writer.bundle_dir / "payloads"):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert isinstance(ref.path, str)
     for file in ("manifest.json", "trace.jsonl", ref.path):
         assert stat.S_IMODE((writer.bundle_dir / file).stat().st_mode) == 0o600, file
 
@@ -128,6 +129,7 @@ def test_eight_os_threads_by_ten_thousand_events(
             payload = decode_event(data[:-1]).payload
             assert isinstance(payload, events.ProtocolEventObserved)
             path = payload.event_payload.path
+            assert isinstance(path, str)
             try:
                 msgspec.json.decode((writer.bundle_dir / path).read_bytes())
             except (OSError, msgspec.DecodeError) as error:
@@ -301,6 +303,7 @@ def test_payload_file_is_whole_or_absent(
     monkeypatch.undo()
     assert ref is not None
     assert seen == [(False, encode_pretty(body))]
+    assert isinstance(ref.path, str)
     assert (writer.bundle_dir / ref.path).read_bytes() == encode_pretty(body)
 
 
@@ -349,7 +352,7 @@ def _replay(source: Path, root: Path) -> Path:
     original = Bundle(source)
     manifest = original.manifest
     kinds = {
-        _ordinal(ref.path): ref.kind.type
+        _ordinal(str(ref.path)): ref.kind.type
         for _, event in original.events()
         for ref in payload_refs(event.payload)
     }
@@ -364,14 +367,14 @@ def _replay(source: Path, root: Path) -> Path:
     with writer:
         for _, event in original.events():
             for ref in payload_refs(event.payload):
-                while next_ordinal <= _ordinal(ref.path):
+                while next_ordinal <= _ordinal(str(ref.path)):
                     body = msgspec.json.decode(
                         original.read_payload_bytes(f"payloads/{next_ordinal}.json")
                     )
                     if isinstance(body, dict) and "tools" in body:  # a RawValue in Codex
                         body["tools"] = msgspec.Raw(msgspec.json.encode(body["tools"]))
                     written = writer.write_payload(kinds[next_ordinal], body)
-                    assert written is not None and _ordinal(written.path) == next_ordinal
+                    assert written is not None and _ordinal(str(written.path)) == next_ordinal
                     next_ordinal += 1
             assert (
                 writer.append(

@@ -70,11 +70,24 @@ EDGE_AGENT_RESULT: Final = "agent_result"
 ROLLOUT_EVENT_JSON: Final = "rollout.event.json"
 """On a span event: the raw event's payload object as compact JSON."""
 
-# --- payload references: rollout.payload.<role>.{path,size,sha256,content} ---
+# --- payload references: rollout.payload.<role>.{path | id,shard,capture,original_size}
+#     and .{size,sha256,content} ---
 
 PAYLOAD_PREFIX: Final = "rollout.payload."
 PAYLOAD_PATH_SUFFIX: Final = ".path"
+"""Schema 2 (payload files): the payload's file, relative to the bundle (``payloads/5.json``)."""
+PAYLOAD_ID_SUFFIX: Final = ".id"
+"""Schema 3 (zstd shards), in place of ``.path``: the ref's ``raw_payload_id``
+(``raw_payload:5``)."""
+PAYLOAD_SHARD_SUFFIX: Final = ".shard"
+"""Schema 3: the number of the shard holding the body (``payloads/000001.zst`` is 1); absent
+when the payload was omitted."""
+PAYLOAD_CAPTURE_SUFFIX: Final = ".capture"
+"""Schema 3: ``truncated`` or ``omitted`` when a size limit cut the payload (absent when whole)."""
+PAYLOAD_ORIGINAL_SIZE_SUFFIX: Final = ".original_size"
+"""Schema 3, with ``.capture``: the payload's size before the cut (``.size`` is what was kept)."""
 PAYLOAD_SIZE_SUFFIX: Final = ".size"
+"""Bytes of the body as stored (a truncated capture's retained prefix)."""
 PAYLOAD_SHA256_SUFFIX: Final = ".sha256"
 PAYLOAD_CONTENT_SUFFIX: Final = ".content"
 """Only with ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``, truncated."""

@@ -1,4 +1,10 @@
-"""Typed models of the raw trace bundle, byte-compatible with Codex 0.169.0.
+"""Typed models of the raw trace bundle, byte-compatible with Codex 0.169.0 and 0.171.0.
+
+One set of models serves both schemas: schema 2 (Codex 0.169.0/0.170.0: payload files,
+refs with a ``path``) and schema 3 (Codex 0.171.0: zstd payload shards, refs with a
+``shard`` and optional ``capture``/``parts``, ``inference_started.prepared_prompt_payload``,
+``history_item_accepted.tool_output_payload``, ``code_cell_wait_target_resolved``).
+Fields of one schema only default to ``UNSET`` and are then not written.
 
 Field order is serialization order. Optional fields default to ``None`` and are
 written as ``null``, except where Codex omits them (``history_item_accepted``'s
@@ -12,9 +18,16 @@ import typing
 from typing import Any, Final
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
-SCHEMA_VERSION: Final = 2
-"""The ``schema_version`` Codex 0.169.0 writes and accepts (manifest, events, state)."""
+SCHEMA_2: Final = 2
+"""The ``schema_version`` Codex 0.169.0 and 0.170.0 write and accept (payload files)."""
+SCHEMA_3: Final = 3
+"""The ``schema_version`` Codex 0.171.0 writes and accepts (zstd payload shards)."""
+SCHEMA_VERSIONS: Final = (SCHEMA_2, SCHEMA_3)
+"""Every schema this package reads and writes."""
+SCHEMA_VERSION: Final = SCHEMA_2
+"""The schema written when none is chosen (the recording default moves to 3 with its writer)."""
 
 MANIFEST_FILE_NAME: Final = "manifest.json"
 RAW_EVENT_LOG_FILE_NAME: Final = "trace.jsonl"
@@ -67,6 +80,12 @@ class PayloadKind(str, enum.Enum):
     PROTOCOL_EVENT = "protocol_event"
     SESSION_METADATA = "session_metadata"
     AGENT_RESULT = "agent_result"
+    PREPARED_PROMPT = "prepared_prompt"
+    """Schema 3: the prepared prompt's string fragments (``parts`` fill the gaps)."""
+    MODEL_ITEM = "model_item"
+    """Schema 3: one input item of a prepared prompt, shared across a thread's requests."""
+    CONTENT_VALUE = "content_value"
+    """Schema 3: a long string split out of another payload under ``max_payload_bytes``."""
 
 
 class _Model(msgspec.Struct, frozen=True):
@@ -79,12 +98,39 @@ class RawPayloadKind(_Model, frozen=True, kw_only=True):
     type: PayloadKind
 
 
+class CaptureStatus(str, enum.Enum):
+    """Schema 3: how much of a payload a size limit let through."""
+
+    COMPLETE = "complete"
+    """Whole (Codex 0.171.0 accepts it; its sizes are not checked, as no capture)."""
+    TRUNCATED = "truncated"
+    OMITTED = "omitted"
+
+
+class PayloadCapture(_Model, frozen=True, kw_only=True):
+    """Schema 3: a payload cut by ``max_payload_bytes`` or ``max_bytes``."""
+
+    status: CaptureStatus
+    original_bytes: int
+    retained_bytes: int | UnsetType = UNSET
+    """Bytes kept in the shard record (required when truncated, ignored otherwise)."""
+
+
 class RawPayloadRef(_Model, frozen=True, kw_only=True):
-    """A reference from an event to a payload file of the same bundle."""
+    """A reference from an event to a payload of the same bundle.
+
+    Schema 2 names a file (``path``); schema 3 a shard (``shard``, ``null`` when the
+    payload was omitted), with the ``capture`` of a cut payload and the ``parts`` it
+    was split into.
+    """
 
     raw_payload_id: str
     kind: RawPayloadKind
-    path: str
+    path: str | UnsetType = UNSET
+    shard: int | None | UnsetType = UNSET
+    """Schema 3: the shard holding the body; ``null`` or absent when omitted."""
+    capture: PayloadCapture | UnsetType = UNSET
+    parts: list[RawPayloadRef] | UnsetType = UNSET
 
 
 class TraceBundleManifest(_Model, frozen=True, kw_only=True):
@@ -280,6 +326,8 @@ class InferenceStarted(_Tagged, tag="inference_started", frozen=True, kw_only=Tr
     model: str
     provider_name: str
     request_payload: RawPayloadRef
+    prepared_prompt_payload: RawPayloadRef | UnsetType = UNSET
+    """Schema 3 (required there): the prompt as prepared, of kind ``prepared_prompt``."""
 
 
 class InferenceCompleted(_Tagged, tag="inference_completed", frozen=True, kw_only=True):
@@ -359,6 +407,15 @@ class StdinTargetResolved(_Tagged, tag="stdin_target_resolved", frozen=True, kw_
 
     tool_call_id: str
     exec_tool_call_id: str
+
+
+class CodeCellWaitTargetResolved(
+    _Tagged, tag="code_cell_wait_target_resolved", frozen=True, kw_only=True
+):
+    """Schema 3: a wait tool call resolved to the code cell it waits on."""
+
+    tool_call_id: str
+    runtime_cell_id: str
 
 
 class CodeCellStarted(_Tagged, tag="code_cell_started", frozen=True, kw_only=True):
@@ -445,10 +502,12 @@ class ProtocolEventObserved(_Tagged, tag="protocol_event_observed", frozen=True,
 class HistoryItemAccepted(
     _Tagged, tag="history_item_accepted", omit_defaults=True, frozen=True, kw_only=True
 ):
-    """An item entered a thread's history (``agent_message_payload`` omitted when absent)."""
+    """An item entered a thread's history (payload refs omitted when absent)."""
 
     item_id: str
     agent_message_payload: RawPayloadRef | None = None
+    tool_output_payload: RawPayloadRef | None = None
+    """Schema 3: the tool output item that entered the history."""
 
 
 class RecordingCompleted(_Tagged, tag="recording_completed", frozen=True, kw_only=True):
@@ -482,6 +541,7 @@ RawTraceEventPayload = (
     | ToolCallRuntimeEnded
     | ToolCallEnded
     | StdinTargetResolved
+    | CodeCellWaitTargetResolved
     | CodeCellStarted
     | CodeCellInitialResponse
     | CodeCellEnded
@@ -504,7 +564,10 @@ def _tags(union: Any) -> dict[str, Any]:
 
 
 EVENT_TYPES: Final[dict[str, type[RawTraceEventPayload]]] = _tags(RawTraceEventPayload)
-"""Every raw event type Codex 0.169.0 accepts, by its ``type`` tag."""
+"""Every raw event type of schema 3 (Codex 0.171.0), by its ``type`` tag."""
+
+SCHEMA_3_ONLY_EVENT_TYPES: Final = frozenset({"code_cell_wait_target_resolved"})
+"""Event types schema 2 (Codex 0.169.0) does not know."""
 
 
 class RawTraceEvent(_Model, frozen=True, kw_only=True):

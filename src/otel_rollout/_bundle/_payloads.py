@@ -1,12 +1,11 @@
 """The payload store: where payload bodies live in a bundle, how refs name them, reading, writing.
 
 Codex 0.169.0 (schema 2) writes each payload as ``payloads/<n>.json`` (pretty JSON), named
-by ``raw_payload:<n>``. This module is the only code that knows that layout or opens
-files under ``payloads/``: :class:`PayloadStore` reads (:class:`PayloadFiles` for this
-layout, chosen by :func:`open_payload_store`) and :class:`PayloadFileWriter` numbers
-payloads (the one place refs are built) and writes them. Another layout (such as
-payload shards) adds a reader and a writer beside these, chosen in
-:func:`open_payload_store`.
+by ``raw_payload:<n>``; Codex 0.171.0 (schema 3) packs them as records in zstd shards
+``payloads/NNNNNN.zst`` (:mod:`._shards`). This module is the only code that knows these
+layouts or opens files under ``payloads/``: :class:`PayloadStore` reads
+(:class:`PayloadFiles`, :class:`PayloadShards`, chosen by :func:`open_payload_store`) and
+:class:`PayloadFileWriter` numbers payloads (the one place refs are built) and writes them.
 
 Reads are confined to the bundle: a path that is empty, absolute, climbs with ``..``
 or resolves (through a symlink) to outside the bundle is refused. The reasons are part
@@ -28,9 +27,18 @@ import msgspec
 from otel_rollout._bundle._files import make_private_dir, open_dir, write_whole
 from otel_rollout._bundle._models import (
     PAYLOADS_DIR_NAME,
+    SCHEMA_2,
+    CaptureStatus,
     PayloadKind,
     RawPayloadKind,
     RawPayloadRef,
+)
+from otel_rollout._bundle._shards import (
+    DEFAULT_MAX_SHARD_BYTES,
+    ShardError,
+    decompress_shard,
+    iter_records,
+    shard_name,
 )
 
 PAYLOAD_KINDS: Final[Mapping[PayloadKind, RawPayloadKind]] = {
@@ -85,17 +93,23 @@ class PayloadStore(abc.ABC):
         return self.decode(ref, self.read(ref), decoder)
 
 
-def open_payload_store(bundle_dir: str | os.PathLike[str]) -> PayloadStore:
-    """The payload store of the bundle at ``bundle_dir``.
+def open_payload_store(
+    bundle_dir: str | os.PathLike[str], schema_version: int = SCHEMA_2
+) -> PayloadStore:
+    """The payload store of the bundle at ``bundle_dir``, by its manifest's schema.
 
-    Codex 0.169.0 bundles (schema 2) keep one file per payload; a bundle of another
-    layout gets its own store here.
+    Schema 2 keeps one file per payload; schema 3 (and anything later) zstd shards.
     """
-    return PayloadFiles(bundle_dir)
+    if schema_version == SCHEMA_2:
+        return PayloadFiles(bundle_dir)
+    return PayloadShards(bundle_dir)
 
 
 def _path_of(ref: RawPayloadRef | str) -> str:
-    return ref if isinstance(ref, str) else ref.path
+    if isinstance(ref, str):
+        return ref
+    path = ref.path
+    return path if isinstance(path, str) else ""
 
 
 class PayloadFiles(PayloadStore):
@@ -147,7 +161,16 @@ class PayloadFiles(PayloadStore):
         Raises:
             ValueError: The path escapes the bundle, or the file is missing or unreadable.
         """
-        relative = _path_of(ref)
+        return self.read_file(_path_of(ref))
+
+    def read_file(self, relative: str, what: str = "payload file") -> bytes:
+        """Read the file at bundle-relative path ``relative``, confined to the bundle.
+
+        ``what`` names the file in the reasons (``<what> '<path>' is missing``).
+
+        Raises:
+            ValueError: The path escapes the bundle, or the file is missing or unreadable.
+        """
         directory, _, name = relative.rpartition("/")
         if (
             _QUICK_READS
@@ -165,7 +188,7 @@ class PayloadFiles(PayloadStore):
                 try:
                     fd = os.open(f"{real_dir}/{name}", _READ_FLAGS)
                 except FileNotFoundError:
-                    raise ValueError(f"payload file {relative!r} is missing") from None
+                    raise ValueError(f"{what} {relative!r} is missing") from None
                 except OSError:
                     pass  # a symlink (or something odd): resolve it below
                 else:
@@ -173,7 +196,7 @@ class PayloadFiles(PayloadStore):
                         return _read_and_close(fd)
                     except OSError:
                         pass  # a directory, say: below gives the reason
-        return self._read_resolved(relative)
+        return self._read_resolved(relative, what)
 
     def decode(
         self,
@@ -201,16 +224,141 @@ class PayloadFiles(PayloadStore):
         self._real_dirs[directory] = real
         return real
 
-    def _read_resolved(self, relative: str) -> bytes:
-        """Read a payload file the thorough way: resolve its path (:meth:`path`)."""
+    def _read_resolved(self, relative: str, what: str = "payload file") -> bytes:
+        """Read a file the thorough way: resolve its path (:meth:`path`)."""
         path = self.path(relative)
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise ValueError(f"payload file {relative!r} is missing") from None
+            raise ValueError(f"{what} {relative!r} is missing") from None
         except OSError as error:
-            reason = f"payload file {relative!r} cannot be read: {error.strerror}"
+            reason = f"{what} {relative!r} cannot be read: {error.strerror}"
             raise ValueError(reason) from None
+
+
+class PayloadShards(PayloadStore):
+    """Schema 3: payloads as records of zstd shards ``payloads/NNNNNN.zst``, named by ref.
+
+    A shard is read (confined, as :class:`PayloadFiles` reads a file), decompressed
+    within ``max_shard_bytes`` and indexed once; the decompressed shards kept stay
+    under ``max_cached_bytes`` (least recently used first out).
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike[str],
+        *,
+        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+        max_cached_bytes: int = 256 << 20,
+    ) -> None:
+        """Read the shards of the bundle at ``bundle_dir``; nothing is read yet."""
+        self._files = PayloadFiles(bundle_dir)
+        self._max_shard_bytes = max_shard_bytes
+        self._max_cached_bytes = max_cached_bytes
+        self._cache: dict[int, tuple[bytes, dict[str, tuple[int, int]]]] = {}
+        """shard -> (decompressed data, id -> (offset, length)), oldest first."""
+        self._cached_bytes = 0
+        self._failures: dict[int, str] = {}
+        """shard -> why it cannot be read (kept, so a broken shard is read once)."""
+        self._frame_sizes: dict[int, int] = {}
+        """shard -> bytes of its file."""
+
+    def read(self, ref: RawPayloadRef | str) -> bytes:
+        """The body of payload ``ref`` (a truncated capture's retained prefix).
+
+        Raises:
+            ValueError: With 0.171.0's reason where it has one: the ref names no shard
+                (``payload omitted by size limit``), its shard is missing, unreadable or
+                not one whole zstd frame, a record runs past the end (``partial record in
+                sealed shard``), an id is twice in the shard (``duplicate payload``), the
+                record is not there (``missing payload``), or a truncated capture's
+                ``retained_bytes`` is not the record's length and less than
+                ``original_bytes`` (``invalid retained length``).
+        """
+        if isinstance(ref, str):
+            raise ValueError(f"payload {ref!r}: schema 3 payloads are named by ref, not path")
+        shard = ref.shard
+        payload_id = ref.raw_payload_id
+        if not isinstance(shard, int):
+            raise ValueError(f"payload {payload_id}: payload omitted by size limit")
+        data, index = self._shard(shard)
+        where = index.get(payload_id)
+        if where is None:
+            raise ValueError(f"missing payload {payload_id} in shard {shard}")
+        offset, length = where
+        capture = ref.capture
+        if not isinstance(capture, msgspec.UnsetType) and capture.status is CaptureStatus.TRUNCATED:
+            retained = capture.retained_bytes
+            if retained != length or length >= capture.original_bytes:
+                raise ValueError(
+                    f"payload {payload_id}: invalid retained length (the record holds {length} "
+                    f"bytes, the capture says {retained} of {capture.original_bytes})"
+                )
+        return data[offset : offset + length]
+
+    def decode(
+        self,
+        ref: RawPayloadRef | str,
+        data: bytes,
+        decoder: msgspec.json.Decoder[Any] | None = None,
+    ) -> Any:
+        """Decode a payload record's body as JSON (with ``decoder`` if given).
+
+        Raises:
+            ValueError: The body is not JSON.
+        """
+        try:
+            return msgspec.json.decode(data) if decoder is None else decoder.decode(data)
+        except msgspec.DecodeError as error:
+            name = ref if isinstance(ref, str) else ref.raw_payload_id
+            raise ValueError(f"payload {name} is not JSON: {error}") from None
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes on disk of the distinct shards read so far (compressed)."""
+        return sum(self._frame_sizes.values())
+
+    def _shard(self, shard: int) -> tuple[bytes, dict[str, tuple[int, int]]]:
+        """Shard ``shard``, decompressed and indexed (from the cache if there).
+
+        Raises:
+            ValueError: The shard cannot be read or indexed (the reason is kept: a
+                broken shard is read once, however many refs name it).
+        """
+        cached = self._cache.pop(shard, None)
+        if cached is None:
+            failure = self._failures.get(shard)
+            if failure is not None:
+                raise ValueError(failure)
+            try:
+                cached = self._load(shard)
+            except ValueError as error:
+                self._failures[shard] = str(error)
+                raise
+            self._cached_bytes += len(cached[0])
+            while self._cache and self._cached_bytes > self._max_cached_bytes:
+                oldest = next(iter(self._cache))
+                self._cached_bytes -= len(self._cache.pop(oldest)[0])
+        self._cache[shard] = cached  # most recently used last
+        return cached
+
+    def _load(self, shard: int) -> tuple[bytes, dict[str, tuple[int, int]]]:
+        """Read, decompress (bounded) and index shard ``shard``."""
+        name = f"{_PREFIX}{shard_name(shard)}"
+        frame = self._files.read_file(name, "payload shard")
+        self._frame_sizes[shard] = len(frame)
+        try:
+            data = decompress_shard(frame, self._max_shard_bytes)
+        except ShardError as error:
+            raise ValueError(f"decompress shard {name!r}: {error}") from None
+        index: dict[str, tuple[int, int]] = {}
+        try:
+            for ident, offset, length in iter_records(data):
+                if index.setdefault(ident, (offset, length))[0] != offset:
+                    raise ValueError(f"duplicate payload {ident} in shard {shard}")
+        except ShardError as error:
+            raise ValueError(f"partial record in sealed shard {shard}: {error}") from None
+        return data, index
 
 
 def _read_and_close(fd: int) -> bytes:
@@ -273,7 +421,7 @@ class PayloadFileWriter:
         Raises:
             OSError: The file could not be written; nothing is left under its name.
         """
-        name = ref.path.removeprefix(_PREFIX)
+        name = _path_of(ref).removeprefix(_PREFIX)
         with self._lock:
             if self._closed:
                 dir_fd = None

@@ -19,6 +19,7 @@ from otel_rollout._bundle._models import (
     TraceBundleManifest,
 )
 from otel_rollout._bundle._payloads import PayloadFiles, PayloadStore, open_payload_store
+from otel_rollout._bundle._schema import schema_problem
 
 _event_decoder = msgspec.json.Decoder(RawTraceEvent)
 _manifest_decoder = msgspec.json.Decoder(TraceBundleManifest)
@@ -35,17 +36,26 @@ class BundleError(Exception):
         self.reason = reason
 
 
-def decode_event(line: bytes) -> RawTraceEvent:
-    """Decode one ``trace.jsonl`` line.
+def decode_event(line: bytes, schema_version: int | None = None) -> RawTraceEvent:
+    """Decode one ``trace.jsonl`` line, as the Codex of ``schema_version`` parses it.
+
+    With ``schema_version`` (the manifest's), what that schema lacks is refused as its
+    Codex refuses it (``_schema``): a schema 3 event in a schema 2 bundle, a schema 2
+    ref in a schema 3 bundle. Without it, either schema's fields are taken.
 
     Raises:
         ValueError: With a reason fit for a user: bad JSON, unknown event type,
             missing or mistyped field.
     """
     try:
-        return _event_decoder.decode(line)
+        event = _event_decoder.decode(line)
     except msgspec.DecodeError as error:
         raise ValueError(_explain(line, error)) from None
+    if schema_version is not None:
+        problem = schema_problem(event.payload, schema_version)
+        if problem is not None:
+            raise ValueError(problem)
+    return event
 
 
 def _explain(line: bytes, error: msgspec.DecodeError) -> str:
@@ -116,6 +126,21 @@ class BundleFiles:
         self.event_log_path = self.path / RAW_EVENT_LOG_FILE_NAME
         self.payloads: PayloadStore = open_payload_store(self.path)
         """The bundle's payload bodies (the one way to read them)."""
+        self.schema_version: int | None = None
+        """The schema events are decoded by (the manifest's), once :meth:`use_schema` set it."""
+
+    def use_schema(self, schema_version: int) -> None:
+        """Decode events and read payloads as ``schema_version`` (from the manifest) says."""
+        self.schema_version = schema_version
+        self.payloads = open_payload_store(self.path, schema_version)
+
+    def decode_event(self, line: bytes) -> RawTraceEvent:
+        """Decode one ``trace.jsonl`` line by this bundle's schema (see :func:`decode_event`).
+
+        Raises:
+            ValueError: As :func:`decode_event`.
+        """
+        return decode_event(line, self.schema_version)
 
     def lines(self) -> Iterator[EventLine]:
         """Yield every complete line of ``trace.jsonl``, streaming.
@@ -146,7 +171,7 @@ class BundleFiles:
         """
         for line in self.lines():
             try:
-                yield line.number, decode_event(line.data)
+                yield line.number, self.decode_event(line.data)
             except ValueError as error:
                 raise BundleError(self.event_log_path, line.number, str(error)) from None
 
@@ -217,3 +242,4 @@ class Bundle(BundleFiles):
             self.manifest: TraceBundleManifest = decode_manifest(data)
         except ValueError as error:
             raise BundleError(self.manifest_path, 0, str(error)) from None
+        self.use_schema(self.manifest.schema_version)

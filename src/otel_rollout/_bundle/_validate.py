@@ -9,14 +9,16 @@ from pathlib import Path
 import msgspec
 
 from otel_rollout._bundle._models import (
-    SCHEMA_VERSION,
+    SCHEMA_2,
+    SCHEMA_VERSIONS,
     CodexTurnStarted,
     RawPayloadRef,
     RecordingCompleted,
     ThreadStarted,
-    payload_refs,
 )
+from otel_rollout._bundle._payloads import PayloadShards
 from otel_rollout._bundle._reader import BundleError, BundleFiles, decode_event, decode_manifest
+from otel_rollout._bundle._schema import RefRegistry, is_omitted, is_truncated, schema_refs
 
 DEFAULT_MAX_PROBLEMS = 100
 _ANY_JSON = msgspec.json.Decoder(msgspec.Raw)
@@ -89,13 +91,17 @@ def validate_bundle(
 ) -> ValidationReport:
     """Check a bundle's manifest, every event line and every payload reference.
 
-    Checks: the manifest decodes and has ``schema_version`` 2 (line 0); every line
-    of ``trace.jsonl`` is JSON, a known event type with all its fields, schema
-    version 2, the next ``seq`` (a gap or disorder is reported once, then checking
-    follows the new number), the manifest's ``rollout_id``, and not after
-    ``recording_completed``; every payload it references lies inside the bundle,
-    exists and is JSON. Bytes after the last newline (a torn last line) give a
-    warning, not a problem.
+    Checks: the manifest decodes and has ``schema_version`` 2 or 3 (line 0); every
+    line of ``trace.jsonl`` is JSON, an event of that schema with all its fields (as
+    the Codex of that schema parses it), the manifest's schema version, the next
+    ``seq`` (a gap or disorder is reported once, then checking follows the new
+    number), the manifest's ``rollout_id``, and not after ``recording_completed``;
+    every payload it references (a ref's ``parts`` too) can be read and is JSON.
+    Schema 2: the file lies inside the bundle and exists. Schema 3: its shard exists
+    and is whole zstd within the read bound, holds the record once and whole, a
+    truncated record has ``retained_bytes`` (and is not JSON-checked), an omitted one
+    has no shard, and refs to one payload agree (0.171.0's reasons). Bytes after the
+    last newline (a torn last line) give a warning, not a problem.
 
     Args:
         path: The bundle directory.
@@ -112,8 +118,8 @@ def validate_bundle(
         reason = "no such directory" if not files.path.exists() else "not a directory"
         found.add(files.path, 0, reason)
         return report
-    rollout_id = _check_manifest(files, found)
-    checker = _EventChecker(files, rollout_id, found)
+    rollout_id, schema_version = _check_manifest(files, found)
+    checker = _EventChecker(files, rollout_id, schema_version, found)
     try:
         with files.event_log_path.open("rb"):
             pass
@@ -143,7 +149,9 @@ def validate_bundle(
         )
     report.threads = len(checker.threads)
     report.turns = len(checker.turns)
-    report.payloads = len(checker.payload_paths)
+    report.payloads = len(checker.payload_ids)
+    if isinstance(files.payloads, PayloadShards):
+        report.bytes += files.payloads.frame_bytes
     for file in (files.manifest_path, files.event_log_path):
         try:
             report.bytes += file.stat().st_size
@@ -152,26 +160,29 @@ def validate_bundle(
     return report
 
 
-def _check_manifest(files: BundleFiles, found: _Collector) -> str | None:
-    """Check ``manifest.json`` (line 0) and return its ``rollout_id`` if it decodes."""
+def _check_manifest(files: BundleFiles, found: _Collector) -> tuple[str | None, int | None]:
+    """Check ``manifest.json`` (line 0); its ``rollout_id`` and supported schema, if any."""
     try:
         data = files.manifest_path.read_bytes()
     except OSError as error:
         found.report.unreadable = not isinstance(error, FileNotFoundError)
         found.add(files.manifest_path, 0, f"cannot read: {error.strerror}")
-        return None
+        return None, None
     try:
         manifest = decode_manifest(data)
     except ValueError as error:
         found.add(files.manifest_path, 0, str(error))
-        return None
-    if manifest.schema_version != SCHEMA_VERSION:
-        found.add(files.manifest_path, 0, _schema_reason(manifest.schema_version))
-    return manifest.rollout_id
+        return None, None
+    if manifest.schema_version not in SCHEMA_VERSIONS:
+        expected = " or ".join(str(version) for version in SCHEMA_VERSIONS)
+        found.add(files.manifest_path, 0, _schema_reason(manifest.schema_version, expected))
+        return manifest.rollout_id, None
+    files.use_schema(manifest.schema_version)
+    return manifest.rollout_id, manifest.schema_version
 
 
-def _schema_reason(version: int) -> str:
-    return f"schema_version {version} is not supported (expected {SCHEMA_VERSION})"
+def _schema_reason(version: int, expected: object) -> str:
+    return f"schema_version {version} is not supported (expected {expected})"
 
 
 def _raw_seq(data: bytes) -> int | None:
@@ -187,29 +198,40 @@ def _raw_seq(data: bytes) -> int | None:
 class _EventChecker:
     """Checks event lines in order, keeping what the checks need from earlier lines."""
 
-    def __init__(self, files: BundleFiles, rollout_id: str | None, found: _Collector) -> None:
+    def __init__(
+        self,
+        files: BundleFiles,
+        rollout_id: str | None,
+        schema_version: int | None,
+        found: _Collector,
+    ) -> None:
         self.files = files
         self.rollout_id = rollout_id
+        self.schema_version = schema_version
+        """The manifest's schema; else that of the first event of a known schema."""
+        self.refs = RefRegistry()
         self.found = found
         self.log = files.event_log_path
         self.expected_seq = 1
         self.completed_at: int | None = None
         self.reported_after_completed = False
-        self.payload_paths: set[str] = set()
+        self.payload_ids: set[str] = set()
         self.threads: set[str] = set()
         self.turns: set[str] = set()
 
     def check(self, number: int, data: bytes) -> None:
         """Check one line; ``number`` is its 1-based line number."""
         try:
-            event = decode_event(data)
+            event = decode_event(data, self.schema_version)
         except ValueError as error:
             self.found.add(self.log, number, str(error))
             self._after_undecodable(number, data)
             return
         self.found.report.events += 1
-        if event.schema_version != SCHEMA_VERSION:
-            self.found.add(self.log, number, _schema_reason(event.schema_version))
+        if self.schema_version is None and event.schema_version in SCHEMA_VERSIONS:
+            self.schema_version = event.schema_version  # the manifest did not say
+            self.files.use_schema(event.schema_version)
+        self._check_schema_version(number, event.schema_version)
         self._check_seq(number, event.seq)
         if self.rollout_id is not None and event.rollout_id != self.rollout_id:
             self.found.add(
@@ -225,8 +247,19 @@ class _EventChecker:
             self.threads.add(payload.thread_id)
         elif isinstance(payload, CodexTurnStarted):
             self.turns.add(payload.codex_turn_id)
-        for ref in payload_refs(payload):
+        for ref in schema_refs(payload, self.schema_version or SCHEMA_2):
             self._check_payload(number, ref)
+
+    def _check_schema_version(self, number: int, version: int) -> None:
+        """Report an event of another schema than the manifest's (or of none known)."""
+        expected = self.schema_version
+        if version == expected:
+            return
+        if version not in SCHEMA_VERSIONS or expected is None:
+            self.found.add(self.log, number, _schema_reason(version, expected or SCHEMA_2))
+        else:
+            reason = f"schema_version {version} differs from the manifest's {expected}"
+            self.found.add(self.log, number, reason)
 
     def _after_undecodable(self, number: int, data: bytes) -> None:
         """Keep the seq and ordering checks in step past a line that does not decode."""
@@ -254,15 +287,28 @@ class _EventChecker:
             )
 
     def _check_payload(self, number: int, ref: RawPayloadRef) -> None:
-        relative = ref.path
-        if relative in self.payload_paths:
+        """Check one ref (schema 3: against the earlier refs to its payload) and read it once."""
+        payload_id = ref.raw_payload_id
+        if self.schema_version == SCHEMA_2 or self.schema_version is None:
+            new = payload_id not in self.payload_ids
+        else:
+            new, problem = self.refs.add(ref)
+            if problem is not None:
+                self.found.add(self.log, number, problem)
+                return
+            if is_omitted(ref):
+                self.payload_ids.add(payload_id)
+                return
+        if not new or payload_id in self.payload_ids:
             return
+        self.payload_ids.add(payload_id)
         payloads = self.files.payloads
         try:
             data = payloads.read(ref)
-            payloads.decode(ref, data, _ANY_JSON)
+            if not is_truncated(ref):  # a truncated record is a prefix, not JSON
+                payloads.decode(ref, data, _ANY_JSON)
         except ValueError as error:
             self.found.add(self.log, number, str(error))
             return
-        self.payload_paths.add(relative)
-        self.found.report.bytes += len(data)
+        if not isinstance(payloads, PayloadShards):
+            self.found.report.bytes += len(data)

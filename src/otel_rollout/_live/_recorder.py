@@ -175,7 +175,7 @@ class RolloutRecorder:
         _track_for_fork(self)
 
     def _read_current_payload(self, ref: RawPayloadRef) -> bytes | None:
-        return self._current.get(ref.path)
+        return self._current.get(ref.raw_payload_id)
 
     def encode(self, kind: PayloadKind, value: Any) -> PendingPayload | None:
         """Encode a payload body (outside the lock); ``None`` if it is not JSON."""
@@ -247,7 +247,7 @@ class RolloutRecorder:
 
     def _on_written(self, item: PendingEvent) -> None:
         """Map one event to live spans (writer thread, in ``seq`` order)."""
-        self._current = {file.ref.path: file.body for file in item.payloads if file.ref}
+        self._current = {file.ref.raw_payload_id: file.body for file in item.payloads if file.ref}
         try:
             self.mapper.map_event(
                 item.event,

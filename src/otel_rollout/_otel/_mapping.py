@@ -24,6 +24,7 @@ from otel_rollout._bundle._json import encode_compact
 from otel_rollout._bundle._models import (
     AgentResultObserved,
     AgentSummary,
+    CaptureStatus,
     CodeCellEnded,
     CodeCellInitialResponse,
     CodeCellRequester,
@@ -44,6 +45,7 @@ from otel_rollout._bundle._models import (
     McpKind,
     McpToolCallCorrelationAssigned,
     OtherKind,
+    PayloadCapture,
     ProtocolEventObserved,
     RawPayloadRef,
     RawTraceEvent,
@@ -383,8 +385,25 @@ class SpanMapper:
         self.sink.add_event(key, _tag(payload), attributes, time_ns)
 
     def _payload_attributes(self, attributes: Attributes, role: str, ref: RawPayloadRef) -> None:
-        """Add ``rollout.payload.<role>.*`` (path, size, sha256, content) for ``ref``."""
-        attributes[sc.payload_attribute(role, sc.PAYLOAD_PATH_SUFFIX)] = ref.path
+        """Add ``rollout.payload.<role>.*`` for ``ref``: where it is (schema 2: ``path``;
+        schema 3: ``id``, ``shard``, and ``capture``/``original_size`` when cut), then the
+        stored body's ``size``, ``sha256`` and (when captured) ``content``."""
+        path = ref.path
+        if isinstance(path, str):  # schema 2: one file per payload
+            attributes[sc.payload_attribute(role, sc.PAYLOAD_PATH_SUFFIX)] = path
+        else:  # schema 3: records in zstd shards, named by id
+            attributes[sc.payload_attribute(role, sc.PAYLOAD_ID_SUFFIX)] = ref.raw_payload_id
+            shard = ref.shard
+            if isinstance(shard, int):
+                attributes[sc.payload_attribute(role, sc.PAYLOAD_SHARD_SUFFIX)] = shard
+            capture = ref.capture
+            if isinstance(capture, PayloadCapture) and capture.status is not CaptureStatus.COMPLETE:
+                attributes[sc.payload_attribute(role, sc.PAYLOAD_CAPTURE_SUFFIX)] = (
+                    capture.status.value
+                )
+                attributes[sc.payload_attribute(role, sc.PAYLOAD_ORIGINAL_SIZE_SUFFIX)] = (
+                    capture.original_bytes
+                )
         body = self.read_payload(ref)
         if body is None:
             return
