@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from otel_rollout._bundle._capture import join_fragments
 from otel_rollout._bundle._models import (
     CodeCellWaitTargetResolved,
     CodexTurnEnded,
@@ -16,7 +17,6 @@ from otel_rollout._bundle._models import (
     CompactionRequestFailed,
     CompactionRequestStarted,
     ExecutionStatus,
-    InferenceStarted,
     PayloadKind,
     ProtocolEventObserved,
     RecordingCompleted,
@@ -28,7 +28,6 @@ from otel_rollout._bundle._models import (
     ThreadStarted,
 )
 from otel_rollout._bundle._payloads import PayloadShards
-from otel_rollout._bundle._prompts import join_prompt, split_prompt
 from otel_rollout._bundle._shards import decompress_shard, iter_records
 from otel_rollout._bundle._writer import BundleWriter
 from support.codex import codex_reduce
@@ -201,23 +200,114 @@ def test_prepared_prompts_share_model_items_within_a_thread(tmp_path: Path) -> N
     store = PayloadShards(writer.bundle_dir)
     fragments = json.loads(store.read(second))
     items = [store.read(part) for part in second.parts]
-    assert json.loads(join_prompt(fragments, items)) == {**prompt, "input": [item, reply]}
+    assert json.loads(join_fragments(fragments, items)) == {**prompt, "input": [item, reply]}
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_split_prompt_cuts_as_codex_0171_does(scenario: str) -> None:
+LIMITS = Path(__file__).parent / "fixtures" / "codex-0.171.0-limits"
+LIMITED = {
+    "plain_max_payload_1000": {"max_payload_bytes": 1000},
+    "tool_call_max_bytes_20000": {"max_bytes": 20000},
+}
+"""The limits each limits fixture was recorded with."""
+
+
+@pytest.mark.parametrize(
+    ("fixtures", "scenario"),
+    [(FIXTURES, name) for name in SCENARIOS] + [(LIMITS, name) for name in LIMITED],
+)
+def test_fed_as_values_the_writer_cuts_and_shares_as_codex_0171_does(
+    fixtures: Path, scenario: str, tmp_path: Path
+) -> None:
+    """Requests, prompts and payloads as values (cut ones made whole again), the same limits."""
+    source = bundle_dir(fixtures / scenario)
+    writer = rewrite(source, tmp_path, as_values=True, **LIMITED.get(scenario, {}))
+
+    bundle = writer.bundle_dir
+    assert (bundle / "trace.jsonl").read_bytes() == (source / "trace.jsonl").read_bytes()
+    assert _records(bundle) == _records(source)
+    assert sorted(p.name for p in (bundle / "payloads").iterdir()) == sorted(
+        p.name for p in (source / "payloads").iterdir()
+    )
+    assert writer.partial_payloads is (scenario in LIMITED)
+
+
+@pytest.mark.codex
+@pytest.mark.parametrize("scenario", sorted(LIMITED))
+def test_codex_0171_reduces_the_limited_rewrite_to_the_fixtures_state(
+    codex_bin_0171: Path, scenario: str, tmp_path: Path
+) -> None:
+    source = bundle_dir(LIMITS / scenario)
+    writer = rewrite(source, tmp_path / "bundles", as_values=True, **LIMITED[scenario])
+
+    done = codex_reduce(codex_bin_0171, writer.bundle_dir, tmp_path / "state.json")
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "state.json").read_bytes() == (source / "state.json").read_bytes()
+    state = json.loads((tmp_path / "state.json").read_bytes())
+    assert state["recording_status"] == "closed_with_partial_payloads"
+
+
+@pytest.mark.codex
+@pytest.mark.parametrize(
+    ("scenario", "limits"),
+    [
+        ("tool_call", {"max_payload_bytes": 100}),
+        ("multi_agent_v2_spawn", {"max_payload_bytes": 200}),
+        ("code_mode_yield_wait", {"max_payload_bytes": 150}),
+        ("compact_remote_manual", {"max_payload_bytes": 150}),
+        ("tool_call", {"max_bytes": 1}),
+        ("mcp_tool_call", {"max_bytes": 3000, "max_payload_bytes": 150}),
+    ],
+)
+def test_codex_0171_accepts_any_payload_cut(
+    codex_bin_0171: Path, scenario: str, limits: dict[str, int], tmp_path: Path
+) -> None:
+    """Tight limits cut every kind of payload; 0.171.0 reduces what is left (schema3-writing.md)."""
     source = bundle_dir(FIXTURES / scenario)
-    store = PayloadShards(source)
-    for event in read_events(source):
-        payload = event.payload
-        if not isinstance(payload, InferenceStarted):
-            continue
-        ref = payload.prepared_prompt_payload
-        assert not isinstance(ref, msgspec.UnsetType) and isinstance(ref.parts, list)
-        fragments = json.loads(store.read(ref))
-        items = [store.read(part) for part in ref.parts]
-        prompt = msgspec.json.decode(join_prompt(fragments, items))
-        assert split_prompt(prompt) == (fragments, [json.loads(item) for item in items])
+    writer = rewrite(source, tmp_path / "bundles", as_values=True, **limits)
+
+    done = codex_reduce(codex_bin_0171, writer.bundle_dir, tmp_path / "state.json")
+
+    assert done.returncode == 0, done.stderr
+    state = json.loads((tmp_path / "state.json").read_bytes())
+    assert state["recording_status"] == "closed_with_partial_payloads"
+    expected = json.loads((source / "state.json").read_bytes())
+    for table in ("threads", "codex_turns", "inference_calls", "tool_calls"):
+        assert len(state[table]) == len(expected[table])
+
+
+def test_a_truncated_record_is_sealed_alone_and_a_cut_seals_what_was_open(tmp_path: Path) -> None:
+    writer = BundleWriter.create(tmp_path, root_thread_id="t", schema_version=3, max_bytes=1000)
+    small = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"a": 1})
+    omitted = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"c": "x" * 1000})
+    writer.close()
+    assert small is not None and omitted is not None
+    assert (small.shard, omitted.shard) == (1, None)
+    assert not isinstance(omitted.capture, msgspec.UnsetType)
+    assert omitted.capture.status == "omitted" and omitted.capture.original_bytes == 1008
+
+    writer = BundleWriter.create(
+        tmp_path, root_thread_id="u", schema_version=3, max_payload_bytes=20
+    )
+    small = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"a": 1})
+    cut = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"text": "é" * 40})
+    after = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"b": 2})
+    writer.close()
+
+    assert small is not None and cut is not None and after is not None
+    assert (small.shard, cut.shard, after.shard) == (1, 2, 3)
+    assert not isinstance(cut.capture, msgspec.UnsetType)
+    assert cut.capture.status == "truncated"
+    assert cut.capture.retained_bytes == 19  # not inside a two-byte character
+    assert writer.partial_payloads
+    assert len(PayloadShards(writer.bundle_dir).read(cut)) == 19
+
+
+def test_limits_are_positive_and_schema_3_only(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        BundleWriter.create(tmp_path, root_thread_id="t", max_bytes=10)
+    with pytest.raises(ValueError, match="max_payload_bytes"):
+        BundleWriter.create(tmp_path, root_thread_id="t", schema_version=3, max_payload_bytes=0)
 
 
 def test_a_bad_schema_version_is_refused(tmp_path: Path) -> None:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import msgspec
 
+from otel_rollout._bundle._capture import join_fragments
 from otel_rollout._bundle._models import (
     MANIFEST_FILE_NAME,
     RAW_EVENT_LOG_FILE_NAME,
+    PayloadKind,
     RawPayloadRef,
     RawTraceEvent,
     RawTraceEventPayload,
@@ -49,13 +51,39 @@ def _all_refs(ref: RawPayloadRef) -> list[RawPayloadRef]:
     return found
 
 
-def rewrite(source: Path, root: Path, **writer_options: object) -> BundleWriter:
+def full_value(store: PayloadShards, ref: RawPayloadRef) -> bytes:
+    """The JSON of the payload ``ref`` as it was before the size limits cut it.
+
+    Parts are joined into their fragments; a truncated record is padded with ``x`` to its
+    original length; an omitted payload is made up at its original length (an object
+    holding its parts' items under ``input``, padded).
+    """
+    parts = [full_value(store, part) for part in ref.parts] if isinstance(ref.parts, list) else []
+    capture = ref.capture
+    if not isinstance(ref.shard, int):
+        assert not isinstance(capture, msgspec.UnsetType)
+        head = b'{"input":[' + b",".join(parts) + b'],"pad":"'
+        return head + b"x" * (capture.original_bytes - len(head) - 2) + b'"}'
+    body = store.read(ref)
+    if not isinstance(capture, msgspec.UnsetType):
+        assert body[:1] == b'"', "only truncated content values are rebuilt"
+        return body + b"x" * (capture.original_bytes - len(body) - 1) + b'"'
+    if parts:
+        return join_fragments(msgspec.json.decode(body, type=list[str]), parts)
+    return body
+
+
+def rewrite(
+    source: Path, root: Path, *, as_values: bool = False, **writer_options: object
+) -> BundleWriter:
     """Write ``source``'s events and payloads (schema 3) again through a new ``BundleWriter``.
 
-    Each payload is written (its recorded bytes, ``msgspec.Raw``) in the order of its id,
-    just before the first event naming it; events keep their thread, turn and wall time.
-    Omitted or truncated payloads are written from what the source kept. Returns the
-    closed writer.
+    Each payload is written (its recorded bytes, ``msgspec.Raw``, with its parts) in the
+    order of its id, just before the first event naming it; events keep their thread,
+    turn and wall time. With ``as_values`` the payloads are fed as the values they were
+    before the limits cut them (:func:`full_value`) and the writer cuts them itself:
+    requests and prepared prompts through ``write_payload``/``write_prepared_prompt``.
+    Returns the closed writer.
     """
     manifest = msgspec.json.decode(
         (source / MANIFEST_FILE_NAME).read_bytes(), type=TraceBundleManifest
@@ -72,27 +100,10 @@ def rewrite(source: Path, root: Path, **writer_options: object) -> BundleWriter:
     )
     written: dict[str, RawPayloadRef] = {}
     for event in read_events(source):
-        pending = sorted(
-            {
-                ref.raw_payload_id: ref
-                for top in payload_refs(event.payload)
-                for ref in _all_refs(top)
-            }.values(),
-            key=_number,
-        )
-        for ref in pending:
-            if ref.raw_payload_id in written:
-                continue
-            parts = (
-                [written[part.raw_payload_id] for part in ref.parts]
-                if isinstance(ref.parts, list)
-                else None
-            )
-            body = store.read(ref) if isinstance(ref.shard, int) else b"null"
-            new = writer.write_payload(ref.kind.type, msgspec.Raw(body), parts=parts)
-            assert new is not None
-            written[ref.raw_payload_id] = new
-        payload = _remap(event.payload, written)
+        if as_values:
+            payload = _feed_values(writer, store, event.payload, written)
+        else:
+            payload = _feed_raw(writer, store, event.payload, written)
         appended = writer.append(
             payload,
             thread_id=event.thread_id,
@@ -102,6 +113,56 @@ def rewrite(source: Path, root: Path, **writer_options: object) -> BundleWriter:
         assert appended is not None
     writer.close()
     return writer
+
+
+def _feed_raw(
+    writer: BundleWriter,
+    store: PayloadShards,
+    payload: RawTraceEventPayload,
+    written: dict[str, RawPayloadRef],
+) -> RawTraceEventPayload:
+    """Write the records ``payload`` names as recorded, in id order; ``payload`` with new refs."""
+    named = [ref for top in payload_refs(payload) for ref in _all_refs(top)]
+    pending = sorted({ref.raw_payload_id: ref for ref in named}.values(), key=_number)
+    for ref in pending:
+        if ref.raw_payload_id in written:
+            continue
+        parts = (
+            [written[part.raw_payload_id] for part in ref.parts]
+            if isinstance(ref.parts, list)
+            else None
+        )
+        body = store.read(ref) if isinstance(ref.shard, int) else b"null"
+        new = writer.write_payload(ref.kind.type, msgspec.Raw(body), parts=parts)
+        assert new is not None
+        written[ref.raw_payload_id] = new
+    return _remap(payload, written)
+
+
+def _feed_values(
+    writer: BundleWriter,
+    store: PayloadShards,
+    payload: RawTraceEventPayload,
+    written: dict[str, RawPayloadRef],
+) -> RawTraceEventPayload:
+    """Write the payloads ``payload`` names as values; ``payload`` with the new refs."""
+    changes: dict[str, RawPayloadRef] = {}
+    for name in payload.__struct_fields__:
+        ref = getattr(payload, name)
+        if not isinstance(ref, RawPayloadRef):
+            continue
+        new = written.get(ref.raw_payload_id)
+        if new is None:
+            value = msgspec.json.decode(full_value(store, ref))
+            thread_id = getattr(payload, "thread_id", None)
+            if ref.kind.type is PayloadKind.PREPARED_PROMPT:
+                new = writer.write_prepared_prompt(thread_id, value)
+            else:
+                new = writer.write_payload(ref.kind.type, value, thread_id=thread_id)
+            assert new is not None
+            written[ref.raw_payload_id] = new
+        changes[name] = new
+    return msgspec.structs.replace(payload, **changes) if changes else payload
 
 
 def _remap(

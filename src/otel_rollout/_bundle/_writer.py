@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from otel_rollout._bundle._capture import PayloadCapturer
 from otel_rollout._bundle._files import FILE_MODE, make_private_dir, write_whole
 from otel_rollout._bundle._json import encode_compact, encode_line, encode_pretty
 from otel_rollout._bundle._models import (
@@ -48,7 +49,6 @@ from otel_rollout._bundle._payloads import (
     PayloadFileWriter,
     PayloadShardWriter,
 )
-from otel_rollout._bundle._prompts import split_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,9 @@ class BundleWriter:
         manifest: TraceBundleManifest,
         log_fd: int,
         payloads: PayloadFileWriter | PayloadShardWriter,
+        *,
+        max_bytes: int | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
         """Wrap an open bundle; use :meth:`create` instead."""
         self.bundle_dir = bundle_dir
@@ -96,8 +99,17 @@ class BundleWriter:
         self._shards = payloads if isinstance(payloads, PayloadShardWriter) else None
         self._waiting: collections.deque[tuple[int, bytes]] = collections.deque()
         """Schema 3: ``(highest shard named, line)`` of each event waiting for a seal, in order."""
-        self._prompt_items: dict[str | None, dict[bytes, RawPayloadRef]] = {}
-        """Schema 3: per thread, the ``model_item`` ref of each input item already written."""
+        self._waiting_bytes = 0
+        self._manifest_bytes = 0
+        self._capture: PayloadCapturer | None = None
+        if self._shards is not None:
+            self._capture = PayloadCapturer(
+                self._shards,
+                seal=self._seal,
+                used_bytes=self._used_bytes,
+                max_bytes=max_bytes,
+                max_payload_bytes=max_payload_bytes,
+            )
         self._draft_head = _DRAFT_HEADS[self.schema_version]
         self._line_head = _LINE_HEADS[self.schema_version]
         self._log_fd: int | None = log_fd
@@ -119,6 +131,8 @@ class BundleWriter:
         started_at_unix_ms: int | None = None,
         schema_version: int = SCHEMA_VERSION,
         seal_bytes: int = DEFAULT_SEAL_BYTES,
+        max_bytes: int | None = None,
+        max_payload_bytes: int | None = None,
     ) -> BundleWriter:
         """Create ``<root>/trace-<trace_id>-<root_thread_id>/`` and its manifest.
 
@@ -131,15 +145,23 @@ class BundleWriter:
             schema_version: 2 (payload files, Codex 0.169.0/0.170.0) or 3 (zstd
                 shards, Codex 0.171.0).
             seal_bytes: Schema 3: seal the open shard once its records reach this size.
+            max_bytes: Schema 3: payloads that would take the bundle past this many
+                bytes are omitted (``None``: no limit).
+            max_payload_bytes: Schema 3: payloads (and long strings of model items)
+                past this many bytes are truncated (``None``: no limit).
 
         Raises:
-            ValueError: ``schema_version`` is not one this package writes.
+            ValueError: ``schema_version`` is not one this package writes, or a limit is
+                not positive or given for schema 2.
             OSError: The directory, manifest or event log could not be created.
         """
         if schema_version not in SCHEMA_VERSIONS:
             raise ValueError(
                 f"schema_version must be one of {SCHEMA_VERSIONS}, not {schema_version!r}"
             )
+        for name, limit in (("max_bytes", max_bytes), ("max_payload_bytes", max_payload_bytes)):
+            if limit is not None and (schema_version == SCHEMA_2 or limit < 1):
+                raise ValueError(f"{name} is a positive limit of schema 3 bundles, not {limit!r}")
         trace_id = trace_id or str(uuid.uuid4())
         manifest = TraceBundleManifest(
             schema_version=schema_version,
@@ -156,13 +178,23 @@ class BundleWriter:
             payloads = PayloadFileWriter.create(bundle_dir)
         else:
             payloads = PayloadShardWriter.create(bundle_dir, seal_bytes=seal_bytes)
-        write_whole(os.fspath(bundle_dir / MANIFEST_FILE_NAME), encode_pretty(manifest))
+        manifest_body = encode_pretty(manifest)
+        write_whole(os.fspath(bundle_dir / MANIFEST_FILE_NAME), manifest_body)
         log_fd = os.open(
             bundle_dir / RAW_EVENT_LOG_FILE_NAME,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
             FILE_MODE,
         )
-        return cls(bundle_dir, manifest, log_fd, payloads)
+        writer = cls(
+            bundle_dir,
+            manifest,
+            log_fd,
+            payloads,
+            max_bytes=max_bytes,
+            max_payload_bytes=max_payload_bytes,
+        )
+        writer._manifest_bytes = len(manifest_body)
+        return writer
 
     @property
     def payloads(self) -> PayloadFileWriter:
@@ -191,26 +223,36 @@ class BundleWriter:
         value: Any,
         *,
         parts: list[RawPayloadRef] | None = None,
+        thread_id: str | None = None,
     ) -> RawPayloadRef | None:
         """Write ``value`` as the next payload and return its reference.
 
         Schema 2: a payload file, complete (written to a temporary name, then renamed)
         before this returns, so an event appended afterwards never refers to a partial
         file. Schema 3: a record (compact JSON) of the open shard, with ``parts`` (refs
-        written before) if given; an event naming it waits until the shard is sealed.
+        written before) if given, cut by the size limits (``_capture``; an inference
+        request's model items are shared within ``thread_id``); an event naming it
+        waits until the shard is sealed.
         Returns ``None`` when the writer is stopped, the write fails (which stops the
         writer) or ``value`` is not JSON-serializable (logged, the writer carries on).
         """
         if not self.is_active:
             return None
         try:
-            body = encode_pretty(value) if self._shards is None else encode_compact(value)
+            body = encode_pretty(value) if self._capture is None else encode_compact(value)
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
             return None
-        if self._shards is not None:
+        if self._capture is not None:
+            capture = self._capture
             with self._lock:
-                return self._add_record(kind, body, parts)
+                if not self.is_active:
+                    return None
+                if parts is not None:
+                    ref = capture.record(kind, body, parts)
+                else:
+                    ref = capture.payload(kind, body, value, thread_id)
+                return ref if self.failure is None else None
         assert self._files is not None
         with self._lock:
             if not self.is_active:
@@ -231,35 +273,29 @@ class BundleWriter:
 
         Each of ``prompt["input"]``'s items becomes a ``model_item`` part, written once
         per thread (an item already written for ``thread_id`` reuses its ref); the
-        payload is the array of string fragments around them (``_prompts``). Returns
+        payload is the array of string fragments around them (``_capture``). Returns
         ``None`` as :meth:`write_payload` does.
 
         Raises:
             TypeError: The bundle is schema 2.
         """
-        if self._shards is None:
+        if self._capture is None:
             raise TypeError("prepared prompts exist in schema 3 only")
-        if not self.is_active:
-            return None
-        try:
-            fragments, items = split_prompt(prompt)
-            item_bodies = [encode_compact(item) for item in items]
-            fragments_body = encode_compact(fragments)
-        except (TypeError, ValueError, OverflowError) as error:
-            logger.warning("rollout trace: prepared prompt is not JSON: %s", error)
-            return None
+        capture = self._capture
         with self._lock:
-            known = self._prompt_items.setdefault(thread_id, {})
-            parts: list[RawPayloadRef] = []
-            for item_body in item_bodies:
-                ref = known.get(item_body)
-                if ref is None:
-                    ref = self._add_record(PayloadKind.MODEL_ITEM, item_body, None)
-                    if ref is None:
-                        return None
-                    known[item_body] = ref
-                parts.append(ref)
-            return self._add_record(PayloadKind.PREPARED_PROMPT, fragments_body, parts)
+            if not self.is_active:
+                return None
+            try:
+                ref = capture.prepared_prompt(prompt, thread_id)
+            except (TypeError, ValueError, OverflowError) as error:
+                logger.warning("rollout trace: prepared prompt is not JSON: %s", error)
+                return None
+            return ref if self.failure is None else None
+
+    @property
+    def partial_payloads(self) -> bool:
+        """Schema 3: whether a size limit truncated or omitted a payload."""
+        return self._capture is not None and self._capture.partial
 
     def append(
         self,
@@ -307,6 +343,7 @@ class BundleWriter:
             line = self._line_head % (seq, wall_time) + tail
             if self._shards is not None and (self._waiting or needs > self._shards.sealed_through):
                 self._waiting.append((needs, line))
+                self._waiting_bytes += len(line)
                 self._next_seq = seq + 1
             elif not self._write_line(line):
                 return None
@@ -352,25 +389,16 @@ class BundleWriter:
         """Close the writer."""
         self.close()
 
-    def _add_record(
-        self, kind: PayloadKind, body: bytes, parts: list[RawPayloadRef] | None
-    ) -> RawPayloadRef | None:
-        """Schema 3: add one record to the open shard, sealing it once full (lock held)."""
-        shards = self._shards
-        assert shards is not None
-        if not self.is_active:
-            return None
-        ref = shards.add(
-            shards.new_id(), kind, body, parts=msgspec.UNSET if parts is None else parts
-        )
-        if shards.open_bytes >= shards.seal_bytes:
-            self._seal()
-        return ref
+    def _used_bytes(self) -> int:
+        """Schema 3: the bundle's bytes outside payload records: manifest, events (lock held)."""
+        return self._manifest_bytes + self._log_size + self._waiting_bytes
 
     def _seal(self) -> None:
         """Schema 3: seal the open shard, then append the events now ready (lock held)."""
         shards = self._shards
         assert shards is not None
+        if self.failure is not None:
+            return
         try:
             shards.seal()
         except OSError as error:
@@ -379,6 +407,7 @@ class BundleWriter:
         ready = shards.sealed_through
         while self._waiting and self._waiting[0][0] <= ready:
             _, line = self._waiting.popleft()
+            self._waiting_bytes -= len(line)
             if not self._write_line(line):
                 return
 
@@ -415,6 +444,7 @@ class BundleWriter:
                 error,
             )
             self._waiting.clear()
+            self._waiting_bytes = 0
 
 
 def _highest_shard(payload: RawTraceEventPayload) -> int:
