@@ -20,6 +20,7 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 _COMMANDS: dict[str, str] = {
+    "convert": "otel_rollout.cli._convert",
     "reduce": "otel_rollout.cli._reduce",
     "validate": "otel_rollout.cli._validate",
     "show": "otel_rollout.cli._show",
@@ -57,7 +58,7 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="otel-rollout", prog_name="otel-rollout")
 def cli() -> None:
-    """Inspect, validate, reduce and replay rollout trace bundles."""
+    """Inspect, validate, reduce, replay and convert rollout trace bundles."""
 
 
 def error(message: str) -> None:
