@@ -320,6 +320,7 @@ def accept(
     turn_id: str | None,
     item_id: str,
     agent_message: Any,
+    tool_output: Any = None,
 ) -> None:
     """``history_item_accepted``: the item (by Responses id) enters the thread's history."""
     state.thread(thread_id)
@@ -327,6 +328,8 @@ def accept(
     state.accepted.setdefault(key, (wall, seq))
     if agent_message is not None:
         accept_agent_message(state, wall, thread_id, turn_id, item_id, agent_message)
+    if tool_output is not None:
+        accept_tool_output(state, wall, thread_id, turn_id, item_id, tool_output)
 
 
 def accept_agent_message(
@@ -342,6 +345,27 @@ def accept_agent_message(
     item = normalize_item(state.read_payload(payload_ref), pid)
     if item.agent_message is None or item.responses_item_id != item_id:
         raise ReduceError(f"accepted agent message does not match receipt {item_id}")
+    if (thread_id, item_id) in state.items_by_responses_id:
+        return
+    new_id = create_item(state, thread_id, turn_id, wall, item, [])
+    state.receipts.add(new_id)
+    state.append_thread_items(thread_id, [new_id])
+    state.history_items.add(new_id)
+    sighted(state, new_id, item, [])
+    _code_cells.flush_pending_starts(state)
+
+
+def accept_tool_output(
+    state: ReducerState,
+    wall: int,
+    thread_id: str,
+    turn_id: str | None,
+    item_id: str,
+    payload_ref: Any,
+) -> None:
+    """Schema 3: an accepted tool output enters the thread's history now, from its payload."""
+    pid = payload_ref.raw_payload_id
+    item = normalize_item(state.read_payload(payload_ref), pid)
     if (thread_id, item_id) in state.items_by_responses_id:
         return
     new_id = create_item(state, thread_id, turn_id, wall, item, [])

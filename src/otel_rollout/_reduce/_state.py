@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._bundle._models import RawPayloadRef, RolloutStatus
+from otel_rollout._bundle._models import SCHEMA_2, RawPayloadRef, RolloutStatus
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce._model import AgentThread, RolloutTrace
 
@@ -94,6 +94,8 @@ class ReducerState:
 
     bundle: Bundle
     trace: RolloutTrace
+    schema: int = SCHEMA_2
+    """The bundle's schema: 2 is reduced as Codex 0.169.0, 3 as Codex 0.171.0."""
     next_item_ordinal: int = 1
     next_operation_ordinal: int = 1
     snapshots: dict[str, list[str]] = field(default_factory=dict)
@@ -195,17 +197,16 @@ class ReducerState:
 
 
 def new_trace(
-    *, trace_id: str, rollout_id: str, root_thread_id: str, started_at_unix_ms: int
+    *, schema_version: int, trace_id: str, rollout_id: str, root_thread_id: str, started_at_unix_ms: int
 ) -> RolloutTrace:
     """Return an empty trace initialized from the manifest."""
     return RolloutTrace(
-        schema_version=2,
+        schema_version=schema_version,
         trace_id=trace_id,
         rollout_id=rollout_id,
         started_at_unix_ms=started_at_unix_ms,
         ended_at_unix_ms=None,
         status=RolloutStatus.RUNNING,
-        recording_complete=False,
         root_thread_id=root_thread_id,
         threads={},
         codex_turns={},
