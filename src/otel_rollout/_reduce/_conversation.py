@@ -28,6 +28,7 @@ from otel_rollout._reduce._model import (
     ProducerRef,
     SummaryPart,
     TextPart,
+    ToolProducer,
 )
 from otel_rollout._reduce._normalize import Normalized, normalize_item, normalize_items, token_usage
 from otel_rollout._reduce._state import ReduceError, ReducerState
@@ -39,6 +40,8 @@ def reduce_request(
 ) -> list[str]:
     """Reconcile an inference request's ``input`` and return the full request item ids."""
     payload = state.read_payload(payload_ref)
+    if payload is None:
+        return []  # schema 3: a size limit cut the request
     pid = payload_ref.raw_payload_id
     if not isinstance(payload, dict) or "input" not in payload:
         raise ReduceError(f"inference request payload {pid} did not contain input")
@@ -363,17 +366,26 @@ def accept_tool_output(
     item_id: str,
     payload_ref: Any,
 ) -> None:
-    """Schema 3: an accepted tool output enters the thread's history now, from its payload."""
-    pid = payload_ref.raw_payload_id
-    item = normalize_item(state.read_payload(payload_ref), pid)
+    """Schema 3: an accepted tool output enters the thread's history now, from its payload.
+
+    The item is produced by the tool call of its call id; it is linked to that call (and
+    its cell or terminal) only when a request carries it, as 0.171.0 does.
+    """
+    value = state.read_payload(payload_ref)
+    if value is None:
+        return  # a size limit cut the output
+    item = normalize_item(value, payload_ref.raw_payload_id)
     if (thread_id, item_id) in state.items_by_responses_id:
         return
-    new_id = create_item(state, thread_id, turn_id, wall, item, [])
+    producers: list[ProducerRef] = []
+    if item.call_id is not None:
+        tool_call_id = _tools.single_tool_for_call_id(state, item.call_id)
+        if tool_call_id is not None:
+            producers.append(ToolProducer(tool_call_id))
+    new_id = create_item(state, thread_id, turn_id, wall, item, producers)
     state.receipts.add(new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
-    sighted(state, new_id, item, [])
-    _code_cells.flush_pending_starts(state)
 
 
 def ensure_call_id_consistency(state: ReducerState, thread_id: str, item: Normalized) -> None:

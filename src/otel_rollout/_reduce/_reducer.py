@@ -132,11 +132,14 @@ def reduce_bundle(
             )
         expected_seq += 1
         payload = event.payload
-        for ref in payload_refs(payload):
+        refs = payload_refs(payload)
+        for ref in refs:
             raw_payloads[ref.raw_payload_id] = ref
             if ref.parts:
                 _keep_parts(raw_payloads, ref)
         try:
+            if schema != SCHEMA_2:
+                state.load_event_payloads(refs)
             _HANDLERS[type(payload)](state, event, payload)
         except ReduceError as error:
             raise BundleError(log_path, number, str(error)) from None

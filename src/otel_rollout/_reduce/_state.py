@@ -15,6 +15,7 @@ import msgspec
 from otel_rollout._bundle._models import SCHEMA_2, RawPayloadRef, RolloutStatus
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce._model import AgentThread, RolloutTrace
+from otel_rollout._reduce._payload import read_value
 
 
 def _float_text(text: str) -> msgspec.Raw:
@@ -139,15 +140,44 @@ class ReducerState:
     """process id -> terminal session of the exec_command that started it."""
     operation_processes: dict[str, TerminalProcess] = field(default_factory=dict)
     """terminal operation -> its process bookkeeping (see ``_terminals``)."""
+    event_payloads: dict[str, Any] = field(default_factory=dict)
+    """Schema 3: the values of the current event's payloads, by id."""
 
     def read_payload(self, ref: RawPayloadRef) -> Any:
         """Read a payload's JSON, confined to the bundle.
 
+        Schema 3: parts are assembled, and a payload a size limit cut reads as ``None``
+        (see ``_payload``).
+
         Raises:
             ReduceError: The file is missing, unreadable, not JSON or outside the bundle.
         """
+        if self.schema == SCHEMA_2:
+            try:
+                return self.bundle.payloads.read_json(ref, JSON_DECODER)
+            except ValueError as error:
+                raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
+        values = self.event_payloads
+        if ref.raw_payload_id in values:
+            return values[ref.raw_payload_id]
+        return self._read_value(ref)
+
+    def load_event_payloads(self, refs: list[RawPayloadRef]) -> None:
+        """Schema 3: read (so check) every payload an event references, as 0.171.0 does.
+
+        Handlers of the event then read them from memory; the next event forgets them.
+
+        Raises:
+            ReduceError: A payload is missing, not JSON, or its parts do not assemble.
+        """
+        values = self.event_payloads
+        values.clear()
+        for ref in refs:
+            values[ref.raw_payload_id] = self._read_value(ref)
+
+    def _read_value(self, ref: RawPayloadRef) -> Any:
         try:
-            return self.bundle.payloads.read_json(ref, JSON_DECODER)
+            return read_value(self.bundle.payloads, ref, JSON_DECODER)
         except ValueError as error:
             raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
 
