@@ -65,7 +65,7 @@ def reduce_request(
                 f"previous_response_id {previous_response_id}"
             )
         ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), False, None)
-    state.append_thread_items(thread_id, ids)
+    state.merge_request_items(thread_id, ids)
     state.history_items.update(ids)
     if override is not None:
         del state.pending_replacements[thread_id]
@@ -86,9 +86,16 @@ def traced_response_snapshot(
     return None
 
 
-def reduce_response(state: ReducerState, wall: int, call_id: str, payload_ref: Any) -> list[str]:
-    """Reconcile an inference response's ``output_items``, appended to the thread snapshot."""
+def reduce_response(
+    state: ReducerState, wall: int, call_id: str, payload_ref: Any
+) -> list[str] | None:
+    """Reconcile an inference response's ``output_items``, appended to the thread snapshot.
+
+    ``None`` (nothing reduced) if a size limit cut the response (schema 3).
+    """
     payload = state.read_payload(payload_ref)
+    if payload is None:
+        return None
     pid = payload_ref.raw_payload_id
     output_items = payload.get("output_items") if isinstance(payload, dict) else None
     if not isinstance(output_items, list):
@@ -345,7 +352,10 @@ def accept_agent_message(
 ) -> None:
     """An accepted inter-agent message enters the thread's history now, from its payload."""
     pid = payload_ref.raw_payload_id
-    item = normalize_item(state.read_payload(payload_ref), pid)
+    value = state.read_payload(payload_ref)
+    if value is None:
+        return  # a size limit cut the message
+    item = normalize_item(value, pid)
     if item.agent_message is None or item.responses_item_id != item_id:
         raise ReduceError(f"accepted agent message does not match receipt {item_id}")
     if (thread_id, item_id) in state.items_by_responses_id:
@@ -384,6 +394,7 @@ def accept_tool_output(
             producers.append(ToolProducer(tool_call_id))
     new_id = create_item(state, thread_id, turn_id, wall, item, producers)
     state.receipts.add(new_id)
+    state.floating_outputs.add(new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
 
@@ -505,6 +516,9 @@ def reduce_checkpoint(
     pid = payload_ref.raw_payload_id
     histories = []
     for key in ("input_history", "replacement_history"):
+        if payload is None:  # a size limit cut the checkpoint
+            histories.append([])
+            continue
         value = payload.get(key) if isinstance(payload, dict) else None
         if not isinstance(value, list):
             raise ReduceError(f"compaction checkpoint payload {pid} did not contain array {key}")

@@ -140,6 +140,8 @@ class ReducerState:
     """process id -> terminal session of the exec_command that started it."""
     operation_processes: dict[str, TerminalProcess] = field(default_factory=dict)
     """terminal operation -> its process bookkeeping (see ``_terminals``)."""
+    floating_outputs: set[str] = field(default_factory=set)
+    """Schema 3: tool outputs accepted (in their thread) that no request carried yet."""
     event_payloads: dict[str, Any] = field(default_factory=dict)
     """Schema 3: the values of the current event's payloads, by id."""
 
@@ -215,6 +217,39 @@ class ReducerState:
             for item_id in self.items_by_call_id.get((thread_id, call_id), ())
             if conversation[item_id].kind in kinds
         )
+
+    def merge_request_items(self, thread_id: str, item_ids: list[str]) -> None:
+        """Add a request's items to its thread's conversation, each once, in order.
+
+        Schema 3: an item new to the thread that the request puts before a tool output
+        accepted earlier (and carried by no request yet) goes just before that output,
+        as 0.171.0 orders a call whose response a size limit cut.
+        """
+        floating = self.floating_outputs
+        if not floating:
+            self.append_thread_items(thread_id, item_ids)
+            return
+        seen = self.thread_item_sets[thread_id]
+        conversation = self.thread(thread_id).conversation_item_ids
+        before: str | None = None
+        targets: dict[str, str] = {}
+        for item_id in reversed(item_ids):
+            if item_id in floating:
+                before = item_id
+            elif item_id in seen:
+                before = None
+            elif before is not None:
+                targets[item_id] = before
+        for item_id in item_ids:
+            floating.discard(item_id)
+            if item_id in seen:
+                continue
+            seen.add(item_id)
+            target = targets.get(item_id)
+            if target is None:
+                conversation.append(item_id)
+            else:
+                conversation.insert(conversation.index(target), item_id)
 
     def append_thread_items(self, thread_id: str, item_ids: list[str]) -> None:
         """Append items to a thread's conversation, each once, in order."""
