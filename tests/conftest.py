@@ -13,24 +13,32 @@ import pytest
 os.environ["OTEL_ROLLOUT_STRICT"] = "1"
 
 from otel_rollout import _errors
-from support.codex import codex_reduce, find_codex
+from support.codex import CODEX_SCHEMA_2, CODEX_SCHEMA_3, codex_reduce, find_codex
 
 __all__ = ["codex_reduce"]
 
 
-@pytest.fixture(scope="session")
-def codex_bin() -> Path:
-    """Path of the Codex CLI 0.169.0 binary, fetched by scripts/get-codex on first use.
-
-    Fails under ``CI=true`` when it cannot be had; elsewhere the test is skipped with the reason.
-    """
+def _oracle(version: str) -> Path:
+    """The Codex CLI ``version``; fails under ``CI=true`` when it cannot be had, else skips."""
     try:
-        return find_codex()
+        return find_codex(version)
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        reason = f"Codex CLI unavailable: {error}"
+        reason = f"Codex CLI {version} unavailable: {error}"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def codex_bin() -> Path:
+    """Path of the Codex CLI 0.169.0 binary (the schema 2 oracle), fetched on first use."""
+    return _oracle(CODEX_SCHEMA_2)
+
+
+@pytest.fixture(scope="session")
+def codex_bin_0171() -> Path:
+    """Path of the Codex CLI 0.171.0 binary (the schema 3 oracle), fetched on first use."""
+    return _oracle(CODEX_SCHEMA_3)
 
 
 @pytest.fixture(autouse=True)
