@@ -5,7 +5,8 @@ by ``raw_payload:<n>``; Codex 0.171.0 (schema 3) packs them as records in zstd s
 ``payloads/NNNNNN.zst`` (:mod:`._shards`). This module is the only code that knows these
 layouts or opens files under ``payloads/``: :class:`PayloadStore` reads
 (:class:`PayloadFiles`, :class:`PayloadShards`, chosen by :func:`open_payload_store`) and
-:class:`PayloadFileWriter` numbers payloads (the one place refs are built) and writes them.
+:class:`PayloadFileWriter` (schema 2) and :class:`PayloadShardWriter` (schema 3) number
+payloads (the only places refs are built) and write them.
 
 Reads are confined to the bundle: a path that is empty, absolute, climbs with ``..``
 or resolves (through a symlink) to outside the bundle is refused. The reasons are part
@@ -29,6 +30,7 @@ from otel_rollout._bundle._models import (
     PAYLOADS_DIR_NAME,
     SCHEMA_2,
     CaptureStatus,
+    PayloadCapture,
     PayloadKind,
     RawPayloadKind,
     RawPayloadRef,
@@ -36,7 +38,9 @@ from otel_rollout._bundle._models import (
 from otel_rollout._bundle._shards import (
     DEFAULT_MAX_SHARD_BYTES,
     ShardError,
+    compress_shard,
     decompress_shard,
+    encode_record,
     iter_records,
     shard_name,
 )
@@ -400,6 +404,131 @@ class PayloadFileWriter:
 
     def _release(self) -> None:
         """Close the directory's descriptor (lock held)."""
+        fd, self._dir_fd = self._dir_fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+DEFAULT_SEAL_BYTES: Final = 4 << 20
+"""Records (uncompressed) after which the open shard is sealed: 4 MiB, a frame that
+compresses in a few milliseconds and keeps a reader's memory small."""
+
+
+class PayloadShardWriter:
+    """Numbers one bundle's payloads (schema 3) and packs them as records into zstd shards.
+
+    Records go into the open shard (numbered from 1); :meth:`seal` writes it as
+    ``payloads/NNNNNN.zst``, one frame with checksum and content size, whole or absent
+    (temporary file, rename, owner-only), and opens the next. A ref names the shard its
+    record went into, so an event referring to it may be appended once
+    :attr:`sealed_through` reaches that number. Not thread-safe: the bundle writer's
+    lock serializes every call.
+    """
+
+    def __init__(self, directory: Path, *, seal_bytes: int = DEFAULT_SEAL_BYTES) -> None:
+        """Write into the existing ``payloads`` directory ``directory``; use :meth:`create`."""
+        self.directory = directory
+        self.seal_bytes = seal_bytes
+        """Seal the open shard once its records reach this many bytes."""
+        self._ordinals = itertools.count(1)
+        self._records: list[bytes] = []
+        self._open_bytes = 0
+        self.sealed_through = 0
+        """The highest shard number on disk (0 before the first seal)."""
+        self._dir_fd: int | None = None
+
+    @classmethod
+    def create(
+        cls, bundle_dir: Path, *, seal_bytes: int = DEFAULT_SEAL_BYTES
+    ) -> PayloadShardWriter:
+        """Create the bundle's ``payloads`` directory (owner-only) and a writer for it.
+
+        Raises:
+            OSError: The directory could not be created.
+        """
+        directory = bundle_dir / PAYLOADS_DIR_NAME
+        make_private_dir(directory)
+        return cls(directory, seal_bytes=seal_bytes)
+
+    @property
+    def open_shard(self) -> int:
+        """The number of the shard records are added to now."""
+        return self.sealed_through + 1
+
+    @property
+    def open_bytes(self) -> int:
+        """Bytes of the records in the open shard (not yet on disk)."""
+        return self._open_bytes
+
+    def new_id(self) -> str:
+        """Number the next payload: ``raw_payload:<n>``, ``n`` from 1 in call order."""
+        return _ID_PREFIX + str(next(self._ordinals))
+
+    def add(
+        self,
+        payload_id: str,
+        kind: PayloadKind,
+        body: bytes,
+        *,
+        parts: list[RawPayloadRef] | msgspec.UnsetType = msgspec.UNSET,
+        capture: PayloadCapture | msgspec.UnsetType = msgspec.UNSET,
+    ) -> RawPayloadRef:
+        """Add ``body`` as the record of ``payload_id`` to the open shard and return its ref.
+
+        Seals nothing: the caller seals (``open_bytes`` against ``seal_bytes``).
+        """
+        record = encode_record(payload_id, body)
+        self._records.append(record)
+        self._open_bytes += len(record)
+        return RawPayloadRef(
+            raw_payload_id=payload_id,
+            kind=PAYLOAD_KINDS[kind],
+            shard=self.open_shard,
+            capture=capture,
+            parts=parts,
+        )
+
+    @staticmethod
+    def omitted(
+        payload_id: str,
+        kind: PayloadKind,
+        original_bytes: int,
+        *,
+        parts: list[RawPayloadRef] | msgspec.UnsetType = msgspec.UNSET,
+    ) -> RawPayloadRef:
+        """The ref of a payload left out by a size limit: no shard, an ``omitted`` capture."""
+        return RawPayloadRef(
+            raw_payload_id=payload_id,
+            kind=PAYLOAD_KINDS[kind],
+            shard=None,
+            capture=PayloadCapture(status=CaptureStatus.OMITTED, original_bytes=original_bytes),
+            parts=parts,
+        )
+
+    def seal(self) -> int:
+        """Write the open shard whole (if it holds a record) and open the next.
+
+        Returns the compressed size written (0 when there was nothing to seal).
+
+        Raises:
+            OSError: The shard could not be written; its records stay open.
+        """
+        if not self._records:
+            return 0
+        frame = compress_shard(self._records)
+        if self._dir_fd is None:
+            self._dir_fd = open_dir(self.directory)
+        write_whole(shard_name(self.open_shard), frame, dir_fd=self._dir_fd)
+        self._records = []
+        self._open_bytes = 0
+        self.sealed_through += 1
+        return len(frame)
+
+    def close(self) -> None:
+        """Close the directory descriptor (the open shard is not sealed). Idempotent."""
         fd, self._dir_fd = self._dir_fd, None
         if fd is not None:
             try:

@@ -7,10 +7,17 @@ is whole or absent, and it exists before the event that refers to it is appended
 (the payload store, ``_payloads``, numbers and writes them).
 The first I/O failure stops the writer: the bundle stays valid up to that point, the
 failure is logged once, and every later call is a cheap no-op.
+
+Schema 3 (Codex 0.171.0) packs payloads as records into zstd shards instead
+(``_payloads.PayloadShardWriter``). A shard is sealed (written whole) on :meth:`flush`,
+:meth:`close` and when its records reach a size, and an event is appended to
+``trace.jsonl`` only once every shard its refs name is on disk: until then it waits, and
+every event after it waits behind it, in order (its ``seq`` is already fixed).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -22,24 +29,38 @@ from typing import Any
 import msgspec
 
 from otel_rollout._bundle._files import FILE_MODE, make_private_dir, write_whole
-from otel_rollout._bundle._json import encode_line, encode_pretty
+from otel_rollout._bundle._json import encode_compact, encode_line, encode_pretty
 from otel_rollout._bundle._models import (
     MANIFEST_FILE_NAME,
     RAW_EVENT_LOG_FILE_NAME,
+    SCHEMA_2,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     PayloadKind,
     RawPayloadRef,
     RawTraceEvent,
     RawTraceEventPayload,
     TraceBundleManifest,
+    payload_refs,
 )
-from otel_rollout._bundle._payloads import PayloadFileWriter
+from otel_rollout._bundle._payloads import (
+    DEFAULT_SEAL_BYTES,
+    PayloadFileWriter,
+    PayloadShardWriter,
+)
+from otel_rollout._bundle._prompts import split_prompt
 
 logger = logging.getLogger(__name__)
 
-_DRAFT_HEAD = b'{"schema_version":%d,"seq":0,"wall_time_unix_ms":0' % SCHEMA_VERSION
-"""How an event line drafted with ``seq`` and ``wall_time_unix_ms`` 0 starts."""
-_LINE_HEAD = b'{"schema_version":%d,"seq":%%d,"wall_time_unix_ms":%%d' % SCHEMA_VERSION
+_DRAFT_HEADS = {
+    version: b'{"schema_version":%d,"seq":0,"wall_time_unix_ms":0' % version
+    for version in SCHEMA_VERSIONS
+}
+"""How an event line drafted with ``seq`` and ``wall_time_unix_ms`` 0 starts, by schema."""
+_LINE_HEADS = {
+    version: b'{"schema_version":%d,"seq":%%d,"wall_time_unix_ms":%%d' % version
+    for version in SCHEMA_VERSIONS
+}
 
 
 def bundle_dir_name(trace_id: str, root_thread_id: str) -> str:
@@ -53,7 +74,7 @@ def unix_ms() -> int:
 
 
 class BundleWriter:
-    """Appends raw events and payload files to one trace bundle.
+    """Appends raw events and payloads to one trace bundle.
 
     Create one with :meth:`create`. Every method is thread-safe and never raises an
     ``OSError``: a failed write stops the writer (see :attr:`failure`) and returns
@@ -65,13 +86,20 @@ class BundleWriter:
         bundle_dir: Path,
         manifest: TraceBundleManifest,
         log_fd: int,
-        payloads: PayloadFileWriter,
+        payloads: PayloadFileWriter | PayloadShardWriter,
     ) -> None:
         """Wrap an open bundle; use :meth:`create` instead."""
         self.bundle_dir = bundle_dir
         self.manifest = manifest
-        self.payloads = payloads
-        """Numbers and writes the payload files (also used directly by the live recorder)."""
+        self.schema_version = manifest.schema_version
+        self._files = payloads if isinstance(payloads, PayloadFileWriter) else None
+        self._shards = payloads if isinstance(payloads, PayloadShardWriter) else None
+        self._waiting: collections.deque[tuple[int, bytes]] = collections.deque()
+        """Schema 3: ``(highest shard named, line)`` of each event waiting for a seal, in order."""
+        self._prompt_items: dict[str | None, dict[bytes, RawPayloadRef]] = {}
+        """Schema 3: per thread, the ``model_item`` ref of each input item already written."""
+        self._draft_head = _DRAFT_HEADS[self.schema_version]
+        self._line_head = _LINE_HEADS[self.schema_version]
         self._log_fd: int | None = log_fd
         self._lock = threading.Lock()
         self._next_seq = 1
@@ -89,6 +117,8 @@ class BundleWriter:
         trace_id: str | None = None,
         rollout_id: str | None = None,
         started_at_unix_ms: int | None = None,
+        schema_version: int = SCHEMA_VERSION,
+        seal_bytes: int = DEFAULT_SEAL_BYTES,
     ) -> BundleWriter:
         """Create ``<root>/trace-<trace_id>-<root_thread_id>/`` and its manifest.
 
@@ -98,13 +128,21 @@ class BundleWriter:
             trace_id: The bundle's trace id (a UUID); a fresh UUIDv4 by default.
             rollout_id: Defaults to ``root_thread_id``, as Codex writes it.
             started_at_unix_ms: Defaults to now.
+            schema_version: 2 (payload files, Codex 0.169.0/0.170.0) or 3 (zstd
+                shards, Codex 0.171.0).
+            seal_bytes: Schema 3: seal the open shard once its records reach this size.
 
         Raises:
+            ValueError: ``schema_version`` is not one this package writes.
             OSError: The directory, manifest or event log could not be created.
         """
+        if schema_version not in SCHEMA_VERSIONS:
+            raise ValueError(
+                f"schema_version must be one of {SCHEMA_VERSIONS}, not {schema_version!r}"
+            )
         trace_id = trace_id or str(uuid.uuid4())
         manifest = TraceBundleManifest(
-            schema_version=SCHEMA_VERSION,
+            schema_version=schema_version,
             trace_id=trace_id,
             rollout_id=rollout_id or root_thread_id,
             root_thread_id=root_thread_id,
@@ -113,7 +151,11 @@ class BundleWriter:
         bundle_dir = Path(root) / bundle_dir_name(trace_id, root_thread_id)
         Path(root).mkdir(parents=True, exist_ok=True)
         make_private_dir(bundle_dir)
-        payloads = PayloadFileWriter.create(bundle_dir)
+        payloads: PayloadFileWriter | PayloadShardWriter
+        if schema_version == SCHEMA_2:
+            payloads = PayloadFileWriter.create(bundle_dir)
+        else:
+            payloads = PayloadShardWriter.create(bundle_dir, seal_bytes=seal_bytes)
         write_whole(os.fspath(bundle_dir / MANIFEST_FILE_NAME), encode_pretty(manifest))
         log_fd = os.open(
             bundle_dir / RAW_EVENT_LOG_FILE_NAME,
@@ -123,6 +165,17 @@ class BundleWriter:
         return cls(bundle_dir, manifest, log_fd, payloads)
 
     @property
+    def payloads(self) -> PayloadFileWriter:
+        """Schema 2: numbers and writes the payload files (also used directly by the live recorder).
+
+        Raises:
+            TypeError: The bundle is schema 3 (its payloads go through :meth:`write_payload`).
+        """
+        if self._files is None:
+            raise TypeError("a schema 3 bundle writes its payloads through write_payload()")
+        return self._files
+
+    @property
     def is_active(self) -> bool:
         """Whether the writer still accepts events (not failed, closed or forked)."""
         return self._log_fd is not None and self.failure is None and self._pid == os.getpid()
@@ -130,34 +183,83 @@ class BundleWriter:
     @property
     def events_written(self) -> int:
         """How many events reached ``trace.jsonl``."""
-        return self._next_seq - 1
+        return self._next_seq - 1 - len(self._waiting)
 
-    def write_payload(self, kind: PayloadKind, value: Any) -> RawPayloadRef | None:
-        """Write ``value`` as the next payload file and return its reference.
+    def write_payload(
+        self,
+        kind: PayloadKind,
+        value: Any,
+        *,
+        parts: list[RawPayloadRef] | None = None,
+    ) -> RawPayloadRef | None:
+        """Write ``value`` as the next payload and return its reference.
 
-        The file is complete (written to a temporary name, then renamed) before this
-        returns, so an event appended afterwards never refers to a partial file.
+        Schema 2: a payload file, complete (written to a temporary name, then renamed)
+        before this returns, so an event appended afterwards never refers to a partial
+        file. Schema 3: a record (compact JSON) of the open shard, with ``parts`` (refs
+        written before) if given; an event naming it waits until the shard is sealed.
         Returns ``None`` when the writer is stopped, the write fails (which stops the
         writer) or ``value`` is not JSON-serializable (logged, the writer carries on).
         """
         if not self.is_active:
             return None
         try:
-            body = encode_pretty(value)
+            body = encode_pretty(value) if self._shards is None else encode_compact(value)
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
             return None
+        if self._shards is not None:
+            with self._lock:
+                return self._add_record(kind, body, parts)
+        assert self._files is not None
         with self._lock:
             if not self.is_active:
                 return None
-            ref = self.payloads.new_ref(kind)
+            ref = self._files.new_ref(kind)
         try:
-            self.payloads.write(ref, body)
+            self._files.write(ref, body)
         except OSError as error:
             with self._lock:
                 self._stop(error)
             return None
         return ref
+
+    def write_prepared_prompt(
+        self, thread_id: str | None, prompt: dict[str, Any]
+    ) -> RawPayloadRef | None:
+        """Schema 3: write ``prompt`` as a ``prepared_prompt`` payload and return its ref.
+
+        Each of ``prompt["input"]``'s items becomes a ``model_item`` part, written once
+        per thread (an item already written for ``thread_id`` reuses its ref); the
+        payload is the array of string fragments around them (``_prompts``). Returns
+        ``None`` as :meth:`write_payload` does.
+
+        Raises:
+            TypeError: The bundle is schema 2.
+        """
+        if self._shards is None:
+            raise TypeError("prepared prompts exist in schema 3 only")
+        if not self.is_active:
+            return None
+        try:
+            fragments, items = split_prompt(prompt)
+            item_bodies = [encode_compact(item) for item in items]
+            fragments_body = encode_compact(fragments)
+        except (TypeError, ValueError, OverflowError) as error:
+            logger.warning("rollout trace: prepared prompt is not JSON: %s", error)
+            return None
+        with self._lock:
+            known = self._prompt_items.setdefault(thread_id, {})
+            parts: list[RawPayloadRef] = []
+            for item_body in item_bodies:
+                ref = known.get(item_body)
+                if ref is None:
+                    ref = self._add_record(PayloadKind.MODEL_ITEM, item_body, None)
+                    if ref is None:
+                        return None
+                    known[item_body] = ref
+                parts.append(ref)
+            return self._add_record(PayloadKind.PREPARED_PROMPT, fragments_body, parts)
 
     def append(
         self,
@@ -175,12 +277,14 @@ class BundleWriter:
         descriptor. Returns ``None`` when the writer is stopped or the write fails
         (which stops the writer); a failed append consumes no ``seq`` and leaves no
         partial line behind. An event that cannot be encoded is refused (logged,
-        ``None``) without stopping the writer.
+        ``None``) without stopping the writer. Schema 3: an event naming a shard not
+        yet sealed (or behind one that does) waits, with its ``seq``, for
+        :meth:`flush` or the seal that makes it ready.
         """
         if not self.is_active:
             return None
         draft = RawTraceEvent(
-            schema_version=SCHEMA_VERSION,
+            schema_version=self.schema_version,
             seq=0,
             wall_time_unix_ms=0,
             rollout_id=self.manifest.rollout_id,
@@ -193,30 +297,48 @@ class BundleWriter:
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: event %s is not JSON: %s", type(payload).__name__, error)
             return None
-        tail = memoryview(encoded)[len(_DRAFT_HEAD) :]
+        tail = memoryview(encoded)[len(self._draft_head) :]
+        needs = 0 if self._shards is None else _highest_shard(payload)
         with self._lock:
             if not self.is_active:
                 return None
             seq = self._next_seq
             wall_time = unix_ms() if wall_time_unix_ms is None else wall_time_unix_ms
-            line = _LINE_HEAD % (seq, wall_time) + tail
-            assert self._log_fd is not None
-            try:
-                _write_all(self._log_fd, line)
-            except OSError as error:
-                self._undo_partial_line()
-                self._stop(error)
+            line = self._line_head % (seq, wall_time) + tail
+            if self._shards is not None and (self._waiting or needs > self._shards.sealed_through):
+                self._waiting.append((needs, line))
+                self._next_seq = seq + 1
+            elif not self._write_line(line):
                 return None
-            self._log_size += len(line)
-            self._next_seq = seq + 1
+            else:
+                self._next_seq = seq + 1
         return msgspec.structs.replace(draft, seq=seq, wall_time_unix_ms=wall_time)
 
+    def flush(self) -> bool:
+        """Schema 3: seal the open shard and append every waiting event. A no-op for schema 2.
+
+        Returns whether the writer is still healthy.
+        """
+        if self._shards is None:
+            return self.failure is None
+        with self._lock:
+            if self.is_active:
+                self._seal()
+            return self.failure is None
+
     def close(self) -> None:
-        """Close the event log and the payloads directory; later calls are no-ops. Idempotent."""
+        """Flush, then close the event log and the payloads directory; later calls are no-ops.
+
+        Idempotent.
+        """
+        self.flush()
         with self._lock:
             fd, self._log_fd = self._log_fd, None
         if fd is not None and self._pid == os.getpid():
-            self.payloads.close()
+            if self._files is not None:
+                self._files.close()
+            if self._shards is not None:
+                self._shards.close()
             try:
                 os.close(fd)
             except OSError as error:
@@ -229,6 +351,48 @@ class BundleWriter:
     def __exit__(self, *exc_info: object) -> None:
         """Close the writer."""
         self.close()
+
+    def _add_record(
+        self, kind: PayloadKind, body: bytes, parts: list[RawPayloadRef] | None
+    ) -> RawPayloadRef | None:
+        """Schema 3: add one record to the open shard, sealing it once full (lock held)."""
+        shards = self._shards
+        assert shards is not None
+        if not self.is_active:
+            return None
+        ref = shards.add(
+            shards.new_id(), kind, body, parts=msgspec.UNSET if parts is None else parts
+        )
+        if shards.open_bytes >= shards.seal_bytes:
+            self._seal()
+        return ref
+
+    def _seal(self) -> None:
+        """Schema 3: seal the open shard, then append the events now ready (lock held)."""
+        shards = self._shards
+        assert shards is not None
+        try:
+            shards.seal()
+        except OSError as error:
+            self._stop(error)
+            return
+        ready = shards.sealed_through
+        while self._waiting and self._waiting[0][0] <= ready:
+            _, line = self._waiting.popleft()
+            if not self._write_line(line):
+                return
+
+    def _write_line(self, line: bytes) -> bool:
+        """Write one whole event line; on failure cut it back and stop (lock held)."""
+        assert self._log_fd is not None
+        try:
+            _write_all(self._log_fd, line)
+        except OSError as error:
+            self._undo_partial_line()
+            self._stop(error)
+            return False
+        self._log_size += len(line)
+        return True
 
     def _undo_partial_line(self) -> None:
         """Cut the event log back to its last whole line after a failed write (lock held)."""
@@ -247,9 +411,23 @@ class BundleWriter:
                 "rollout trace: writing bundle %s failed, recording stopped "
                 "(the bundle is valid up to event %d): %s",
                 self.bundle_dir,
-                self._next_seq - 1,
+                self.events_written,
                 error,
             )
+            self._waiting.clear()
+
+
+def _highest_shard(payload: RawTraceEventPayload) -> int:
+    """The highest shard number any payload ref of ``payload`` (or its parts) names; 0 if none."""
+    highest = 0
+    stack = payload_refs(payload)
+    while stack:
+        ref = stack.pop()
+        if isinstance(ref.shard, int) and ref.shard > highest:
+            highest = ref.shard
+        if isinstance(ref.parts, list):
+            stack.extend(ref.parts)
+    return highest
 
 
 def _write_all(fd: int, data: bytes) -> None:
