@@ -19,7 +19,7 @@ CODEX_SCHEMA_3: Final = "0.171.0"
 CODEX_BY_SCHEMA: Final = {2: CODEX_SCHEMA_2, 3: CODEX_SCHEMA_3}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def find_codex(version: str = CODEX_SCHEMA_2) -> Path:
     """Run ``scripts/get-codex`` for ``version`` and return the binary's path.
 

@@ -514,7 +514,7 @@ def reduce_checkpoint(
     """Install a compaction checkpoint: (input ids, marker id, replacement ids)."""
     payload = state.read_payload(payload_ref)
     pid = payload_ref.raw_payload_id
-    histories = []
+    histories: list[list[Any]] = []
     for key in ("input_history", "replacement_history"):
         if payload is None:  # a size limit cut the checkpoint
             histories.append([])

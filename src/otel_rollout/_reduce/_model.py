@@ -9,9 +9,8 @@ whose keys :func:`~otel_rollout._reduce.reduce_bundle` sorts, as Codex's ``BTree
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
 import enum
+from typing import TypeAlias
 
 import msgspec
 from msgspec import UNSET, UnsetType

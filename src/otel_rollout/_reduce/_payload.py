@@ -43,9 +43,7 @@ def unavailable_id(value: Any) -> str | None:
     return None
 
 
-def read_value(
-    store: PayloadStore, ref: RawPayloadRef, decoder: msgspec.json.Decoder[Any]
-) -> Any:
+def read_value(store: PayloadStore, ref: RawPayloadRef, decoder: msgspec.json.Decoder[Any]) -> Any:
     """The JSON value of payload ``ref``; ``None`` if a size limit cut it.
 
     Raises:

@@ -311,9 +311,7 @@ def _tool_ended(state: ReducerState, event: RawTraceEvent, p: ToolCallEnded) -> 
     )
 
 
-def _wait_target(
-    state: ReducerState, event: RawTraceEvent, p: CodeCellWaitTargetResolved
-) -> None:
+def _wait_target(state: ReducerState, event: RawTraceEvent, p: CodeCellWaitTargetResolved) -> None:
     _code_cells.resolve_wait_target(state, event.thread_id, p.tool_call_id, p.runtime_cell_id)
 
 

@@ -262,7 +262,12 @@ class ReducerState:
 
 
 def new_trace(
-    *, schema_version: int, trace_id: str, rollout_id: str, root_thread_id: str, started_at_unix_ms: int
+    *,
+    schema_version: int,
+    trace_id: str,
+    rollout_id: str,
+    root_thread_id: str,
+    started_at_unix_ms: int,
 ) -> RolloutTrace:
     """Return an empty trace initialized from the manifest."""
     return RolloutTrace(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from otel_rollout._bundle._models import (
-    CodeCellRequester as RawCodeCellRequester,
-)
-from otel_rollout._bundle._models import (
     SCHEMA_2,
     ExecutionStatus,
     RawPayloadRef,
@@ -13,6 +10,9 @@ from otel_rollout._bundle._models import (
     ToolCallRuntimeEnded,
     ToolCallRuntimeStarted,
     ToolCallStarted,
+)
+from otel_rollout._bundle._models import (
+    CodeCellRequester as RawCodeCellRequester,
 )
 from otel_rollout._reduce import _code_cells, _edges, _terminals
 from otel_rollout._reduce._model import (
