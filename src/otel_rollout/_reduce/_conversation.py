@@ -217,6 +217,8 @@ def sighted(
     elif item_id in state.receipts and not body_matches(existing.body.parts, item.parts):
         existing.body.parts = list(item.parts)
         _edges.forget_delivery(state, existing.thread_id, item_id)
+    elif item_id in state.floating_outputs and existing.body.parts != item.parts:
+        existing.body.parts = list(item.parts)  # schema 3: as the first request carries it
     if existing.responses_item_id is None and item.responses_item_id is not None:
         existing.responses_item_id = item.responses_item_id
         state.items_by_responses_id.setdefault(
@@ -268,7 +270,10 @@ def _receipt(
         if (
             candidate in state.receipts
             and candidate not in used
-            and conversation[candidate].codex_turn_id == turn_id
+            and (
+                conversation[candidate].codex_turn_id == turn_id
+                or candidate in state.floating_outputs  # schema 3: from any turn
+            )
         ):
             return candidate
     return None
@@ -534,7 +539,7 @@ def reduce_checkpoint(
     replacement_ids = reconcile_detached(
         state, replacement_items, thread_id, turn_id, wall, producer, None
     )
-    state.append_thread_items(thread_id, input_ids)
+    state.merge_request_items(thread_id, input_ids)
     state.append_thread_items(thread_id, [marker_id])
     state.append_thread_items(thread_id, replacement_ids)
     state.history_items.update(input_ids)

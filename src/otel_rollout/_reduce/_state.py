@@ -221,9 +221,9 @@ class ReducerState:
     def merge_request_items(self, thread_id: str, item_ids: list[str]) -> None:
         """Add a request's items to its thread's conversation, each once, in order.
 
-        Schema 3: an item new to the thread that the request puts before a tool output
-        accepted earlier (and carried by no request yet) goes just before that output,
-        as 0.171.0 orders a call whose response a size limit cut.
+        Schema 3: an item new to the thread that the request (or checkpoint) puts before a
+        tool output accepted earlier and carried by nothing yet goes just before the first
+        such output after it, as 0.171.0 orders them.
         """
         floating = self.floating_outputs
         if not floating:
@@ -236,9 +236,7 @@ class ReducerState:
         for item_id in reversed(item_ids):
             if item_id in floating:
                 before = item_id
-            elif item_id in seen:
-                before = None
-            elif before is not None:
+            elif item_id not in seen and before is not None:
                 targets[item_id] = before
         for item_id in item_ids:
             floating.discard(item_id)
