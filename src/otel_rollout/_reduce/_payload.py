@@ -61,9 +61,7 @@ def read_value(store: PayloadStore, ref: RawPayloadRef, decoder: msgspec.json.De
     try:
         return decoder.decode(text)
     except msgspec.DecodeError as error:
-        raise PayloadReadError(
-            f"payload {ref.raw_payload_id}: assembled parts are not JSON: {error}"
-        ) from None
+        raise PayloadReadError(f"assembled parts are not JSON: {error}") from None
 
 
 def _assembled_text(store: PayloadStore, ref: RawPayloadRef) -> bytes:
@@ -74,10 +72,10 @@ def _assembled_text(store: PayloadStore, ref: RawPayloadRef) -> bytes:
         fragments = _fragments.decode(store.read(ref))
     except (ValueError, msgspec.DecodeError) as error:
         raise PayloadReadError(
-            f"payload {ref.raw_payload_id}: fragments are not a JSON array of strings: {error}"
+            f"fragments of {ref.raw_payload_id} are not a JSON array of strings: {error}"
         ) from None
     if len(fragments) != len(parts) + 1:
-        raise PayloadReadError(f"payload {ref.raw_payload_id}: invalid payload fragment count")
+        raise PayloadReadError(f"invalid payload fragment count in {ref.raw_payload_id}")
     pieces: list[bytes] = [fragments[0].encode()]
     for part, fragment in zip(parts, fragments[1:], strict=True):
         pieces.append(_part_text(store, part))
