@@ -1,4 +1,5 @@
-"""The reducer reproduces Codex 0.169.0's state.json byte for byte on every real fixture bundle."""
+"""The reducer reproduces Codex's state.json byte for byte on every real fixture bundle: 0.169.0's
+for schema 2, 0.171.0's for schema 3."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from otel_rollout import RolloutTrace, reduce_bundle, write_state
+from otel_rollout import BundleError, RolloutTrace, reduce_bundle, write_state
+from otel_rollout._bundle._shards import (
+    compress_shard,
+    decompress_shard,
+    encode_record,
+    iter_records,
+    shard_name,
+)
 from otel_rollout._reduce import encode_state
 from otel_rollout.cli import main
 from support.codex import codex_reduce
@@ -26,19 +34,44 @@ BUNDLES = sorted(
 )
 
 
+SCHEMA_3_BUNDLES = sorted(
+    path
+    for corpus in ("codex-0.171.0", "codex-0.171.0-limits")
+    for path in (FIXTURES / corpus).glob("*/trace-*")
+    if path.is_dir()
+)
+
+
 def _id(bundle: Path) -> str:
     return f"{bundle.parent.parent.name}/{bundle.parent.name}"
 
 
-def test_all_twelve_fixtures_are_found() -> None:
+def test_all_fixtures_are_found() -> None:
     assert len(BUNDLES) == 12
+    assert len(SCHEMA_3_BUNDLES) == 13
 
 
-@pytest.mark.parametrize("bundle", BUNDLES, ids=_id)
+@pytest.mark.parametrize("bundle", BUNDLES + SCHEMA_3_BUNDLES, ids=_id)
 def test_state_is_byte_identical_to_codex(bundle: Path) -> None:
     trace = reduce_bundle(bundle)
     assert isinstance(trace, RolloutTrace)
     assert encode_state(trace) == (bundle / "state.json").read_bytes()
+
+
+def test_schema_3_fields_of_the_fixtures() -> None:
+    """What 0.171.0 changed, seen in its own state.json (guards the fixtures' coverage)."""
+    by_name = {bundle.parent.name: reduce_bundle(bundle) for bundle in SCHEMA_3_BUNDLES}
+    statuses = {name: trace.recording_status for name, trace in by_name.items()}
+    assert statuses["plain_max_payload_1000"] == "closed_with_partial_payloads"
+    assert statuses["tool_call"] == "complete"
+    waits = by_name["code_mode_yield_wait"]
+    assert waits.tool_calls["call_wait_2"].resolved_wait_runtime_cell_id == "1"
+    assert waits.code_cells["code_cell:call_cell_1"].wait_tool_call_ids == ["call_wait_2"]
+    assert all(
+        isinstance(call.prepared_prompt_payload_id, str)
+        for trace in by_name.values()
+        for call in trace.inference_calls.values()
+    )
 
 
 def test_cli_writes_state_and_prints_its_path(
@@ -261,3 +294,290 @@ def test_edited_fixture_matches_codex(
     done = codex_reduce(codex_bin, bundle, tmp_path / "codex.json")
     assert done.returncode == 0, done.stderr
     assert encode_state(reduce_bundle(bundle)) == (tmp_path / "codex.json").read_bytes()
+
+
+# --- schema 3: edited 0.171.0 fixtures, each checked against the 0.171.0 binary ---
+
+SMALL_3 = FIXTURES / "codex-0.171.0"
+
+
+class Shards:
+    """A copy of a schema 3 fixture whose events and payload records a case may change."""
+
+    def __init__(self, root: Path, scenario: str) -> None:
+        source = next((SMALL_3 / scenario).glob("trace-*"))
+        self.root = root / source.name
+        shutil.copytree(source, self.root)
+        (self.root / "state.json").unlink()
+        self.lines: list[dict[str, Any]] = [
+            json.loads(line) for line in (self.root / "trace.jsonl").read_text().splitlines()
+        ]
+        self.records: dict[int, dict[str, bytes]] = {}
+        for path in sorted((self.root / "payloads").glob("*.zst")):
+            data = decompress_shard(path.read_bytes())
+            self.records[int(path.stem)] = {
+                ident: data[offset : offset + length]
+                for ident, offset, length in iter_records(data)
+            }
+
+    def events(self, event_type: str) -> list[dict[str, Any]]:
+        return [line["payload"] for line in self.lines if line["payload"]["type"] == event_type]
+
+    def body(self, payload_id: str) -> bytes:
+        return next(r[payload_id] for r in self.records.values() if payload_id in r)
+
+    def set_body(self, payload_id: str, body: bytes, shard: int = 1) -> None:
+        for records in self.records.values():
+            if payload_id in records:
+                records[payload_id] = body
+                return
+        self.records.setdefault(shard, {})[payload_id] = body
+
+    def cut(self, ref: dict[str, Any], how: str) -> None:
+        """Cut a payload as a size limit does: ``omitted`` or ``truncated`` (20 bytes kept)."""
+        body = self.body(ref["raw_payload_id"])
+        capture: dict[str, Any] = {"status": how, "original_bytes": len(body)}
+        if how == "omitted":
+            for records in self.records.values():
+                records.pop(ref["raw_payload_id"], None)
+            ref["shard"] = None
+        else:
+            self.set_body(ref["raw_payload_id"], body[:20])
+            capture["retained_bytes"] = 20
+        ref["capture"] = capture
+
+    def split(self, ref: dict[str, Any], key: str, part_id: str, how: str | None) -> None:
+        """Split the string after ``key`` out of ``ref``'s body into a ``content_value`` part."""
+        text = self.body(ref["raw_payload_id"]).decode()
+        start = text.index(key) + len(key)
+        end = json.JSONDecoder().raw_decode(text, start)[1]
+        self.set_body(ref["raw_payload_id"], json.dumps([text[:start], text[end:]]).encode())
+        part: dict[str, Any] = {
+            "raw_payload_id": part_id,
+            "kind": {"type": "content_value"},
+            "shard": 1,
+        }
+        self.set_body(part_id, text[start:end].encode())
+        if how is not None:
+            self.cut(part, how)
+        ref["parts"] = [part]
+
+    def save(self) -> Path:
+        for seq, line in enumerate(self.lines, start=1):
+            line["seq"] = seq
+        (self.root / "trace.jsonl").write_text(
+            "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in self.lines)
+        )
+        for path in (self.root / "payloads").glob("*.zst"):
+            path.unlink()
+        for number, records in self.records.items():
+            frame = compress_shard(encode_record(i, body) for i, body in records.items())
+            (self.root / "payloads" / shard_name(number)).write_bytes(frame)
+        return self.root
+
+
+def _cut(event_type: str, field: str, how: str, index: int = 0) -> Callable[[Shards], None]:
+    def edit(bundle: Shards) -> None:
+        events = [event for event in bundle.events(event_type) if event.get(field)]
+        bundle.cut(events[index][field], how)
+
+    return edit
+
+
+def _split(event_type: str, field: str, key: str, how: str | None, index: int = 0) -> Any:
+    def edit(bundle: Shards) -> None:
+        events = [event for event in bundle.events(event_type) if event.get(field)]
+        bundle.split(events[index][field], key, "raw_payload:900", how)
+
+    return edit
+
+
+def _unclosed(bundle: Shards) -> None:
+    del bundle.lines[-2:]
+
+
+def _no_wait_target(bundle: Shards) -> None:
+    bundle.lines[:] = [
+        line for line in bundle.lines if line["payload"]["type"] != "code_cell_wait_target_resolved"
+    ]
+
+
+def _cut_and_unclosed(bundle: Shards) -> None:
+    _cut("protocol_event_observed", "event_payload", "omitted", -1)(bundle)
+    del bundle.lines[-1]
+
+
+EDITS_3 = [
+    ("unclosed", "plain", _unclosed),
+    ("cut-but-unclosed-is-unclosed", "tool_call", _cut_and_unclosed),
+    (
+        "cut-protocol-event-is-partial",
+        "tool_call",
+        _cut("protocol_event_observed", "event_payload", "omitted", -1),
+    ),
+    ("no-wait-target-no-wait-link", "code_mode_yield_wait", _no_wait_target),
+    ("cut-request", "tool_call", _cut("inference_started", "request_payload", "omitted", 1)),
+    ("cut-response", "tool_call", _cut("inference_completed", "response_payload", "omitted")),
+    (
+        "truncated-response",
+        "tool_call",
+        _cut("inference_completed", "response_payload", "truncated"),
+    ),
+    (
+        "cut-partial-response",
+        "inference_retry",
+        _cut("inference_failed", "partial_response_payload", "omitted"),
+    ),
+    ("cut-metadata", "tool_call", _cut("thread_started", "metadata_payload", "omitted")),
+    ("cut-invocation", "tool_call", _cut("tool_call_started", "invocation_payload", "omitted")),
+    (
+        "cut-runtime-start",
+        "tool_call",
+        _cut("tool_call_runtime_started", "runtime_payload", "truncated"),
+    ),
+    ("cut-runtime-end", "tool_call", _cut("tool_call_runtime_ended", "runtime_payload", "omitted")),
+    ("cut-result", "tool_call", _cut("tool_call_ended", "result_payload", "omitted")),
+    (
+        "cut-tool-output",
+        "tool_call",
+        _cut("history_item_accepted", "tool_output_payload", "omitted"),
+    ),
+    (
+        "cut-stdin-invocation",
+        "terminal_write_stdin",
+        _cut("tool_call_started", "invocation_payload", "omitted", 1),
+    ),
+    (
+        "cut-stdin-result",
+        "terminal_write_stdin",
+        _cut("tool_call_ended", "result_payload", "truncated", 1),
+    ),
+    (
+        "cut-checkpoint",
+        "compact_remote_manual",
+        _cut("compaction_installed", "checkpoint_payload", "omitted"),
+    ),
+    (
+        "cut-compaction-request",
+        "compact_remote_manual",
+        _cut("compaction_request_started", "request_payload", "omitted"),
+    ),
+    (
+        "cut-agent-message",
+        "multi_agent_v2_spawn",
+        _cut("history_item_accepted", "agent_message_payload", "omitted"),
+    ),
+    (
+        "cut-agent-runtime-end",
+        "multi_agent_v2_spawn",
+        _cut("tool_call_runtime_ended", "runtime_payload", "omitted"),
+    ),
+    (
+        "cut-agent-invocation",
+        "multi_agent_v2_spawn",
+        _cut("tool_call_started", "invocation_payload", "truncated"),
+    ),
+    (
+        "cut-agent-result",
+        "multi_agent_v2_spawn",
+        _cut("agent_result_observed", "carried_payload", "omitted"),
+    ),
+    ("cut-cell-response", "code_mode_cell", _cut("code_cell_ended", "response_payload", "omitted")),
+    (
+        "whole-part-is-inlined",
+        "tool_call",
+        _split("inference_completed", "response_payload", '"arguments":', None),
+    ),
+    (
+        "cut-text-part-is-a-payload-ref",
+        "tool_call",
+        _split("inference_completed", "response_payload", '"text":', "truncated", 1),
+    ),
+    (
+        "cut-output-part-is-a-marker",
+        "tool_call",
+        _split("history_item_accepted", "tool_output_payload", '"output":', "omitted"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "edit"), [pytest.param(f, e, id=case) for case, f, e in EDITS_3]
+)
+def test_edited_schema_3_fixture_matches_codex(
+    tmp_path: Path, codex_bin_0171: Path, fixture: str, edit: Callable[[Shards], None]
+) -> None:
+    bundle = Shards(tmp_path, fixture)
+    edit(bundle)
+    bundle.save()
+    done = codex_reduce(codex_bin_0171, bundle.root, tmp_path / "codex.json")
+    assert done.returncode == 0, done.stderr
+    assert encode_state(reduce_bundle(bundle.root)) == (tmp_path / "codex.json").read_bytes()
+
+
+REJECTED_3 = [
+    (
+        "prepared-prompt-not-fragments",
+        lambda b: b.set_body(
+            b.events("inference_started")[0]["prepared_prompt_payload"]["raw_payload_id"],
+            b"garbage",
+        ),
+    ),
+    (
+        "fragment-count",
+        lambda b: b.set_body(
+            b.events("inference_started")[1]["prepared_prompt_payload"]["raw_payload_id"],
+            json.dumps(
+                json.loads(
+                    b.body(
+                        b.events("inference_started")[1]["prepared_prompt_payload"][
+                            "raw_payload_id"
+                        ]
+                    )
+                )[1:]
+            ).encode(),
+        ),
+    ),
+    (
+        "part-not-json",
+        lambda b: b.set_body(
+            b.events("inference_started")[1]["prepared_prompt_payload"]["parts"][-1][
+                "raw_payload_id"
+            ],
+            b"{x",
+        ),
+    ),
+    (
+        "unread-payload-not-json",
+        lambda b: b.set_body(
+            b.events("protocol_event_observed")[-1]["event_payload"]["raw_payload_id"], b"{x"
+        ),
+    ),
+    (
+        "unknown-wait-tool",
+        lambda b: b.lines.insert(
+            -3,
+            {
+                **b.lines[-3],
+                "payload": {
+                    "type": "code_cell_wait_target_resolved",
+                    "tool_call_id": "nobody",
+                    "runtime_cell_id": "1",
+                },
+            },
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("edit", [pytest.param(e, id=case) for case, e in REJECTED_3])
+def test_edited_schema_3_fixture_is_rejected_as_codex_does(
+    tmp_path: Path, codex_bin_0171: Path, edit: Callable[[Shards], None]
+) -> None:
+    bundle = Shards(tmp_path, "tool_call")
+    edit(bundle)
+    bundle.save()
+    done = codex_reduce(codex_bin_0171, bundle.root, tmp_path / "codex.json")
+    assert done.returncode != 0
+    with pytest.raises(BundleError):
+        reduce_bundle(bundle.root)

@@ -419,7 +419,7 @@ def test_cli_json_is_the_tree(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "--json", str(bundle)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == build_tree(load_state("multi_agent_v2_spawn"))
-    assert out["format"] == "otel-rollout.show/1"
+    assert out["format"] == "otel-rollout.show/2"
 
 
 def test_cli_terminal_tree(capsys: pytest.CaptureFixture[str]) -> None:
@@ -559,3 +559,36 @@ def test_prompt_starting_with_a_tag_is_still_the_prompt() -> None:
     prompt["body"]["parts"][0]["text"] = "<div> is never closed in index.html: fix it"
     (turn,) = nodes(build_tree(state), "turn")
     assert turn["input_preview"] == "<div> is never closed in index.html: fix it"
+
+
+# -- schema 3 (Codex 0.171.0): recording_status -----------------------------------------
+
+SCHEMA_3 = {
+    p.parent.parent.name: p.parent for p in FIXTURES.glob("codex-0.171.0*/*/trace-*/state.json")
+}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "status"),
+    [("tool_call", "complete"), ("plain_max_payload_1000", "closed_with_partial_payloads")],
+)
+def test_json_has_the_recording_status_of_a_schema_3_bundle(
+    capsys: pytest.CaptureFixture[str], scenario: str, status: str
+) -> None:
+    assert main(["show", "--json", str(SCHEMA_3[scenario])]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["recording_status"], out["recording_complete"]) == (status, True)
+    assert out["counts"]["threads"] == 1
+
+
+def test_recording_status_is_derived_for_schema_2_and_unclosed_bundles() -> None:
+    state = load_state("plain")
+    assert build_tree(state)["recording_status"] == "complete"
+    state["recording_complete"] = False
+    assert build_tree(state)["recording_status"] == "unclosed"
+    del state["recording_complete"]
+    state["recording_status"] = "unclosed"
+    tree = build_tree(state)
+    assert (tree["recording_status"], tree["recording_complete"]) == ("unclosed", False)
+    del state["recording_status"]
+    assert build_tree(state)["recording_status"] is None

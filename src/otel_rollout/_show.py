@@ -37,7 +37,7 @@ from typing import Any, Final
 Node = dict[str, Any]
 """One node of the tree (plain builtins, JSON-ready)."""
 
-SHOW_FORMAT: Final = "otel-rollout.show/1"
+SHOW_FORMAT: Final = "otel-rollout.show/2"
 """Value of the root node's ``format`` key; bumped when the JSON shape changes."""
 
 DEFAULT_MAX_ITEMS: Final = 20
@@ -228,7 +228,8 @@ class _Builder:
             "duration_ms": _duration(started, ended),
             "trace_id": state.get("trace_id"),
             "root_thread_id": state.get("root_thread_id"),
-            "recording_complete": state.get("recording_complete"),
+            "recording_complete": _recording_complete(state),
+            "recording_status": _recording_status(state),
             "counts": {
                 "threads": len(self.threads),
                 "turns": len(self.turns),
@@ -726,3 +727,23 @@ def _matches(node: Node, only: Sequence[str]) -> bool:
         or (want and str(node["id"]).startswith(want))
         for want in only
     )
+
+
+def _recording_status(state: Mapping[str, Any]) -> str | None:
+    """``recording_status`` of a schema 3 state; for schema 2, from ``recording_complete``."""
+    status = state.get("recording_status")
+    if isinstance(status, str):
+        return status
+    complete = state.get("recording_complete")
+    if isinstance(complete, bool):
+        return "complete" if complete else "unclosed"
+    return None
+
+
+def _recording_complete(state: Mapping[str, Any]) -> bool | None:
+    """Whether ``recording_completed`` was recorded (schema 3: the status is not unclosed)."""
+    complete = state.get("recording_complete")
+    if isinstance(complete, bool):
+        return complete
+    status = state.get("recording_status")
+    return status != "unclosed" if isinstance(status, str) else None

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from otel_rollout._bundle._models import (
     RAW_EVENT_LOG_FILE_NAME,
     AgentResultObserved,
@@ -35,6 +37,7 @@ from otel_rollout._bundle._models import (
     CodeCellRequester,
     CodeCellRuntimeStatus,
     CodeCellStarted,
+    CodeCellWaitTargetResolved,
     CodexTurnEnded,
     CodexTurnStarted,
     CompactionInstalled,
@@ -76,6 +79,7 @@ from otel_rollout._bundle._models import (
     WaitAgentKind,
     WriteStdinKind,
 )
+from otel_rollout._bundle._payloads import DEFAULT_SEAL_BYTES
 from otel_rollout._bundle._writer import BundleWriter
 
 __all__ = ["SyntheticOptions", "generate_bundle"]
@@ -87,6 +91,7 @@ Actor = Generator["Wait | None", None, None]
 """A simulated thread: yields after each step, or a condition to wait for."""
 
 _EPOCH_MS = 1_795_000_000_000
+_OUTPUT_TYPES = frozenset({"function_call_output", "custom_tool_call_output"})
 _MODELS = ("gpt-test", "gpt-5.5-codex", "o4-mini")
 _PROVIDERS = ("fake", "OpenAI", "azure")
 _WORDS = (
@@ -118,6 +123,8 @@ class SyntheticOptions:
         crash: Cut the bundle short, as a crashed process leaves it (no rollout_ended).
         torn_tail: With ``crash``, leave half of the next line after the last newline.
         every_feature: Make every feature appear (used by the oracle test).
+        schema_version: 2 (Codex 0.169.0's format) or 3 (0.171.0's: zstd shards, a prepared
+            prompt per inference, accepted tool outputs with their payload, wait targets).
     """
 
     turns: int | None = None
@@ -130,6 +137,7 @@ class SyntheticOptions:
     crash: bool | None = None
     torn_tail: bool | None = None
     every_feature: bool = False
+    schema_version: int = 2
 
 
 def generate_bundle(root: str | Path, seed: int, options: SyntheticOptions | None = None) -> Path:
@@ -232,12 +240,20 @@ class _Generator:
         self.provider = rng.choice(_PROVIDERS)
         self.cwd = f"/home/user/work/{self._word()}"
         self.root_thread = self._new_thread("/root", None)
+        # Schema 3 draws a shard size (so bundles have several shards); schema 2 bundles
+        # stay what they were for the same seed.
+        seal_bytes = (
+            rng.choice((512, 4096, 1 << 20)) if options.schema_version == 3 else DEFAULT_SEAL_BYTES
+        )
         self.writer = BundleWriter.create(
             root,
             root_thread_id=self.root_thread.thread_id,
             trace_id=self._uuid(),
             started_at_unix_ms=self.now,
+            schema_version=options.schema_version,
+            seal_bytes=seal_bytes,
         )
+        self.schema_3 = options.schema_version == 3
         self.actors: list[list[Any]] = []
         self.children: list[_Thread] = []
         self.shutting_down = False
@@ -245,6 +261,7 @@ class _Generator:
         self.compaction_requests = 0
         self._pending_partial: tuple[_Turn, list[Json]] | None = None
         self.last_agent_text: str | None = None
+        self.prepared: RawPayloadRef | None = None
 
     # --- ids, clock, text ---
 
@@ -292,11 +309,17 @@ class _Generator:
     def _accept(self, turn: _Turn, item: Json) -> None:
         """Emit ``history_item_accepted`` for an item entering the thread's history."""
         agent_ref = None
+        output_ref = None
         if item["type"] == "agent_message":
             body = {**item, "internal_chat_message_metadata_passthrough": {"turn_id": turn.turn_id}}
             agent_ref = self._ref(PayloadKind.PROTOCOL_EVENT, body)
+        elif self.schema_3 and item["type"] in _OUTPUT_TYPES and self.rng.random() < 0.95:
+            body = {**item, "internal_chat_message_metadata_passthrough": {"turn_id": turn.turn_id}}
+            output_ref = self._ref(PayloadKind.PROTOCOL_EVENT, body)
         self._emit(
-            HistoryItemAccepted(item_id=item["id"], agent_message_payload=agent_ref),
+            HistoryItemAccepted(
+                item_id=item["id"], agent_message_payload=agent_ref, tool_output_payload=output_ref
+            ),
             turn.thread,
             turn.turn_id,
         )
@@ -384,8 +407,11 @@ class _Generator:
             "model": thread.model,
             "provider_name": self.provider,
             "approval_policy": "never",
-            "sandbox_policy": "DangerFullAccess",
         }
+        if self.schema_3:
+            metadata["permissions_profile"] = "danger-full-access"
+        else:
+            metadata["sandbox_policy"] = "DangerFullAccess"
         ref: RawPayloadRef | None = self._ref(PayloadKind.SESSION_METADATA, metadata)
         if thread.parent is not None and self.rng.random() < 0.03:
             ref = None
@@ -716,11 +742,27 @@ class _Generator:
             "prompt_cache_key": thread.thread_id,
             "client_metadata": {"thread_id": thread.thread_id, "turn_id": turn.turn_id},
         }
+        prompt_input = body["input"]
         if thread.incremental and thread.last_response is not None:
             response_id, covered = thread.last_response
             body["previous_response_id"] = response_id
             body["input"] = [_request_view(item) for item in thread.history[covered:]]
-        return self._ref(PayloadKind.INFERENCE_REQUEST, body)
+        request = self._ref(PayloadKind.INFERENCE_REQUEST, body)
+        if self.schema_3:
+            self.prepared = self.writer.write_prepared_prompt(
+                thread.thread_id,
+                {
+                    "input": prompt_input,
+                    "tools": body["tools"],
+                    "parallel_tool_calls": True,
+                    "base_instructions": {"text": "You are a coding agent."},
+                    "output_schema": None,
+                    "output_schema_strict": True,
+                    "prompt_cache_ttl": None,
+                    "cyber_access_program": None,
+                },
+            )
+        return request
 
     def _start_inference(self, turn: _Turn, request: RawPayloadRef) -> str:
         call_id = self._uuid()
@@ -732,6 +774,7 @@ class _Generator:
                 model=turn.thread.model,
                 provider_name=self.provider,
                 request_payload=request,
+                prepared_prompt_payload=self.prepared or msgspec.UNSET,
             ),
             turn.thread,
             turn.turn_id,
@@ -1678,6 +1721,12 @@ class _Generator:
         thread = turn.thread
         assert call.cell is not None
         self._dispatch(turn, call, OtherKind(name="wait"))
+        if self.schema_3 and self.rng.random() < 0.9:
+            self._emit(
+                CodeCellWaitTargetResolved(tool_call_id=call.call_id, runtime_cell_id=call.cell),
+                thread,
+                turn.turn_id,
+            )
         yield None
         yield from self._nested_tools(turn, call.cell)
         status = self.rng.choice(

@@ -325,6 +325,22 @@ def link_wait_tool_call(
         push_unique(cell.wait_tool_call_ids, tool_call_id)
 
 
+def resolve_wait_target(
+    state: ReducerState, thread_id: str | None, tool_call_id: str, runtime_cell_id: str
+) -> None:
+    """Schema 3: ``code_cell_wait_target_resolved`` names the cell a ``wait`` call waits on."""
+    tool = state.trace.tool_calls.get(tool_call_id)
+    if tool is None:
+        raise ReduceError(f"code cell wait target referenced unknown tool call {tool_call_id}")
+    tool.resolved_wait_runtime_cell_id = runtime_cell_id
+    cell_id = state.code_cell_ids_by_runtime.get((tool.thread_id, runtime_cell_id))
+    if cell_id is None:
+        return
+    cell = state.trace.code_cells.get(cell_id)
+    if cell is not None:
+        push_unique(cell.wait_tool_call_ids, tool_call_id)
+
+
 def attach_output_item(state: ReducerState, item_id: str, call_id: str) -> None:
     """Link a (re)sighted ``custom_tool_call_output`` item to its cell."""
     cell_id = code_cell_id(call_id)

@@ -28,6 +28,7 @@ from otel_rollout._reduce._model import (
     ProducerRef,
     SummaryPart,
     TextPart,
+    ToolProducer,
 )
 from otel_rollout._reduce._normalize import Normalized, normalize_item, normalize_items, token_usage
 from otel_rollout._reduce._state import ReduceError, ReducerState
@@ -39,6 +40,8 @@ def reduce_request(
 ) -> list[str]:
     """Reconcile an inference request's ``input`` and return the full request item ids."""
     payload = state.read_payload(payload_ref)
+    if payload is None:
+        return []  # schema 3: a size limit cut the request
     pid = payload_ref.raw_payload_id
     if not isinstance(payload, dict) or "input" not in payload:
         raise ReduceError(f"inference request payload {pid} did not contain input")
@@ -62,7 +65,7 @@ def reduce_request(
                 f"previous_response_id {previous_response_id}"
             )
         ids = base + reconcile(state, items, thread_id, turn_id, wall, [], len(base), False, None)
-    state.append_thread_items(thread_id, ids)
+    state.merge_request_items(thread_id, ids)
     state.history_items.update(ids)
     if override is not None:
         del state.pending_replacements[thread_id]
@@ -83,9 +86,16 @@ def traced_response_snapshot(
     return None
 
 
-def reduce_response(state: ReducerState, wall: int, call_id: str, payload_ref: Any) -> list[str]:
-    """Reconcile an inference response's ``output_items``, appended to the thread snapshot."""
+def reduce_response(
+    state: ReducerState, wall: int, call_id: str, payload_ref: Any
+) -> list[str] | None:
+    """Reconcile an inference response's ``output_items``, appended to the thread snapshot.
+
+    ``None`` (nothing reduced) if a size limit cut the response (schema 3).
+    """
     payload = state.read_payload(payload_ref)
+    if payload is None:
+        return None
     pid = payload_ref.raw_payload_id
     output_items = payload.get("output_items") if isinstance(payload, dict) else None
     if not isinstance(output_items, list):
@@ -207,6 +217,8 @@ def sighted(
     elif item_id in state.receipts and not body_matches(existing.body.parts, item.parts):
         existing.body.parts = list(item.parts)
         _edges.forget_delivery(state, existing.thread_id, item_id)
+    elif item_id in state.floating_outputs and existing.body.parts != item.parts:
+        existing.body.parts = list(item.parts)  # schema 3: as the first request carries it
     if existing.responses_item_id is None and item.responses_item_id is not None:
         existing.responses_item_id = item.responses_item_id
         state.items_by_responses_id.setdefault(
@@ -258,7 +270,10 @@ def _receipt(
         if (
             candidate in state.receipts
             and candidate not in used
-            and conversation[candidate].codex_turn_id == turn_id
+            and (
+                conversation[candidate].codex_turn_id == turn_id
+                or candidate in state.floating_outputs  # schema 3: from any turn
+            )
         ):
             return candidate
     return None
@@ -320,6 +335,7 @@ def accept(
     turn_id: str | None,
     item_id: str,
     agent_message: Any,
+    tool_output: Any = None,
 ) -> None:
     """``history_item_accepted``: the item (by Responses id) enters the thread's history."""
     state.thread(thread_id)
@@ -327,6 +343,8 @@ def accept(
     state.accepted.setdefault(key, (wall, seq))
     if agent_message is not None:
         accept_agent_message(state, wall, thread_id, turn_id, item_id, agent_message)
+    if tool_output is not None:
+        accept_tool_output(state, wall, thread_id, turn_id, item_id, tool_output)
 
 
 def accept_agent_message(
@@ -339,7 +357,10 @@ def accept_agent_message(
 ) -> None:
     """An accepted inter-agent message enters the thread's history now, from its payload."""
     pid = payload_ref.raw_payload_id
-    item = normalize_item(state.read_payload(payload_ref), pid)
+    value = state.read_payload(payload_ref)
+    if value is None:
+        return  # a size limit cut the message
+    item = normalize_item(value, pid)
     if item.agent_message is None or item.responses_item_id != item_id:
         raise ReduceError(f"accepted agent message does not match receipt {item_id}")
     if (thread_id, item_id) in state.items_by_responses_id:
@@ -350,6 +371,37 @@ def accept_agent_message(
     state.history_items.add(new_id)
     sighted(state, new_id, item, [])
     _code_cells.flush_pending_starts(state)
+
+
+def accept_tool_output(
+    state: ReducerState,
+    wall: int,
+    thread_id: str,
+    turn_id: str | None,
+    item_id: str,
+    payload_ref: Any,
+) -> None:
+    """Schema 3: an accepted tool output enters the thread's history now, from its payload.
+
+    The item is produced by the tool call of its call id; it is linked to that call (and
+    its cell or terminal) only when a request carries it, as 0.171.0 does.
+    """
+    value = state.read_payload(payload_ref)
+    if value is None:
+        return  # a size limit cut the output
+    item = normalize_item(value, payload_ref.raw_payload_id)
+    if (thread_id, item_id) in state.items_by_responses_id:
+        return
+    producers: list[ProducerRef] = []
+    if item.call_id is not None:
+        tool_call_id = _tools.single_tool_for_call_id(state, item.call_id)
+        if tool_call_id is not None:
+            producers.append(ToolProducer(tool_call_id))
+    new_id = create_item(state, thread_id, turn_id, wall, item, producers)
+    state.receipts.add(new_id)
+    state.floating_outputs.add(new_id)
+    state.append_thread_items(thread_id, [new_id])
+    state.history_items.add(new_id)
 
 
 def ensure_call_id_consistency(state: ReducerState, thread_id: str, item: Normalized) -> None:
@@ -467,8 +519,11 @@ def reduce_checkpoint(
     """Install a compaction checkpoint: (input ids, marker id, replacement ids)."""
     payload = state.read_payload(payload_ref)
     pid = payload_ref.raw_payload_id
-    histories = []
+    histories: list[list[Any]] = []
     for key in ("input_history", "replacement_history"):
+        if payload is None:  # a size limit cut the checkpoint
+            histories.append([])
+            continue
         value = payload.get(key) if isinstance(payload, dict) else None
         if not isinstance(value, list):
             raise ReduceError(f"compaction checkpoint payload {pid} did not contain array {key}")
@@ -484,7 +539,7 @@ def reduce_checkpoint(
     replacement_ids = reconcile_detached(
         state, replacement_items, thread_id, turn_id, wall, producer, None
     )
-    state.append_thread_items(thread_id, input_ids)
+    state.merge_request_items(thread_id, input_ids)
     state.append_thread_items(thread_id, [marker_id])
     state.append_thread_items(thread_id, replacement_ids)
     state.history_items.update(input_ids)

@@ -191,6 +191,8 @@ def end_from_runtime(
 ) -> None:
     """Runtime end: sub-agent activity, or the collab end event of an agent tool."""
     value = state.read_payload(payload)
+    if value is None:
+        return  # schema 3: a size limit cut the payload
     pid = payload.raw_payload_id
     if isinstance(value, dict) and "agent_thread_id" in value:
         activity = _parse(value, _ACTIVITY_EVENT, pid)
@@ -246,6 +248,8 @@ def _end_activity(
         _upsert_close(state, tool_call_id, target, wall)
         return
     content = _invocation_message(state, tool_call_id)
+    if content is None:
+        return  # schema 3: a size limit cut the invocation
     if kind != "spawn_agent":
         _queue_message(state, tool_call_id, kind, target, content, wall)
         return
@@ -262,7 +266,7 @@ def _end_activity(
     )
 
 
-def _invocation_message(state: ReducerState, tool_call_id: str) -> str:
+def _invocation_message(state: ReducerState, tool_call_id: str) -> str | None:
     tool = state.trace.tool_calls[tool_call_id]
     payload_id = tool.raw_invocation_payload_id
     if payload_id is None:
@@ -274,6 +278,8 @@ def _invocation_message(state: ReducerState, tool_call_id: str) -> str:
             f"{payload_id}"
         )
     invocation = state.read_payload(ref)
+    if invocation is None:
+        return None
     inner = invocation.get("payload") if isinstance(invocation, dict) else None
     arguments = inner.get("arguments") if isinstance(inner, dict) else None
     if not isinstance(arguments, str):

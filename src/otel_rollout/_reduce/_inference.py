@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msgspec import UnsetType
+
 from otel_rollout._bundle._models import (
     ExecutionStatus,
     InferenceCancelled,
@@ -42,6 +44,7 @@ def start(state: ReducerState, seq: int, wall: int, event: InferenceStarted) -> 
         tool_call_ids_started_by_response=[],
         usage=None,
         raw_request_payload_id=event.request_payload.raw_payload_id,
+        prepared_prompt_payload_id=_payload_id(event.prepared_prompt_payload),
         raw_response_payload_id=None,
     )
     state.inferences_by_turn.setdefault(turn_id, []).append(call_id)
@@ -93,3 +96,8 @@ def finish(
             owners = index.setdefault(item_id, [])
             if call_id not in owners:
                 owners.append(call_id)
+
+
+def _payload_id(ref: RawPayloadRef | UnsetType) -> str | UnsetType:
+    """The id of a schema 3 ref (``UNSET`` in schema 2, where the field does not exist)."""
+    return ref if isinstance(ref, UnsetType) else ref.raw_payload_id

@@ -9,9 +9,11 @@ whose keys :func:`~otel_rollout._reduce.reduce_bundle` sorts, as Codex's ``BTree
 
 from __future__ import annotations
 
+import enum
 from typing import TypeAlias
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from otel_rollout._bundle._models import (
     CodeCellRuntimeStatus,
@@ -29,6 +31,17 @@ class _Node(msgspec.Struct, kw_only=True):
 
 class _Tagged(msgspec.Struct, frozen=True, tag_field="type"):
     """Base of immutable internally tagged values."""
+
+
+class RecordingStatus(str, enum.Enum):
+    """Schema 3: how the recording of a bundle ended (``recording_status``)."""
+
+    COMPLETE = "complete"
+    """``recording_completed`` was recorded and every payload was kept whole."""
+    CLOSED_WITH_PARTIAL_PAYLOADS = "closed_with_partial_payloads"
+    """``recording_completed`` was recorded, but a size limit cut a payload."""
+    UNCLOSED = "unclosed"
+    """No ``recording_completed``: still being written, or the writer died."""
 
 
 class ExecutionWindow(_Node):
@@ -241,7 +254,7 @@ class TokenUsage(_Node):
     reasoning_output_tokens: int
 
 
-class InferenceCall(_Node):
+class InferenceCall(_Node, kw_only=True):
     """One inference attempt."""
 
     inference_call_id: str
@@ -257,6 +270,8 @@ class InferenceCall(_Node):
     tool_call_ids_started_by_response: list[str]
     usage: TokenUsage | None
     raw_request_payload_id: str
+    prepared_prompt_payload_id: str | UnsetType = UNSET
+    """Schema 3: the ``prepared_prompt`` payload of the request."""
     raw_response_payload_id: str | None
 
 
@@ -311,6 +326,8 @@ class ToolCall(_Node, omit_defaults=True, kw_only=True):
     model_visible_call_id: str | None
     code_mode_runtime_tool_id: str | None
     started_code_cell_id: str | None = None
+    resolved_wait_runtime_cell_id: str | None = None
+    """Schema 3: the runtime cell a wait call resolved to (``code_cell_wait_target_resolved``)."""
     thread_id: str
     started_by_codex_turn_id: str | None
     execution: ExecutionWindow
@@ -459,7 +476,7 @@ class InteractionEdge(_Node):
 # --- the whole trace ---
 
 
-class RolloutTrace(_Node):
+class RolloutTrace(_Node, kw_only=True):
     """A reduced rollout: Codex's ``RolloutTrace``, written as ``state.json``."""
 
     schema_version: int
@@ -468,7 +485,10 @@ class RolloutTrace(_Node):
     started_at_unix_ms: int
     ended_at_unix_ms: int | None
     status: RolloutStatus
-    recording_complete: bool
+    recording_complete: bool | UnsetType = UNSET
+    """Schema 2: ``recording_completed`` was recorded."""
+    recording_status: RecordingStatus | UnsetType = UNSET
+    """Schema 3: whether the recording ended, and whether every payload was kept whole."""
     root_thread_id: str
     threads: dict[str, AgentThread]
     codex_turns: dict[str, CodexTurn]

@@ -19,6 +19,7 @@ from otel_rollout._reduce._model import (
     TextPart,
     TokenUsage,
 )
+from otel_rollout._reduce._payload import unavailable_id
 from otel_rollout._reduce._state import JSON_DECODER, ReduceError
 
 MAX_JSON_SUMMARY_BYTES = 240
@@ -169,6 +170,10 @@ def content_parts(content: Any, pid: str) -> list[ConversationPart]:
             text = entry.get("text")
             if isinstance(text, str):
                 parts.append(TextPart(text))
+            else:
+                cut = unavailable_id(text)
+                if cut is not None:
+                    parts.append(PayloadRefPart(label="text", raw_payload_id=cut))
             continue
         label = part_type if isinstance(part_type, str) else "content"
         digest = hashlib.sha256(_canonical.encode(entry)).hexdigest()

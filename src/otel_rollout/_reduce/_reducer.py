@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from otel_rollout._bundle._models import (
-    SCHEMA_VERSION,
+    SCHEMA_2,
+    SCHEMA_VERSIONS,
     AgentResultObserved,
     CodeCellEnded,
     CodeCellInitialResponse,
     CodeCellStarted,
+    CodeCellWaitTargetResolved,
     CodexTurnEnded,
     CodexTurnStarted,
     CompactionInstalled,
@@ -28,6 +30,7 @@ from otel_rollout._bundle._models import (
     McpToolCallCorrelationAssigned,
     Other,
     ProtocolEventObserved,
+    RawPayloadRef,
     RawTraceEvent,
     RecordingCompleted,
     RolloutEnded,
@@ -53,7 +56,7 @@ from otel_rollout._reduce import (
     _threads,
     _tools,
 )
-from otel_rollout._reduce._model import RolloutTrace
+from otel_rollout._reduce._model import RecordingStatus, RolloutTrace
 from otel_rollout._reduce._state import ReduceError, ReducerState, new_trace
 
 logger = logging.getLogger("otel_rollout")
@@ -75,16 +78,19 @@ def reduce_bundle(
     """
     bundle = Bundle(path)
     manifest = bundle.manifest
-    if manifest.schema_version != SCHEMA_VERSION:
+    schema = manifest.schema_version
+    if schema not in SCHEMA_VERSIONS:
         raise BundleError(
             bundle.manifest_path,
             0,
-            f"unsupported schema_version {manifest.schema_version} "
-            f"(Codex 0.169.0 reduces schema {SCHEMA_VERSION} only)",
+            f"unsupported schema_version {schema} (schema 2 is reduced as Codex 0.169.0, "
+            "schema 3 as Codex 0.171.0)",
         )
     state = ReducerState(
         bundle=bundle,
+        schema=schema,
         trace=new_trace(
+            schema_version=schema,
             trace_id=manifest.trace_id,
             rollout_id=manifest.rollout_id,
             root_thread_id=manifest.root_thread_id,
@@ -108,7 +114,7 @@ def reduce_bundle(
             event = decode_event(data)
         except ValueError as error:
             raise BundleError(log_path, number, str(error)) from None
-        if event.schema_version != SCHEMA_VERSION:
+        if event.schema_version != schema:
             raise BundleError(
                 log_path, number, f"unsupported event schema_version {event.schema_version}"
             )
@@ -126,9 +132,14 @@ def reduce_bundle(
             )
         expected_seq += 1
         payload = event.payload
-        for ref in payload_refs(payload):
+        refs = payload_refs(payload)
+        for ref in refs:
             raw_payloads[ref.raw_payload_id] = ref
+            if ref.parts:
+                _keep_parts(raw_payloads, ref)
         try:
+            if schema != SCHEMA_2:
+                state.load_event_payloads(refs)
             _HANDLERS[type(payload)](state, event, payload)
         except ReduceError as error:
             raise BundleError(log_path, number, str(error)) from None
@@ -151,9 +162,30 @@ def reduce_bundle(
         raise BundleError(log_path, number, str(error)) from None
     _conversation.apply_acceptances(state)
     trace = state.trace
-    trace.recording_complete = completed
+    if schema == SCHEMA_2:
+        trace.recording_complete = completed
+    else:
+        trace.recording_status = _recording_status(completed, raw_payloads)
     _sort_maps(trace)
     return trace
+
+
+def _keep_parts(raw_payloads: dict[str, RawPayloadRef], ref: RawPayloadRef) -> None:
+    """Schema 3: a ref's nested ``parts`` are payloads of the trace too."""
+    if isinstance(ref.parts, list):
+        for part in ref.parts:
+            raw_payloads[part.raw_payload_id] = part
+            if part.parts:
+                _keep_parts(raw_payloads, part)
+
+
+def _recording_status(completed: bool, raw_payloads: dict[str, RawPayloadRef]) -> RecordingStatus:
+    """Schema 3: ``unclosed`` without ``recording_completed``, else whether a payload was cut."""
+    if not completed:
+        return RecordingStatus.UNCLOSED
+    if any(ref.capture for ref in raw_payloads.values()):
+        return RecordingStatus.CLOSED_WITH_PARTIAL_PAYLOADS
+    return RecordingStatus.COMPLETE
 
 
 def _sort_maps(trace: RolloutTrace) -> None:
@@ -227,6 +259,7 @@ def _history_item_accepted(
         event.codex_turn_id,
         p.item_id,
         p.agent_message_payload,
+        p.tool_output_payload,
     )
 
 
@@ -276,6 +309,10 @@ def _tool_ended(state: ReducerState, event: RawTraceEvent, p: ToolCallEnded) -> 
     _tools.end(
         state, event.seq, event.wall_time_unix_ms, p.tool_call_id, p.status, p.result_payload
     )
+
+
+def _wait_target(state: ReducerState, event: RawTraceEvent, p: CodeCellWaitTargetResolved) -> None:
+    _code_cells.resolve_wait_target(state, event.thread_id, p.tool_call_id, p.runtime_cell_id)
 
 
 def _code_cell_started(state: ReducerState, event: RawTraceEvent, p: CodeCellStarted) -> None:
@@ -386,6 +423,7 @@ _HANDLERS: dict[type, Handler] = {
     ToolCallStarted: _tool_started,
     McpToolCallCorrelationAssigned: _mcp_correlation,
     StdinTargetResolved: _stdin_target,
+    CodeCellWaitTargetResolved: _wait_target,
     ToolCallRuntimeStarted: _runtime_started,
     ToolCallRuntimeEnded: _runtime_ended,
     ToolCallEnded: _tool_ended,

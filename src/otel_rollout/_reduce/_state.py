@@ -12,9 +12,10 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._bundle._models import RawPayloadRef, RolloutStatus
+from otel_rollout._bundle._models import SCHEMA_2, RawPayloadRef, RolloutStatus
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce._model import AgentThread, RolloutTrace
+from otel_rollout._reduce._payload import read_value
 
 
 def _float_text(text: str) -> msgspec.Raw:
@@ -94,6 +95,8 @@ class ReducerState:
 
     bundle: Bundle
     trace: RolloutTrace
+    schema: int = SCHEMA_2
+    """The bundle's schema: 2 is reduced as Codex 0.169.0, 3 as Codex 0.171.0."""
     next_item_ordinal: int = 1
     next_operation_ordinal: int = 1
     snapshots: dict[str, list[str]] = field(default_factory=dict)
@@ -137,15 +140,46 @@ class ReducerState:
     """process id -> terminal session of the exec_command that started it."""
     operation_processes: dict[str, TerminalProcess] = field(default_factory=dict)
     """terminal operation -> its process bookkeeping (see ``_terminals``)."""
+    floating_outputs: set[str] = field(default_factory=set)
+    """Schema 3: tool outputs accepted (in their thread) that no request carried yet."""
+    event_payloads: dict[str, Any] = field(default_factory=dict)
+    """Schema 3: the values of the current event's payloads, by id."""
 
     def read_payload(self, ref: RawPayloadRef) -> Any:
         """Read a payload's JSON, confined to the bundle.
 
+        Schema 3: parts are assembled, and a payload a size limit cut reads as ``None``
+        (see ``_payload``).
+
         Raises:
             ReduceError: The file is missing, unreadable, not JSON or outside the bundle.
         """
+        if self.schema == SCHEMA_2:
+            try:
+                return self.bundle.payloads.read_json(ref, JSON_DECODER)
+            except ValueError as error:
+                raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
+        values = self.event_payloads
+        if ref.raw_payload_id in values:
+            return values[ref.raw_payload_id]
+        return self._read_value(ref)
+
+    def load_event_payloads(self, refs: list[RawPayloadRef]) -> None:
+        """Schema 3: read (so check) every payload an event references, as 0.171.0 does.
+
+        Handlers of the event then read them from memory; the next event forgets them.
+
+        Raises:
+            ReduceError: A payload is missing, not JSON, or its parts do not assemble.
+        """
+        values = self.event_payloads
+        values.clear()
+        for ref in refs:
+            values[ref.raw_payload_id] = self._read_value(ref)
+
+    def _read_value(self, ref: RawPayloadRef) -> Any:
         try:
-            return self.bundle.payloads.read_json(ref, JSON_DECODER)
+            return read_value(self.bundle.payloads, ref, JSON_DECODER)
         except ValueError as error:
             raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
 
@@ -184,6 +218,37 @@ class ReducerState:
             if conversation[item_id].kind in kinds
         )
 
+    def merge_request_items(self, thread_id: str, item_ids: list[str]) -> None:
+        """Add a request's items to its thread's conversation, each once, in order.
+
+        Schema 3: an item new to the thread that the request (or checkpoint) puts before a
+        tool output accepted earlier and carried by nothing yet goes just before the first
+        such output after it, as 0.171.0 orders them.
+        """
+        floating = self.floating_outputs
+        if not floating:
+            self.append_thread_items(thread_id, item_ids)
+            return
+        seen = self.thread_item_sets[thread_id]
+        conversation = self.thread(thread_id).conversation_item_ids
+        before: str | None = None
+        targets: dict[str, str] = {}
+        for item_id in reversed(item_ids):
+            if item_id in floating:
+                before = item_id
+            elif item_id not in seen and before is not None:
+                targets[item_id] = before
+        for item_id in item_ids:
+            floating.discard(item_id)
+            if item_id in seen:
+                continue
+            seen.add(item_id)
+            target = targets.get(item_id)
+            if target is None:
+                conversation.append(item_id)
+            else:
+                conversation.insert(conversation.index(target), item_id)
+
     def append_thread_items(self, thread_id: str, item_ids: list[str]) -> None:
         """Append items to a thread's conversation, each once, in order."""
         thread = self.thread(thread_id)
@@ -195,17 +260,21 @@ class ReducerState:
 
 
 def new_trace(
-    *, trace_id: str, rollout_id: str, root_thread_id: str, started_at_unix_ms: int
+    *,
+    schema_version: int,
+    trace_id: str,
+    rollout_id: str,
+    root_thread_id: str,
+    started_at_unix_ms: int,
 ) -> RolloutTrace:
     """Return an empty trace initialized from the manifest."""
     return RolloutTrace(
-        schema_version=2,
+        schema_version=schema_version,
         trace_id=trace_id,
         rollout_id=rollout_id,
         started_at_unix_ms=started_at_unix_ms,
         ended_at_unix_ms=None,
         status=RolloutStatus.RUNNING,
-        recording_complete=False,
         root_thread_id=root_thread_id,
         threads={},
         codex_turns={},

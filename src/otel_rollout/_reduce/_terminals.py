@@ -117,9 +117,10 @@ def start_from_invocation(
     """A write_stdin call's operation, from its dispatch invocation payload (if it parses)."""
     if kind_tag != "write_stdin" or invocation is None:
         return None
-    parsed = _parse_write_stdin_invocation(
-        state.read_payload(invocation), invocation.raw_payload_id
-    )
+    value = state.read_payload(invocation)
+    if value is None:
+        return None  # schema 3: a size limit cut the payload
+    parsed = _parse_write_stdin_invocation(value, invocation.raw_payload_id)
     if parsed is None:
         return None
     process_id, request = parsed
@@ -209,6 +210,8 @@ def start_from_runtime(
         return None
     kind = kind_tag
     value = state.read_payload(runtime)
+    if value is None:
+        return None  # schema 3: a size limit cut the payload
     pid = runtime.raw_payload_id
     command = value.get("command") if isinstance(value, dict) else None
     cwd = value.get("cwd") if isinstance(value, dict) else None
@@ -268,8 +271,8 @@ def end_operation(
         raise ReduceError(f"terminal end referenced unknown operation {operation_id}")
     result: TerminalResult | None = None
     process_id: str | None = None
-    if payload is not None:
-        value = state.read_payload(payload)
+    value = None if payload is None else state.read_payload(payload)
+    if payload is not None and value is not None:
         if operation.kind == "exec_command":
             process_id, result = _exec_end(value, payload.raw_payload_id)
         else:
@@ -280,6 +283,8 @@ def end_operation(
                 result = _dispatch_result(value, payload.raw_payload_id)
     operation.execution.close(wall, seq, status)
     book = state.operation_processes.get(operation_id)
+    if payload is not None and value is None:
+        push_unique(operation.raw_payload_ids, payload.raw_payload_id)  # schema 3: cut
     if payload is not None and result is not None:
         push_unique(operation.raw_payload_ids, payload.raw_payload_id)
         if book is not None and operation.kind == "exec_command" and process_id is not None:

@@ -47,8 +47,8 @@ def start_thread(
     nickname: str | None = None
     default_model: str | None = None
     origin: AgentOrigin = RootOrigin()
-    if metadata_payload is not None:
-        metadata = state.read_payload(metadata_payload)
+    metadata = None if metadata_payload is None else state.read_payload(metadata_payload)
+    if metadata_payload is not None and metadata is not None:
         pid = metadata_payload.raw_payload_id
         if not isinstance(metadata, dict):
             raise ReduceError(f"parse thread metadata {pid}: not an object")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from otel_rollout._bundle._models import (
-    CodeCellRequester as RawCodeCellRequester,
-)
-from otel_rollout._bundle._models import (
+    SCHEMA_2,
     ExecutionStatus,
     RawPayloadRef,
     TerminalSummary,
     ToolCallRuntimeEnded,
     ToolCallRuntimeStarted,
     ToolCallStarted,
+)
+from otel_rollout._bundle._models import (
+    CodeCellRequester as RawCodeCellRequester,
 )
 from otel_rollout._reduce import _code_cells, _edges, _terminals
 from otel_rollout._reduce._model import (
@@ -106,7 +107,7 @@ def start(
     )
     summary = event.summary if operation_id is None else TerminalSummary(operation_id=operation_id)
     invocation = event.invocation_payload
-    if invocation is not None:
+    if invocation is not None and state.schema == SCHEMA_2:
         _code_cells.link_wait_tool_call(state, thread_id, tool_call_id, invocation)
     trace.tool_calls[tool_call_id] = ToolCall(
         tool_call_id=tool_call_id,
