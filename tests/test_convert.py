@@ -21,9 +21,6 @@ from otel_rollout._bundle._validate import validate_bundle
 from otel_rollout._reduce import encode_state, reduce_bundle
 from otel_rollout.cli import main
 from support.codex import codex_reduce
-from support.oracle_0171 import codex_bin_0171
-
-__all__ = ["codex_bin_0171"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMA_2_BUNDLES = sorted(

@@ -31,10 +31,7 @@ from otel_rollout._bundle._payloads import PayloadShards
 from otel_rollout._bundle._shards import decompress_shard, iter_records
 from otel_rollout._bundle._writer import BundleWriter
 from support.codex import codex_reduce
-from support.oracle_0171 import codex_bin_0171
 from support.rewrite import bundle_dir, read_events, rewrite
-
-__all__ = ["codex_bin_0171"]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "codex-0.171.0"
 SCENARIOS = sorted(path.name for path in FIXTURES.iterdir() if path.is_dir())
