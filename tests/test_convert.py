@@ -45,7 +45,7 @@ def _counts(state_file: Path) -> dict[str, int]:
 
 @pytest.mark.codex
 @pytest.mark.parametrize("source", SCHEMA_2_BUNDLES, ids=_name)
-def test_2_to_3_is_accepted_by_codex_0171_with_the_same_counts(
+def test_2_to_3_is_accepted_by_codex_0171_reduced_to_its_bytes_with_the_same_counts(
     codex_bin: Path, codex_bin_0171: Path, source: Path, tmp_path: Path
 ) -> None:
     converted = convert_bundle(source, tmp_path / "out", 3)
@@ -57,7 +57,7 @@ def test_2_to_3_is_accepted_by_codex_0171_with_the_same_counts(
     assert _counts(tmp_path / "state.json") == _counts(tmp_path / "source.json")
     state = json.loads((tmp_path / "state.json").read_bytes())
     assert state["schema_version"] == 3 and state["recording_status"] == "complete"
-    # Our reducer's schema 3 support arrives from another branch: compare with 0.171.0 then.
+    assert encode_state(reduce_bundle(converted)) == (tmp_path / "state.json").read_bytes()
 
 
 @pytest.mark.codex
