@@ -174,15 +174,7 @@ def test_reduce_matches_codex(cases: dict[int, Case], seed: int) -> None:
     assert bool(warnings) == case.torn
 
 
-_UNRESOLVED_EDGE = (
-    "0.171.0 leaves a send_message/assign_agent_task delivery edge unresolved where we "
-    "resolve it to the recipient's message item (rule not found yet)"
-)
 KNOWN_DIVERGENT_3: dict[int, str] = {
-    5030: _UNRESOLVED_EDGE,
-    5071: _UNRESOLVED_EDGE,
-    5075: _UNRESOLVED_EDGE,
-    5160: _UNRESOLVED_EDGE,
     5147: (
         "0.171.0 creates one more tool-output item and keeps another item's body from an "
         "earlier request than we do (rule not found yet)"

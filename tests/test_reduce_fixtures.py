@@ -407,6 +407,36 @@ def _cut_and_unclosed(bundle: Shards) -> None:
     del bundle.lines[-1]
 
 
+def _legacy_delivery(bundle: Shards) -> None:
+    """The child's task arrives as the older delivery: an assistant message whose text is a
+    serialized InterAgentCommunication (0.169.0 links the spawn edge to it; 0.171.0 does not).
+    """
+    accepted = next(
+        e for e in bundle.events("history_item_accepted") if "agent_message_payload" in e
+    )
+    bundle.lines[:] = [line for line in bundle.lines if line["payload"] is not accepted]
+    ref = bundle.events("inference_started")[2]["request_payload"]["raw_payload_id"]
+    request = json.loads(bundle.body(ref))
+    index, task = next(
+        (i, item) for i, item in enumerate(request["input"]) if item["id"] == accepted["item_id"]
+    )
+    communication = {
+        "author": task["author"],
+        "recipient": task["recipient"],
+        "other_recipients": [],
+        "content": task["content"][-1]["encrypted_content"],
+        "trigger_turn": True,
+    }
+    text = {"type": "output_text", "text": json.dumps(communication), "annotations": []}
+    request["input"][index] = {
+        "type": "message",
+        "id": task["id"],
+        "role": "assistant",
+        "content": [text],
+    }
+    bundle.set_body(ref, json.dumps(request).encode())
+
+
 EDITS_3 = [
     ("unclosed", "plain", _unclosed),
     ("cut-but-unclosed-is-unclosed", "tool_call", _cut_and_unclosed),
@@ -416,6 +446,7 @@ EDITS_3 = [
         _cut("protocol_event_observed", "event_payload", "omitted", -1),
     ),
     ("no-wait-target-no-wait-link", "code_mode_yield_wait", _no_wait_target),
+    ("legacy-delivery-is-no-delivery", "multi_agent_v2_spawn", _legacy_delivery),
     ("cut-request", "tool_call", _cut("inference_started", "request_payload", "omitted", 1)),
     ("cut-response", "tool_call", _cut("inference_completed", "response_payload", "omitted")),
     (

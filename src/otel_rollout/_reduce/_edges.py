@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._bundle._models import AgentResultObserved, RawPayloadRef
+from otel_rollout._bundle._models import SCHEMA_2, AgentResultObserved, RawPayloadRef
 from otel_rollout._reduce._model import (
     ConversationItemAnchor,
     EncodedPart,
@@ -554,6 +554,8 @@ def _inter_agent_message_uncached(state: ReducerState, item_id: str) -> tuple[st
             return None
         author, recipient = metadata.author, metadata.recipient
     else:
+        if state.schema != SCHEMA_2:
+            return None  # 0.171.0 no longer reads the legacy serialized delivery
         if len(parts) != 1 or type(parts[0]) is not TextPart:
             return None
         parsed = _inter_agent_communication(parts[0].text)
