@@ -174,12 +174,7 @@ def test_reduce_matches_codex(cases: dict[int, Case], seed: int) -> None:
     assert bool(warnings) == case.torn
 
 
-KNOWN_DIVERGENT_3: dict[int, str] = {
-    5147: (
-        "0.171.0 creates one more tool-output item and keeps another item's body from an "
-        "earlier request than we do (rule not found yet)"
-    ),
-}
+KNOWN_DIVERGENT_3: dict[int, str] = {}
 """Schema 3 seeds our reducer still reduces otherwise than 0.171.0, with the reason."""
 
 

@@ -437,6 +437,19 @@ def _legacy_delivery(bundle: Shards) -> None:
     bundle.set_body(ref, json.dumps(request).encode())
 
 
+def _carried_output_changes(bundle: Shards) -> None:
+    """The last request carries the first accepted tool output with another text: once a
+    request has carried it, it is an ordinary item (no reuse by Responses id), so 0.171.0
+    creates a new item where an accepted agent message of the turn would be reused.
+    """
+    accepted = next(e for e in bundle.events("history_item_accepted") if "tool_output_payload" in e)
+    ref = bundle.events("inference_started")[-1]["request_payload"]["raw_payload_id"]
+    request = json.loads(bundle.body(ref))
+    output = next(item for item in request["input"] if item.get("id") == accepted["item_id"])
+    output["output"] = "another text"
+    bundle.set_body(ref, json.dumps(request).encode())
+
+
 EDITS_3 = [
     ("unclosed", "plain", _unclosed),
     ("cut-but-unclosed-is-unclosed", "tool_call", _cut_and_unclosed),
@@ -447,6 +460,7 @@ EDITS_3 = [
     ),
     ("no-wait-target-no-wait-link", "code_mode_yield_wait", _no_wait_target),
     ("legacy-delivery-is-no-delivery", "multi_agent_v2_spawn", _legacy_delivery),
+    ("carried-output-is-reused-once", "terminal_write_stdin", _carried_output_changes),
     ("cut-request", "tool_call", _cut("inference_started", "request_payload", "omitted", 1)),
     ("cut-response", "tool_call", _cut("inference_completed", "response_payload", "omitted")),
     (

@@ -261,20 +261,20 @@ def _same_responses_item(
 def _receipt(
     state: ReducerState, thread_id: str, turn_id: str, item: Normalized, used: set[str]
 ) -> str | None:
-    """The accepted agent message (receipt) of this turn with this item's Responses id."""
+    """The accepted agent message (receipt) of this turn with this item's Responses id, or
+    (schema 3) an accepted tool output of any turn that nothing has carried yet: once a
+    request or checkpoint carried it, 0.171.0 matches it by content only.
+    """
     rid = item.responses_item_id
     if rid is None:
         return None
     conversation = state.trace.conversation_items
     for candidate in state.items_by_responses_id.get((thread_id, rid), ()):
-        if (
-            candidate in state.receipts
-            and candidate not in used
-            and (
-                conversation[candidate].codex_turn_id == turn_id
-                or candidate in state.floating_outputs  # schema 3: from any turn
-            )
-        ):
+        if candidate in used:
+            continue
+        if candidate in state.floating_outputs:
+            return candidate  # schema 3: from any turn, until a request carries it
+        if candidate in state.receipts and conversation[candidate].codex_turn_id == turn_id:
             return candidate
     return None
 
@@ -398,7 +398,6 @@ def accept_tool_output(
         if tool_call_id is not None:
             producers.append(ToolProducer(tool_call_id))
     new_id = create_item(state, thread_id, turn_id, wall, item, producers)
-    state.receipts.add(new_id)
     state.floating_outputs.add(new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
