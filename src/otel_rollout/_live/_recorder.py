@@ -177,6 +177,8 @@ class RolloutRecorder:
         bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
         writer = bundle.writer
+        self.sharded = writer.schema_version != SCHEMA_2
+        """Schema 3 (payloads in zstd shards), not 2 (payload files)."""
         self._new_payload_ref: Callable[[PayloadKind], RawPayloadRef] | None = (
             writer.payloads.new_ref if writer.schema_version == SCHEMA_2 else None
         )
