@@ -10,7 +10,8 @@ Prints one JSON object with:
   as attributes (what OTel-native peers do). Both write to the same kind of sink: the
   SDK's BatchSpanProcessor exports OTLP protobuf appended to a file in the same
   directory as the bundles (queue big enough to drop nothing); otel-rollout writes the
-  bundle (Codex's format: one file per payload). Per turn: caller-thread latency (wall
+  bundle (Codex's format; schema 3, zstd payload shards, by default: ``schema.py``
+  compares it with schema 2's file per payload). Per turn: caller-thread latency (wall
   time of the loop, which includes waiting for the GIL while a background thread
   runs), the caller thread's own CPU time, wall time including the final flush, and
   process CPU (all threads, so background file I/O and span building count).

@@ -63,8 +63,13 @@ def function_call(name: str, call_id: str, arguments: str, item_id: str) -> dict
 
 
 def output(call_id: str, text: str) -> dict[str, Any]:
-    """A Responses API function call output item."""
-    return {"type": "function_call_output", "call_id": call_id, "output": text}
+    """A Responses API function call output item (its id as Codex gives one)."""
+    return {
+        "type": "function_call_output",
+        "id": f"fco_{call_id}",
+        "call_id": call_id,
+        "output": text,
+    }
 
 
 def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -103,7 +108,10 @@ def run_child(parent: ThreadTraceContext, spawn_turn_id: str, task: str) -> Agen
             attempt.record_completed("resp_child_1", [lookup], token_usage=usage(40, 8))
         with turn.tool_call("lookup", '{"q":"answer"}', tool_call_id="call_lookup_1") as tool:
             tool.record_completed("42")
-        history += [lookup, output("call_lookup_1", "42")]
+        # the tool's output enters the child's history (schema 3 keeps it with the event)
+        looked_up = output("call_lookup_1", "42")
+        child.record_history_item_accepted(turn.turn_id, looked_up["id"], tool_output=looked_up)
+        history += [lookup, looked_up]
         with inference.attempt(request(history)) as attempt:
             final = assistant(answer, "msg_child_1")
             attempt.record_completed("resp_child_2", [final], token_usage=usage(60, 9))
@@ -140,7 +148,9 @@ def run_rollout() -> Path | None:
         ) as tool:
             result = run_child(root, turn.turn_id, "find the answer")
             tool.record_completed('{"task_name":"/root/researcher"}')
-        history += [spawn, output("call_spawn_1", '{"task_name":"/root/researcher"}')]
+        spawned = output("call_spawn_1", '{"task_name":"/root/researcher"}')
+        root.record_history_item_accepted(turn.turn_id, spawned["id"], tool_output=spawned)
+        history += [spawn, spawned]
         # The child's result is delivered into the root's history (the agent_result edge
         # ends at this item) and sent to the model with the next request.
         delivered = agent_message_item(

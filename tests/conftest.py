@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,18 @@ def codex_bin() -> Path:
 def codex_bin_0171() -> Path:
     """Path of the Codex CLI 0.171.0 binary (the schema 3 oracle), fetched on first use."""
     return _oracle(CODEX_SCHEMA_3)
+
+
+@pytest.fixture
+def codex_for(request: pytest.FixtureRequest) -> Callable[[int], Path]:
+    """The Codex CLI that reads a bundle schema: 0.169.0 for 2, 0.171.0 for 3."""
+
+    def codex(schema_version: int) -> Path:
+        name = "codex_bin" if schema_version == 2 else "codex_bin_0171"
+        path: Path = request.getfixturevalue(name)
+        return path
+
+    return codex
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_rollout._bundle._convert import ConvertError, convert_bundle, session_metadata_to
+from otel_rollout._bundle._bodies import session_metadata_to
+from otel_rollout._bundle._convert import ConvertError, convert_bundle
 from otel_rollout._bundle._models import (
     HistoryItemAccepted,
     InferenceStarted,

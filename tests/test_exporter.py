@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +24,14 @@ from otel_rollout import (
     RolloutSpanProcessor,
     ThreadTraceContext,
     _config,
+    reduce_bundle,
     validate_bundle,
+    write_state,
 )
 from otel_rollout._live import _runtime
 from otel_rollout._otel._spans_only import SpansOnlyAssembler
 from support.codex import codex_reduce
-from support.recording import Pipeline, event_types, pipeline_fixture
+from support.recording import Pipeline, event_types, pipeline_fixture, read_events
 
 
 @pytest.fixture
@@ -246,8 +248,15 @@ def test_live_path_does_not_depend_on_span_event_limits(tmp_path: Path) -> None:
     assert event_types(bundle).count("history_item_accepted") == 300
 
 
-def test_spans_only_bundle_from_foreign_genai_spans(tmp_path: Path, codex_bin: Path) -> None:
-    exporter = RolloutBundleSpanExporter(tmp_path / "traces")
+@pytest.mark.parametrize("schema_version", [3, 2])
+def test_spans_only_bundle_from_foreign_genai_spans(
+    tmp_path: Path, codex_for: Callable[[int], Path], schema_version: int
+) -> None:
+    """Schema 3 by default (with prepared prompts, for Codex 0.171.0), or schema 2; the
+    Codex of that schema reduces the bundle to our bytes."""
+    exporter = RolloutBundleSpanExporter(
+        tmp_path / "traces", schema_version=None if schema_version == 3 else schema_version
+    )
     provider = TracerProvider()
     provider.add_span_processor(RolloutSpanProcessor(exporter))
     foreign_agent_run(provider.get_tracer("some.genai.instrumentation"))
@@ -259,8 +268,17 @@ def test_spans_only_bundle_from_foreign_genai_spans(tmp_path: Path, codex_bin: P
     types = event_types(bundle)
     assert types[0] == "rollout_started" and types[-1] == "recording_completed"
     assert types.count("inference_started") == 3 and types.count("inference_failed") == 1
-    done = codex_reduce(codex_bin, bundle, tmp_path / "state.json")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["schema_version"] == schema_version
+    if schema_version == 3:
+        started = [e for e in read_events(bundle) if e["payload"]["type"] == "inference_started"]
+        prompts = [e["payload"]["prepared_prompt_payload"] for e in started]
+        assert all(p["kind"] == {"type": "prepared_prompt"} for p in prompts)
+        assert any(p.get("parts") for p in prompts)  # the request's items, as model items
+    done = codex_reduce(codex_for(schema_version), bundle, tmp_path / "state.json")
     assert done.returncode == 0, done.stderr
+    ours = write_state(reduce_bundle(bundle), tmp_path / "ours.json").read_bytes()
+    assert ours == (tmp_path / "state.json").read_bytes()
     state = json.loads((tmp_path / "state.json").read_text())
     [child] = [t for t in state["threads"].values() if t["origin"]["type"] == "spawned"]
     assert child["agent_path"] == "/root/checker"

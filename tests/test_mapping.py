@@ -12,8 +12,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
+import otel_rollout
 from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext, _config, validate_bundle
 from otel_rollout import semconv as sc
+from otel_rollout._bundle._models import RawPayloadRef
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._live import _runtime
 from otel_rollout._otel._mapping import (
@@ -29,9 +31,13 @@ from support.recording import Pipeline, attrs, load_example, make_pipeline, pipe
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture
-def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    yield from pipeline_fixture(tmp_path, monkeypatch)
+@pytest.fixture(params=[2, 3], ids=["schema2", "schema3"])
+def pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    """Live recording into a schema 2 or a schema 3 bundle (the live spans must match a
+    replay of either)."""
+    yield from pipeline_fixture(tmp_path, monkeypatch, schema_version=request.param)
 
 
 @pytest.fixture(autouse=True)
@@ -85,15 +91,23 @@ class CollectingSink:
         mapped.ended = True
 
 
-def replay(bundle_dir: Path) -> CollectingSink:
+def replay(bundle_dir: Path, *, omitted_ok: bool = False) -> CollectingSink:
+    """Map a bundle; a payload that cannot be read fails, unless ``omitted_ok`` and a size
+    limit left it out (it then has no body, as in ``otel-rollout replay``)."""
     bundle = Bundle(bundle_dir)
     sink = CollectingSink()
+
+    def read(ref: RawPayloadRef) -> bytes | None:
+        if omitted_ok and ref.shard is None:
+            return None
+        return bundle.read_payload_bytes(ref)
+
     map_events(
         (event for _, event in bundle.events()),
         sink,
         trace_id=bundle.manifest.trace_id,
         rollout_id=bundle.manifest.rollout_id,
-        read_payload=bundle.read_payload_bytes,
+        read_payload=read,
     )
     assert all(span.ended for span in sink.spans.values())
     return sink
@@ -135,7 +149,12 @@ def test_live_spans_follow_the_table(pipeline: Pipeline) -> None:
     assert attrs(root)[sc.GEN_AI_PROVIDER_NAME] == "scripted"
     assert attrs(root)[sc.GEN_AI_REQUEST_MODEL] == "gpt-demo"
     assert attrs(root)[sc.ROLLOUT_STATUS] == "completed"
-    assert str(attrs(root)["rollout.payload.metadata.path"]) == "payloads/1.json"
+    if pipeline.schema_version == 2:
+        assert str(attrs(root)["rollout.payload.metadata.path"]) == "payloads/1.json"
+    else:  # records in zstd shards: named by id and shard
+        assert "rollout.payload.metadata.path" not in attrs(root)
+        assert attrs(root)["rollout.payload.metadata.id"] == "raw_payload:1"
+        assert attrs(root)["rollout.payload.metadata.shard"] == 1
     assert len(str(attrs(root)["rollout.payload.metadata.sha256"])) == 64
 
     assert parent(child) is spawn  # the spawning tool span
@@ -215,6 +234,39 @@ def test_trace_and_span_ids_derive_from_the_bundle_and_replay_reproduces_them(
         for key, mapped in replayed.spans.items()
     }
     assert live_attributes == replayed_attributes  # payload sizes and hashes included
+
+
+def test_live_spans_equal_replayed_ones_when_size_limits_cut_payloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 3 with both limits: truncated and omitted payloads (and requests cut into
+    model items) carry the same attributes live as replayed (capture, original size)."""
+    for name in (_config.TRACE_ROOT_ENV, _config.MAX_BYTES_ENV, _config.MAX_PAYLOAD_BYTES_ENV):
+        monkeypatch.delenv(name, raising=False)
+    made = make_pipeline(tmp_path / "traces", schema_version=3)
+    otel_rollout.configure(
+        trace_root=made.root,
+        tracer_provider=made.provider,
+        exporter=made.exporter,
+        max_bytes=9000,
+        max_payload_bytes=120,
+    )
+    try:
+        bundle = load_example().run_rollout()
+        assert bundle is not None
+        spans = made.spans()
+        assert validate_bundle(bundle).ok
+        trace_id = trace_id_from_uuid(Bundle(bundle).manifest.trace_id)
+        live = {span.context.span_id: dict(span.attributes or {}) for span in spans}
+        replayed = {
+            derive_span_id(trace_id, key): mapped.attributes
+            for key, mapped in replay(bundle, omitted_ok=True).spans.items()
+        }
+        assert live == replayed
+        captures = {str(v) for a in live.values() for k, v in a.items() if k.endswith(".capture")}
+        assert captures == {"truncated", "omitted"}
+    finally:
+        made.provider.shutdown()
 
 
 def test_the_rollout_joins_the_apps_current_span(pipeline: Pipeline) -> None:
@@ -322,18 +374,22 @@ def test_a_sampler_that_drops_spans_leaves_the_bundle_complete(
         assert dropped.spans() == []
         assert bundle is not None and dropped.bundles() == [bundle]
         report = validate_bundle(bundle)
-        assert report.ok and report.events == 32
+        assert report.ok and report.events == 34
     finally:
         dropped.provider.shutdown()
 
 
+@pytest.mark.parametrize(
+    ("schema_version", "stored"), [(2, '{\n  "input": []'), (3, '{"input":[],"note":"')]
+)
 def test_content_is_captured_only_when_asked_and_truncated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schema_version: int, stored: str
 ) -> None:
+    """The content is the body as stored: a pretty file (schema 2), a compact record (3)."""
     monkeypatch.setenv(_config.CAPTURE_CONTENT_ENV, "true")
     monkeypatch.setenv(_config.CONTENT_MAX_BYTES_ENV, "40")
     monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
-    captured = make_pipeline(tmp_path / "traces")
+    captured = make_pipeline(tmp_path / "traces", schema_version=schema_version)
     try:
         thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata())
         with thread, thread.turn() as turn:
@@ -342,7 +398,7 @@ def test_content_is_captured_only_when_asked_and_truncated(
         [chat] = by_name(captured.spans())["chat m"]
         content = str(attrs(chat)["rollout.payload.request.content"])
         assert 0 < len(content.encode()) <= 40
-        assert content.startswith('{\n  "input": []')
+        assert content.startswith(stored)
     finally:
         captured.provider.shutdown()
 
@@ -433,4 +489,10 @@ def test_loose_raw_events_become_span_events_where_they_belong(pipeline: Pipelin
     [history] = turn_span.events
     assert history.attributes is not None
     assert '"item_id":"item-1"' in str(history.attributes[sc.ROLLOUT_EVENT_JSON])
-    assert str(history.attributes["rollout.payload.agent_message.path"]).startswith("payloads/")
+    if pipeline.schema_version == 2:
+        where = history.attributes["rollout.payload.agent_message.path"]
+        assert str(where).startswith("payloads/")
+    else:
+        assert str(history.attributes["rollout.payload.agent_message.id"]).startswith(
+            "raw_payload:"
+        )

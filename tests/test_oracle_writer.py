@@ -10,6 +10,7 @@ import pytest
 
 from otel_rollout._bundle._models import (
     EVENT_TYPES,
+    SCHEMA_2,
     SCHEMA_3_ONLY_EVENT_TYPES,
     Other,
     PayloadKind,
@@ -81,7 +82,9 @@ def test_bundle_with_every_event_variant_is_accepted_by_codex(
 
 
 def test_other_event_is_rejected_by_codex(codex_bin: Path, tmp_path: Path) -> None:
-    writer = BundleWriter.create(tmp_path / "bundles", root_thread_id="thread-root")
+    writer = BundleWriter.create(
+        tmp_path / "bundles", root_thread_id="thread-root", schema_version=SCHEMA_2
+    )
     writer.append(RolloutStarted(trace_id=writer.manifest.trace_id, root_thread_id="thread-root"))
     writer.append(ThreadStarted(thread_id="thread-root", agent_path="/root"))
     ref = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"type": "shutdown_complete"})

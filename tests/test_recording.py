@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,14 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
     yield from pipeline_fixture(tmp_path, monkeypatch)
 
 
+@pytest.fixture(params=[2, 3], ids=["schema2", "schema3"])
+def both_schemas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    """A pipeline writing schema 2 (Codex 0.169.0's) or schema 3 (0.171.0's, the default)."""
+    yield from pipeline_fixture(tmp_path, monkeypatch, schema_version=request.param)
+
+
 @pytest.fixture(autouse=True)
 def _reset_configuration() -> Iterator[None]:
     yield
@@ -55,8 +63,9 @@ REQUEST = {
 
 
 def test_example_rollout_validates_and_codex_reduces_it(
-    pipeline: Pipeline, codex_bin: Path, tmp_path: Path
+    both_schemas: Pipeline, codex_for: Callable[[int], Path], tmp_path: Path
 ) -> None:
+    pipeline = both_schemas
     bundle = load_example().run_rollout()
     assert bundle is not None
     assert pipeline.bundles() == [bundle]
@@ -78,11 +87,17 @@ def test_example_rollout_validates_and_codex_reduces_it(
         "agent_result_observed",
     ):
         assert expected in types
-    done = codex_reduce(codex_bin, bundle, tmp_path / "state.json")
+    assert json.loads((bundle / "manifest.json").read_text())["schema_version"] == (
+        pipeline.schema_version
+    )
+    done = codex_reduce(codex_for(pipeline.schema_version), bundle, tmp_path / "state.json")
     assert done.returncode == 0, done.stderr
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["status"] == "completed"
-    assert state["recording_complete"] is True
+    if pipeline.schema_version == 2:
+        assert state["recording_complete"] is True
+    else:
+        assert state["recording_status"] == "complete"
     assert len(state["threads"]) == 2
     child = next(t for t in state["threads"].values() if t["agent_path"] == "/root/researcher")
     assert child["origin"]["type"] == "spawned"
@@ -94,14 +109,15 @@ def test_example_rollout_validates_and_codex_reduces_it(
 
 
 def test_example_edges_reduce_as_codex_and_as_replay_bundle(
-    pipeline: Pipeline, codex_bin: Path, tmp_path: Path
+    both_schemas: Pipeline, codex_for: Callable[[int], Path], tmp_path: Path
 ) -> None:
     """The child's result is delivered into the root's history, so both reducers draw the
-    agent_result edge (child's answer -> root's delivered item) beside the spawn edge."""
+    agent_result edge (child's answer -> root's delivered item) beside the spawn edge; the
+    Codex of the bundle's schema reduces it to our bytes."""
     bundle = load_example().run_rollout()
     assert bundle is not None
-    pipeline.bundles()
-    done = codex_reduce(codex_bin, bundle, tmp_path / "codex.json")
+    both_schemas.bundles()
+    done = codex_reduce(codex_for(both_schemas.schema_version), bundle, tmp_path / "codex.json")
     assert done.returncode == 0, done.stderr
     theirs = (tmp_path / "codex.json").read_bytes()
     ours = write_state(reduce_bundle(bundle), tmp_path / "ours.json").read_bytes()
@@ -126,8 +142,9 @@ def test_example_edges_reduce_as_codex_and_as_replay_bundle(
 
 
 def test_every_context_reaches_the_bundle_and_codex_accepts_it(
-    pipeline: Pipeline, codex_bin: Path, tmp_path: Path
+    both_schemas: Pipeline, codex_for: Callable[[int], Path], tmp_path: Path
 ) -> None:
+    pipeline = both_schemas
     meta = ThreadStartedTraceMetadata(thread_id="thread-root", model="m", provider_name="p")
     root = ThreadTraceContext.start_root_or_disabled(meta)
     assert root.is_enabled()
@@ -210,7 +227,7 @@ def test_every_context_reaches_the_bundle_and_codex_accepts_it(
     assert "late" not in (bundle / "trace.jsonl").read_text()
     seqs = [event["seq"] for event in read_events(bundle)]
     assert seqs == list(range(1, len(seqs) + 1))
-    done = codex_reduce(codex_bin, bundle, tmp_path / "state.json")
+    done = codex_reduce(codex_for(pipeline.schema_version), bundle, tmp_path / "state.json")
     assert done.returncode == 0, done.stderr
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["tool_calls"]["tool-mcp"]["mcp_call_id"] == mcp_call.mcp_call_id

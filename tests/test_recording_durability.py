@@ -24,12 +24,16 @@ from otel_rollout import (
     ThreadStartedTraceMetadata,
     ThreadTraceContext,
     current_turn,
+    reduce_bundle,
     validate_bundle,
+    write_state,
 )
 from otel_rollout import semconv as sc
 from otel_rollout._bundle._background import BundleSink, PendingEvent
+from otel_rollout._bundle._shards import decompress_shard, iter_records
 from otel_rollout._live import _runtime
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter
+from otel_rollout._reduce._model import RecordingStatus
 from support.codex import codex_reduce
 from support.recording import Pipeline, attrs, event_types, pipeline_fixture, read_events
 
@@ -39,6 +43,13 @@ POLL_TIMEOUT_S = 20.0
 @pytest.fixture
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     yield from pipeline_fixture(tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=[2, 3], ids=["schema2", "schema3"])
+def both_schemas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    yield from pipeline_fixture(tmp_path, monkeypatch, schema_version=request.param)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +68,7 @@ RECORDER_SCRIPT = textwrap.dedent(
     import otel_rollout
     from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext
 
-    otel_rollout.configure(trace_root=sys.argv[1])
+    otel_rollout.configure(trace_root=sys.argv[1], schema_version=int(sys.argv[3]))
     turns = int(sys.argv[2])
     thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
     print(thread.bundle_dir, flush=True)
@@ -77,9 +88,9 @@ RECORDER_SCRIPT = textwrap.dedent(
 )
 
 
-def _spawn_recorder(root: Path, turns: int) -> subprocess.Popen[str]:
+def _spawn_recorder(root: Path, turns: int, schema_version: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", RECORDER_SCRIPT, str(root), str(turns)],
+        [sys.executable, "-c", RECORDER_SCRIPT, str(root), str(turns), str(schema_version)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -106,12 +117,21 @@ def _strip_torn_tail(bundle: Path) -> int:
     return len(data) - keep
 
 
+SCHEMAS = pytest.mark.parametrize("schema_version", [2, 3], ids=["schema2", "schema3"])
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_points_leaves_a_valid_bundle(tmp_path: Path, codex_bin: Path) -> None:
+@SCHEMAS
+def test_sigkill_at_random_points_leaves_a_valid_bundle(
+    tmp_path: Path, codex_for: Callable[[int], Path], schema_version: int
+) -> None:
+    """Schema 3 too: every shard on disk is one whole zstd frame, every event's shard is
+    there, and Codex 0.171.0 reduces the bundle (``unclosed``) to our bytes."""
+    codex = codex_for(schema_version)
     rng = random.Random(1234)
     for run in range(5):
         root = tmp_path / f"run-{run}"
-        process = _spawn_recorder(root, -1)
+        process = _spawn_recorder(root, -1, schema_version)
         assert process.stdout is not None
         bundle = Path(process.stdout.readline().strip())
         if run == 0:
@@ -127,9 +147,12 @@ def test_sigkill_at_random_points_leaves_a_valid_bundle(tmp_path: Path, codex_bi
         assert report.ok, (run, report.problems)
         assert len(report.warnings) <= 1
         assert all("torn last line" in str(warning) for warning in report.warnings)
-        # every payload file is whole or absent, referenced or not (only a temporary may be cut)
+        # every payload file or shard is whole or absent, referenced or not (only a
+        # temporary may be cut)
         for payload in (bundle / "payloads").glob("*.json"):
             msgspec.json.decode(payload.read_bytes())
+        for shard in (bundle / "payloads").glob("*.zst"):
+            assert list(iter_records(decompress_shard(shard.read_bytes(), 1 << 30)))
         _strip_torn_tail(bundle)
         assert validate_bundle(bundle).ok
         types = event_types(bundle)
@@ -137,13 +160,21 @@ def test_sigkill_at_random_points_leaves_a_valid_bundle(tmp_path: Path, codex_bi
         assert not types or types[0] == "rollout_started"
         if run == 0:
             assert "codex_turn_ended" in types
-        done = codex_reduce(codex_bin, bundle, tmp_path / f"state-{run}.json")
+        if not types:
+            continue  # nothing to reduce
+        theirs = tmp_path / f"state-{run}.json"
+        done = codex_reduce(codex, bundle, theirs)
         assert done.returncode == 0, (run, done.stderr)
+        trace = reduce_bundle(bundle)
+        assert write_state(trace, tmp_path / "ours.json").read_bytes() == theirs.read_bytes()
+        if schema_version == 3:
+            assert trace.recording_status is RecordingStatus.UNCLOSED
 
 
-def test_interpreter_exit_flushes_everything(tmp_path: Path) -> None:
+@SCHEMAS
+def test_interpreter_exit_flushes_everything(tmp_path: Path, schema_version: int) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", RECORDER_SCRIPT, str(tmp_path), "150"],
+        [sys.executable, "-c", RECORDER_SCRIPT, str(tmp_path), "150", str(schema_version)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -200,8 +231,12 @@ def test_a_forked_child_does_not_write_into_its_parents_bundle(tmp_path: Path) -
     assert "own-turn" in (forked / "trace.jsonl").read_text()
 
 
+@SCHEMAS
 def test_a_full_queue_waits_then_counts_the_loss_and_keeps_a_valid_prefix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    schema_version: int,
 ) -> None:
     gate = threading.Event()
     original = BundleSink.write
@@ -212,7 +247,7 @@ def test_a_full_queue_waits_then_counts_the_loss_and_keeps_a_valid_prefix(
 
     monkeypatch.setattr(BundleSink, "write", slow_write)
     exporter = RolloutBundleSpanExporter(max_queue_events=4, max_queue_wait_s=0.01)
-    otel_rollout.configure(trace_root=tmp_path, exporter=exporter)
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter, schema_version=schema_version)
     thread = ThreadTraceContext.start_root_or_disabled()
     with caplog.at_level(logging.WARNING):
         for i in range(40):
@@ -230,8 +265,9 @@ def test_a_full_queue_waits_then_counts_the_loss_and_keeps_a_valid_prefix(
 
 
 def test_eight_threads_and_fifty_tasks_record_at_once(
-    pipeline: Pipeline, codex_bin: Path, tmp_path: Path
+    both_schemas: Pipeline, codex_for: Callable[[int], Path], tmp_path: Path
 ) -> None:
+    pipeline = both_schemas
     turns_per_thread = 10
     root = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
     children = [
@@ -281,7 +317,7 @@ def test_eight_threads_and_fifty_tasks_record_at_once(
     report = validate_bundle(bundle)
     assert report.ok, report.problems
     assert (report.threads, report.turns) == (9, 8 * turns_per_thread + 50)
-    done = codex_reduce(codex_bin, bundle, tmp_path / "state.json")
+    done = codex_reduce(codex_for(pipeline.schema_version), bundle, tmp_path / "state.json")
     assert done.returncode == 0, done.stderr
     state = json.loads((tmp_path / "state.json").read_text())
     assert len(state["tool_calls"]) == 8 * turns_per_thread + 50
@@ -302,13 +338,17 @@ def test_eight_threads_and_fifty_tasks_record_at_once(
 
 
 def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    both_schemas: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Schema 2: the third payload file fails; schema 3: the second shard (each attempt is
+    flushed, so each has its own shard). Either way one attempt is left, whole."""
     from otel_rollout._bundle._models import RawPayloadRef
-    from otel_rollout._bundle._payloads import PayloadFileWriter
+    from otel_rollout._bundle._payloads import PayloadFileWriter, PayloadShardWriter
 
+    pipeline = both_schemas
     calls = 0
     original = PayloadFileWriter.write
+    original_seal = PayloadShardWriter.seal
 
     def failing(self: PayloadFileWriter, ref: RawPayloadRef, data: bytes) -> None:
         nonlocal calls
@@ -317,13 +357,23 @@ def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
             raise OSError(28, "No space left on device")
         original(self, ref, data)
 
+    def failing_seal(self: PayloadShardWriter) -> int:
+        nonlocal calls
+        if self.open_bytes:
+            calls += 1
+            if calls == 2:
+                raise OSError(28, "No space left on device")
+        return original_seal(self)
+
     monkeypatch.setattr(PayloadFileWriter, "write", failing)
+    monkeypatch.setattr(PayloadShardWriter, "seal", failing_seal)
     thread = ThreadTraceContext.start_root_or_disabled()
     with caplog.at_level(logging.WARNING):
         with thread, thread.turn() as turn:
             for _ in range(5):
                 with turn.inference("m", "p").attempt({"input": []}) as attempt:
                     attempt.record_completed("r")
+                assert pipeline.exporter.force_flush()
         [bundle] = pipeline.bundles()
     assert caplog.text.count("No space left on device") == 1
     assert pipeline.exporter.lost_events > 0

@@ -58,7 +58,7 @@ def realize(plan: RolloutPlan, *, refuse: frozenset[PayloadKind] = frozenset()) 
     """The plan's events as a writer would write them (payloads of kinds in ``refuse`` fail)."""
     bodies: dict[str, tuple[PayloadKind, Any]] = {}
 
-    def write_payload(kind: PayloadKind, body: Any) -> RawPayloadRef | None:
+    def write_payload(kind: PayloadKind, body: Any, thread_id: str | None) -> RawPayloadRef | None:
         if kind in refuse:
             return None
         path = f"payloads/{len(bodies) + 1}.json"

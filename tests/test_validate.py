@@ -11,7 +11,7 @@ import pytest
 
 from otel_rollout import events
 from otel_rollout._bundle._json import encode_compact, encode_pretty
-from otel_rollout._bundle._models import ExecutionStatus, PayloadKind, RolloutStatus
+from otel_rollout._bundle._models import SCHEMA_2, ExecutionStatus, PayloadKind, RolloutStatus
 from otel_rollout._bundle._validate import ValidationReport, validate_bundle
 from otel_rollout._bundle._writer import BundleWriter
 
@@ -26,7 +26,9 @@ META_LINE, PROTOCOL_LINE, RESULT_LINE, LAST_LINE = 2, 4, 6, 9
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     """A small valid bundle: 9 events, 1 thread, 1 turn, 3 payloads."""
-    with BundleWriter.create(tmp_path, root_thread_id=ROOT, trace_id="trace-1") as writer:
+    with BundleWriter.create(
+        tmp_path, root_thread_id=ROOT, trace_id="trace-1", schema_version=SCHEMA_2
+    ) as writer:
         meta = writer.write_payload(PayloadKind.SESSION_METADATA, {"thread_id": ROOT})
         protocol = writer.write_payload(PayloadKind.PROTOCOL_EVENT, {"type": "turn_started"})
         result = writer.write_payload(PayloadKind.TOOL_RESULT, {"type": "error", "error": "no"})

@@ -17,7 +17,7 @@ from otel_rollout import events
 from otel_rollout._bundle import _files as files_module
 from otel_rollout._bundle import _writer as writer_module
 from otel_rollout._bundle._json import encode_line, encode_pretty
-from otel_rollout._bundle._models import PayloadKind, RolloutStatus, payload_refs
+from otel_rollout._bundle._models import SCHEMA_2, PayloadKind, RolloutStatus, payload_refs
 from otel_rollout._bundle._reader import Bundle, decode_event
 from otel_rollout._bundle._validate import validate_bundle
 from otel_rollout._bundle._writer import BundleWriter
@@ -30,7 +30,11 @@ WRITER_LOGGER = "otel_rollout._bundle._writer"
 @pytest.fixture
 def writer(tmp_path: Path) -> Any:
     with BundleWriter.create(
-        tmp_path / "traces", root_thread_id=ROOT_THREAD, trace_id=TRACE, started_at_unix_ms=1000
+        tmp_path / "traces",
+        root_thread_id=ROOT_THREAD,
+        trace_id=TRACE,
+        started_at_unix_ms=1000,
+        schema_version=SCHEMA_2,
     ) as created:
         yield created
 
@@ -73,7 +77,9 @@ def test_bundle_is_readable_by_the_owner_only(writer: BundleWriter) -> None:
 
 def test_create_refuses_an_existing_bundle(writer: BundleWriter, tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
-        BundleWriter.create(tmp_path / "traces", root_thread_id=ROOT_THREAD, trace_id=TRACE)
+        BundleWriter.create(
+            tmp_path / "traces", root_thread_id=ROOT_THREAD, trace_id=TRACE, schema_version=SCHEMA_2
+        )
 
 
 def test_append_writes_the_returned_event_as_one_compact_line(writer: BundleWriter) -> None:
@@ -362,6 +368,7 @@ def _replay(source: Path, root: Path) -> Path:
         trace_id=manifest.trace_id,
         rollout_id=manifest.rollout_id,
         started_at_unix_ms=manifest.started_at_unix_ms,
+        schema_version=SCHEMA_2,
     )
     next_ordinal = 1
     with writer:

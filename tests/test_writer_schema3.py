@@ -302,7 +302,7 @@ def test_a_truncated_record_is_sealed_alone_and_a_cut_seals_what_was_open(tmp_pa
 
 def test_limits_are_positive_and_schema_3_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
-        BundleWriter.create(tmp_path, root_thread_id="t", max_bytes=10)
+        BundleWriter.create(tmp_path, root_thread_id="t", schema_version=2, max_bytes=10)
     with pytest.raises(ValueError, match="max_payload_bytes"):
         BundleWriter.create(tmp_path, root_thread_id="t", schema_version=3, max_payload_bytes=0)
 

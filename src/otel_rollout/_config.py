@@ -21,6 +21,15 @@ CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """``true`` puts payload content (truncated) on spans."""
 CONTENT_MAX_BYTES_ENV = "OTEL_ROLLOUT_CONTENT_MAX_BYTES"
 """Truncation bound for captured content (default 2048, Tempo's attribute limit)."""
+SCHEMA_VERSION_ENV = "OTEL_ROLLOUT_SCHEMA_VERSION"
+"""The bundle schema recording writes: 3 (Codex 0.171.0, the default) or 2 (0.169.0/0.170.0)."""
+WRITABLE_SCHEMA_VERSIONS = (2, 3)
+"""The schemas a bundle can be written in (``_bundle._models.SCHEMA_VERSIONS``; a leaf
+cannot import it, ``tests/test_config.py`` checks they agree)."""
+MAX_BYTES_ENV = "OTEL_ROLLOUT_MAX_BYTES"
+"""Schema 3: payloads that would take a bundle past this many bytes are omitted."""
+MAX_PAYLOAD_BYTES_ENV = "OTEL_ROLLOUT_MAX_PAYLOAD_BYTES"
+"""Schema 3: payloads (and long strings of model items) past this many bytes are truncated."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,12 @@ class Settings:
     content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES
     set_global_provider: bool = False
     """Install the library's own provider (when it makes one) as the global provider."""
+    schema_version: int | None = None
+    """The bundle schema to write; ``None``: the writer's default (3)."""
+    max_bytes: int | None = None
+    """Schema 3 size limit of a whole bundle; ``None``: no limit."""
+    max_payload_bytes: int | None = None
+    """Schema 3 size limit of one payload; ``None``: no limit."""
 
 
 def trace_root_from_env() -> Path | None:
@@ -66,10 +81,62 @@ def content_max_bytes_from_env() -> int:
     return parsed
 
 
+def schema_version_from_env() -> int | None:
+    """Return ``OTEL_ROLLOUT_SCHEMA_VERSION`` (2 or 3), or ``None`` (the default) when unset
+    or invalid (an invalid value is warned about)."""
+    value = os.environ.get(SCHEMA_VERSION_ENV, "").strip()
+    if not value:
+        return None
+    if value in ("2", "3"):
+        return int(value)
+    logger.warning(
+        "rollout trace: ignoring %s=%r (not 2 or 3), writing the default schema",
+        SCHEMA_VERSION_ENV,
+        value,
+    )
+    return None
+
+
+def size_limit_from_env(name: str) -> int | None:
+    """Return the positive integer in environment variable ``name``, or ``None`` (no limit)
+    when unset or invalid (an invalid value is warned about)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        parsed = int(value)
+    except ValueError:
+        parsed = 0
+    if parsed < 1:
+        logger.warning(
+            "rollout trace: ignoring %s=%r (not a positive integer), no limit", name, value
+        )
+        return None
+    return parsed
+
+
 def settings_from_env() -> Settings:
-    """Read every setting from the environment."""
+    """Read every setting from the environment.
+
+    The size limits apply to schema 3 only: with ``OTEL_ROLLOUT_SCHEMA_VERSION=2`` they
+    are ignored, with a warning.
+    """
+    schema_version = schema_version_from_env()
+    max_bytes = size_limit_from_env(MAX_BYTES_ENV)
+    max_payload_bytes = size_limit_from_env(MAX_PAYLOAD_BYTES_ENV)
+    if schema_version == 2 and (max_bytes is not None or max_payload_bytes is not None):
+        logger.warning(
+            "rollout trace: ignoring %s/%s (size limits exist in schema 3 only, and %s=2)",
+            MAX_BYTES_ENV,
+            MAX_PAYLOAD_BYTES_ENV,
+            SCHEMA_VERSION_ENV,
+        )
+        max_bytes = max_payload_bytes = None
     return Settings(
         trace_root=trace_root_from_env(),
         capture_content=capture_content_from_env(),
         content_max_bytes=content_max_bytes_from_env(),
+        schema_version=schema_version,
+        max_bytes=max_bytes,
+        max_payload_bytes=max_payload_bytes,
     )

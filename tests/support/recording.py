@@ -19,6 +19,7 @@ from opentelemetry.util.types import AnyValue
 
 import otel_rollout
 from otel_rollout import _config
+from otel_rollout._bundle._models import SCHEMA_VERSION
 from otel_rollout._live import _runtime
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 
@@ -33,6 +34,8 @@ class Pipeline:
     provider: TracerProvider
     memory: InMemorySpanExporter
     exporter: RolloutBundleSpanExporter
+    schema_version: int = SCHEMA_VERSION
+    """The schema of the bundles it writes."""
 
     def spans(self) -> list[ReadableSpan]:
         """Every finished span, after flushing (the writer thread builds the spans)."""
@@ -46,23 +49,37 @@ class Pipeline:
         return sorted(self.root.glob("trace-*")) if self.root.exists() else []
 
 
-def make_pipeline(root: Path, sampler: Sampler | None = None) -> Pipeline:
-    """Configure recording into ``root`` through a fresh SDK pipeline."""
+def make_pipeline(
+    root: Path, sampler: Sampler | None = None, *, schema_version: int | None = None
+) -> Pipeline:
+    """Configure recording into ``root`` through a fresh SDK pipeline (``schema_version``:
+    the bundles' schema, the default when ``None``)."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     exporter = RolloutBundleSpanExporter()
     provider.add_span_processor(RolloutSpanProcessor(exporter))
-    otel_rollout.configure(trace_root=root, tracer_provider=provider, exporter=exporter)
-    return Pipeline(root, provider, memory, exporter)
+    otel_rollout.configure(
+        trace_root=root, tracer_provider=provider, exporter=exporter, schema_version=schema_version
+    )
+    schema = SCHEMA_VERSION if schema_version is None else schema_version
+    return Pipeline(root, provider, memory, exporter, schema)
 
 
-def pipeline_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+def pipeline_fixture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, schema_version: int | None = None
+) -> Iterator[Pipeline]:
     """Body of a ``pipeline`` fixture: recording into ``tmp_path/traces``, a real SDK pipeline."""
-    monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
-    monkeypatch.delenv(_config.CAPTURE_CONTENT_ENV, raising=False)
-    monkeypatch.delenv(_config.CONTENT_MAX_BYTES_ENV, raising=False)
-    made = make_pipeline(tmp_path / "traces")
+    for name in (
+        _config.TRACE_ROOT_ENV,
+        _config.CAPTURE_CONTENT_ENV,
+        _config.CONTENT_MAX_BYTES_ENV,
+        _config.SCHEMA_VERSION_ENV,
+        _config.MAX_BYTES_ENV,
+        _config.MAX_PAYLOAD_BYTES_ENV,
+    ):
+        monkeypatch.delenv(name, raising=False)
+    made = make_pipeline(tmp_path / "traces", schema_version=schema_version)
     yield made
     _runtime.reset()
     made.provider.shutdown()

@@ -1,9 +1,13 @@
 """The background writer: moves recorded events from the app's threads to disk.
 
-Callers enqueue fully built events (payload bytes already encoded, refs already
-numbered); one daemon thread writes them in order through each bundle's
-:class:`BundleWriter`, so payload files precede the events that refer to them. The
-thread wakes on the first event after an idle period and writes within
+Callers enqueue built events with their payload bytes already encoded; one daemon
+thread writes them in order through each bundle's :class:`BundleWriter`, so payloads
+precede the events that refer to them. Schema 2: the caller numbered the payload files
+(refs are in the event). Schema 3: a ref names its shard, known only here, so the
+caller's event holds placeholder refs that the writer thread swaps for the real ones
+(numbering each payload, in queue order), adding the prepared prompt of an inference
+request; the open shard is sealed at the end of every batch, then the batch's events
+are appended. The thread wakes on the first event after an idle period and writes within
 :data:`FLUSH_INTERVAL_S`, well inside the 100 ms durability bound. The queue is
 bounded: a full queue makes the recording thread wait (bounded), and what still
 cannot be queued is counted as lost and stops that bundle, so it stays a valid prefix.
@@ -28,9 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from otel_rollout import _errors
+from otel_rollout._bundle._bodies import prompt_from_request, session_metadata_to
 from otel_rollout._bundle._json import pretty
 from otel_rollout._bundle._models import (
+    SCHEMA_3,
+    InferenceStarted,
     PayloadKind,
     RawPayloadRef,
     RawTraceEventPayload,
@@ -60,7 +69,9 @@ class PendingPayload:
     kind: PayloadKind
     body: bytes
     ref: RawPayloadRef | None = None
-    """Given by the bundle's payload writer (``BundleWriter.payloads``) in ``emit``."""
+    """Schema 2: given by the bundle's payload writer (``BundleWriter.payloads``) in
+    ``emit``. Schema 3: a placeholder (``_payloads.PLACEHOLDER_REFS``) until the writer thread
+    writes the payload and puts its real ref here."""
 
 
 @dataclass(slots=True)
@@ -89,6 +100,9 @@ class PendingEvent:
     codex_turn_id: str | None
     time_ns: int
     """When it was recorded (wall clock, ns)."""
+    bodies: dict[str, bytes] | None = None
+    """Set by the writer thread: each payload's body as stored, by payload id (what the
+    live spans read, as a replay reads the bundle)."""
 
 
 class BundleSink:
@@ -104,6 +118,9 @@ class BundleSink:
         """Set when an event was lost: later events are dropped to keep a valid prefix."""
         self._completed = False
         """``recording_completed`` was written (the writer is closed)."""
+        self._sharded = writer.schema_version == SCHEMA_3
+        self._unmapped: list[PendingEvent | PendingSpanCall] = []
+        """Schema 3: this batch's events and span calls, mapped once the batch is on disk."""
         self.on_written: Callable[[PendingEvent], None] | None = None
         """Called (writer thread) after each event, written or not: maps it to live spans."""
         self.on_span_call: Callable[[PendingSpanCall], None] | None = None
@@ -113,7 +130,29 @@ class BundleSink:
         """Write one event and its payloads, then hand it to :attr:`on_written`.
 
         A :class:`PendingSpanCall` only goes to :attr:`on_span_call` (live spans).
+        Schema 3: the event is appended (and mapped) by :meth:`end_batch`, once the
+        shard holding its payloads is sealed.
         """
+        if self._sharded:
+            if type(item) is PendingEvent:
+                self._write_sharded(item)
+            self._unmapped.append(item)
+            return
+        self._map(item)
+
+    def end_batch(self) -> None:
+        """Schema 3: seal the open shard (appending the events waiting for it), then map
+        the batch's events and span calls to live spans, in order. Called by the writer
+        thread after each batch (at most :data:`FLUSH_INTERVAL_S` after its first event)."""
+        if not self._sharded:
+            return
+        if self.writer.is_active:
+            self.writer.flush()
+        done, self._unmapped = self._unmapped, []
+        for item in done:
+            self._map(item)
+
+    def _map(self, item: PendingEvent | PendingSpanCall) -> None:
         if type(item) is PendingSpanCall:
             apply = self.on_span_call
             if apply is not None and self.on_written is not None:
@@ -125,7 +164,8 @@ class BundleSink:
                     )
             return
         assert type(item) is PendingEvent
-        self._write(item)
+        if not self._sharded:
+            self._write(item)
         callback = self.on_written
         if callback is not None:
             try:
@@ -154,6 +194,55 @@ class BundleSink:
                 )
                 self._stop()
                 return
+        self._append(item)
+
+    def _write_sharded(self, item: PendingEvent) -> None:
+        """Schema 3: write the payloads (real refs for the placeholders), then append."""
+        if self.stopped or self._completed or self.writer.failure is not None:
+            self.lost_events += 1
+            return
+        writer = self.writer
+        thread_id = item.thread_id
+        bodies: dict[str, bytes] = {}
+        real: dict[int, RawPayloadRef] = {}
+        request: Any = None
+        for payload in item.payloads:
+            kind, value = payload.kind, None
+            body: bytes | None = payload.body
+            if kind is PayloadKind.INFERENCE_REQUEST:
+                request = value = msgspec.json.decode(payload.body)
+            elif kind is PayloadKind.SESSION_METADATA:
+                value = session_metadata_to(msgspec.json.decode(payload.body), SCHEMA_3)
+                body = None
+            ref = writer.write_payload(
+                kind, value, encoded=body, thread_id=thread_id, stored=bodies
+            )
+            if ref is None:
+                self._stop()
+                return
+            assert payload.ref is not None  # a placeholder, from RolloutRecorder.emit
+            real[id(payload.ref)] = ref
+            payload.ref = ref
+        event = item.event
+        changes: dict[str, Any] = {}
+        for name in event.__struct_fields__:
+            value = getattr(event, name)
+            if type(value) is RawPayloadRef and id(value) in real:
+                changes[name] = real[id(value)]
+        if isinstance(event, InferenceStarted):
+            prompt = writer.write_prepared_prompt(
+                thread_id, prompt_from_request(request), stored=bodies
+            )
+            if prompt is None:
+                self._stop()
+                return
+            changes["prepared_prompt_payload"] = prompt
+        if changes:
+            item.event = msgspec.structs.replace(event, **changes)
+        item.bodies = bodies
+        self._append(item)
+
+    def _append(self, item: PendingEvent) -> None:
         written = self.writer.append(
             item.event,
             thread_id=item.thread_id,
@@ -169,7 +258,10 @@ class BundleSink:
     def _stop(self) -> None:
         self.lost_events += 1
         self.stopped = True
-        self.writer.payloads.close()
+        if self._sharded:
+            self.writer.close()
+        else:
+            self.writer.payloads.close()
 
 
 class BackgroundWriter:
@@ -263,12 +355,21 @@ class BackgroundWriter:
                 self._queue.clear()
                 self._queued_bytes = 0
                 cond.notify_all()  # room for waiting producers
+            sinks: dict[int, BundleSink] = {}
             for item in batch:
+                sink = item.bundle
+                sinks[id(sink)] = sink
                 try:
-                    item.bundle.write(item)
+                    sink.write(item)
                 except Exception:  # never let one bad event kill the writer thread
-                    item.bundle.stopped = True
+                    sink.stopped = True
                     _errors.background_error(Component.WRITER, "writing an event")
+            for sink in sinks.values():
+                try:
+                    sink.end_batch()
+                except Exception:
+                    sink.stopped = True
+                    _errors.background_error(Component.WRITER, "sealing a batch")
             with cond:
                 self._written += len(batch)
                 cond.notify_all()

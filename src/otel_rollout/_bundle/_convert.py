@@ -15,12 +15,16 @@ Events keep their order, wall times, threads and turns; payloads are numbered af
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
+from otel_rollout._bundle._bodies import (
+    TOOL_OUTPUT_TYPES,
+    prompt_from_request,
+    session_metadata_to,
+)
 from otel_rollout._bundle._capture import join_fragments
 from otel_rollout._bundle._models import (
     SCHEMA_2,
@@ -37,69 +41,9 @@ from otel_rollout._bundle._models import (
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._bundle._writer import BundleWriter
 
-PROMPT_DEFAULTS: Final[dict[str, Any]] = {
-    "base_instructions": None,
-    "output_schema": None,
-    "output_schema_strict": True,
-    "prompt_cache_ttl": None,
-    "cyber_access_program": None,
-}
-"""Prepared prompt fields a 0.169.0 request does not carry, as 0.171.0 writes them unset
-(``output_schema``, ``output_schema_strict``, ``prompt_cache_ttl`` and
-``cyber_access_program`` as in every 0.171.0 fixture; ``base_instructions``, always set by
-0.171.0, as ``null``)."""
-TOOL_OUTPUT_TYPES: Final = frozenset({"function_call_output", "custom_tool_call_output"})
-"""Input item types that are tool outputs (``history_item_accepted.tool_output_payload``)."""
-_PASCAL_WORD = re.compile(r"[A-Z][a-z0-9]*")
-
 
 class ConvertError(ValueError):
     """The bundle cannot be converted; the message says why."""
-
-
-def prompt_from_request(request: Any) -> dict[str, Any]:
-    """The prepared prompt 0.171.0 would record for ``request`` (a Responses API request body)."""
-    body = request if isinstance(request, dict) else {}
-    return {
-        "input": body.get("input") or [],
-        "tools": body.get("tools") or [],
-        "parallel_tool_calls": bool(body.get("parallel_tool_calls", False)),
-        **PROMPT_DEFAULTS,
-    }
-
-
-def _rename_key(value: dict[str, Any], old: str, new: str, new_value: Any) -> dict[str, Any]:
-    """``value`` with key ``old`` replaced, in place in the key order, by ``new: new_value``."""
-    return {
-        (new if key == old else key): (new_value if key == old else v) for key, v in value.items()
-    }
-
-
-def _to_kebab(policy: Any) -> Any:
-    if isinstance(policy, str):
-        return "-".join(word.lower() for word in _PASCAL_WORD.findall(policy)) or policy
-    return policy
-
-
-def _to_pascal(profile: Any) -> Any:
-    if isinstance(profile, str):
-        return "".join(word.capitalize() for word in profile.split("-"))
-    return profile
-
-
-def session_metadata_to(value: Any, schema_version: int) -> Any:
-    """Session metadata as ``schema_version`` writes it (the sandbox field renamed)."""
-    if not isinstance(value, dict):
-        return value
-    if schema_version == SCHEMA_3 and "sandbox_policy" in value:
-        return _rename_key(
-            value, "sandbox_policy", "permissions_profile", _to_kebab(value["sandbox_policy"])
-        )
-    if schema_version == SCHEMA_2 and "permissions_profile" in value:
-        return _rename_key(
-            value, "permissions_profile", "sandbox_policy", _to_pascal(value["permissions_profile"])
-        )
-    return value
 
 
 def convert_bundle(

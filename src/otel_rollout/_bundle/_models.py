@@ -26,8 +26,8 @@ SCHEMA_3: Final = 3
 """The ``schema_version`` Codex 0.171.0 writes and accepts (zstd payload shards)."""
 SCHEMA_VERSIONS: Final = (SCHEMA_2, SCHEMA_3)
 """Every schema this package reads and writes."""
-SCHEMA_VERSION: Final = SCHEMA_2
-"""The schema written when none is chosen (the recording default moves to 3 with its writer)."""
+SCHEMA_VERSION: Final = SCHEMA_3
+"""The schema written when none is chosen: 3, what current Codex (0.171.0) reads."""
 
 MANIFEST_FILE_NAME: Final = "manifest.json"
 RAW_EVENT_LOG_FILE_NAME: Final = "trace.jsonl"

@@ -462,6 +462,15 @@ class PayloadFileWriter:
                 pass
 
 
+PLACEHOLDER_REFS: Final[tuple[RawPayloadRef, ...]] = tuple(
+    RawPayloadRef(raw_payload_id=f"pending:{index}", kind=PAYLOAD_KINDS[PayloadKind.PROTOCOL_EVENT])
+    for index in range(8)
+)
+"""Schema 3 live recording: stand-ins for an event's payload refs (the ``i``-th payload's
+is the ``i``-th) while it is queued; the writer thread writes the payloads and swaps the
+stand-ins, by identity, for the refs :class:`PayloadShardWriter` gives (which name the
+shard, known only there)."""
+
 DEFAULT_SEAL_BYTES: Final = 4 << 20
 """Records (uncompressed) after which the open shard is sealed: 4 MiB, a frame that
 compresses in a few milliseconds and keeps a reader's memory small."""
@@ -488,6 +497,9 @@ class PayloadShardWriter:
         self._open_bytes = 0
         self.sealed_through = 0
         """The highest shard number on disk (0 before the first seal)."""
+        self.stored: dict[str, bytes] | None = None
+        """When set, :meth:`add` puts each record's body there by payload id (the live
+        spans read the bodies of the event being written)."""
         self._dir_fd: int | None = None
 
     @classmethod
@@ -531,6 +543,8 @@ class PayloadShardWriter:
         Seals nothing: the caller seals (``open_bytes`` against ``seal_bytes``).
         """
         record = encode_record(payload_id, body)
+        if self.stored is not None:
+            self.stored[payload_id] = body
         self._records.append(record)
         self._open_bytes += len(record)
         return RawPayloadRef(

@@ -224,6 +224,8 @@ class BundleWriter:
         *,
         parts: list[RawPayloadRef] | None = None,
         thread_id: str | None = None,
+        encoded: bytes | None = None,
+        stored: dict[str, bytes] | None = None,
     ) -> RawPayloadRef | None:
         """Write ``value`` as the next payload and return its reference.
 
@@ -233,26 +235,40 @@ class BundleWriter:
         written before) if given, cut by the size limits (``_capture``; an inference
         request's model items are shared within ``thread_id``); an event naming it
         waits until the shard is sealed.
+        Schema 3 only: ``encoded`` is ``value``'s compact JSON when the caller has it
+        (``value`` is then needed only for an inference request), and ``stored``, if
+        given, receives the body of every record written, by payload id.
         Returns ``None`` when the writer is stopped, the write fails (which stops the
         writer) or ``value`` is not JSON-serializable (logged, the writer carries on).
         """
         if not self.is_active:
             return None
-        try:
-            body = encode_pretty(value) if self._capture is None else encode_compact(value)
-        except (TypeError, ValueError, OverflowError) as error:
-            logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
-            return None
         if self._capture is not None:
             capture = self._capture
+            try:
+                body = encode_compact(value) if encoded is None else encoded
+            except (TypeError, ValueError, OverflowError) as error:
+                logger.warning(
+                    "rollout trace: payload of kind %s is not JSON: %s", kind.value, error
+                )
+                return None
             with self._lock:
                 if not self.is_active:
                     return None
-                if parts is not None:
-                    ref = capture.record(kind, body, parts)
-                else:
-                    ref = capture.payload(kind, body, value, thread_id)
+                capture.shards.stored = stored
+                try:
+                    if parts is not None:
+                        ref = capture.record(kind, body, parts)
+                    else:
+                        ref = capture.payload(kind, body, value, thread_id)
+                finally:
+                    capture.shards.stored = None
                 return ref if self.failure is None else None
+        try:
+            body = encode_pretty(value)
+        except (TypeError, ValueError, OverflowError) as error:
+            logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
+            return None
         assert self._files is not None
         with self._lock:
             if not self.is_active:
@@ -267,14 +283,18 @@ class BundleWriter:
         return ref
 
     def write_prepared_prompt(
-        self, thread_id: str | None, prompt: dict[str, Any]
+        self,
+        thread_id: str | None,
+        prompt: dict[str, Any],
+        *,
+        stored: dict[str, bytes] | None = None,
     ) -> RawPayloadRef | None:
         """Schema 3: write ``prompt`` as a ``prepared_prompt`` payload and return its ref.
 
         Each of ``prompt["input"]``'s items becomes a ``model_item`` part, written once
         per thread (an item already written for ``thread_id`` reuses its ref); the
         payload is the array of string fragments around them (``_capture``). Returns
-        ``None`` as :meth:`write_payload` does.
+        ``None`` as :meth:`write_payload` does; ``stored`` as there.
 
         Raises:
             TypeError: The bundle is schema 2.
@@ -285,11 +305,14 @@ class BundleWriter:
         with self._lock:
             if not self.is_active:
                 return None
+            capture.shards.stored = stored
             try:
                 ref = capture.prepared_prompt(prompt, thread_id)
             except (TypeError, ValueError, OverflowError) as error:
                 logger.warning("rollout trace: prepared prompt is not JSON: %s", error)
                 return None
+            finally:
+                capture.shards.stored = None
             return ref if self.failure is None else None
 
     @property

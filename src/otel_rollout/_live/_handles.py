@@ -231,12 +231,16 @@ class ThreadTraceContext(_Scoped):
 
     @abc.abstractmethod
     def record_history_item_accepted(
-        self, turn_id: str, item_id: str, agent_message: Any = None
+        self, turn_id: str, item_id: str, agent_message: Any = None, *, tool_output: Any = None
     ) -> None:
         """Record that an item entered this thread's history.
 
         ``agent_message``: for a delivered inter-agent message, the item itself (see
         :func:`agent_message_item`); its body is stored as a payload.
+        ``tool_output``: for a tool's output (a ``function_call_output`` or
+        ``custom_tool_call_output`` item with ``item_id`` as its ``id``), the item itself,
+        as Codex 0.171.0 records it after the tool call (schema 3's
+        ``tool_output_payload``; a schema 2 bundle records the event without it).
         """
 
     @abc.abstractmethod

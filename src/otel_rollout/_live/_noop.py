@@ -84,7 +84,7 @@ class _NoopThread(ThreadTraceContext):
         return None
 
     def record_history_item_accepted(
-        self, turn_id: str, item_id: str, agent_message: Any = None
+        self, turn_id: str, item_id: str, agent_message: Any = None, *, tool_output: Any = None
     ) -> None:
         return None
 

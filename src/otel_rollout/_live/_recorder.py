@@ -1,9 +1,10 @@
 """The per-rollout recorder: one ordered stream of raw events, to the bundle and to live spans.
 
 Every recording call of a rollout goes through :meth:`RolloutRecorder.emit`, which,
-under one lock, numbers the event's payload files, builds the raw event and queues it
-for the background writer. The writer thread writes it, then maps it to OTel spans
-(:class:`SpanMapper` driving :class:`LiveSpanSink`). The bundle and the spans see the
+under one lock, numbers the event's payload files (schema 2; in schema 3 the writer
+thread numbers them), builds the raw event and queues it for the background writer.
+The writer thread writes it, then maps it to OTel spans (:class:`SpanMapper` driving
+:class:`LiveSpanSink`). The bundle and the spans see the
 events in the same order, and the bundle is complete whatever the sampler decided.
 """
 
@@ -29,7 +30,13 @@ from otel_rollout._bundle._background import (
     PendingSpanCall,
 )
 from otel_rollout._bundle._json import encode_compact
-from otel_rollout._bundle._models import PayloadKind, RawPayloadRef, RawTraceEventPayload
+from otel_rollout._bundle._models import (
+    SCHEMA_2,
+    PayloadKind,
+    RawPayloadRef,
+    RawTraceEventPayload,
+)
+from otel_rollout._bundle._payloads import PLACEHOLDER_REFS
 from otel_rollout._errors import Component
 from otel_rollout._otel._live_spans import LiveSpanSink
 from otel_rollout._otel._mapping import SpanMapper
@@ -169,7 +176,13 @@ class RolloutRecorder:
         bundle.on_written = self._on_written
         bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
-        self._new_payload_ref = bundle.writer.payloads.new_ref
+        writer = bundle.writer
+        self.sharded = writer.schema_version != SCHEMA_2
+        """Schema 3 (payloads in zstd shards), not 2 (payload files)."""
+        self._new_payload_ref: Callable[[PayloadKind], RawPayloadRef] | None = (
+            writer.payloads.new_ref if writer.schema_version == SCHEMA_2 else None
+        )
+        """Schema 2: numbers payload files here; schema 3: the writer thread numbers them."""
         self.active = True
         """False once the bundle is complete, lost or inherited by a forked child."""
         _track_for_fork(self)
@@ -196,7 +209,9 @@ class RolloutRecorder:
         """Record one event: number its payloads, build it, queue it (spans follow).
 
         ``build`` receives one ref per entry of ``payloads`` (``None`` where the entry
-        is ``None``). Returns ``False`` when the event was not recorded.
+        is ``None``). Schema 3: the refs are placeholders, which the writer thread
+        replaces with the real ones (a ref names its shard, known only there).
+        Returns ``False`` when the event was not recorded.
         """
         if not self.active:  # also cleared in a forked child (no getpid per event)
             return False
@@ -206,11 +221,14 @@ class RolloutRecorder:
             refs: list[RawPayloadRef | None] = []
             files: list[PendingPayload] = []
             nbytes = 256
-            for payload in payloads:
+            new_ref = self._new_payload_ref
+            for index, payload in enumerate(payloads):
                 if payload is None:
                     refs.append(None)
                     continue
-                ref = payload.ref = self._new_payload_ref(payload.kind)
+                ref = payload.ref = (
+                    PLACEHOLDER_REFS[index] if new_ref is None else new_ref(payload.kind)
+                )
                 refs.append(ref)
                 files.append(payload)
                 nbytes += len(payload.body)
@@ -247,7 +265,12 @@ class RolloutRecorder:
 
     def _on_written(self, item: PendingEvent) -> None:
         """Map one event to live spans (writer thread, in ``seq`` order)."""
-        self._current = {file.ref.raw_payload_id: file.body for file in item.payloads if file.ref}
+        bodies = item.bodies
+        self._current = (
+            bodies
+            if bodies is not None
+            else {file.ref.raw_payload_id: file.body for file in item.payloads if file.ref}
+        )
         try:
             self.mapper.map_event(
                 item.event,

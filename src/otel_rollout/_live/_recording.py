@@ -320,14 +320,30 @@ class _RecordingThread(ThreadTraceContext):
 
     @_guarded
     def record_history_item_accepted(
-        self, turn_id: str, item_id: str, agent_message: Any = None
+        self, turn_id: str, item_id: str, agent_message: Any = None, *, tool_output: Any = None
     ) -> None:
-        self._rec.record(
-            lambda refs: HistoryItemAccepted(item_id=item_id, agent_message_payload=refs[0]),
+        rec = self._rec
+        if tool_output is None or not rec.sharded:  # schema 2 has no tool_output_payload
+            rec.record(
+                lambda refs: HistoryItemAccepted(item_id=item_id, agent_message_payload=refs[0]),
+                self.thread_id,
+                turn_id,
+                None if agent_message is None else PayloadKind.PROTOCOL_EVENT,
+                agent_message,
+            )
+            return
+        rec.emit(
+            lambda refs: HistoryItemAccepted(
+                item_id=item_id, agent_message_payload=refs[0], tool_output_payload=refs[1]
+            ),
             self.thread_id,
             turn_id,
-            None if agent_message is None else PayloadKind.PROTOCOL_EVENT,
-            agent_message,
+            (
+                None
+                if agent_message is None
+                else rec.encode(PayloadKind.PROTOCOL_EVENT, agent_message),
+                rec.encode(PayloadKind.PROTOCOL_EVENT, tool_output),
+            ),
         )
 
     @_guarded

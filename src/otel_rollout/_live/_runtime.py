@@ -19,8 +19,9 @@ from opentelemetry import trace
 from opentelemetry.trace import TraceFlags, TracerProvider
 
 from otel_rollout._bundle._background import flush_all
+from otel_rollout._bundle._models import SCHEMA_2, SCHEMA_VERSION
 from otel_rollout._bundle._writer import BundleWriter
-from otel_rollout._config import Settings, settings_from_env
+from otel_rollout._config import WRITABLE_SCHEMA_VERSIONS, Settings, settings_from_env
 from otel_rollout._live._recorder import RolloutRecorder
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME, LiveSpanSink, PendingIdGenerator
@@ -49,6 +50,9 @@ def configure(
     content_max_bytes: int | None = None,
     exporter: RolloutBundleSpanExporter | None = None,
     set_global_provider: bool = False,
+    schema_version: int | None = None,
+    max_bytes: int | None = None,
+    max_payload_bytes: int | None = None,
 ) -> None:
     """Configure rollout recording from code instead of (or on top of) the environment.
 
@@ -69,13 +73,44 @@ def configure(
         set_global_provider: When the library sets up its own provider (no
             ``tracer_provider`` given and no SDK provider installed globally), also
             install it as the global provider. Off by default.
+        schema_version: The bundle schema to write: 3 (Codex 0.171.0: zstd payload
+            shards) or 2 (Codex 0.169.0/0.170.0: payload files); ``None`` reads
+            ``OTEL_ROLLOUT_SCHEMA_VERSION``, default 3.
+        max_bytes: Schema 3: payloads that would take a bundle past this many bytes
+            are omitted; ``None`` reads ``OTEL_ROLLOUT_MAX_BYTES`` (default: no limit).
+        max_payload_bytes: Schema 3: payloads past this many bytes are truncated;
+            ``None`` reads ``OTEL_ROLLOUT_MAX_PAYLOAD_BYTES`` (default: no limit).
+
+    Raises:
+        ValueError: ``schema_version`` is not 2 or 3, a limit is not a positive
+            integer, or a limit is given with schema 2 (which cannot say a payload
+            was cut).
 
     Example:
         >>> import otel_rollout
         >>> otel_rollout.configure(trace_root="/tmp/rollouts")  # doctest: +SKIP
     """
     global _configured, _generation
+    if schema_version is not None and (
+        type(schema_version) is not int or schema_version not in WRITABLE_SCHEMA_VERSIONS
+    ):
+        raise ValueError(f"schema_version must be 2 or 3, not {schema_version!r}")
+    for name, limit in (("max_bytes", max_bytes), ("max_payload_bytes", max_payload_bytes)):
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValueError(f"{name} must be a positive integer, not {limit!r}")
     env = settings_from_env()
+    schema = env.schema_version if schema_version is None else schema_version
+    limits = (
+        env.max_bytes if max_bytes is None else max_bytes,
+        env.max_payload_bytes if max_payload_bytes is None else max_payload_bytes,
+    )
+    if schema == SCHEMA_2 and (max_bytes is not None or max_payload_bytes is not None):
+        raise ValueError(
+            "max_bytes and max_payload_bytes are limits of schema 3 bundles; "
+            "schema 2 has no way to record a cut payload"
+        )
+    if schema == SCHEMA_2:
+        limits = (None, None)  # from the environment: already warned about
     if trace_root is None:
         root = env.trace_root
     else:
@@ -87,6 +122,9 @@ def configure(
         if content_max_bytes is None
         else max(content_max_bytes, 0),
         set_global_provider=set_global_provider,
+        schema_version=schema,
+        max_bytes=limits[0],
+        max_payload_bytes=limits[1],
     )
     with _lock:
         _configured = _Configured(settings, tracer_provider, exporter)
@@ -202,7 +240,14 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
     otel_trace_id = parent.trace_id if parent.is_valid else uuid.uuid4().int
     flags = parent.trace_flags if parent.is_valid else _root_flags(tracer, outer, otel_trace_id)
     writer = BundleWriter.create(
-        root, root_thread_id=thread_id, trace_id=uuid_from_trace_id(otel_trace_id)
+        root,
+        root_thread_id=thread_id,
+        trace_id=uuid_from_trace_id(otel_trace_id),
+        schema_version=SCHEMA_VERSION
+        if settings.schema_version is None
+        else settings.schema_version,
+        max_bytes=settings.max_bytes,
+        max_payload_bytes=settings.max_payload_bytes,
     )
     bundle = exporter._open_bundle(writer)
     sink = LiveSpanSink(tracer, ids, trace_id_from_uuid(writer.manifest.trace_id), outer)

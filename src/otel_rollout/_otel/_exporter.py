@@ -29,8 +29,9 @@ from otel_rollout._bundle._background import (
     PendingEvent,
     PendingSpanCall,
 )
+from otel_rollout._bundle._models import SCHEMA_VERSION
 from otel_rollout._bundle._writer import BundleWriter
-from otel_rollout._config import trace_root_from_env
+from otel_rollout._config import WRITABLE_SCHEMA_VERSIONS, settings_from_env
 from otel_rollout._errors import Component
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
 
@@ -63,6 +64,7 @@ class RolloutBundleSpanExporter(SpanExporter):
         max_queue_events: int | None = None,
         max_queue_bytes: int | None = None,
         max_queue_wait_s: float | None = None,
+        schema_version: int | None = None,
     ) -> None:
         """Create an exporter.
 
@@ -73,8 +75,24 @@ class RolloutBundleSpanExporter(SpanExporter):
             max_queue_bytes: Bound of the writer queue, in payload bytes.
             max_queue_wait_s: How long a recording call waits for room in a full
                 queue before its event is lost (and that bundle stops).
+            schema_version: The schema of bundles built from spans: 3 (Codex 0.171.0)
+                or 2 (0.169.0/0.170.0); ``None`` reads ``OTEL_ROLLOUT_SCHEMA_VERSION``
+                (default 3), and the size limits come from ``OTEL_ROLLOUT_MAX_BYTES`` /
+                ``OTEL_ROLLOUT_MAX_PAYLOAD_BYTES`` (schema 3). Live rollouts follow
+                :func:`otel_rollout.configure` instead.
+
+        Raises:
+            ValueError: ``schema_version`` is not 2 or 3.
         """
-        self.trace_root = Path(trace_root) if trace_root else trace_root_from_env()
+        if schema_version is not None and schema_version not in WRITABLE_SCHEMA_VERSIONS:
+            raise ValueError(f"schema_version must be 2 or 3, not {schema_version!r}")
+        env = settings_from_env()
+        self.schema_version = schema_version or env.schema_version or SCHEMA_VERSION
+        """The schema of bundles built from spans."""
+        self._limits = (
+            (env.max_bytes, env.max_payload_bytes) if self.schema_version != 2 else (None, None)
+        )
+        self.trace_root = Path(trace_root) if trace_root else env.trace_root
         self._writer = BackgroundWriter(
             max_events=DEFAULT_MAX_QUEUE_EVENTS if max_queue_events is None else max_queue_events,
             max_bytes=DEFAULT_MAX_QUEUE_BYTES if max_queue_bytes is None else max_queue_bytes,
@@ -132,7 +150,12 @@ class RolloutBundleSpanExporter(SpanExporter):
                 from otel_rollout._otel._spans_only import SpansOnlyAssembler
 
                 assert self.trace_root is not None
-                self._assembler = SpansOnlyAssembler(self.trace_root)
+                self._assembler = SpansOnlyAssembler(
+                    self.trace_root,
+                    schema_version=self.schema_version,
+                    max_bytes=self._limits[0],
+                    max_payload_bytes=self._limits[1],
+                )
             return self._assembler
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -16,11 +16,20 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_rollout import _errors
+from otel_rollout._bundle._bodies import prompt_from_request, session_metadata_to
+from otel_rollout._bundle._models import (
+    SCHEMA_2,
+    SCHEMA_VERSION,
+    InferenceStarted,
+    PayloadKind,
+    RawPayloadRef,
+)
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._errors import Component
 from otel_rollout._otel._spans_plan import RolloutPlan, SpanRecord, plan_rollouts, span_record
@@ -47,11 +56,21 @@ class SpansOnlyAssembler:
     """Buffers foreign spans per trace and writes their bundles when the trace's root ends."""
 
     def __init__(
-        self, trace_root: Path, *, max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES
+        self,
+        trace_root: Path,
+        *,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        schema_version: int = SCHEMA_VERSION,
+        max_bytes: int | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
-        """Write bundles under ``trace_root``; spill buffers past ``max_buffered_bytes``."""
+        """Write bundles of ``schema_version`` (size limits: schema 3 only) under
+        ``trace_root``; spill buffers past ``max_buffered_bytes``."""
         self.trace_root = trace_root
         self.max_buffered_bytes = max_buffered_bytes
+        self.schema_version = schema_version
+        self.max_bytes = max_bytes
+        self.max_payload_bytes = max_payload_bytes
         self._lock = threading.Lock()
         self._traces: dict[int, _TraceBuffer] = {}
         self._buffered = 0
@@ -128,17 +147,32 @@ class SpansOnlyAssembler:
             return
         try:
             for plan in plan_rollouts(trace_id, records):
-                path = write_plan(self.trace_root, plan)
+                path = write_plan(
+                    self.trace_root,
+                    plan,
+                    schema_version=self.schema_version,
+                    max_bytes=self.max_bytes,
+                    max_payload_bytes=self.max_payload_bytes,
+                )
                 if path is not None:
                     self.bundles_written.append(path)
         except Exception:
             _errors.background_error(Component.SPANS_ONLY, "building a bundle from spans")
 
 
-def write_plan(trace_root: Path, plan: RolloutPlan) -> Path | None:
+def write_plan(
+    trace_root: Path,
+    plan: RolloutPlan,
+    *,
+    schema_version: int = SCHEMA_VERSION,
+    max_bytes: int | None = None,
+    max_payload_bytes: int | None = None,
+) -> Path | None:
     """Write one rollout's bundle under ``trace_root``; ``None`` if it could not be created.
 
-    A failed write ends the bundle there (it stays a valid prefix).
+    Schema 3 (the default) adds each inference request's prepared prompt, as 0.171.0
+    records it, and names the session metadata's sandbox field as 0.171.0 does. A failed
+    write ends the bundle there (it stays a valid prefix).
     """
     try:
         writer = BundleWriter.create(
@@ -146,11 +180,28 @@ def write_plan(trace_root: Path, plan: RolloutPlan) -> Path | None:
             root_thread_id=plan.root_thread_id,
             trace_id=plan.trace_id,
             started_at_unix_ms=plan.started_at_unix_ms,
+            schema_version=schema_version,
+            max_bytes=max_bytes,
+            max_payload_bytes=max_payload_bytes,
         )
     except OSError as error:
         logger.warning("rollout trace: creating a bundle from spans failed: %s", error)
         return None
-    for planned, event in plan.realize(writer.write_payload):
+    sharded = schema_version != SCHEMA_2
+
+    def write_payload(kind: PayloadKind, body: Any, thread_id: str | None) -> RawPayloadRef | None:
+        if sharded and kind is PayloadKind.SESSION_METADATA:
+            body = session_metadata_to(body, schema_version)
+        return writer.write_payload(kind, body, thread_id=thread_id)
+
+    for planned, event in plan.realize(write_payload):
+        if sharded and isinstance(event, InferenceStarted) and planned.payload is not None:
+            prompt = writer.write_prepared_prompt(
+                planned.thread_id, prompt_from_request(planned.payload.body)
+            )
+            if prompt is None:
+                break
+            event = msgspec.structs.replace(event, prepared_prompt_payload=prompt)
         written = writer.append(
             event,
             thread_id=planned.thread_id,

@@ -113,8 +113,9 @@ class PlannedPayload:
     body: dict[str, Any]
 
 
-PayloadWriter = Callable[[PayloadKind, Any], RawPayloadRef | None]
-"""Writes a payload body; returns its ref, or ``None`` when it was not written."""
+PayloadWriter = Callable[[PayloadKind, Any, str | None], RawPayloadRef | None]
+"""Writes a payload body (of the event's thread, given third); returns its ref, or
+``None`` when it was not written."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -155,7 +156,11 @@ class RolloutPlan:
             if planned.after is not None and id(planned.after) not in written:
                 continue
             payload = planned.payload
-            ref = write_payload(payload.kind, payload.body) if payload is not None else None
+            ref = (
+                write_payload(payload.kind, payload.body, planned.thread_id)
+                if payload is not None
+                else None
+            )
             event = planned.build(ref)
             if event is None:
                 continue
