@@ -74,6 +74,9 @@ class PayloadStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def describe(self, ref: RawPayloadRef | str) -> str:
+        """How errors name payload ``ref`` in this layout (a file, or a record)."""
+
     def decode(
         self,
         ref: RawPayloadRef | str,
@@ -85,6 +88,10 @@ class PayloadStore(abc.ABC):
         Raises:
             ValueError: The bytes are not JSON (or do not fit ``decoder``'s type).
         """
+        try:
+            return msgspec.json.decode(data) if decoder is None else decoder.decode(data)
+        except msgspec.DecodeError as error:
+            raise ValueError(f"{self.describe(ref)} is not JSON: {error}") from None
 
     def read_json(
         self, ref: RawPayloadRef | str, decoder: msgspec.json.Decoder[Any] | None = None
@@ -202,21 +209,9 @@ class PayloadFiles(PayloadStore):
                         pass  # a directory, say: below gives the reason
         return self._read_resolved(relative, what)
 
-    def decode(
-        self,
-        ref: RawPayloadRef | str,
-        data: bytes,
-        decoder: msgspec.json.Decoder[Any] | None = None,
-    ) -> Any:
-        """Decode a payload file's bytes as JSON (with ``decoder`` if given).
-
-        Raises:
-            ValueError: The bytes are not JSON.
-        """
-        try:
-            return msgspec.json.decode(data) if decoder is None else decoder.decode(data)
-        except msgspec.DecodeError as error:
-            raise ValueError(f"payload file {_path_of(ref)!r} is not JSON: {error}") from None
+    def describe(self, ref: RawPayloadRef | str) -> str:
+        """``payload file '<path>'``."""
+        return f"payload file {_path_of(ref)!r}"
 
     def _real_dir(self, directory: str) -> str | None:
         """The real path of ``directory`` (cached) if it stays inside the bundle, else ``None``."""
@@ -300,22 +295,9 @@ class PayloadShards(PayloadStore):
                 )
         return data[offset : offset + length]
 
-    def decode(
-        self,
-        ref: RawPayloadRef | str,
-        data: bytes,
-        decoder: msgspec.json.Decoder[Any] | None = None,
-    ) -> Any:
-        """Decode a payload record's body as JSON (with ``decoder`` if given).
-
-        Raises:
-            ValueError: The body is not JSON.
-        """
-        try:
-            return msgspec.json.decode(data) if decoder is None else decoder.decode(data)
-        except msgspec.DecodeError as error:
-            name = ref if isinstance(ref, str) else ref.raw_payload_id
-            raise ValueError(f"payload {name} is not JSON: {error}") from None
+    def describe(self, ref: RawPayloadRef | str) -> str:
+        """``payload raw_payload:<n>``."""
+        return f"payload {ref if isinstance(ref, str) else ref.raw_payload_id}"
 
     @property
     def frame_bytes(self) -> int:
