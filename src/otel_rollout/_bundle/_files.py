@@ -31,6 +31,13 @@ def open_dir(path: str | os.PathLike[str]) -> int:
     return os.open(path, _DIR_FLAGS)
 
 
+def close_quietly(fd: int | None) -> None:
+    """Close ``fd`` if there is one; a failing close is not worth a warning (nothing was lost)."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
     """Write ``data`` to ``path`` (relative to ``dir_fd`` if given), whole or not at all.
 

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import msgspec
 
-from otel_rollout._bundle._files import make_private_dir, open_dir, write_whole
+from otel_rollout._bundle._files import close_quietly, make_private_dir, open_dir, write_whole
 from otel_rollout._bundle._models import (
     PAYLOADS_DIR_NAME,
     SCHEMA_2,
@@ -437,11 +437,7 @@ class PayloadFileWriter:
     def _release(self) -> None:
         """Close the directory's descriptor (lock held)."""
         fd, self._dir_fd = self._dir_fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(fd)
 
 
 PLACEHOLDER_REFS: Final[tuple[RawPayloadRef, ...]] = tuple(
@@ -576,8 +572,4 @@ class PayloadShardWriter:
     def close(self) -> None:
         """Close the directory descriptor (the open shard is not sealed). Idempotent."""
         fd, self._dir_fd = self._dir_fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(fd)
