@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ def broken(bundle: Path) -> Path:
 def test_validate_ok(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(bundle)]) == 0
     out, err = capsys.readouterr()
-    assert out == "ok: 18 events, 1 threads, 1 turns, 8 payloads, 48896 bytes\n"
+    assert out == "ok: 18 events, 1 thread, 1 turn, 8 payloads, 48896 bytes\n"
     assert err == ""
 
 
@@ -172,7 +173,7 @@ def test_console_script(broken: Path, tmp_path: Path) -> None:
     ok = _run(str(CONSOLE_SCRIPT), "validate", str(good))
     assert (ok.returncode, ok.stdout, ok.stderr) == (
         0,
-        "ok: 18 events, 1 threads, 1 turns, 8 payloads, 48896 bytes\n",
+        "ok: 18 events, 1 thread, 1 turn, 8 payloads, 48896 bytes\n",
         "",
     )
     invalid = _run(str(CONSOLE_SCRIPT), "validate", str(broken))
@@ -191,4 +192,24 @@ def test_python_dash_m(tmp_path: Path) -> None:
     shutil.copytree(PLAIN, copy)
     done = _run(sys.executable, "-m", "otel_rollout", "validate", str(copy))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "ok: 18 events, 1 threads, 1 turns, 8 payloads, 48896 bytes\n"
+    assert done.stdout == "ok: 18 events, 1 thread, 1 turn, 8 payloads, 48896 bytes\n"
+
+
+def test_reduce_writes_state_json_owner_only_replacing_a_wider_file(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.json"
+    out.write_text("old")
+    out.chmod(0o644)
+    assert main(["reduce", str(bundle), "-o", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.read_bytes().startswith(b"{")
+    assert main(["reduce", str(bundle)]) == 0
+    assert stat.S_IMODE((bundle / "state.json").stat().st_mode) == 0o600
+
+
+def test_validate_says_one_thread_not_one_threads(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(bundle)]) == 0
+    assert "1 thread, 1 turn," in capsys.readouterr().out

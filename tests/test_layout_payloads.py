@@ -54,8 +54,6 @@ ALLOWED_FILE_CALLS: dict[tuple[str, str], tuple[int, str]] = {
     ("_otel/_spans_only.py", "path.open"): (1, "writes a span spill file"),
     ("_otel/_spans_only.py", "buffer.spill.open"): (1, "reads a span spill file"),
     ("_otel/_spans_only.py", "buffer.spill.unlink"): (1, "removes a span spill file"),
-    ("_reduce/__init__.py", "target.write_bytes"): (1, "writes state.json"),
-    ("cli/_reduce.py", "target.write_bytes"): (1, "writes state.json (or the --out file)"),
 }
 """Every call outside the store that opens, writes or removes a file: (module, call) ->
 (how many, what it touches). A new one either goes through the store (payloads) or is

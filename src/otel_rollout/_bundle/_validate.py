@@ -61,10 +61,14 @@ class ValidationReport:
 
     def summary(self) -> str:
         """The one-line success summary."""
-        return (
-            f"ok: {self.events} events, {self.threads} threads, {self.turns} turns, "
-            f"{self.payloads} payloads, {self.bytes} bytes"
+        counts = (
+            (self.events, "event"),
+            (self.threads, "thread"),
+            (self.turns, "turn"),
+            (self.payloads, "payload"),
+            (self.bytes, "byte"),
         )
+        return "ok: " + ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts)
 
 
 class _Collector:

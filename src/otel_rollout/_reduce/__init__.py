@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from otel_rollout._bundle._files import write_whole
 from otel_rollout._bundle._json import encode_pretty
 from otel_rollout._reduce._model import RolloutTrace
 from otel_rollout._reduce._reducer import reduce_bundle
@@ -22,7 +23,10 @@ def encode_state(trace: RolloutTrace) -> bytes:
 
 
 def write_state(trace: RolloutTrace, path: str | os.PathLike[str]) -> Path:
-    """Write ``trace`` to ``path`` as ``state.json`` bytes and return the path."""
+    """Write ``trace`` to ``path`` as ``state.json`` bytes and return the path.
+
+    The file is owner-only (0600: it holds the conversation) and replaced whole.
+    """
     target = Path(path)
-    target.write_bytes(encode_state(trace))
+    write_whole(os.fspath(target), encode_state(trace))
     return target

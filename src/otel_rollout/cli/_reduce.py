@@ -28,6 +28,7 @@ def command(bundle: Path, output: Path | None) -> int:
     malformed bundle is reported as PATH:LINE: REASON (exit 1); a torn last line,
     left by a crash, is dropped with a warning.
     """
+    from otel_rollout._bundle._files import write_whole
     from otel_rollout._bundle._reader import BundleError
     from otel_rollout._reduce import encode_state, reduce_bundle
 
@@ -40,7 +41,7 @@ def command(bundle: Path, output: Path | None) -> int:
     data = encode_state(trace)
     del trace
     try:
-        target.write_bytes(data)
+        write_whole(str(target), data)  # owner-only: it holds the conversation
     except OSError as failure:
         error(f"cannot write {target}: {failure.strerror}")
         return EXIT_USAGE
