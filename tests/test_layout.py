@@ -253,3 +253,5 @@ def test_the_wheel_holds_the_package_and_no_test_code(tmp_path: Path) -> None:
         for path in PACKAGE_DIR.rglob("*.py")
     }
     assert expected <= set(package)
+    assets = {f"otel_rollout/_view/assets/view.{ext}" for ext in ("html", "css", "js")}
+    assert assets <= set(package)

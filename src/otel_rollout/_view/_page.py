@@ -178,9 +178,7 @@ class _PageBuilder:
                 cell.codex_turn_id,
                 cell.execution,
                 f"code cell {cell.runtime_cell_id or ''}".rstrip(),
-                payloads=[
-                    p for p in (cell.raw_initial_response_payload_id, cell.raw_result_payload_id) if p
-                ],
+                payloads=_present(cell.raw_initial_response_payload_id, cell.raw_result_payload_id),
                 source=_cut(cell.source_js),
                 tools=list(cell.nested_tool_call_ids),
                 runtime_status=cell.runtime_status.value,
@@ -195,9 +193,7 @@ class _PageBuilder:
                 request.codex_turn_id,
                 request.execution,
                 f"compaction {request.model}",
-                payloads=[
-                    p for p in (request.raw_request_payload_id, request.raw_response_payload_id) if p
-                ],
+                payloads=_present(request.raw_request_payload_id, request.raw_response_payload_id),
                 installed=compaction is not None,
                 input_items=len(compaction.input_item_ids) if compaction else None,
                 replacement_items=len(compaction.replacement_item_ids) if compaction else None,
@@ -232,7 +228,7 @@ class _PageBuilder:
                 },
             },
             "threads": threads,
-            "edges": [self._edge(edge_id) for edge_id in trace.interaction_edges],
+            "edges": self._edges(threads),
             "objects": self.objects,
             "items": {
                 item_id: self._item(item_id)
@@ -319,6 +315,31 @@ class _PageBuilder:
             "items": [i for i in thread.conversation_item_ids if i in trace.conversation_items],
         }
 
+    def _edges(self, threads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The interaction edges, plus a spawn edge for a child whose spawn was not recorded."""
+        edges = [self._edge(edge_id) for edge_id in self.trace.interaction_edges]
+        spawned = {(e["from"], e["to"]) for e in edges if e["kind"] == "spawn_agent"}
+        for thread in threads:
+            parent = thread["parent"]
+            if parent is not None and (parent, thread["id"]) not in spawned:
+                edges.append(
+                    {
+                        "id": f"origin:{thread['id']}",
+                        "kind": "spawn_agent",
+                        "from": parent,
+                        "to": thread["id"],
+                        "source": None,
+                        "target": None,
+                        "start": thread["start"],
+                        "end": None,
+                        "text": thread["task"],
+                        "items": [],
+                        "payloads": [],
+                        "implied": True,
+                    }
+                )
+        return edges
+
     def _edge(self, edge_id: str) -> dict[str, Any]:
         edge = self.trace.interaction_edges[edge_id]
         source_thread, source_object = self._anchor(msgspec.to_builtins(edge.source))
@@ -389,6 +410,10 @@ class _PageBuilder:
         return operation.result.exit_code
 
 
+def _present(*payload_ids: str | None) -> list[str]:
+    return [p for p in payload_ids if p]
+
+
 def _order(obj: Mapping[str, Any]) -> tuple[int, int]:
     return obj["start"], obj["seq"]
 
@@ -406,4 +431,3 @@ def _tool_name(kind: Mapping[str, Any]) -> str:
     if kind_type == "other":
         return str(kind.get("name") or "other")
     return kind_type
-

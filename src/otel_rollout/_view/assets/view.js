@@ -120,7 +120,7 @@
 
   function renderGraph() {
     const box = document.getElementById("graph");
-    const width = 306, nodeH = 60, gap = 34, indent = 24, right = 92;
+    const width = 318, nodeH = 60, gap = 34, indent = 24, right = 78;
     const children = new Map();
     const roots = [];
     for (const t of threads) {
@@ -174,7 +174,7 @@
       const g = svg("g", { class: "node" + (failed ? " failed" : ""), "data-thread": t.id, transform: `translate(${p.x},${p.y})`, tabindex: 0 });
       g.append(svg("rect", { class: "box", width: p.w, height: p.h, rx: 8 }),
         svg("circle", { cx: 14, cy: 17, r: 5, fill: statusColor(t.status) }),
-        svg("text", { x: 26, y: 21, "font-weight": 600 }, fit(t.name + (t.nickname ? " (" + t.nickname + ")" : ""), p.w - 34)),
+        svg("text", { x: 26, y: 21, "font-weight": 600, class: "name" }, fit(t.name + (t.nickname ? " (" + t.nickname + ")" : ""), p.w - 34)),
         svg("text", { x: 12, y: 38, class: "sub" }, fit([t.model, plural(t.counts.turns, "turn")].filter(Boolean).join(" · "), p.w - 20)),
         svg("text", { x: 12, y: 52, class: "sub" }, fit(`${plural(t.counts.inference_calls, "inference")} · ${plural(t.counts.tool_calls, "tool")}`, p.w - 20)));
       if (t.outcome !== "ok" || t.status !== "completed") {
@@ -333,10 +333,11 @@
     const tool = it.tool && O[it.tool];
     const inference = it.by.find((id) => O[id] && O[id].kind === "inference");
     const kindText = it.kind === "message" ? null : it.kind.replace(/_/g, " ");
-    const long = it.text && (it.text.length > 700 || it.text.split("\n").length > 9);
+    const quiet = it.role === "developer" || it.role === "system";
+    const long = it.text && (it.text.length > (quiet ? 240 : 700) || it.text.split("\n").length > (quiet ? 3 : 9));
     const mono = it.kind !== "message" && it.kind !== "reasoning";
     const agent = it.agent;
-    const body = el("div", { class: "body" + (mono ? " mono" : "") + (long ? " clamp" : ""), text: it.text || "(no readable text)" });
+    const body = el("div", { class: "body" + (mono ? " mono" : "") + (long ? " clamp" : "") + (quiet ? " quiet" : ""), text: it.text || "(no readable text)" });
     const node = el("div", { class: `msg role-${it.role} kind-${it.kind}` + (agent ? " agent" : ""), id: "item-" + it.id, data: { item: it.id } },
       el("div", { class: "head" }, el("b", { text: it.role }), kindText && el("span", { text: kindText }),
         tool && el("span", { class: "mono", text: tool.label }),
@@ -381,7 +382,11 @@
     const node = document.getElementById("item-" + itemId);
     if (node) { node.scrollIntoView({ block: "center" }); flash(node); }
   }
-  function flash(node) { node.classList.remove("flash"); void node.offsetWidth; node.classList.add("flash"); }
+  function flash(node) {
+    for (const other of document.querySelectorAll(".flash")) other.classList.remove("flash");
+    void node.offsetWidth;
+    node.classList.add("flash");
+  }
 
   // --- details ------------------------------------------------------------------------
 
