@@ -64,14 +64,13 @@ def render_html(bundle: Bundle, trace: RolloutTrace) -> bytes:
     facts = read_facts(bundle, trace)
     data = page_data(trace, facts)
     payloads = pack_payloads(bundle, trace.raw_payloads).to_builtins()
-    assets = resources.files("otel_rollout._view") / "assets"
-    template = (assets / "view.html").read_text(encoding="utf-8")
+    template = _asset("view.html")
     fills = {
-        "/*STYLE*/": (assets / "view.css").read_text(encoding="utf-8"),
+        "/*STYLE*/": _asset("view.css"),
         "{{TITLE}}": _escape_html(f"rollout {trace.rollout_id}"),
         "{{DATA}}": _script_json(data),
         "{{PAYLOADS}}": _script_json(payloads),
-        "/*SCRIPT*/": (assets / "view.js").read_text(encoding="utf-8"),
+        "/*SCRIPT*/": _asset("view.js"),
     }
     pieces: list[str] = []
     rest = template
@@ -82,6 +81,11 @@ def render_html(bundle: Bundle, trace: RolloutTrace) -> bytes:
         pieces.extend((before, fills[marker]))
     pieces.append(rest)
     return "".join(pieces).encode("utf-8")
+
+
+def _asset(name: str) -> str:
+    """A file of ``assets/`` (package data: the page's HTML, CSS and JavaScript)."""
+    return resources.files("otel_rollout._view").joinpath("assets", name).read_text("utf-8")
 
 
 def _script_json(value: Any) -> str:
@@ -122,7 +126,7 @@ class _PageBuilder:
                 turn_id,
                 turn.execution,
                 "turn",
-                payloads=[],
+                raw=[],
             )
         for call_id, call in trace.inference_calls.items():
             self._object(
@@ -132,7 +136,7 @@ class _PageBuilder:
                 call.codex_turn_id,
                 call.execution,
                 call.model,
-                payloads=[
+                raw=[
                     call.raw_request_payload_id,
                     *([call.raw_response_payload_id] if call.raw_response_payload_id else []),
                 ],
@@ -153,7 +157,7 @@ class _PageBuilder:
                 tool.started_by_codex_turn_id,
                 tool.execution,
                 _tool_name(kind),
-                payloads=[
+                raw=[
                     p
                     for p in (
                         tool.raw_invocation_payload_id,
@@ -178,7 +182,7 @@ class _PageBuilder:
                 cell.codex_turn_id,
                 cell.execution,
                 f"code cell {cell.runtime_cell_id or ''}".rstrip(),
-                payloads=_present(cell.raw_initial_response_payload_id, cell.raw_result_payload_id),
+                raw=_present(cell.raw_initial_response_payload_id, cell.raw_result_payload_id),
                 source=_cut(cell.source_js),
                 tools=list(cell.nested_tool_call_ids),
                 runtime_status=cell.runtime_status.value,
@@ -193,7 +197,7 @@ class _PageBuilder:
                 request.codex_turn_id,
                 request.execution,
                 f"compaction {request.model}",
-                payloads=_present(request.raw_request_payload_id, request.raw_response_payload_id),
+                raw=_present(request.raw_request_payload_id, request.raw_response_payload_id),
                 installed=compaction is not None,
                 input_items=len(compaction.input_item_ids) if compaction else None,
                 replacement_items=len(compaction.replacement_item_ids) if compaction else None,
@@ -247,7 +251,7 @@ class _PageBuilder:
         execution: Any,
         label: str,
         *,
-        payloads: list[str],
+        raw: list[str],
         **extra: Any,
     ) -> None:
         self.objects[object_id] = {
@@ -261,7 +265,7 @@ class _PageBuilder:
             "status": execution.status.value,
             "label": label,
             "error": _cut(self.facts.errors.get(object_id)),
-            "payloads": payloads,
+            "raw": raw,
             **extra,
         }
 
@@ -334,7 +338,7 @@ class _PageBuilder:
                         "end": None,
                         "text": thread["task"],
                         "items": [],
-                        "payloads": [],
+                        "raw": [],
                         "implied": True,
                     }
                 )
@@ -356,7 +360,7 @@ class _PageBuilder:
             "end": edge.ended_at_unix_ms,
             "text": _cut(text) or None,
             "items": list(edge.carried_item_ids),
-            "payloads": list(edge.carried_raw_payload_ids),
+            "raw": list(edge.carried_raw_payload_ids),
         }
 
     def _anchor(self, anchor: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -393,7 +397,7 @@ class _PageBuilder:
             "tool": self.tool_by_call_id.get(item.call_id) if item.call_id else None,
             "by": by,
             "agent": agent,
-            "payloads": [p["raw_payload_id"] for p in parts if "raw_payload_id" in p],
+            "raw": [p["raw_payload_id"] for p in parts if "raw_payload_id" in p],
         }
 
     def _item_text(self, item_id: str) -> str:

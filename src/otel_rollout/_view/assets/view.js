@@ -447,7 +447,7 @@
       const text = o.response_items.map((id) => I[id]).filter((it) => it && it.role === "assistant" && it.kind === "message").map((it) => it.text).join("\n\n");
       if (text) parts.push(el("h4", { text: "Reply" }), el("pre", { text }));
     }
-    parts.push(...payloadButtons(o.payloads));
+    parts.push(...payloadButtons(o.raw));
     details(...parts);
   }
   function showItem(it) {
@@ -458,7 +458,7 @@
     if (it.tool) jumps.push(jump("→ " + label(O[it.tool]), () => reveal(it.tool)));
     if (jumps.length) parts.push(el("h4", { text: "Related" }), el("div", { class: "jumps" }, jumps));
     parts.push(el("h4", { text: "Text" }), el("pre", { text: it.text || "" }));
-    parts.push(...payloadButtons(it.payloads));
+    parts.push(...payloadButtons(it.raw));
     details(...parts);
   }
   function showEdge(e) {
@@ -467,7 +467,7 @@
         ["to", jump(threadName(e.to), () => selectThread(e.to))], ["at", fmtTime(e.start)],
         ["source", e.source && O[e.source] ? jump(label(O[e.source]), () => reveal(e.source)) : e.source && I[e.source] ? jump("message", () => gotoItem(e.source)) : null]]),
       e.text ? el("h4", { text: "Message" }) : null, e.text ? el("pre", { text: e.text }) : null,
-      ...payloadButtons(e.payloads));
+      ...payloadButtons(e.raw));
   }
   function prettyMaybe(text) {
     if (!text) return text;
