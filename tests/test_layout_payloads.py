@@ -58,7 +58,7 @@ ALLOWED_FILE_CALLS: dict[tuple[str, str], tuple[int, str]] = {
     ("cli/_reduce.py", "target.write_bytes"): (1, "writes state.json (or the --out file)"),
     (
         "_view/_page.py",
-        "resources.files('otel_rollout._view').joinpath('assets', name).read_text",
+        "resources.files('otel_rollout._view').joinpath('assets').joinpath(name).read_text",
     ): (
         1,
         "reads the page's HTML, CSS and JavaScript (package data)",

@@ -85,7 +85,9 @@ def render_html(bundle: Bundle, trace: RolloutTrace) -> bytes:
 
 def _asset(name: str) -> str:
     """A file of ``assets/`` (package data: the page's HTML, CSS and JavaScript)."""
-    return resources.files("otel_rollout._view").joinpath("assets", name).read_text("utf-8")
+    return (
+        resources.files("otel_rollout._view").joinpath("assets").joinpath(name).read_text("utf-8")
+    )
 
 
 def _script_json(value: Any) -> str:
