@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -51,6 +53,30 @@ def codex_for(request: pytest.FixtureRequest) -> Callable[[int], Path]:
         return path
 
     return codex
+
+
+CHROMIUM: Final = Path(os.environ.get("OTEL_ROLLOUT_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's Chromium (``apt-get install chromium``; ``scripts/test`` installs it)."""
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Chromium for the view's browser tests; fails under ``CI=true`` when missing, else skips.
+
+    Playwright for Python drives it (the ``test`` extra); ``playwright install`` is never
+    used: its download host is not reachable.
+    """
+    missing = []
+    if not CHROMIUM.is_file():
+        missing.append(f"{CHROMIUM} not found (apt-get install chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("playwright is not installed (pip install -e '.[test]')")
+    if missing:
+        reason = "Chromium unavailable: " + "; ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,6 @@ import pytest
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode, Tracer
 
 import otel_rollout
 from otel_rollout import (
@@ -32,6 +31,7 @@ from otel_rollout._live import _runtime
 from otel_rollout._otel._spans_only import SpansOnlyAssembler
 from support.codex import codex_reduce
 from support.recording import Pipeline, event_types, pipeline_fixture, read_events
+from support.spans import foreign_agent_run
 
 
 @pytest.fixture
@@ -43,86 +43,6 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
 def _reset_configuration() -> Iterator[None]:
     yield
     _runtime.reset()
-
-
-def messages(role: str, text: str) -> str:
-    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}])
-
-
-def foreign_agent_run(tracer: Tracer) -> None:
-    """Spans shaped like another GenAI instrumentation's: agent, chats, a tool, a sub-agent."""
-    with tracer.start_as_current_span("http request"):
-        with tracer.start_as_current_span(
-            "invoke_agent planner",
-            attributes={
-                "gen_ai.operation.name": "invoke_agent",
-                "gen_ai.agent.name": "planner",
-                "gen_ai.provider.name": "openai",
-                "gen_ai.request.model": "gpt-x",
-            },
-        ):
-            with tracer.start_as_current_span(
-                "chat gpt-x",
-                attributes={
-                    "gen_ai.operation.name": "chat",
-                    "gen_ai.request.model": "gpt-x",
-                    "gen_ai.provider.name": "openai",
-                    "gen_ai.response.id": "resp_1",
-                    "gen_ai.usage.input_tokens": 11,
-                    "gen_ai.usage.output_tokens": 7,
-                    "gen_ai.input.messages": messages("user", "add 2 and 3"),
-                    "gen_ai.output.messages": json.dumps(
-                        [
-                            {
-                                "role": "assistant",
-                                "parts": [
-                                    {
-                                        "type": "tool_call",
-                                        "id": "call_add",
-                                        "name": "add",
-                                        "arguments": {"a": 2, "b": 3},
-                                    }
-                                ],
-                            }
-                        ]
-                    ),
-                },
-            ):
-                pass
-            with tracer.start_as_current_span(
-                "execute_tool add",
-                attributes={
-                    "gen_ai.operation.name": "execute_tool",
-                    "gen_ai.tool.name": "add",
-                    "gen_ai.tool.call.id": "call_add",
-                    "gen_ai.tool.call.arguments": '{"a":2,"b":3}',
-                    "gen_ai.tool.call.result": "5",
-                },
-            ):
-                with tracer.start_as_current_span(
-                    "invoke_agent checker",
-                    attributes={
-                        "gen_ai.operation.name": "invoke_agent",
-                        "gen_ai.agent.name": "checker",
-                    },
-                ):
-                    with tracer.start_as_current_span(
-                        "chat gpt-x",
-                        attributes={
-                            "gen_ai.operation.name": "chat",
-                            "gen_ai.request.model": "gpt-x",
-                        },
-                    ) as failing:
-                        failing.set_status(Status(StatusCode.ERROR, "rate limited"))
-            with tracer.start_as_current_span(
-                "chat gpt-x",
-                attributes={
-                    "gen_ai.operation.name": "chat",
-                    "gen_ai.request.model": "gpt-x",
-                    "gen_ai.output.messages": messages("assistant", "5"),
-                },
-            ):
-                pass
 
 
 def test_export_contract(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

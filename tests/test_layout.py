@@ -30,14 +30,15 @@ LAYERS: dict[str, set[str]] = {
     "otel": {"leaf", "bundle", "semconv"},
     "live": {"leaf", "bundle", "otel", "semconv"},
     "show": {"leaf"},
+    "view": {"leaf", "bundle", "reduce"},
     "events": {"bundle"},
     "semconv": set(),
-    "cli": {"leaf", "bundle", "reduce", "otel", "show", "cli"},
+    "cli": {"leaf", "bundle", "reduce", "otel", "show", "view", "cli"},
     "facade": {"leaf", "bundle", "reduce", "otel", "live", "events", "semconv"},
 }
 """What each layer may import. The facade imports only under ``TYPE_CHECKING`` (lazily)."""
 
-WITHOUT_OPENTELEMETRY = ("leaf", "bundle", "reduce", "events", "show")
+WITHOUT_OPENTELEMETRY = ("leaf", "bundle", "reduce", "events", "show", "view")
 """Layers that must never import OpenTelemetry, directly or through the package."""
 
 
@@ -54,6 +55,7 @@ def _layer(module: str) -> str:
         "_otel": "otel",
         "_live": "live",
         "_show": "show",
+        "_view": "view",
         "events": "events",
         "semconv": "semconv",
         "cli": "cli",
@@ -251,3 +253,5 @@ def test_the_wheel_holds_the_package_and_no_test_code(tmp_path: Path) -> None:
         for path in PACKAGE_DIR.rglob("*.py")
     }
     assert expected <= set(package)
+    assets = {f"otel_rollout/_view/assets/view.{ext}" for ext in ("html", "css", "js")}
+    assert assets <= set(package)

@@ -54,6 +54,14 @@ ALLOWED_FILE_CALLS: dict[tuple[str, str], tuple[int, str]] = {
     ("_otel/_spans_only.py", "path.open"): (1, "writes a span spill file"),
     ("_otel/_spans_only.py", "buffer.spill.open"): (1, "reads a span spill file"),
     ("_otel/_spans_only.py", "buffer.spill.unlink"): (1, "removes a span spill file"),
+    (
+        "_view/_page.py",
+        "resources.files('otel_rollout._view').joinpath('assets').joinpath(name).read_text",
+    ): (
+        1,
+        "reads the page's HTML, CSS and JavaScript (package data)",
+    ),
+    ("cli/_view.py", "webbrowser.open"): (1, "opens the written page in a browser (--open)"),
 }
 """Every call outside the store that opens, writes or removes a file: (module, call) ->
 (how many, what it touches). A new one either goes through the store (payloads) or is

@@ -18,8 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otel_rollout._bundle._reader import Bundle
+from otel_rollout._reduce import reduce_bundle
 from otel_rollout._show import USAGE_FIELDS, build_tree
+from otel_rollout._view._facts import read_facts
 from otel_rollout.cli import main
+from support.spans import foreign_bundle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLES = sorted(p.parent for p in FIXTURES.glob("codex-0.169.0*/*/trace-*/state.json"))
@@ -29,6 +33,11 @@ BY_SCENARIO = {p.parent.name: p for p in BUNDLES}
 def load_state(scenario: str) -> dict[str, Any]:
     state: dict[str, Any] = msgspec.json.decode((BY_SCENARIO[scenario] / "state.json").read_bytes())
     return state
+
+
+def facts_of(bundle: Path) -> dict[str, dict[str, str]]:
+    """What ``show`` reads from the bundle beside the reduced state."""
+    return read_facts(Bundle(bundle), reduce_bundle(bundle)).for_show()
 
 
 def walk(
@@ -368,7 +377,8 @@ def test_cli_reduces_the_bundle_itself(
     assert main(["show", "--json", "--max-items", "0", str(bundle)]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert json.loads(captured.out) == build_tree(load_state(scenario), max_items=0)
+    expected = build_tree(load_state(scenario), max_items=0, facts=facts_of(bundle))
+    assert json.loads(captured.out) == expected
     assert main(["show", "--width", "100", str(bundle)]) == 0
     text = capsys.readouterr().out
     assert text.startswith(f"rollout {load_state(scenario)['rollout_id']}  ✓")
@@ -378,7 +388,7 @@ def test_cli_on_a_large_bundle(capsys: pytest.CaptureFixture[str]) -> None:
     bundle = BY_SCENARIO["many_turns"]
     assert main(["show", "--json", "--depth", "2", str(bundle)]) == 0
     tree = json.loads(capsys.readouterr().out)
-    assert tree == build_tree(load_state("many_turns"), depth=2)
+    assert tree == build_tree(load_state("many_turns"), depth=2, facts=facts_of(bundle))
     turns = tree["children"][0]["children"]
     assert len(turns) == 21  # 10 + a fold + 10
     assert sum(t["count"] for t in turns if t["kind"] == "hidden") == 80
@@ -408,7 +418,7 @@ def test_cli_torn_last_line_is_dropped_with_a_warning(
     captured = capsys.readouterr()
     assert captured.err.startswith("otel-rollout: warning: ")
     assert "torn last line" in captured.err
-    assert json.loads(captured.out) == build_tree(load_state("plain"))
+    assert json.loads(captured.out) == build_tree(load_state("plain"), facts=facts_of(bundle))
 
 
 # -- the command: output forms ----------------------------------------------------------
@@ -418,8 +428,8 @@ def test_cli_json_is_the_tree(capsys: pytest.CaptureFixture[str]) -> None:
     bundle = BY_SCENARIO["multi_agent_v2_spawn"]
     assert main(["show", "--json", str(bundle)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out == build_tree(load_state("multi_agent_v2_spawn"))
-    assert out["format"] == "otel-rollout.show/2"
+    assert out == build_tree(load_state("multi_agent_v2_spawn"), facts=facts_of(bundle))
+    assert out["format"] == "otel-rollout.show/3"
 
 
 def test_cli_terminal_tree(capsys: pytest.CaptureFixture[str]) -> None:
@@ -592,3 +602,107 @@ def test_recording_status_is_derived_for_schema_2_and_unclosed_bundles() -> None
     assert (tree["recording_status"], tree["recording_complete"]) == ("unclosed", False)
     del state["recording_status"]
     assert build_tree(state)["recording_status"] is None
+
+
+# -- failure reasons, outcomes, tool previews ---------------------------------------------
+
+SCHEMA_BUNDLES = {
+    "0.169.0": BY_SCENARIO,
+    "0.171.0": {
+        p.parent.parent.name: p.parent
+        for p in FIXTURES.glob("codex-0.171.0/*/trace-*/manifest.json")
+    },
+}
+
+
+@pytest.mark.parametrize("version", sorted(SCHEMA_BUNDLES))
+def test_failed_attempts_carry_their_reason_and_mark_the_rollout_retried(
+    version: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = SCHEMA_BUNDLES[version]["inference_retry"]
+    assert main(["show", "--json", str(bundle)]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    calls = nodes(tree, "inference")
+    assert [c["error"] for c in calls[:2]] == [
+        "We’re currently experiencing high demand, which may cause temporary errors.",
+        "stream disconnected before completion: fake server: injected mid-stream failure",
+    ]
+    assert calls[2]["error"].startswith("stream disconnected before completion")
+    assert calls[3]["error"] is None
+    [thread] = nodes(tree, "thread")
+    [turn] = nodes(tree, "turn")
+    for node in (tree, thread, turn):
+        assert (node["outcome"], node["failed_turns"], node["retried_failures"]) == (
+            "retried",
+            0,
+            3,
+        )
+    assert turn["error"] is None  # the turn completed
+    assert main(["show", "--width", "200", str(bundle)]) == 0
+    text = capsys.readouterr().out
+    first = text.splitlines()[0]
+    assert "✓" in first and "↻ 3 failed attempts retried" in first
+    assert "✗ failed" in text and "“We’re currently experiencing high demand" in text
+
+
+def test_a_cancelled_turn_shows_why(capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = SCHEMA_BUNDLES["0.171.0"]["turn_interrupt"]
+    assert main(["show", "--json", str(bundle)]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    turn = nodes(tree, "turn")[0]
+    assert turn["status"] == "cancelled"
+    assert turn["error"] == "response stream dropped before provider terminal event"
+    assert tree["outcome"] == "ok"  # cancelled by the user: not a failure
+
+
+def test_a_rollout_whose_only_inference_failed_is_marked_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = foreign_bundle(tmp_path)  # the exporter path: spans of another instrumentation
+    assert main(["show", "--json", str(bundle)]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    assert tree["status"] == "completed"  # state.json stays Codex's
+    assert (tree["outcome"], tree["failed_turns"]) == ("failed", 1)
+    root, child = nodes(tree, "thread")
+    assert (root["outcome"], child["outcome"]) == ("ok", "failed")
+    [failed] = [c for c in nodes(tree, "inference") if c["status"] == "failed"]
+    assert failed["error"] == "rate limited"
+    assert nodes(child, "turn")[0]["error"] == "rate limited"
+    [tool] = nodes(tree, "tool")
+    assert (tool["arguments_preview"], tool["result_preview"]) == ('{"a":2,"b":3}', "5")
+    assert main(["show", "--width", "200", str(bundle)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "✗ 1 turn failed" in lines[0]
+    assert "✗ 1 turn failed" in next(line for line in lines if "thread /root/checker" in line)
+    assert any("✗ failed" in line and "“rate limited”" in line for line in lines)
+    assert any("tool add" in line and '({"a":2,"b":3})  → 5' in line for line in lines)
+
+
+def test_a_failed_tool_shows_its_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = foreign_bundle(tmp_path)
+    log = bundle / "trace.jsonl"
+    text = log.read_text()
+    assert text.count('"type":"tool_call_ended"') == 1
+    ended = '"type":"tool_call_ended","tool_call_id":"call_add","status":'
+    log.write_text(text.replace(ended + '"completed"', ended + '"failed"'))
+    [ended_event] = [
+        e
+        for e in map(json.loads, text.splitlines())
+        if ended in json.dumps(e, separators=(",", ":"))
+    ]
+    result_ref = ended_event["payload"]["result_payload"]["path"]
+    (bundle / result_ref).write_text('{"type":"error","error":"division by zero"}')
+    assert main(["show", "--json", str(bundle)]) == 0
+    [tool] = nodes(json.loads(capsys.readouterr().out), "tool")
+    assert (tool["status"], tool["error"]) == ("failed", "division by zero")
+
+
+@pytest.mark.parametrize("version", sorted(SCHEMA_BUNDLES))
+def test_tools_show_their_arguments_and_results(
+    version: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = SCHEMA_BUNDLES[version]["mcp_tool_call"]
+    assert main(["show", "--json", str(bundle)]) == 0
+    [tool] = nodes(json.loads(capsys.readouterr().out), "tool")
+    assert json.loads(tool["arguments_preview"]) == {"text": "hello mcp"}
+    assert tool["result_preview"].endswith("echo: hello mcp")

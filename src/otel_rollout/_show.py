@@ -37,7 +37,7 @@ from typing import Any, Final
 Node = dict[str, Any]
 """One node of the tree (plain builtins, JSON-ready)."""
 
-SHOW_FORMAT: Final = "otel-rollout.show/2"
+SHOW_FORMAT: Final = "otel-rollout.show/3"
 """Value of the root node's ``format`` key; bumped when the JSON shape changes."""
 
 DEFAULT_MAX_ITEMS: Final = 20
@@ -80,6 +80,7 @@ def build_tree(
     max_items: int | None = DEFAULT_MAX_ITEMS,
     depth: int | None = None,
     threads: Sequence[str] = (),
+    facts: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Node:
     """Build the ``show`` tree of a reduced rollout trace.
 
@@ -94,19 +95,25 @@ def build_tree(
             parent. ``None`` or ``0`` shows all levels.
         threads: Keep only these threads (agent path, thread id or id prefix);
             empty keeps all.
+        facts: What the reduced trace leaves out, by object id: ``errors`` (why an
+            inference call, compaction request, tool call, code cell or turn failed),
+            ``arguments`` and ``results`` of tool calls (``_view._facts.read_facts``).
 
     Returns:
         The root node (``kind == "rollout"``).
     """
-    root = _Builder(state).build(threads)
+    root = _Builder(state, facts or {}).build(threads)
     return _bound(root, max_items or 0, depth + 1 if depth else 0)
 
 
 class _Builder:
     """Indexes one reduced trace and assembles its nodes."""
 
-    def __init__(self, state: Mapping[str, Any]) -> None:
+    def __init__(self, state: Mapping[str, Any], facts: Mapping[str, Mapping[str, str]]) -> None:
         self.state = state
+        self.errors: Mapping[str, str] = facts.get("errors") or {}
+        self.arguments: Mapping[str, str] = facts.get("arguments") or {}
+        self.results: Mapping[str, str] = facts.get("results") or {}
         self.threads: Mapping[str, Any] = _table(state, "threads")
         self.turns: Mapping[str, Any] = _table(state, "codex_turns")
         self.items: Mapping[str, Any] = _table(state, "conversation_items")
@@ -122,6 +129,7 @@ class _Builder:
         self.tools_by_turn = _group(self.tools, "started_by_codex_turn_id")
         self.tools_by_thread = _group(self.tools, "thread_id")
         self.turns_by_thread = _group(self.turns, "thread_id")
+        self.requests_by_turn = _group(self.requests, "codex_turn_id")
         self.items_by_turn: dict[Any, list[Mapping[str, Any]]] = {}
         for thread in self.threads.values():
             for item_id in thread.get("conversation_item_ids") or ():
@@ -240,6 +248,7 @@ class _Builder:
                 "interaction_edges": len(self.edges),
             },
             "usage": _sum_usage(call.get("usage") for call in self.inferences.values()),
+            **self._outcome(self.turns.values()),
             "children": children,
         }
 
@@ -262,6 +271,7 @@ class _Builder:
             agent_role=origin.get("agent_role") or None,
             spawn_edge_id=origin.get("spawn_edge_id"),
             usage=_sum_usage(call.get("usage") for call in self.calls_by_thread.get(thread_id, ())),
+            **self._outcome(self.turns_by_thread.get(thread_id, ())),
             counts={
                 "turns": len(self.turns_by_thread.get(thread_id, ())),
                 "inference_calls": len(self.calls_by_thread.get(thread_id, ())),
@@ -277,7 +287,9 @@ class _Builder:
             index=None,
             thread_id=turn.get("thread_id"),
             input_preview=self._turn_input(turn_id, turn),
+            error=self._error(turn_id),
             usage=_sum_usage(c.get("usage") for c in calls),
+            **self._outcome((turn,)),
             counts={
                 "inference_calls": len(calls),
                 "tool_calls": len(self.tools_by_turn.get(turn_id, ())),
@@ -305,6 +317,7 @@ class _Builder:
             response_items=len(call.get("response_item_ids") or ()),
             tool_call_ids=list(call.get("tool_call_ids_started_by_response") or ()),
             output_preview=self._reply(call.get("response_item_ids") or ()),
+            error=self._error(call_id),
         )
         return _with_children(node)
 
@@ -323,6 +336,9 @@ class _Builder:
             terminal_id=None,
             mcp_call_id=tool.get("mcp_call_id"),
             model_visible_call_id=tool.get("model_visible_call_id"),
+            arguments_preview=_optional_preview(self.arguments.get(tool_id)),
+            result_preview=_optional_preview(self.results.get(tool_id)),
+            error=self._error(tool_id),
         )
         operation = self.operations.get(tool.get("terminal_operation_id") or "")
         if operation is not None:
@@ -354,6 +370,7 @@ class _Builder:
             runtime_status=cell.get("runtime_status"),
             model_visible_call_id=cell.get("model_visible_call_id"),
             source_preview=_preview(cell.get("source_js") or ""),
+            error=self._error(cell_id),
         )
         return _with_children(node)
 
@@ -370,7 +387,11 @@ class _Builder:
         request_owner: dict[Any, Mapping[str, Any]] = {}
         for request_id, request in self.requests.items():
             node = _timed("compaction_request", request_id, request.get("execution"))
-            node.update(model=request.get("model"), provider_name=request.get("provider_name"))
+            node.update(
+                model=request.get("model"),
+                provider_name=request.get("provider_name"),
+                error=self._error(request_id),
+            )
             by_compaction.setdefault(request.get("compaction_id"), []).append(_with_children(node))
             request_owner.setdefault(request.get("compaction_id"), request)
         nodes: list[Node] = []
@@ -387,6 +408,7 @@ class _Builder:
                     "ended_at_unix_ms": installed,
                     "duration_ms": _duration(started, installed),
                     "installed": True,
+                    "error": None,
                     "input_items": len(compaction.get("input_item_ids") or ()),
                     "replacement_items": len(compaction.get("replacement_item_ids") or ()),
                     "_seq": requests[0]["_seq"] if requests else _NO_SEQ,
@@ -410,6 +432,7 @@ class _Builder:
                         requests[0]["started_at_unix_ms"], last["ended_at_unix_ms"]
                     ),
                     "installed": False,
+                    "error": last.get("error") if last["status"] == "failed" else None,
                     "input_items": None,
                     "replacement_items": None,
                     "_seq": requests[0]["_seq"],
@@ -446,6 +469,38 @@ class _Builder:
         }
 
     # -- lookups --------------------------------------------------------------
+
+    def _error(self, object_id: str) -> str | None:
+        """Why an object failed (from the bundle's events and payloads), previewed."""
+        return _optional_preview(self.errors.get(object_id))
+
+    def _outcome(self, turns: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """``outcome``, ``failed_turns`` and ``retried_failures`` over ``turns``.
+
+        A turn failed when its status is ``failed`` or its last inference attempt
+        failed (nothing retried it). A failed inference or compaction attempt that a
+        later attempt of the same turn (or compaction) followed is a retried failure.
+        ``outcome`` is ``failed`` when a turn failed, else ``retried`` when an attempt
+        was retried, else ``ok``.
+        """
+        failed_turns = 0
+        retried = 0
+        for turn in turns:
+            turn_id = turn.get("codex_turn_id")
+            calls = sorted(self.calls_by_turn.get(turn_id, ()), key=_started_seq)
+            failed = [_status(call) == "failed" for call in calls]
+            if _status(turn) == "failed" or (failed and failed[-1]):
+                failed_turns += 1
+            retried += sum(failed[:-1])
+            by_compaction = _group(
+                {str(i): r for i, r in enumerate(self.requests_by_turn.get(turn_id, ()))},
+                "compaction_id",
+            )
+            for requests in by_compaction.values():
+                requests.sort(key=_started_seq)
+                retried += sum(_status(r) == "failed" for r in requests[:-1])
+        outcome = "failed" if failed_turns else "retried" if retried else "ok"
+        return {"outcome": outcome, "failed_turns": failed_turns, "retried_failures": retried}
 
     def _anchor(self, anchor: Mapping[str, Any]) -> tuple[Any, Any]:
         """The (thread id, turn id) a trace anchor points into."""
@@ -713,6 +768,19 @@ def _agent_text(text: str) -> str:
     fields = dict(line.split(": ", 1) for line in header.splitlines() if ": " in line)
     sender = fields.get("Sender")
     return fields.get("Message Type", "") + (f" from {sender}" if sender else "")
+
+
+def _status(row: Mapping[str, Any]) -> Any:
+    return (row.get("execution") or {}).get("status")
+
+
+def _started_seq(row: Mapping[str, Any]) -> int:
+    seq = (row.get("execution") or {}).get("started_seq")
+    return seq if isinstance(seq, int) else _NO_SEQ
+
+
+def _optional_preview(text: str | None) -> str | None:
+    return _preview(text) if text else None
 
 
 def _preview(text: str) -> str:

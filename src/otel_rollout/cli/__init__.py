@@ -25,6 +25,7 @@ _COMMANDS: dict[str, str] = {
     "validate": "otel_rollout.cli._validate",
     "show": "otel_rollout.cli._show",
     "replay": "otel_rollout.cli._replay",
+    "view": "otel_rollout.cli._view",
 }
 """Subcommand name -> module defining ``command``, imported only when that subcommand runs."""
 
@@ -58,7 +59,7 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="otel-rollout", prog_name="otel-rollout")
 def cli() -> None:
-    """Inspect, validate, reduce, replay and convert rollout trace bundles."""
+    """Inspect, validate, reduce, view, replay and convert rollout trace bundles."""
 
 
 def error(message: str) -> None:

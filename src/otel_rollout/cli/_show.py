@@ -100,18 +100,22 @@ def command(
     import msgspec
 
     from otel_rollout._bundle._json import encode_pretty
-    from otel_rollout._bundle._reader import BundleError
+    from otel_rollout._bundle._reader import Bundle, BundleError
     from otel_rollout._reduce import reduce_bundle
     from otel_rollout._show import build_tree
+    from otel_rollout._view._facts import read_facts
 
     try:
         trace = reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
         return EXIT_INVALID
+    facts = read_facts(Bundle(bundle), trace)
     state = msgspec.to_builtins(trace)
     del trace  # keep one copy of a big trace, not two
-    tree = build_tree(state, max_items=max_items, depth=depth, threads=threads)
+    tree = build_tree(
+        state, max_items=max_items, depth=depth, threads=threads, facts=facts.for_show()
+    )
     if threads and not tree["children"]:
         raise click.BadParameter(f"no thread matches {', '.join(threads)}", param_hint="--thread")
     if as_json:
@@ -198,6 +202,16 @@ def _facts(node: Mapping[str, Any]) -> list[tuple[str, str]]:
         facts.append((glyph if status == "completed" else f"{glyph} {status}", style))
     if node.get("duration_ms") is not None and (kind != "edge" or node["duration_ms"] > 0):
         facts.append((format_duration(node["duration_ms"]), ""))
+    if node.get("outcome") == "failed" and status != "failed":
+        if kind == "turn":
+            facts.append(("✗ ended on a failed inference", "bold red"))
+        else:
+            facts.append((f"✗ {_plural(node['failed_turns'], 'turn')} failed", "bold red"))
+    elif node.get("outcome") == "retried":
+        retried = _plural(node["retried_failures"], "failed attempt")
+        facts.append((f"↻ {retried} retried", "yellow"))
+    if node.get("error"):
+        facts.append((f"“{node['error']}”", "red"))
     if kind == "thread" and node.get("origin") == "spawned":
         task = f" for {node['task_name']}" if node.get("task_name") else ""
         by = node.get("parent_agent_path") or node.get("parent_thread_id")
@@ -234,8 +248,13 @@ def _facts(node: Mapping[str, Any]) -> list[tuple[str, str]]:
             facts.append((f"exit {code}", "green" if code == 0 else "bold red"))
         if node.get("label") and node["label"] != node.get("name"):
             facts.append((str(node["label"]), "dim"))
-        if node.get("detail") and not any(c["kind"] == "code_cell" for c in node["children"]):
+        cell = any(c["kind"] == "code_cell" for c in node["children"])
+        if node.get("detail") and not cell:
             previews.append((str(node["detail"]), ""))  # a cell's source is shown on its line
+        elif node.get("arguments_preview") and not cell:
+            previews.append((f"({node['arguments_preview']})", ""))
+        if node.get("result_preview") and not node.get("error"):
+            previews.append((f"→ {node['result_preview']}", "dim"))
     elif kind == "code_cell":
         if node.get("runtime_status") not in (None, node.get("status")):
             facts.append((f"runtime {node['runtime_status']}", "dim"))
