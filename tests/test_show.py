@@ -679,7 +679,7 @@ def test_a_rollout_whose_only_inference_failed_is_marked_failed(
 
 
 def test_a_failed_tool_shows_its_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bundle = foreign_bundle(tmp_path)
+    bundle = foreign_bundle(tmp_path, schema_version=2)  # a payload file to rewrite
     log = bundle / "trace.jsonl"
     text = log.read_text()
     assert text.count('"type":"tool_call_ended"') == 1

@@ -102,7 +102,7 @@ def test_valid_bundle_summary(bundle: Path) -> None:
     report = validate_bundle(bundle)
     assert report.ok and not report.warnings
     size = sum(path.stat().st_size for path in bundle.rglob("*") if path.is_file())
-    assert report.summary() == f"ok: 9 events, 1 threads, 1 turns, 3 payloads, {size} bytes"
+    assert report.summary() == f"ok: 9 events, 1 thread, 1 turn, 3 payloads, {size} bytes"
 
 
 @pytest.mark.parametrize("bundle_dir", sorted(FIXTURES.glob("codex-0.169.0/*/trace-*")))

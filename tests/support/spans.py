@@ -91,13 +91,14 @@ def foreign_agent_run(tracer: Tracer) -> None:
                 pass
 
 
-def foreign_bundle(directory: Path) -> Path:
+def foreign_bundle(directory: Path, schema_version: int | None = None) -> Path:
     """Export :func:`foreign_agent_run` through the bundle exporter; return the bundle.
 
     Two threads (``/root`` and the spawned ``/root/checker``), a tool call with its
     arguments and result, and the child's only inference call failing (``rate limited``).
+    The bundle has the exporter's default schema unless ``schema_version`` is given.
     """
-    exporter = RolloutBundleSpanExporter(directory)
+    exporter = RolloutBundleSpanExporter(directory, schema_version=schema_version)
     provider = TracerProvider()
     provider.add_span_processor(RolloutSpanProcessor(exporter))
     foreign_agent_run(provider.get_tracer("some.genai.instrumentation"))
