@@ -263,9 +263,15 @@ def inference_response(
     }
 
 
-def compaction_response(output_items: Sequence[Any]) -> dict[str, Any]:
-    """The ``compaction_response`` body: the compaction endpoint's output items."""
-    return {"output_items": list(output_items)}
+def compaction_response(
+    output_items: Sequence[Any], token_usage: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``compaction_response`` body: the compaction endpoint's output items (and, an
+    extension written only when given, its ``token_usage``)."""
+    body: dict[str, Any] = {"output_items": list(output_items)}
+    if token_usage is not None:
+        body["token_usage"] = dict(token_usage)
+    return body
 
 
 def compaction_checkpoint(
