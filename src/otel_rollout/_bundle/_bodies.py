@@ -253,14 +253,19 @@ def inference_response(
     upstream_request_id: str | None,
     token_usage: Mapping[str, Any] | None,
     output_items: Sequence[Any],
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """The ``inference_response`` body (``response_id`` ``None`` for a partial response)."""
-    return {
+    """The ``inference_response`` body (``response_id`` ``None`` for a partial response;
+    ``model``, the model that answered, is an extension written only when given)."""
+    body = {
         "response_id": response_id,
         "upstream_request_id": upstream_request_id,
         "token_usage": token_usage,
         "output_items": list(output_items),
     }
+    if model is not None:
+        body["model"] = model
+    return body
 
 
 def compaction_response(

@@ -462,8 +462,10 @@ class InferenceTraceAttempt(_Scoped):
         *,
         token_usage: Mapping[str, Any] | None = None,
         upstream_request_id: str | None = None,
+        response_model: str | None = None,
     ) -> None:
-        """Record the whole response (``output_items``: Responses API output items)."""
+        """Record the whole response (``output_items``: Responses API output items;
+        ``response_model``: the model that answered, for ``gen_ai.response.model``)."""
 
     @abc.abstractmethod
     def record_failed(

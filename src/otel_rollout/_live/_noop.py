@@ -216,6 +216,7 @@ class _NoopInferenceAttempt(InferenceTraceAttempt):
         *,
         token_usage: Mapping[str, Any] | None = None,
         upstream_request_id: str | None = None,
+        response_model: str | None = None,
     ) -> None:
         return None
 

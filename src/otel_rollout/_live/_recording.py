@@ -627,6 +627,7 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         *,
         token_usage: Mapping[str, Any] | None = None,
         upstream_request_id: str | None = None,
+        response_model: str | None = None,
     ) -> None:
         if not self._take_terminal("record_completed"):
             return
@@ -641,7 +642,9 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
             ctx.thread_id,
             ctx.turn_id,
             PayloadKind.INFERENCE_RESPONSE,
-            _bodies.inference_response(response_id, upstream_request_id, token_usage, output_items),
+            _bodies.inference_response(
+                response_id, upstream_request_id, token_usage, output_items, response_model
+            ),
             required=True,
         )
 

@@ -699,7 +699,9 @@ class SpanMapper:
             _usage_attributes(attributes, response.token_usage)
             if response.output_items is not None:
                 attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (
-                    _messages.finish_reason([{"type": item.type} for item in response.output_items]),
+                    _messages.finish_reason(
+                        [{"type": item.type} for item in response.output_items]
+                    ),
                 )
         outputs = self._output_messages(event.response_payload)
         if self.capture_content:
@@ -1131,6 +1133,8 @@ def map_events(
     read_payload: PayloadReader,
     capture_content: bool = False,
     content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES,
+    content_events: ContentEventSink | None = None,
+    redactor: Redactor | None = None,
 ) -> SpanMapper:
     """Map a whole event stream (e.g. a bundle's ``trace.jsonl``) and end what stays open.
 
@@ -1143,6 +1147,8 @@ def map_events(
         read_payload=read_payload,
         capture_content=capture_content,
         content_max_bytes=content_max_bytes,
+        content_events=content_events,
+        redactor=redactor,
     )
     last_ns = 0
     for event in events:
