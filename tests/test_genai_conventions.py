@@ -526,7 +526,8 @@ def _all_bundle_bytes(bundle: Path) -> bytes:
             continue
         raw = path.read_bytes()
         if path.suffix == ".zst":
-            raw = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            raw = reader.read()  # every frame of the shard
         data += raw
     return data
 
