@@ -376,3 +376,100 @@ def test_every_codex_fixture_replays_into_mlflow_as_its_reduced_state(
     spans = stored_spans(raw)
     assert len(spans) == len(raw) == expected
     assert_trace_matches_state(spans, state)
+
+
+def _decoded(value: Any) -> Any:
+    """A message attribute as MLflow returns it: a JSON string, or already an object."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # plain text (a tool result) stays text
+    return value
+
+
+def test_replayed_message_attributes_arrive_intact_in_mlflow(
+    backends: Backends, tmp_path: Path
+) -> None:
+    """GenAI content (messages, instructions, tool arguments and results) of a replayed
+    rollout reaches MLflow 3.17.2 unchanged, and MLflow maps it to its span inputs and
+    outputs (``mlflow.spanInputs``/``mlflow.spanOutputs``) and span types."""
+    import otel_rollout
+    from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext
+    from otel_rollout import semconv as sc
+
+    otel_rollout.configure(trace_root=tmp_path / "traces")
+    try:
+        meta = ThreadStartedTraceMetadata(nickname="weather", provider_name="openai")
+        user = {"type": "message", "role": "user", "content": "Weather in Paris? ünïcode"}
+        call = {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city":"Paris"}',
+        }
+        answer = {"type": "message", "role": "assistant", "content": "Sunny."}
+        with ThreadTraceContext.start_root_or_disabled(meta) as root, root.turn() as turn:
+            request = {"instructions": "Be brief.", "input": [user]}
+            with turn.inference("gpt-5", "openai").attempt(request) as attempt:
+                attempt.record_completed("resp_1", [call])
+            with turn.tool_call("get_weather", call["arguments"], tool_call_id="call_1") as tool:
+                tool.record_completed("sunny")
+            output = {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}
+            with turn.inference("gpt-5", "openai").attempt({"input": [user, call, output]}) as a:
+                a.record_completed("resp_2", [answer])
+        assert otel_rollout.force_flush()
+    finally:
+        otel_rollout._live._runtime.reset()
+    bundle = root.bundle_dir
+    assert bundle is not None
+    expected = {
+        span.name + str(i): dict(span.attributes or {})
+        for i, span in enumerate(bundle_spans(bundle, capture_content=True))
+    }
+    header = f"x-mlflow-experiment-id={backends.experiment_id}"
+    argv = ["replay", str(bundle), "--endpoint", backends.mlflow_url, "--header", header]
+    assert main([*argv, "--capture-content"]) == 0
+    trace_id = json.loads((bundle / "manifest.json").read_text())["trace_id"]
+    raw = backends.wait_for_spans(trace_id.replace("-", ""), len(expected))
+    stored = list(stored_spans(raw).values())
+    content_names = (
+        sc.GEN_AI_INPUT_MESSAGES,
+        sc.GEN_AI_OUTPUT_MESSAGES,
+        sc.GEN_AI_SYSTEM_INSTRUCTIONS,
+        sc.GEN_AI_TOOL_CALL_ARGUMENTS,
+    )
+    sent = [attrs for attrs in expected.values() if any(n in attrs for n in content_names)]
+    assert len(sent) == 3  # two chats, one tool
+    for attrs in sent:
+        [span] = [
+            s
+            for s in stored
+            if s.attributes.get(
+                sc.ROLLOUT_INFERENCE_CALL_ID, s.attributes.get(sc.GEN_AI_TOOL_CALL_ID)
+            )
+            == attrs.get(sc.ROLLOUT_INFERENCE_CALL_ID, attrs.get(sc.GEN_AI_TOOL_CALL_ID))
+        ]
+        for name in content_names:
+            if name in attrs:
+                assert _decoded(span.attributes[name]) == _decoded(attrs[name]), name
+        if sc.GEN_AI_INPUT_MESSAGES in attrs:
+            assert span.attributes["mlflow.spanType"] in ('"CHAT_MODEL"', "CHAT_MODEL")
+            assert _decoded(span.attributes["mlflow.spanInputs"]) == _decoded(
+                attrs[sc.GEN_AI_INPUT_MESSAGES]
+            )
+            assert _decoded(span.attributes["mlflow.spanOutputs"]) == _decoded(
+                attrs[sc.GEN_AI_OUTPUT_MESSAGES]
+            )
+        else:
+            assert _decoded(span.attributes["mlflow.spanInputs"]) == _decoded(
+                attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS]
+            )
+            assert _decoded(span.attributes["mlflow.spanOutputs"]) == _decoded(
+                attrs[sc.GEN_AI_TOOL_CALL_RESULT]
+            )
+    [first] = [a for a in sent if a.get(sc.GEN_AI_RESPONSE_ID) == "resp_1"]
+    messages = _decoded(first[sc.GEN_AI_INPUT_MESSAGES])
+    assert messages == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris? ünïcode"}]}
+    ]

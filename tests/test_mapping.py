@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,8 @@ def test_live_spans_follow_the_table(pipeline: Pipeline) -> None:
         assert parent(chat) in (root_turn, child_turn)
     failed, completed = chats[0], chats[1]
     assert failed.status.status_code is StatusCode.ERROR
-    assert attrs(failed)[sc.ERROR_TYPE] == "HTTP 500 from provider"
+    assert attrs(failed)[sc.ERROR_TYPE] == "500"  # the class, by the one rule
+    assert failed.status.description == "HTTP 500 from provider"
     assert completed.status.status_code is StatusCode.UNSET
     assert attrs(completed)[sc.GEN_AI_RESPONSE_ID] == "resp_1"
     assert attrs(completed)[sc.GEN_AI_USAGE_INPUT_TOKENS] == 30
@@ -380,25 +382,41 @@ def test_a_sampler_that_drops_spans_leaves_the_bundle_complete(
 
 
 @pytest.mark.parametrize(
-    ("schema_version", "stored"), [(2, '{\n  "input": []'), (3, '{"input":[],"note":"')]
+    ("schema_version", "stored"), [(2, '{\n  "thread_id"'), (3, '{"thread_id":"')]
 )
 def test_content_is_captured_only_when_asked_and_truncated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schema_version: int, stored: str
 ) -> None:
-    """The content is the body as stored: a pretty file (schema 2), a compact record (3)."""
+    """Payloads the conventions do not cover (thread metadata) keep ``.content``: the body
+    as stored (a pretty file in schema 2, a compact record in 3), cut at the bound; a
+    chat's request becomes ``gen_ai.input.messages``, bounded and still valid JSON."""
     monkeypatch.setenv(_config.CAPTURE_CONTENT_ENV, "true")
-    monkeypatch.setenv(_config.CONTENT_MAX_BYTES_ENV, "40")
+    monkeypatch.setenv(_config.CONTENT_MAX_BYTES_ENV, "100")
     monkeypatch.delenv(_config.TRACE_ROOT_ENV, raising=False)
     captured = make_pipeline(tmp_path / "traces", schema_version=schema_version)
     try:
         thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata())
+        request = {"input": [{"role": "user", "content": "é" * 100}], "note": "x"}
         with thread, thread.turn() as turn:
-            with turn.inference("m", "p").attempt({"input": [], "note": "é" * 100}) as attempt:
+            with turn.inference("m", "p").attempt(request) as attempt:
                 attempt.record_completed("r1")
-        [chat] = by_name(captured.spans())["chat m"]
-        content = str(attrs(chat)["rollout.payload.request.content"])
-        assert 0 < len(content.encode()) <= 40
+        spans = by_name(captured.spans())
+        [chat] = spans["chat m"]
+        [agent] = [
+            span
+            for name, group in spans.items()
+            if name.startswith("invoke_agent")
+            for span in group
+        ]
+        content = str(attrs(agent)["rollout.payload.metadata.content"])
+        assert 0 < len(content.encode()) <= 100
         assert content.startswith(stored)
+        messages = str(attrs(chat)[sc.GEN_AI_INPUT_MESSAGES])
+        assert len(messages.encode()) <= 100
+        [message] = json.loads(messages)
+        assert message["role"] == "user"
+        assert message["parts"][0]["content"].endswith("...[truncated]")
+        assert "rollout.payload.request.content" not in attrs(chat)
     finally:
         captured.provider.shutdown()
 

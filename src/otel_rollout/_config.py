@@ -6,8 +6,11 @@ values over these. Nothing is read at import time; bad values are logged and fal
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +18,30 @@ logger = logging.getLogger(__name__)
 
 TRACE_ROOT_ENV = "OTEL_ROLLOUT_TRACE_ROOT"
 """Directory holding bundles; unset or empty disables recording."""
-DEFAULT_CONTENT_MAX_BYTES = 2048
-"""Default bound for content put on spans (Tempo's default attribute limit)."""
+DEFAULT_CONTENT_MAX_BYTES = 16384
+"""Default bound of one content attribute (16 KiB: several pages of conversation, the
+newest kept; a batch of such spans stays far below OTLP's 4 MiB gRPC limit). Tempo
+truncates attributes past 2048 bytes by default: lower this there, or raise Tempo's."""
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-"""``true`` puts payload content (truncated) on spans."""
+"""Where content goes, as for the GenAI instrumentations (case-insensitive): ``true`` or
+``span_only`` (span attributes), ``event_only`` (log events), ``span_and_event`` (both),
+``no_content`` or unset (neither). Bundles keep their payloads whatever it says."""
+CONTENT_MODES: dict[str, tuple[bool, bool]] = {
+    "true": (True, False),
+    "span_only": (True, False),
+    "event_only": (False, True),
+    "span_and_event": (True, True),
+    "no_content": (False, False),
+    "false": (False, False),
+}
+"""Each value of the content switch: (content on spans, content as log events)."""
 CONTENT_MAX_BYTES_ENV = "OTEL_ROLLOUT_CONTENT_MAX_BYTES"
-"""Truncation bound for captured content (default 2048, Tempo's attribute limit)."""
+"""Bound of each content attribute (default 16384), still valid JSON when cut."""
+REDACT_PATTERNS_ENV = "OTEL_ROLLOUT_REDACT_PATTERNS"
+"""Regular expressions whose matches become ``[REDACTED]`` in payloads and content: a JSON
+array of expressions (``["sk-[A-Za-z0-9]+", "\\d{16}"]``), or else the whole value as one."""
+REDACT_ALL_PATTERN = r"(?s).+"
+"""Used in place of patterns that do not compile: redaction fails closed."""
 SCHEMA_VERSION_ENV = "OTEL_ROLLOUT_SCHEMA_VERSION"
 """The bundle schema recording writes: 3 (Codex 0.171.0, the default) or 2 (0.169.0/0.170.0)."""
 WRITABLE_SCHEMA_VERSIONS = (2, 3)
@@ -39,6 +60,9 @@ class Settings:
     trace_root: Path | None
     """Where bundles go; ``None`` means recording is disabled."""
     capture_content: bool = False
+    """Content on span attributes."""
+    content_events: bool = False
+    """Content as the conventions' log events (through the OTel logs API)."""
     content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES
     set_global_provider: bool = False
     """Install the library's own provider (when it makes one) as the global provider."""
@@ -48,6 +72,10 @@ class Settings:
     """Schema 3 size limit of a whole bundle; ``None``: no limit."""
     max_payload_bytes: int | None = None
     """Schema 3 size limit of one payload; ``None``: no limit."""
+    redact_patterns: tuple[str, ...] = ()
+    """Regular expressions redacted from payloads and content (the environment's)."""
+    redact: Callable[[str], str] | None = None
+    """A redaction function (``configure(redact=fn)``), applied after the patterns."""
 
 
 def trace_root_from_env() -> Path | None:
@@ -56,9 +84,60 @@ def trace_root_from_env() -> Path | None:
     return Path(value) if value else None
 
 
+def content_mode_from_env() -> tuple[bool, bool]:
+    """Return (content on spans, content as log events) from
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` (an unknown value is warned
+    about and captures nothing)."""
+    value = os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower()
+    if not value:
+        return False, False
+    mode = CONTENT_MODES.get(value)
+    if mode is None:
+        logger.warning(
+            "rollout trace: ignoring %s=%r (not one of %s), capturing no content",
+            CAPTURE_CONTENT_ENV,
+            value,
+            ", ".join(CONTENT_MODES),
+        )
+        return False, False
+    return mode
+
+
 def capture_content_from_env() -> bool:
-    """Return whether ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is ``true``."""
-    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "true"
+    """Return whether the content switch puts content on spans (``true``, ``span_only``,
+    ``span_and_event``)."""
+    return content_mode_from_env()[0]
+
+
+def redact_patterns_from_env() -> tuple[str, ...]:
+    """Return the expressions of ``OTEL_ROLLOUT_REDACT_PATTERNS`` (none when unset); a
+    value that does not parse or compile is warned about and redacts every string."""
+    value = os.environ.get(REDACT_PATTERNS_ENV, "").strip()
+    if not value:
+        return ()
+    patterns = [value]
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
+            patterns = [p for p in parsed if p]
+        elif parsed is not None:
+            patterns = []
+    try:
+        for pattern in patterns or [""]:
+            if not patterns:
+                raise re.error("not a JSON array of strings")
+            re.compile(pattern)
+    except re.error as error:
+        logger.warning(
+            "rollout trace: %s is not valid (%s); redacting every string instead",
+            REDACT_PATTERNS_ENV,
+            error,
+        )
+        return (REDACT_ALL_PATTERN,)
+    return tuple(patterns)
 
 
 def content_max_bytes_from_env() -> int:
@@ -132,9 +211,12 @@ def settings_from_env() -> Settings:
             SCHEMA_VERSION_ENV,
         )
         max_bytes = max_payload_bytes = None
+    on_spans, as_events = content_mode_from_env()
     return Settings(
         trace_root=trace_root_from_env(),
-        capture_content=capture_content_from_env(),
+        capture_content=on_spans,
+        content_events=as_events,
+        redact_patterns=redact_patterns_from_env(),
         content_max_bytes=content_max_bytes_from_env(),
         schema_version=schema_version,
         max_bytes=max_bytes,

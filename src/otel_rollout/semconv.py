@@ -1,8 +1,16 @@
 """Attribute names and values that otel-rollout puts on spans, span events and links.
 
 ``gen_ai.*`` names are pinned copies of the OpenTelemetry GenAI semantic conventions
-(the upstream module is ``_incubating``). Everything else lives under ``rollout.*``.
-No name is both a leaf and the prefix of another name.
+(the upstream module is ``_incubating``): the latest experimental conventions
+(:data:`GEN_AI_SEMCONV_VERSION`), as ``opentelemetry-instrumentation-openai-v2`` 2.4b0 emits
+them with ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`` (through
+``opentelemetry-util-genai`` 1.1b0). Everything else lives under ``rollout.*``. No name is
+both a leaf and the prefix of another name.
+
+Extension: compaction requests use the custom operation ``compact`` (the conventions allow
+custom values where no well-known one applies), named ``compact {model}``, with the
+inference attributes (provider, model, usage when the response body carries
+``token_usage``).
 """
 
 from __future__ import annotations
@@ -11,6 +19,12 @@ from typing import Final
 
 # --- OpenTelemetry GenAI semantic conventions (pinned) ---
 
+GEN_AI_SEMCONV_VERSION: Final = "1.41.1"
+"""The GenAI semantic conventions release whose names are pinned here (the last released in
+the main repository; ``cache_read``/``reasoning`` usage are v1.40/v1.41 names)."""
+GEN_AI_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.37.0"
+"""The schema URL ``opentelemetry-util-genai`` 1.1b0 declares for these spans."""
+
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
 GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
@@ -18,12 +32,33 @@ GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
 GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+"""Opt-in content: JSON text of the request's messages (``_bundle/_messages.py``)."""
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
 GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+"""Opt-in content: the call's arguments (JSON text as the model wrote them)."""
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
 ERROR_TYPE: Final = "error.type"
+"""A low-cardinality class: an exception's class name, an HTTP status code, else
+:data:`ERROR_TYPE_OTHER` (the full text is the span's status description)."""
+ERROR_TYPE_OTHER: Final = "_OTHER"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+PROVIDER_OTHER: Final = "_OTHER"
+"""``gen_ai.provider.name`` of an agent whose provider is not known."""
+
+EVENT_INFERENCE_DETAILS: Final = "gen_ai.client.inference.operation.details"
+"""The conventions' log event carrying an inference's content (``event_only`` mode)."""
 
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_CHAT: Final = "chat"

@@ -253,19 +253,30 @@ def inference_response(
     upstream_request_id: str | None,
     token_usage: Mapping[str, Any] | None,
     output_items: Sequence[Any],
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """The ``inference_response`` body (``response_id`` ``None`` for a partial response)."""
-    return {
+    """The ``inference_response`` body (``response_id`` ``None`` for a partial response;
+    ``model``, the model that answered, is an extension written only when given)."""
+    body = {
         "response_id": response_id,
         "upstream_request_id": upstream_request_id,
         "token_usage": token_usage,
         "output_items": list(output_items),
     }
+    if model is not None:
+        body["model"] = model
+    return body
 
 
-def compaction_response(output_items: Sequence[Any]) -> dict[str, Any]:
-    """The ``compaction_response`` body: the compaction endpoint's output items."""
-    return {"output_items": list(output_items)}
+def compaction_response(
+    output_items: Sequence[Any], token_usage: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``compaction_response`` body: the compaction endpoint's output items (and, an
+    extension written only when given, its ``token_usage``)."""
+    body: dict[str, Any] = {"output_items": list(output_items)}
+    if token_usage is not None:
+        body["token_usage"] = dict(token_usage)
+    return body
 
 
 def compaction_checkpoint(

@@ -328,6 +328,11 @@ class InferenceStarted(_Tagged, tag="inference_started", frozen=True, kw_only=Tr
     request_payload: RawPayloadRef
     prepared_prompt_payload: RawPayloadRef | UnsetType = UNSET
     """Schema 3 (required there): the prompt as prepared, of kind ``prepared_prompt``."""
+    server_address: str | UnsetType = UNSET
+    """Extension (not written by Codex, ignored by its reducer): the model server's host,
+    given to the inference context; only written when given."""
+    server_port: int | UnsetType = UNSET
+    """Extension, as ``server_address``: the model server's port."""
 
 
 class InferenceCompleted(_Tagged, tag="inference_completed", frozen=True, kw_only=True):

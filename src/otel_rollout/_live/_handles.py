@@ -275,9 +275,18 @@ class ThreadTraceContext(_Scoped):
 
     @abc.abstractmethod
     def inference_trace_context(
-        self, turn_id: str, model: str, provider_name: str
+        self,
+        turn_id: str,
+        model: str,
+        provider_name: str,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> InferenceTraceContext:
-        """A handle that starts inference attempts of one turn (records nothing itself)."""
+        """A handle that starts inference attempts of one turn (records nothing itself).
+
+        ``server_address``/``server_port`` (optional) name the model server: they fill
+        ``server.address``/``server.port`` on the chat spans."""
 
     @abc.abstractmethod
     def compaction_trace_context(
@@ -348,8 +357,15 @@ class TurnTraceContext(_Scoped):
         """Whether this turn records."""
 
     @abc.abstractmethod
-    def inference(self, model: str, provider_name: str) -> InferenceTraceContext:
-        """Inference attempts of this turn."""
+    def inference(
+        self,
+        model: str,
+        provider_name: str,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> InferenceTraceContext:
+        """Inference attempts of this turn (``server_*``: the model server, optional)."""
 
     @abc.abstractmethod
     def compaction(
@@ -446,8 +462,10 @@ class InferenceTraceAttempt(_Scoped):
         *,
         token_usage: Mapping[str, Any] | None = None,
         upstream_request_id: str | None = None,
+        response_model: str | None = None,
     ) -> None:
-        """Record the whole response (``output_items``: Responses API output items)."""
+        """Record the whole response (``output_items``: Responses API output items;
+        ``response_model``: the model that answered, for ``gen_ai.response.model``)."""
 
     @abc.abstractmethod
     def record_failed(
@@ -532,8 +550,10 @@ class CompactionTraceAttempt(_Scoped):
         """Whether this attempt records."""
 
     @abc.abstractmethod
-    def record_completed(self, output_items: Sequence[Any]) -> None:
-        """Record the endpoint's output items."""
+    def record_completed(
+        self, output_items: Sequence[Any], *, token_usage: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record the endpoint's output items (and its token usage, when known)."""
 
     @abc.abstractmethod
     def record_failed(self, error: object) -> None:

@@ -107,7 +107,13 @@ class _NoopThread(ThreadTraceContext):
         return TOOL_DISPATCH
 
     def inference_trace_context(
-        self, turn_id: str, model: str, provider_name: str
+        self,
+        turn_id: str,
+        model: str,
+        provider_name: str,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> InferenceTraceContext:
         return INFERENCE
 
@@ -141,7 +147,14 @@ class _NoopTurn(TurnTraceContext):
     def is_enabled(self) -> bool:
         return False
 
-    def inference(self, model: str, provider_name: str) -> InferenceTraceContext:
+    def inference(
+        self,
+        model: str,
+        provider_name: str,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> InferenceTraceContext:
         return INFERENCE
 
     def compaction(
@@ -203,6 +216,7 @@ class _NoopInferenceAttempt(InferenceTraceAttempt):
         *,
         token_usage: Mapping[str, Any] | None = None,
         upstream_request_id: str | None = None,
+        response_model: str | None = None,
     ) -> None:
         return None
 
@@ -263,7 +277,9 @@ class _NoopCompactionAttempt(CompactionTraceAttempt):
     def is_enabled(self) -> bool:
         return False
 
-    def record_completed(self, output_items: Sequence[Any]) -> None:
+    def record_completed(
+        self, output_items: Sequence[Any], *, token_usage: Mapping[str, Any] | None = None
+    ) -> None:
         return None
 
     def record_failed(self, error: object) -> None:

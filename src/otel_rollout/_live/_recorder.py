@@ -37,9 +37,10 @@ from otel_rollout._bundle._models import (
     RawTraceEventPayload,
 )
 from otel_rollout._bundle._payloads import PLACEHOLDER_REFS
+from otel_rollout._bundle._redact import Redactor
 from otel_rollout._errors import Component
 from otel_rollout._otel._live_spans import LiveSpanSink
-from otel_rollout._otel._mapping import SpanMapper
+from otel_rollout._otel._mapping import ContentEventSink, SpanMapper
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +156,13 @@ class RolloutRecorder:
         trace_flags: TraceFlags,
         capture_content: bool,
         content_max_bytes: int,
+        content_events: ContentEventSink | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
-        """Wire a bundle, the writer queue and a live span sink together."""
+        """Wire a bundle, the writer queue and a live span sink together.
+
+        ``redactor`` rewrites every payload body before it is encoded (so before the
+        bundle, the schema 3 de-duplication of model items, and the spans see it)."""
         manifest = bundle.writer.manifest
         self.bundle = bundle
         self.trace_id = manifest.trace_id
@@ -172,7 +178,9 @@ class RolloutRecorder:
             read_payload=self._read_current_payload,
             capture_content=capture_content,
             content_max_bytes=content_max_bytes,
+            content_events=content_events,
         )
+        self.redactor = redactor
         bundle.on_written = self._on_written
         bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
@@ -193,6 +201,8 @@ class RolloutRecorder:
     def encode(self, kind: PayloadKind, value: Any) -> PendingPayload | None:
         """Encode a payload body (outside the lock); ``None`` if it is not JSON."""
         try:
+            if self.redactor is not None:
+                value = self.redactor.body(value)
             body = encode_compact(value)
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)

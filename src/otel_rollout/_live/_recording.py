@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
 
+import msgspec
+
 from otel_rollout import _errors
 from otel_rollout._bundle import _bodies
 from otel_rollout._bundle._bodies import (
@@ -157,8 +159,12 @@ def _exit_status(exc: BaseException | None) -> ExecutionStatus:
     return ExecutionStatus.FAILED
 
 
-def _error_text(exc: BaseException | None) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def _error_text(exc: object) -> str:
+    """An error as recorded: an exception as ``"<class name>: <message>"`` (so ``error.type``
+    can name its class), anything else as its text."""
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {exc}"
+    return str(exc)
 
 
 def _preview(text: str) -> str:
@@ -389,9 +395,17 @@ class _RecordingThread(ThreadTraceContext):
         return tool
 
     def inference_trace_context(
-        self, turn_id: str, model: str, provider_name: str
+        self,
+        turn_id: str,
+        model: str,
+        provider_name: str,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> InferenceTraceContext:
-        return _RecordingInference(self._rec, self.thread_id, turn_id, model, provider_name)
+        return _RecordingInference(
+            self._rec, self.thread_id, turn_id, model, provider_name, server_address, server_port
+        )
 
     def compaction_trace_context(
         self, turn_id: str, compaction_id: str, model: str, provider_name: str
@@ -455,8 +469,21 @@ class _RecordingTurn(TurnTraceContext):
     def is_enabled(self) -> bool:
         return True
 
-    def inference(self, model: str, provider_name: str) -> InferenceTraceContext:
-        return self._thread.inference_trace_context(self.turn_id, model, provider_name)
+    def inference(
+        self,
+        model: str,
+        provider_name: str,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> InferenceTraceContext:
+        return self._thread.inference_trace_context(
+            self.turn_id,
+            model,
+            provider_name,
+            server_address=server_address,
+            server_port=server_port,
+        )
 
     def compaction(
         self, compaction_id: str, model: str, provider_name: str
@@ -508,16 +535,37 @@ class _RecordingTurn(TurnTraceContext):
 class _RecordingInference(InferenceTraceContext):
     """Starts recording inference attempts."""
 
-    __slots__ = ("_rec", "model", "provider_name", "thread_id", "turn_id")
+    __slots__ = (
+        "_rec",
+        "model",
+        "provider_name",
+        "server_address",
+        "server_port",
+        "thread_id",
+        "turn_id",
+    )
 
     def __init__(
-        self, rec: RolloutRecorder, thread_id: str, turn_id: str, model: str, provider_name: str
+        self,
+        rec: RolloutRecorder,
+        thread_id: str,
+        turn_id: str,
+        model: str,
+        provider_name: str,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> None:
         self._rec = rec
         self.thread_id = thread_id
         self.turn_id = turn_id
         self.model = model
         self.provider_name = provider_name
+        self.server_address: str | msgspec.UnsetType = (
+            msgspec.UNSET if server_address is None else server_address
+        )
+        self.server_port: int | msgspec.UnsetType = (
+            msgspec.UNSET if server_port is None else server_port
+        )
 
     def is_enabled(self) -> bool:
         return True
@@ -557,6 +605,8 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
                 model=ctx.model,
                 provider_name=ctx.provider_name,
                 request_payload=_required(refs),
+                server_address=ctx.server_address,
+                server_port=ctx.server_port,
             ),
             ctx.thread_id,
             ctx.turn_id,
@@ -577,6 +627,7 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         *,
         token_usage: Mapping[str, Any] | None = None,
         upstream_request_id: str | None = None,
+        response_model: str | None = None,
     ) -> None:
         if not self._take_terminal("record_completed"):
             return
@@ -591,7 +642,9 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
             ctx.thread_id,
             ctx.turn_id,
             PayloadKind.INFERENCE_RESPONSE,
-            _bodies.inference_response(response_id, upstream_request_id, token_usage, output_items),
+            _bodies.inference_response(
+                response_id, upstream_request_id, token_usage, output_items, response_model
+            ),
             required=True,
         )
 
@@ -605,7 +658,7 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
     ) -> None:
         if not self._take_terminal("record_failed"):
             return
-        message, call_id = str(error), self.inference_call_id
+        message, call_id = _error_text(error), self.inference_call_id
         self._record_unfinished(
             lambda refs: InferenceFailed(
                 inference_call_id=call_id,
@@ -769,7 +822,9 @@ class _RecordingCompactionAttempt(CompactionTraceAttempt):
         return _first_terminal(self._ended, call, "compaction attempt", self.compaction_request_id)
 
     @_guarded
-    def record_completed(self, output_items: Sequence[Any]) -> None:
+    def record_completed(
+        self, output_items: Sequence[Any], *, token_usage: Mapping[str, Any] | None = None
+    ) -> None:
         if not self._take_terminal("record_completed"):
             return
         ctx, request_id = self._ctx, self.compaction_request_id
@@ -782,7 +837,7 @@ class _RecordingCompactionAttempt(CompactionTraceAttempt):
             ctx.thread_id,
             ctx.turn_id,
             PayloadKind.COMPACTION_RESPONSE,
-            _bodies.compaction_response(output_items),
+            _bodies.compaction_response(output_items, token_usage),
             required=True,
         )
 
@@ -790,7 +845,7 @@ class _RecordingCompactionAttempt(CompactionTraceAttempt):
     def record_failed(self, error: object) -> None:
         if not self._take_terminal("record_failed"):
             return
-        ctx, request_id, message = self._ctx, self.compaction_request_id, str(error)
+        ctx, request_id, message = self._ctx, self.compaction_request_id, _error_text(error)
         ctx._rec.emit(
             lambda _: CompactionRequestFailed(
                 compaction_id=ctx.compaction_id,
@@ -850,6 +905,8 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
         invocation = self._invocation
         self._started = True
         arguments = _bodies.arguments_text(invocation.arguments)
+        if self._rec.redactor is not None:  # the preview too, not only the payload
+            arguments = self._rec.redactor.body({"arguments": arguments})["arguments"]
         kind = invocation.kind or tool_call_kind(invocation.tool_name)
         label = (
             f"{invocation.tool_namespace}.{invocation.tool_name}"
@@ -913,7 +970,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
     def record_failed(self, error: object) -> None:
         if not self._take_terminal("record_failed"):
             return
-        self._record_ended(ExecutionStatus.FAILED, _bodies.tool_error(error))
+        self._record_ended(ExecutionStatus.FAILED, _bodies.tool_error(_error_text(error)))
 
     def _record_ended(self, status: ExecutionStatus, body: dict[str, Any]) -> None:
         invocation = self._invocation

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,16 @@ from opentelemetry.trace import TraceFlags, TracerProvider
 
 from otel_rollout._bundle._background import flush_all
 from otel_rollout._bundle._models import SCHEMA_2, SCHEMA_VERSION
+from otel_rollout._bundle._redact import redactor_for
 from otel_rollout._bundle._writer import BundleWriter
-from otel_rollout._config import WRITABLE_SCHEMA_VERSIONS, Settings, settings_from_env
+from otel_rollout._config import (
+    CONTENT_MODES,
+    WRITABLE_SCHEMA_VERSIONS,
+    Settings,
+    settings_from_env,
+)
 from otel_rollout._live._recorder import RolloutRecorder
+from otel_rollout._otel._content_events import LogContentEvents
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME, LiveSpanSink, PendingIdGenerator
 from otel_rollout._otel._mapping import trace_id_from_uuid, uuid_from_trace_id
@@ -46,8 +54,9 @@ def configure(
     trace_root: str | os.PathLike[str] | None = None,
     tracer_provider: TracerProvider | None = None,
     *,
-    capture_content: bool | None = None,
+    capture_content: bool | str | None = None,
     content_max_bytes: int | None = None,
+    redact: Callable[[str], str] | None = None,
     exporter: RolloutBundleSpanExporter | None = None,
     set_global_provider: bool = False,
     schema_version: int | None = None,
@@ -64,10 +73,16 @@ def configure(
         tracer_provider: Provider for the live spans. By default the global provider
             when the app installed an SDK one, else a private provider that only
             feeds the bundle (the global provider is left alone).
-        capture_content: Put payload content on spans; ``None`` reads
-            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
-        content_max_bytes: Bound for captured content; ``None`` reads
-            ``OTEL_ROLLOUT_CONTENT_MAX_BYTES``.
+        capture_content: Where content goes: ``True`` (span attributes), ``False``
+            (nowhere) or a value of the GenAI switch (``span_only``, ``event_only``,
+            ``span_and_event``, ``no_content``); ``None`` reads
+            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``. Bundles keep their
+            payloads whatever it says.
+        content_max_bytes: Bound of each content attribute; ``None`` reads
+            ``OTEL_ROLLOUT_CONTENT_MAX_BYTES`` (default 16384).
+        redact: ``fn(text) -> text`` applied to every string value of payload bodies
+            and content before anything is written or exported (after the patterns of
+            ``OTEL_ROLLOUT_REDACT_PATTERNS``); never to ids, keys or enum values.
         exporter: The bundle exporter that writes the bundles; by default one
             exporter shared by the process.
         set_global_provider: When the library sets up its own provider (no
@@ -82,9 +97,9 @@ def configure(
             ``None`` reads ``OTEL_ROLLOUT_MAX_PAYLOAD_BYTES`` (default: no limit).
 
     Raises:
-        ValueError: ``schema_version`` is not 2 or 3, a limit is not a positive
-            integer, or a limit is given with schema 2 (which cannot say a payload
-            was cut).
+        ValueError: ``capture_content`` is not a known value, ``schema_version`` is not
+            2 or 3, a limit is not a positive integer, or a limit is given with schema
+            2 (which cannot say a payload was cut).
 
     Example:
         >>> import otel_rollout
@@ -99,6 +114,14 @@ def configure(
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValueError(f"{name} must be a positive integer, not {limit!r}")
     env = settings_from_env()
+    content = (env.capture_content, env.content_events)
+    if isinstance(capture_content, bool):
+        content = (capture_content, False)
+    elif capture_content is not None:
+        mode = CONTENT_MODES.get(capture_content.strip().lower())
+        if mode is None:
+            raise ValueError(f"capture_content must be one of {list(CONTENT_MODES)}")
+        content = mode
     schema = env.schema_version if schema_version is None else schema_version
     limits = (
         env.max_bytes if max_bytes is None else max_bytes,
@@ -117,7 +140,8 @@ def configure(
         root = Path(trace_root) if os.fspath(trace_root) else None
     settings = Settings(
         trace_root=root,
-        capture_content=env.capture_content if capture_content is None else capture_content,
+        capture_content=content[0],
+        content_events=content[1],
         content_max_bytes=env.content_max_bytes
         if content_max_bytes is None
         else max(content_max_bytes, 0),
@@ -125,6 +149,8 @@ def configure(
         schema_version=schema,
         max_bytes=limits[0],
         max_payload_bytes=limits[1],
+        redact_patterns=env.redact_patterns,
+        redact=redact,
     )
     with _lock:
         _configured = _Configured(settings, tracer_provider, exporter)
@@ -250,7 +276,8 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
         max_payload_bytes=settings.max_payload_bytes,
     )
     bundle = exporter._open_bundle(writer)
-    sink = LiveSpanSink(tracer, ids, trace_id_from_uuid(writer.manifest.trace_id), outer)
+    otel_trace_id = trace_id_from_uuid(writer.manifest.trace_id)
+    sink = LiveSpanSink(tracer, ids, otel_trace_id, outer)
     return RolloutRecorder(
         bundle,
         exporter._submit,
@@ -258,4 +285,6 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
         trace_flags=flags,
         capture_content=settings.capture_content,
         content_max_bytes=settings.content_max_bytes,
+        content_events=LogContentEvents(otel_trace_id, flags) if settings.content_events else None,
+        redactor=redactor_for(settings.redact_patterns, settings.redact),
     )

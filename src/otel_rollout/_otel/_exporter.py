@@ -147,6 +147,8 @@ class RolloutBundleSpanExporter(SpanExporter):
     def _spans_only(self) -> SpansOnlyAssembler:
         with self._lock:
             if self._assembler is None:
+                from otel_rollout._bundle._redact import redactor_for
+                from otel_rollout._config import redact_patterns_from_env
                 from otel_rollout._otel._spans_only import SpansOnlyAssembler
 
                 assert self.trace_root is not None
@@ -155,6 +157,7 @@ class RolloutBundleSpanExporter(SpanExporter):
                     schema_version=self.schema_version,
                     max_bytes=self._limits[0],
                     max_payload_bytes=self._limits[1],
+                    redactor=redactor_for(redact_patterns_from_env(), None),
                 )
             return self._assembler
 

@@ -9,7 +9,9 @@ the span ids of its live export wherever the library owned the id generator.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from otel_rollout import semconv as sc
+from otel_rollout._bundle import _messages
 from otel_rollout._bundle._json import encode_compact
 from otel_rollout._bundle._models import (
     AgentResultObserved,
@@ -63,13 +66,18 @@ from otel_rollout._bundle._models import (
     ToolCallRuntimeStarted,
     ToolCallStarted,
 )
+from otel_rollout._bundle._redact import Redactor
 from otel_rollout._config import DEFAULT_CONTENT_MAX_BYTES
 
 Attributes = dict[str, AttributeValue]
 PayloadReader = Callable[[RawPayloadRef], "bytes | None"]
 """Returns the exact bytes of a payload file, or ``None`` when it is unavailable."""
+ContentEventSink = Callable[[int, str, "dict[str, Any]", int], None]
+"""Emits a content log event: (span id, event name, attributes, time in ns)."""
 
-_ERROR_TYPE_MAX_CHARS = 128
+_HTTP_STATUS = re.compile(r"\bHTTP(?:/[\d.]+)?[ :]+(\d{3})\b", re.IGNORECASE)
+_EXCEPTION_PREFIX = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?::|$)")
+_EXCEPTION_SUFFIXES = ("Error", "Exception", "Timeout", "Interrupt", "Exit", "Failure")
 
 _EDGE_KIND_BY_TOOL_KIND = {
     "spawn_agent": sc.EDGE_SPAWN_AGENT,
@@ -177,10 +185,18 @@ class _ThreadMetadata(msgspec.Struct):
 class _TokenUsage(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    reasoning_output_tokens: int | None = None
+
+
+class _ItemType(msgspec.Struct):
+    type: str | None = None
 
 
 class _InferenceResponse(msgspec.Struct):
     token_usage: _TokenUsage | None = None
+    output_items: list[_ItemType] | None = None
+    model: str | None = None
 
 
 class _RuntimeTargets(msgspec.Struct):
@@ -192,6 +208,7 @@ class _RuntimeTargets(msgspec.Struct):
 _metadata_decoder = msgspec.json.Decoder(_ThreadMetadata)
 _response_decoder = msgspec.json.Decoder(_InferenceResponse)
 _runtime_decoder = msgspec.json.Decoder(_RuntimeTargets)
+_any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
 @dataclass(slots=True)
@@ -199,6 +216,8 @@ class _Thread:
     key: str
     agent_name: str
     agent_path: str
+    provider: str | None = None
+    """``gen_ai.provider.name`` once known (metadata, parent thread, first inference)."""
     open_turns: list[str] = field(default_factory=list)
     open_spawns: list[str] = field(default_factory=list)
 
@@ -229,6 +248,8 @@ class SpanMapper:
         read_payload: PayloadReader,
         capture_content: bool = False,
         content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES,
+        content_events: ContentEventSink | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         """Create a mapper for the bundle ``trace_id`` / ``rollout_id``.
 
@@ -238,8 +259,12 @@ class SpanMapper:
             rollout_id: The bundle's rollout id.
             read_payload: Returns a payload file's bytes (used for sizes, hashes,
                 content and the few fields the mapping reads from payloads).
-            capture_content: Put payload content (truncated) on spans.
-            content_max_bytes: Truncation bound for captured content.
+            capture_content: Put content on spans: GenAI messages, tool arguments and
+                results, and ``rollout.payload.<role>.content`` for the other payloads.
+            content_max_bytes: Bound of each content attribute.
+            content_events: Where the conventions' content log events go (``None``: none).
+            redactor: Redacts content read from payloads (replay; live payloads are
+                redacted before they are written).
         """
         self.sink = sink
         self.trace_id = trace_id
@@ -248,6 +273,11 @@ class SpanMapper:
         self.read_payload = read_payload
         self.capture_content = capture_content
         self.content_max_bytes = content_max_bytes
+        self.content_events = content_events
+        self.redactor = redactor
+        self._inputs: dict[str, tuple[Attributes, list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        """Start attributes, input messages and instructions of open inferences, kept for
+        their log event."""
         self.root_thread_id: str | None = None
         self._spans: dict[str, _Span] = {}
         self._open: dict[str, None] = {}
@@ -339,6 +369,11 @@ class SpanMapper:
             return
         del self._open[key]
         span = self._spans[key]
+        if key.startswith("thread:") and span.thread_id is not None:
+            thread = self._threads.get(span.thread_id)
+            if thread is not None and thread.provider is None:
+                thread.provider = sc.PROVIDER_OTHER
+                self.sink.set_attributes(key, {sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_OTHER})
         if key.startswith(_LEAF_PREFIXES):  # never a parent or link target again: forget it
             del self._spans[key]
             if key.startswith("tool:"):
@@ -384,10 +419,13 @@ class SpanMapper:
             attributes.update(extra)
         self.sink.add_event(key, _tag(payload), attributes, time_ns)
 
-    def _payload_attributes(self, attributes: Attributes, role: str, ref: RawPayloadRef) -> None:
+    def _payload_attributes(
+        self, attributes: Attributes, role: str, ref: RawPayloadRef, *, covered: bool = False
+    ) -> None:
         """Add ``rollout.payload.<role>.*`` for ``ref``: where it is (schema 2: ``path``;
         schema 3: ``id``, ``shard``, and ``capture``/``original_size`` when cut), then the
-        stored body's ``size``, ``sha256`` and (when captured) ``content``."""
+        stored body's ``size``, ``sha256`` and (when captured, and the GenAI attributes do
+        not ``cover`` it) ``content``."""
         path = ref.path
         if isinstance(path, str):  # schema 2: one file per payload
             attributes[sc.payload_attribute(role, sc.PAYLOAD_PATH_SUFFIX)] = path
@@ -411,10 +449,30 @@ class SpanMapper:
         attributes[sc.payload_attribute(role, sc.PAYLOAD_SHA256_SUFFIX)] = hashlib.sha256(
             body
         ).hexdigest()
-        if self.capture_content:
+        if self.capture_content and not covered:
+            if self.redactor is not None:
+                try:
+                    body = encode_compact(self.redactor.body(_any_decoder.decode(body)))
+                except msgspec.DecodeError:
+                    body = self.redactor.text(body.decode("utf-8", "replace")).encode()
             attributes[sc.payload_attribute(role, sc.PAYLOAD_CONTENT_SUFFIX)] = truncate_utf8(
                 body, self.content_max_bytes
             )
+
+    @property
+    def wants_content(self) -> bool:
+        """Whether content goes anywhere (span attributes or log events)."""
+        return self.capture_content or self.content_events is not None
+
+    def _content(self, ref: RawPayloadRef | None) -> Any:
+        """A payload body as JSON, redacted when a redactor is set; ``None`` if unreadable."""
+        value = self._decode(ref, _any_decoder)
+        if value is not None and self.redactor is not None:
+            value = self.redactor.body(value)
+        return value
+
+    def _bounded(self, messages: list[dict[str, Any]]) -> str | None:
+        return _messages.bounded_messages(messages, self.content_max_bytes) if messages else None
 
     def _decode(self, ref: RawPayloadRef | None, decoder: msgspec.json.Decoder[Any]) -> Any:
         if ref is None:
@@ -451,8 +509,12 @@ class SpanMapper:
             sc.GEN_AI_CONVERSATION_ID: event.thread_id,
             sc.ROLLOUT_AGENT_PATH: agent_path,
         }
-        if metadata is not None and metadata.provider_name:
-            attributes[sc.GEN_AI_PROVIDER_NAME] = metadata.provider_name
+        provider = metadata.provider_name if metadata is not None else None
+        if not provider and parent_thread_id is not None:
+            parent_of = self._threads.get(parent_thread_id)
+            provider = parent_of.provider if parent_of is not None else None
+        if provider:
+            attributes[sc.GEN_AI_PROVIDER_NAME] = provider
         if metadata is not None and metadata.model:
             attributes[sc.GEN_AI_REQUEST_MODEL] = metadata.model
         if event.metadata_payload is not None:
@@ -484,7 +546,7 @@ class SpanMapper:
             turn_key=None,
             links=links,
         ):
-            self._threads[event.thread_id] = _Thread(key, agent_name, agent_path)
+            self._threads[event.thread_id] = _Thread(key, agent_name, agent_path, provider or None)
             self._thread_by_path.setdefault(agent_path, event.thread_id)
 
     def _on_thread_ended(
@@ -494,9 +556,17 @@ class SpanMapper:
         if not self.is_open(key):
             return
         self._end_children(event.thread_id, time_ns)
-        self._set(key, {sc.ROLLOUT_STATUS: event.status.value})
+        attributes: Attributes = {sc.ROLLOUT_STATUS: event.status.value}
         failed = event.status is RolloutStatus.FAILED
-        self._end(key, StatusCode.ERROR if failed else StatusCode.UNSET, None, time_ns)
+        if failed:
+            attributes[sc.ERROR_TYPE] = sc.ERROR_TYPE_OTHER
+        self._set(key, attributes)
+        self._end(
+            key,
+            StatusCode.ERROR if failed else StatusCode.UNSET,
+            "thread failed" if failed else None,
+            time_ns,
+        )
 
     def _end_children(self, thread_id: str, time_ns: int, *, turn_key: str | None = None) -> None:
         """End the open spans of a thread (or of one of its turns), newest first."""
@@ -551,8 +621,10 @@ class SpanMapper:
         span = self._spans[key]
         if span.thread_id is not None:
             self._end_children(span.thread_id, time_ns, turn_key=key)
-        self._set(key, {sc.ROLLOUT_STATUS: event.status.value})
-        self._end(key, _execution_status_code(event.status), None, time_ns)
+        self._set(key, {sc.ROLLOUT_STATUS: event.status.value, **_failure_type(event.status)})
+        self._end(
+            key, _execution_status_code(event.status), _failure_text(event.status, "turn"), time_ns
+        )
 
     # --- inference ---
 
@@ -565,11 +637,24 @@ class SpanMapper:
             sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
             sc.GEN_AI_PROVIDER_NAME: event.provider_name,
             sc.GEN_AI_REQUEST_MODEL: event.model,
+            sc.GEN_AI_CONVERSATION_ID: event.thread_id,
             sc.ROLLOUT_INFERENCE_CALL_ID: event.inference_call_id,
         }
-        self._payload_attributes(attributes, "request", event.request_payload)
+        if isinstance(event.server_address, str):
+            attributes[sc.SERVER_ADDRESS] = event.server_address
+        if isinstance(event.server_port, int):
+            attributes[sc.SERVER_PORT] = event.server_port
+        key = f"inference:{event.inference_call_id}"
+        self._payload_attributes(attributes, "request", event.request_payload, covered=True)
+        if self.wants_content and key not in self._spans:
+            messages, system = _messages.input_messages(self._content(event.request_payload))
+            if self.capture_content:
+                _put(attributes, sc.GEN_AI_INPUT_MESSAGES, self._bounded(messages))
+                _put(attributes, sc.GEN_AI_SYSTEM_INSTRUCTIONS, self._bounded_parts(system))
+            if self.content_events is not None:
+                self._inputs[key] = (dict(attributes), messages, system)
         self._start(
-            f"inference:{event.inference_call_id}",
+            key,
             parent,
             f"{sc.OPERATION_CHAT} {event.model}",
             SpanKind.CLIENT,
@@ -578,6 +663,20 @@ class SpanMapper:
             thread_id=event.thread_id,
             turn_key=turn_key,
         )
+        thread = self._threads.get(event.thread_id)
+        if thread is not None and thread.provider is None and event.provider_name:
+            thread.provider = event.provider_name
+            self._set(thread.key, {sc.GEN_AI_PROVIDER_NAME: event.provider_name})
+
+    def _bounded_parts(self, parts: list[dict[str, Any]]) -> str | None:
+        """System instructions (a list of parts) bounded like messages."""
+        if not parts:
+            return None
+        wrapped = [{"role": "system", "parts": parts}]
+        bounded = _messages.bounded_messages(wrapped, self.content_max_bytes)
+        if bounded is None:
+            return None
+        return _messages.dumps(msgspec.json.decode(bounded)[0]["parts"])
 
     def _on_inference_completed(
         self, event: InferenceCompleted, thread_id: str | None, turn_id: str | None, time_ns: int
@@ -590,18 +689,56 @@ class SpanMapper:
             attributes[sc.GEN_AI_RESPONSE_ID] = event.response_id
         if event.upstream_request_id is not None:
             attributes[sc.ROLLOUT_UPSTREAM_REQUEST_ID] = event.upstream_request_id
-        self._payload_attributes(attributes, "response", event.response_payload)
+        self._payload_attributes(attributes, "response", event.response_payload, covered=True)
         response: _InferenceResponse | None = self._decode(
             event.response_payload, _response_decoder
         )
-        if response is not None and response.token_usage is not None:
-            usage = response.token_usage
-            if usage.input_tokens is not None:
-                attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
-            if usage.output_tokens is not None:
-                attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if response is not None:
+            if response.model:
+                attributes[sc.GEN_AI_RESPONSE_MODEL] = response.model
+            _usage_attributes(attributes, response.token_usage)
+            if response.output_items is not None:
+                attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (
+                    _messages.finish_reason(
+                        [{"type": item.type} for item in response.output_items]
+                    ),
+                )
+        outputs = self._output_messages(event.response_payload)
+        if self.capture_content:
+            _put(attributes, sc.GEN_AI_OUTPUT_MESSAGES, self._bounded(outputs))
         self._set(key, attributes)
+        self._emit_details(key, attributes, outputs, time_ns)
         self._end(key, StatusCode.UNSET, None, time_ns)
+
+    def _output_messages(self, ref: RawPayloadRef | None) -> list[dict[str, Any]]:
+        if not self.wants_content or ref is None:
+            return []
+        body = self._content(ref)
+        items = body.get("output_items") if isinstance(body, dict) else None
+        return _messages.output_messages(items) if isinstance(items, list) else []
+
+    def _emit_details(
+        self, key: str, attributes: Attributes, outputs: list[dict[str, Any]], time_ns: int
+    ) -> None:
+        """The conventions' ``gen_ai.client.inference.operation.details`` log event."""
+        inputs = self._inputs.pop(key, None)
+        if self.content_events is None:
+            return
+        start, messages, system = inputs if inputs is not None else ({}, [], [])
+        details: dict[str, Any] = {
+            name: value
+            for name, value in {**start, **attributes}.items()
+            if name.startswith(("gen_ai.", "server.", "error."))
+            and name not in _SPAN_CONTENT_ATTRIBUTES
+        }
+        for name, value in (
+            (sc.GEN_AI_INPUT_MESSAGES, self._bounded(messages)),
+            (sc.GEN_AI_SYSTEM_INSTRUCTIONS, self._bounded_parts(system)),
+            (sc.GEN_AI_OUTPUT_MESSAGES, self._bounded(outputs)),
+        ):
+            if value is not None:
+                details[name] = msgspec.json.decode(value)
+        self.content_events(self.span_id(key), sc.EVENT_INFERENCE_DETAILS, details, time_ns)
 
     def _on_inference_unfinished(
         self,
@@ -619,13 +756,19 @@ class SpanMapper:
         attributes: Attributes = {
             sc.ROLLOUT_STATUS: status.value,
             sc.ROLLOUT_ERROR: reason,
-            sc.ERROR_TYPE: _error_type(reason) if failed else "cancelled",
+            sc.ERROR_TYPE: error_type(reason) if failed else "cancelled",
         }
         if event.upstream_request_id is not None:
             attributes[sc.ROLLOUT_UPSTREAM_REQUEST_ID] = event.upstream_request_id
         if event.partial_response_payload is not None:
-            self._payload_attributes(attributes, "response", event.partial_response_payload)
+            self._payload_attributes(
+                attributes, "response", event.partial_response_payload, covered=True
+            )
+        outputs = self._output_messages(event.partial_response_payload)
+        if self.capture_content:
+            _put(attributes, sc.GEN_AI_OUTPUT_MESSAGES, self._bounded(outputs))
         self._set(key, attributes)
+        self._emit_details(key, attributes, outputs, time_ns)
         self._end(key, StatusCode.ERROR if failed else StatusCode.UNSET, reason, time_ns)
 
     # --- tools ---
@@ -657,7 +800,17 @@ class SpanMapper:
         if event.model_visible_call_id != event.tool_call_id:
             attributes[sc.ROLLOUT_TOOL_CALL_ID] = event.tool_call_id
         if event.invocation_payload is not None:
-            self._payload_attributes(attributes, "invocation", event.invocation_payload)
+            self._payload_attributes(
+                attributes, "invocation", event.invocation_payload, covered=self.capture_content
+            )
+            if self.capture_content:
+                arguments = _tool_arguments(self._content(event.invocation_payload))
+                if arguments is not None:
+                    _put(
+                        attributes,
+                        sc.GEN_AI_TOOL_CALL_ARGUMENTS,
+                        _messages.bounded_value(arguments, self.content_max_bytes),
+                    )
         links: list[LinkSpec] = []
         edge_kind = _EDGE_KIND_BY_TOOL_KIND.get(kind_tag)
         if edge_kind is not None and edge_kind != sc.EDGE_SPAWN_AGENT:
@@ -690,10 +843,28 @@ class SpanMapper:
         if not self.is_open(key):
             return
         attributes: Attributes = {sc.ROLLOUT_STATUS: event.status.value}
+        failed = event.status is ExecutionStatus.FAILED
+        description = "tool call failed" if failed else None
         if event.result_payload is not None:
-            self._payload_attributes(attributes, "result", event.result_payload)
+            self._payload_attributes(
+                attributes, "result", event.result_payload, covered=self.capture_content
+            )
+            if failed or self.capture_content:
+                error, result = _tool_result(self._content(event.result_payload))
+                if error is not None and failed:
+                    description = error
+                if self.capture_content and result is not None:
+                    _put(
+                        attributes,
+                        sc.GEN_AI_TOOL_CALL_RESULT,
+                        _messages.bounded_value(result, self.content_max_bytes),
+                    )
+        if failed:
+            attributes[sc.ERROR_TYPE] = (
+                error_type(description) if description else sc.ERROR_TYPE_OTHER
+            )
         self._set(key, attributes)
-        self._end(key, _execution_status_code(event.status), None, time_ns)
+        self._end(key, _execution_status_code(event.status), description, time_ns)
 
     def _on_tool_runtime(
         self,
@@ -775,7 +946,14 @@ class SpanMapper:
             self._payload_attributes(attributes, "response", event.response_payload)
         self._set(key, attributes)
         failed = event.status is CodeCellRuntimeStatus.FAILED
-        self._end(key, StatusCode.ERROR if failed else StatusCode.UNSET, None, time_ns)
+        if failed:
+            self._set(key, {sc.ERROR_TYPE: sc.ERROR_TYPE_OTHER})
+        self._end(
+            key,
+            StatusCode.ERROR if failed else StatusCode.UNSET,
+            "code cell failed" if failed else None,
+            time_ns,
+        )
 
     # --- compaction ---
 
@@ -833,6 +1011,11 @@ class SpanMapper:
         if isinstance(event, CompactionRequestCompleted):
             attributes: Attributes = {sc.ROLLOUT_STATUS: ExecutionStatus.COMPLETED.value}
             self._payload_attributes(attributes, "response", event.response_payload)
+            response: _InferenceResponse | None = self._decode(
+                event.response_payload, _response_decoder
+            )
+            if response is not None:
+                _usage_attributes(attributes, response.token_usage)
             self._set(key, attributes)
             self._end(key, StatusCode.UNSET, None, time_ns)
             return
@@ -841,7 +1024,7 @@ class SpanMapper:
             {
                 sc.ROLLOUT_STATUS: ExecutionStatus.FAILED.value,
                 sc.ROLLOUT_ERROR: event.error,
-                sc.ERROR_TYPE: _error_type(event.error),
+                sc.ERROR_TYPE: error_type(event.error),
             },
         )
         self._end(key, StatusCode.ERROR, event.error, time_ns)
@@ -950,6 +1133,8 @@ def map_events(
     read_payload: PayloadReader,
     capture_content: bool = False,
     content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES,
+    content_events: ContentEventSink | None = None,
+    redactor: Redactor | None = None,
 ) -> SpanMapper:
     """Map a whole event stream (e.g. a bundle's ``trace.jsonl``) and end what stays open.
 
@@ -962,6 +1147,8 @@ def map_events(
         read_payload=read_payload,
         capture_content=capture_content,
         content_max_bytes=content_max_bytes,
+        content_events=content_events,
+        redactor=redactor,
     )
     last_ns = 0
     for event in events:
@@ -1011,6 +1198,80 @@ def _execution_status_code(status: ExecutionStatus) -> StatusCode:
     return StatusCode.ERROR if status is ExecutionStatus.FAILED else StatusCode.UNSET
 
 
-def _error_type(message: str) -> str:
-    first_line = message.strip().splitlines()[0] if message.strip() else "error"
-    return first_line[:_ERROR_TYPE_MAX_CHARS]
+_SPAN_CONTENT_ATTRIBUTES = frozenset(
+    {sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES, sc.GEN_AI_SYSTEM_INSTRUCTIONS}
+)
+
+
+def _put(attributes: Attributes, name: str, value: str | None) -> None:
+    if value is not None:
+        attributes[name] = value
+
+
+def _usage_attributes(attributes: Attributes, usage: _TokenUsage | None) -> None:
+    """The conventions' usage attributes of a Codex ``token_usage``."""
+    if usage is None:
+        return
+    for name, value in (
+        (sc.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
+        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
+        (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cached_input_tokens),
+        (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_output_tokens),
+    ):
+        if value is not None:
+            attributes[name] = value
+
+
+def _failure_type(status: ExecutionStatus) -> Attributes:
+    return {sc.ERROR_TYPE: sc.ERROR_TYPE_OTHER} if status is ExecutionStatus.FAILED else {}
+
+
+def _failure_text(status: ExecutionStatus, what: str) -> str | None:
+    return f"{what} failed" if status is ExecutionStatus.FAILED else None
+
+
+def error_type(message: str) -> str:
+    """``error.type`` of a recorded error message, by one rule: an exception (``"TimeoutError:
+    read timed out"``) gives its class name, a message with an HTTP status (``"HTTP 500"``)
+    gives the code (``"500"``), anything else :data:`~otel_rollout.semconv.ERROR_TYPE_OTHER`."""
+    text = message.strip()
+    match = _EXCEPTION_PREFIX.match(text)
+    if match is not None:
+        name = match.group(1).rsplit(".", 1)[-1]
+        builtin = getattr(builtins, name, None)
+        if name.endswith(_EXCEPTION_SUFFIXES) or (
+            isinstance(builtin, type) and issubclass(builtin, BaseException)
+        ):
+            return name
+    status = _HTTP_STATUS.search(text)
+    if status is not None:
+        return status.group(1)
+    return sc.ERROR_TYPE_OTHER
+
+
+def _tool_arguments(invocation: Any) -> Any:
+    """A tool invocation body's arguments (as the model wrote them), else its payload."""
+    if not isinstance(invocation, dict):
+        return None
+    payload = invocation.get("payload")
+    if isinstance(payload, dict):
+        for name in ("arguments", "input"):
+            if name in payload:
+                return payload[name]
+        return payload
+    return invocation
+
+
+def _tool_result(body: Any) -> tuple[str | None, Any]:
+    """(error text, result given to the model) of a tool result body."""
+    if not isinstance(body, dict):
+        return None, body
+    if body.get("type") == "error":
+        error = body.get("error")
+        return (error if isinstance(error, str) else None), error
+    item = body.get("response_item")
+    if isinstance(item, dict) and "output" in item:
+        return None, item["output"]
+    if "response" in body and len(body) == 1:
+        return None, body["response"]
+    return None, body

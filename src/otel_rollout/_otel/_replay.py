@@ -448,13 +448,22 @@ def bundle_spans(
     capture_content: bool | None = None,
     content_max_bytes: int | None = None,
     resource: Resource | None = None,
+    redact: Callable[[str], str] | None = None,
 ) -> list[ReadableSpan]:
     """The spans live recording would have exported for this bundle, via the shared mapping.
 
     ``capture_content`` and ``content_max_bytes`` default to the same environment settings as
-    live recording. Raises :class:`~otel_rollout.BundleError` for an unreadable bundle.
+    live recording; content is redacted by ``OTEL_ROLLOUT_REDACT_PATTERNS`` then ``redact``,
+    and goes out as log events too when the content switch says so. Raises
+    :class:`~otel_rollout.BundleError` for an unreadable bundle.
     """
-    from otel_rollout._config import capture_content_from_env, content_max_bytes_from_env
+    from otel_rollout._bundle._redact import redactor_for
+    from otel_rollout._config import (
+        content_max_bytes_from_env,
+        content_mode_from_env,
+        redact_patterns_from_env,
+    )
+    from otel_rollout._otel._content_events import LogContentEvents
     from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
 
     bundle = Bundle(bundle_dir)
@@ -471,16 +480,21 @@ def bundle_spans(
         resource or replay_resource(),
         InstrumentationScope(LIVE_SCOPE_NAME, package_version()),
     )
+    on_spans, as_events = content_mode_from_env()
     map_events(
         (event for _, event in bundle.events()),
         collector,
         trace_id=manifest.trace_id,
         rollout_id=manifest.rollout_id,
         read_payload=read_payload,
-        capture_content=capture_content_from_env() if capture_content is None else capture_content,
+        capture_content=on_spans if capture_content is None else capture_content,
         content_max_bytes=(
             content_max_bytes_from_env() if content_max_bytes is None else content_max_bytes
         ),
+        content_events=(
+            LogContentEvents(trace_id, TraceFlags(TraceFlags.SAMPLED)) if as_events else None
+        ),
+        redactor=redactor_for(redact_patterns_from_env(), redact),
     )
     return collector.spans
 

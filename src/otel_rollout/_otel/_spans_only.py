@@ -30,6 +30,7 @@ from otel_rollout._bundle._models import (
     PayloadKind,
     RawPayloadRef,
 )
+from otel_rollout._bundle._redact import Redactor
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._errors import Component
 from otel_rollout._otel._spans_plan import RolloutPlan, SpanRecord, plan_rollouts, span_record
@@ -63,9 +64,12 @@ class SpansOnlyAssembler:
         schema_version: int = SCHEMA_VERSION,
         max_bytes: int | None = None,
         max_payload_bytes: int | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         """Write bundles of ``schema_version`` (size limits: schema 3 only) under
-        ``trace_root``; spill buffers past ``max_buffered_bytes``."""
+        ``trace_root``; spill buffers past ``max_buffered_bytes``; ``redactor`` rewrites
+        payload bodies before they are written."""
+        self.redactor = redactor
         self.trace_root = trace_root
         self.max_buffered_bytes = max_buffered_bytes
         self.schema_version = schema_version
@@ -153,6 +157,7 @@ class SpansOnlyAssembler:
                     schema_version=self.schema_version,
                     max_bytes=self.max_bytes,
                     max_payload_bytes=self.max_payload_bytes,
+                    redactor=self.redactor,
                 )
                 if path is not None:
                     self.bundles_written.append(path)
@@ -167,6 +172,7 @@ def write_plan(
     schema_version: int = SCHEMA_VERSION,
     max_bytes: int | None = None,
     max_payload_bytes: int | None = None,
+    redactor: Redactor | None = None,
 ) -> Path | None:
     """Write one rollout's bundle under ``trace_root``; ``None`` if it could not be created.
 
@@ -190,15 +196,18 @@ def write_plan(
     sharded = schema_version != SCHEMA_2
 
     def write_payload(kind: PayloadKind, body: Any, thread_id: str | None) -> RawPayloadRef | None:
+        if redactor is not None:
+            body = redactor.body(body)
         if sharded and kind is PayloadKind.SESSION_METADATA:
             body = session_metadata_to(body, schema_version)
         return writer.write_payload(kind, body, thread_id=thread_id)
 
     for planned, event in plan.realize(write_payload):
         if sharded and isinstance(event, InferenceStarted) and planned.payload is not None:
-            prompt = writer.write_prepared_prompt(
-                planned.thread_id, prompt_from_request(planned.payload.body)
-            )
+            request = planned.payload.body
+            if redactor is not None:
+                request = redactor.body(request)
+            prompt = writer.write_prepared_prompt(planned.thread_id, prompt_from_request(request))
             if prompt is None:
                 break
             event = msgspec.structs.replace(event, prepared_prompt_payload=prompt)
