@@ -15,6 +15,7 @@ import pytest
 os.environ["OTEL_ROLLOUT_STRICT"] = "1"
 
 from otel_rollout import _errors
+from otel_rollout._live import _runtime
 from support.codex import CODEX_SCHEMA_2, CODEX_SCHEMA_3, codex_reduce, find_codex
 
 __all__ = ["codex_reduce"]
@@ -77,6 +78,13 @@ def chromium() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return CHROMIUM
+
+
+@pytest.fixture(autouse=True)
+def _reset_configuration() -> Iterator[None]:
+    """What a test set with ``otel_rollout.configure`` does not leak into the next test."""
+    yield
+    _runtime.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,6 @@ from otel_rollout import semconv as sc
 from otel_rollout._bundle._background import BundleSink, PendingEvent, PendingSpanCall
 from otel_rollout._bundle._models import CodexTurnStarted, RawTraceEventPayload
 from otel_rollout._errors import STRICT_ENV
-from otel_rollout._live import _runtime
 from otel_rollout._otel import _spans_only
 from otel_rollout._otel._mapping import SpanMapper
 from support.recording import Pipeline, attrs, event_types, pipeline_fixture
@@ -47,12 +46,6 @@ FULL_ROLLOUT = [
 @pytest.fixture
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     yield from pipeline_fixture(tmp_path, monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _runtime.reset()
 
 
 def record_rollout(thread_id: str) -> None:

@@ -27,7 +27,6 @@ from otel_rollout import (
     validate_bundle,
     write_state,
 )
-from otel_rollout._live import _runtime
 from otel_rollout._otel._spans_only import SpansOnlyAssembler
 from support.codex import codex_reduce
 from support.recording import Pipeline, event_types, pipeline_fixture, read_events
@@ -37,12 +36,6 @@ from support.spans import foreign_agent_run
 @pytest.fixture
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     yield from pipeline_fixture(tmp_path, monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _runtime.reset()
 
 
 def test_export_contract(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -18,7 +18,6 @@ from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext, _config
 from otel_rollout import semconv as sc
 from otel_rollout._bundle._models import RawPayloadRef
 from otel_rollout._bundle._reader import Bundle
-from otel_rollout._live import _runtime
 from otel_rollout._otel._mapping import (
     Attributes,
     LinkSpec,
@@ -39,12 +38,6 @@ def pipeline(
     """Live recording into a schema 2 or a schema 3 bundle (the live spans must match a
     replay of either)."""
     yield from pipeline_fixture(tmp_path, monkeypatch, schema_version=request.param)
-
-
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _runtime.reset()
 
 
 @dataclass

@@ -31,7 +31,6 @@ from otel_rollout import (
     write_state,
 )
 from otel_rollout._bundle._bodies import new_id
-from otel_rollout._live import _runtime
 from support.codex import codex_reduce
 from support.recording import Pipeline, event_types, load_example, pipeline_fixture, read_events
 
@@ -47,12 +46,6 @@ def both_schemas(
 ) -> Iterator[Pipeline]:
     """A pipeline writing schema 2 (Codex 0.169.0's) or schema 3 (0.171.0's, the default)."""
     yield from pipeline_fixture(tmp_path, monkeypatch, schema_version=request.param)
-
-
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _runtime.reset()
 
 
 REQUEST = {

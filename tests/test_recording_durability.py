@@ -31,7 +31,6 @@ from otel_rollout import (
 from otel_rollout import semconv as sc
 from otel_rollout._bundle._background import BundleSink, PendingEvent
 from otel_rollout._bundle._shards import decompress_shard, iter_records
-from otel_rollout._live import _runtime
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter
 from otel_rollout._reduce._model import RecordingStatus
 from support.codex import codex_reduce
@@ -50,12 +49,6 @@ def both_schemas(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Iterator[Pipeline]:
     yield from pipeline_fixture(tmp_path, monkeypatch, schema_version=request.param)
-
-
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _runtime.reset()
 
 
 def user(text: str) -> dict[str, object]:

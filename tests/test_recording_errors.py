@@ -23,12 +23,6 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
     yield from pipeline_fixture(tmp_path, monkeypatch)
 
 
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _runtime.reset()
-
-
 class Boom(RuntimeError):
     """The internal failure the tests inject."""
 

@@ -22,7 +22,6 @@ from otel_rollout import (
     ToolDispatchInvocation,
     validate_bundle,
 )
-from otel_rollout._live import _runtime
 from support.recording import Pipeline, pipeline_fixture, read_events
 
 REQUEST = {"input": [{"type": "message", "role": "user", "content": []}]}
@@ -31,12 +30,6 @@ REQUEST = {"input": [{"type": "message", "role": "user", "content": []}]}
 @pytest.fixture
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     yield from pipeline_fixture(tmp_path, monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def _reset_configuration() -> Iterator[None]:
-    yield
-    _runtime.reset()
 
 
 def _inference_attempt(root: ThreadTraceContext) -> None:
