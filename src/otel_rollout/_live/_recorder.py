@@ -193,6 +193,7 @@ class RolloutRecorder:
         """Schema 2: numbers payload files here; schema 3: the writer thread numbers them."""
         self.active = True
         """False once the bundle is complete, lost or inherited by a forked child."""
+        self.pid = os.getpid()
         _track_for_fork(self)
 
     def _read_current_payload(self, ref: RawPayloadRef) -> bytes | None:
@@ -224,10 +225,14 @@ class RolloutRecorder:
         Returns ``False`` when the event was not recorded.
         """
         if not self.active:  # also cleared in a forked child (no getpid per event)
+            self._count_after_stop()
             return False
         with self._lock:
             if not self.active:
+                self._count_after_stop()
                 return False
+            counts = self.bundle.counts
+            counts.recorded += 1
             refs: list[RawPayloadRef | None] = []
             files: list[PendingPayload] = []
             nbytes = 256
@@ -246,9 +251,23 @@ class RolloutRecorder:
                 self.bundle, tuple(files), build(refs), thread_id, codex_turn_id, time.time_ns()
             )
             if not self._submit(item, nbytes):
+                counts.lost_before_queue += 1
                 self._lose()
                 return False
             return True
+
+    def _count_after_stop(self) -> None:
+        """An event recorded after this bundle stopped (not after it completed): lost."""
+        if self.stopped:
+            with self._lock:
+                counts = self.bundle.counts
+                counts.recorded += 1
+                counts.lost_before_queue += 1
+
+    @property
+    def stopped(self) -> bool:
+        """Whether this bundle stopped before completing (its later events are lost)."""
+        return self.bundle.stopped and self.pid == os.getpid()
 
     def record(
         self,
@@ -303,12 +322,15 @@ class RolloutRecorder:
         """An event could not be queued: stop this bundle so it stays a valid prefix."""
         self.active = False
         self.bundle.stopped = True
-        self.bundle.lost_events += 1
+        counts = self.bundle.counts
         logger.warning(
-            "rollout trace: an event could not be queued (the writer queue stayed full, "
-            "or the exporter was shut down); recording of %s stopped (events recorded so "
-            "far are kept)",
+            "rollout trace: an event could not be queued (the writer queue stayed full "
+            "and the writer made no progress for its stall timeout, or the exporter was "
+            "shut down); recording of %s stopped after %d recorded events: this one and "
+            "every later one are lost and counted (otel_rollout.stats(); reported at "
+            "force_flush() and exit)",
             self.bundle.writer.bundle_dir,
+            counts.recorded - 1,
         )
 
     def close(self) -> None:

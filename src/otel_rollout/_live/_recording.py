@@ -227,7 +227,7 @@ class _RecordingThread(ThreadTraceContext):
         )
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     @property
     def trace_id(self) -> str | None:
@@ -467,7 +467,7 @@ class _RecordingTurn(TurnTraceContext):
         return self._thread
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._thread._rec.stopped
 
     def inference(
         self,
@@ -568,7 +568,7 @@ class _RecordingInference(InferenceTraceContext):
         )
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     def start_attempt(self) -> InferenceTraceAttempt:
         return _RecordingInferenceAttempt(self, new_id())
@@ -592,7 +592,7 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         self._scope = _scope.SpanScope()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._ctx._rec.stopped
 
     @_guarded
     def record_started(self, request: Any) -> None:
@@ -757,7 +757,7 @@ class _RecordingCompaction(CompactionTraceContext):
         self._installed = threading.Lock()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     @_guarded_or(_noop.COMPACTION_ATTEMPT)
     def start_attempt(self, request: Any) -> CompactionTraceAttempt:
@@ -816,7 +816,7 @@ class _RecordingCompactionAttempt(CompactionTraceAttempt):
         self._ended = threading.Lock()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._ctx._rec.stopped
 
     def _take_terminal(self, call: str) -> bool:
         return _first_terminal(self._ended, call, "compaction attempt", self.compaction_request_id)
@@ -899,7 +899,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
         self._tokens: list[contextvars.Token[_RecordingToolDispatch | None]] = []
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     def _record_started(self) -> None:
         invocation = self._invocation
@@ -1040,7 +1040,7 @@ class _RecordingCodeCell(CodeCellTraceContext):
         self._ended = threading.Lock()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     @_guarded
     def record_started(self, model_visible_call_id: str, source: str) -> None:
