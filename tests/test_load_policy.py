@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 import otel_rollout
-from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext, validate_bundle
+from otel_rollout import (
+    ThreadStartedTraceMetadata,
+    ThreadTraceContext,
+    reduce_bundle,
+    validate_bundle,
+    write_state,
+)
 from otel_rollout._bundle._background import BundleSink, PendingEvent, PendingSpanCall
 from otel_rollout._config import WRITER_STALL_TIMEOUT_ENV, writer_stall_timeout_from_env
 from otel_rollout._live import _runtime
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter
+from support.codex import codex_reduce
 from support.recording import read_events
 
 LOAD_TURNS_ENV = "OTEL_ROLLOUT_TEST_LOAD_TURNS"
@@ -70,9 +81,37 @@ def test_back_to_back_turns_at_default_settings_lose_nothing(tmp_path: Path) -> 
     counts = otel_rollout.stats().bundles[str(bundle)]
     events = 8 * turns + 5  # rollout_started, thread_started, thread_ended, ..., completed
     assert counts == otel_rollout._errors.BundleStats(recorded=events, written=events)
-    assert exporter._writer.full_waits > 0  # the queue filled: backpressure, not loss
     assert len(read_events(bundle)) == events
     assert validate_bundle(bundle).ok
+
+
+def test_a_slow_writer_makes_the_producer_wait_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk slower than the producer (each batch takes 0.8 s): the default queue fills,
+    the producer waits for room (backpressure, well inside the 10 s stall timeout) and
+    every event reaches the bundle."""
+    original = BundleSink.end_batch
+
+    def slow_end_batch(self: BundleSink) -> list[PendingEvent | PendingSpanCall]:
+        time.sleep(0.8)
+        return original(self)
+
+    monkeypatch.setattr(BundleSink, "end_batch", slow_end_batch)
+    exporter = RolloutBundleSpanExporter()
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter)
+    thread = ThreadTraceContext.start_root_or_disabled()
+    turns = 2_500  # 20,000 events: past the default bound of 16,384 queued events
+    for i in range(turns):
+        typical_turn(thread, i)
+    thread.record_ended()
+    assert exporter.force_flush(120_000)
+    assert exporter._writer.full_waits > 0  # the queue filled: the producer waited
+    [bundle] = tmp_path.glob("trace-*")
+    events = 8 * turns + 5
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    assert counts == otel_rollout._errors.BundleStats(recorded=events, written=events)
+    assert len(read_events(bundle)) == events and validate_bundle(bundle).ok
 
 
 @pytest.mark.parametrize("schema_version", [2, 3], ids=["schema2", "schema3"])
@@ -149,3 +188,198 @@ def test_the_stall_timeout_is_read_from_the_environment(
     with caplog.at_level(logging.WARNING):
         assert RolloutBundleSpanExporter()._writer.stall_timeout_s == 10.0
     assert WRITER_STALL_TIMEOUT_ENV in caplog.text
+
+
+class BlockingExporter(SpanExporter):
+    """A span exporter whose endpoint never answers (until released)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.exported: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.gate.wait(30)
+        self.exported.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("schema_version", [2, 3], ids=["schema2", "schema3"])
+def test_a_blocked_span_exporter_does_not_delay_the_bundle(
+    tmp_path: Path, schema_version: int
+) -> None:
+    blocking = BlockingExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(blocking))
+    exporter = RolloutBundleSpanExporter()
+    otel_rollout.configure(
+        trace_root=tmp_path,
+        tracer_provider=provider,
+        exporter=exporter,
+        schema_version=schema_version,
+    )
+    try:
+        thread = ThreadTraceContext.start_root_or_disabled()
+        for i in range(5):
+            typical_turn(thread, i)
+        thread.record_ended()
+        [bundle] = tmp_path.glob("trace-*")
+        events = 8 * 5 + 5
+        started = time.monotonic()
+        assert _wait_for(lambda: len(read_events(bundle)) == events), read_events(bundle)[-1]
+        assert time.monotonic() - started < 1.0  # 100 ms bound plus a loaded machine's slack
+        assert not blocking.exported  # the span exporter is still blocked
+        assert not exporter.force_flush(200)  # the live spans are not done: say so
+        blocking.gate.set()
+        assert exporter.force_flush()
+        assert len(blocking.exported) > 0
+        assert validate_bundle(bundle).ok
+        counts = otel_rollout.stats().bundles[str(bundle)]
+        assert counts.written == counts.recorded == events
+    finally:
+        blocking.gate.set()
+        provider.shutdown()
+
+
+def test_a_span_backlog_past_its_bound_stops_the_live_spans_not_the_bundle(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocking = BlockingExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(blocking))
+    exporter = RolloutBundleSpanExporter()
+    exporter._writer.max_span_backlog = exporter._writer._spans.max_backlog = 20
+    otel_rollout.configure(trace_root=tmp_path, tracer_provider=provider, exporter=exporter)
+    try:
+        thread = ThreadTraceContext.start_root_or_disabled()
+        with caplog.at_level(logging.WARNING):
+            for i in range(20):
+                typical_turn(thread, i)
+                assert exporter._writer.flush(5, spans=False)
+            thread.record_ended()
+            assert exporter._writer.flush(5, spans=False)
+        assert "live spans of" in caplog.text and "stopped" in caplog.text
+        [bundle] = tmp_path.glob("trace-*")
+        assert len(read_events(bundle)) == 8 * 20 + 5 and validate_bundle(bundle).ok
+    finally:
+        blocking.gate.set()
+        provider.shutdown()
+
+
+@pytest.mark.codex
+@pytest.mark.parametrize("schema_version", [2, 3], ids=["schema2", "schema3"])
+def test_children_that_outlive_their_root_are_recorded_and_codex_accepts_the_bundle(
+    tmp_path: Path,
+    codex_for: Callable[[int], Path],
+    caplog: pytest.LogCaptureFixture,
+    schema_version: int,
+) -> None:
+    """The root ends first; its children go on recording; the last child to end completes
+    the bundle (rollout_ended, recording_completed), and Codex reduces it to our bytes."""
+    root_dir = tmp_path / "traces"
+    exporter = RolloutBundleSpanExporter()
+    otel_rollout.configure(trace_root=root_dir, exporter=exporter, schema_version=schema_version)
+    root = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    children = [
+        root.start_child_thread_trace_or_disabled(
+            ThreadStartedTraceMetadata(thread_id=f"child-{n}", agent_path=f"/root/worker{n}")
+        )
+        for n in range(3)
+    ]
+    root_ended = threading.Event()
+
+    def work(n: int) -> None:
+        root_ended.wait(10)
+        for j in range(3):
+            typical_turn(children[n], 100 * n + j)
+        children[n].record_ended()
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+    for worker in workers:
+        worker.start()
+    with caplog.at_level(logging.WARNING):
+        typical_turn(root, 9999)
+        root.record_ended()
+        root_ended.set()
+        for worker in workers:
+            worker.join()
+        assert exporter.force_flush()
+    assert "counted as lost" not in caplog.text
+    [bundle] = root_dir.glob("trace-*")
+    types = [event["payload"]["type"] for event in read_events(bundle)]
+    assert types[-2:] == ["rollout_ended", "recording_completed"]
+    assert types.count("thread_ended") == 4 and types.count("codex_turn_started") == 10
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    assert counts.lost == 0 and counts.written == counts.recorded == len(types)
+    report = validate_bundle(bundle)
+    assert report.ok, report.problems
+    theirs = tmp_path / "theirs.json"
+    done = codex_reduce(codex_for(schema_version), bundle, theirs)
+    assert done.returncode == 0, done.stderr
+    assert write_state(reduce_bundle(bundle), tmp_path / "ours.json").read_bytes() == (
+        theirs.read_bytes()
+    )
+
+
+EXIT_SCRIPT = """
+import sys, threading, time
+import otel_rollout
+from otel_rollout import ThreadStartedTraceMetadata, ThreadTraceContext
+
+otel_rollout.configure(trace_root=sys.argv[1])
+root = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+quick = root.start_child_thread_trace_or_disabled(
+    ThreadStartedTraceMetadata(thread_id="quick", agent_path="/root/quick"))
+slow = root.start_child_thread_trace_or_disabled(
+    ThreadStartedTraceMetadata(thread_id="slow", agent_path="/root/slow"))
+
+def agent(thread, turns, pause):
+    for i in range(turns):
+        thread.record_turn_started(f"{thread.thread_id}-{i}")
+        time.sleep(pause)
+        thread.record_turn_ended(f"{thread.thread_id}-{i}")
+    thread.record_ended()
+
+threading.Thread(target=agent, args=(quick, 3, 0.05), daemon=True).start()
+threading.Thread(target=agent, args=(slow, 1000, 0.01), daemon=True).start()
+root.record_ended()
+sys.exit(0)
+"""
+
+
+def test_children_still_running_past_the_exit_grace_period_are_counted_as_lost(
+    tmp_path: Path, codex_for: Callable[[int], Path]
+) -> None:
+    """``sys.exit`` with daemon agent threads still recording: the exit waits the grace
+    period (``OTEL_ROLLOUT_EXIT_GRACE_S``) for the children; a child that ends within it is
+    whole in the bundle; then the rollout is ended (Codex reduces the bundle), one warning
+    names the child still running, and what it records later is counted as lost."""
+    env = {**os.environ, "OTEL_ROLLOUT_EXIT_GRACE_S": "0.5"}
+    env.pop("OTEL_ROLLOUT_STRICT", None)
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, str(tmp_path / "traces")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 child threads of" in done.stderr and "counted as lost" in done.stderr
+    [bundle] = (tmp_path / "traces").glob("trace-*")
+    events = read_events(bundle)
+    types = [event["payload"]["type"] for event in events]
+    assert types[-2:] == ["rollout_ended", "recording_completed"]
+    assert types.count("thread_ended") == 2  # root and quick: quick's whole life is there
+    assert sum(1 for e in events if (e.get("codex_turn_id") or "").startswith("quick-")) == 6
+    assert validate_bundle(bundle).ok
+    done = codex_reduce(codex_for(3), bundle, tmp_path / "state.json")
+    assert done.returncode == 0, done.stderr

@@ -77,6 +77,25 @@ def writer_stall_timeout_from_env() -> float | None:
     return parsed
 
 
+EXIT_GRACE_ENV = "OTEL_ROLLOUT_EXIT_GRACE_S"
+"""Seconds the exit waits for child threads still recording after their root ended (default 2)."""
+
+
+def exit_grace_from_env() -> float | None:
+    """The non-negative seconds in :data:`EXIT_GRACE_ENV`, or ``None`` (unset or invalid)."""
+    value = os.environ.get(EXIT_GRACE_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not 0 <= parsed < float("inf"):
+        logger.warning("rollout trace: ignoring %s=%r (not seconds)", EXIT_GRACE_ENV, value)
+        return None
+    return parsed
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved recording settings."""

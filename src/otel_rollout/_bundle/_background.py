@@ -72,6 +72,8 @@ DEFAULT_MAX_WAIT_S = DEFAULT_WRITER_STALL_TIMEOUT_S
 EXIT_FLUSH_TIMEOUT_S = 10.0
 FINISHED_KEPT = 1024
 """How many finished bundles :func:`otel_rollout.stats` lists one by one (totals are exact)."""
+DEFAULT_MAX_SPAN_BACKLOG = 65_536
+"""How many events (on disk) may wait for their live spans before a bundle's spans stop."""
 _STALL_POLL_S = 0.1
 """How often a waiting recording thread checks the writer's progress."""
 
@@ -254,39 +256,40 @@ class BundleSink:
         """``recording_completed`` was written (the writer is closed)."""
         self._sharded = writer.schema_version == SCHEMA_3
         self._unmapped: list[PendingEvent | PendingSpanCall] = []
-        """Schema 3: this batch's events and span calls, mapped once the batch is on disk."""
+        """This batch's events and span calls, mapped once the batch is on disk."""
         self.on_written: Callable[[PendingEvent], None] | None = None
-        """Called (writer thread) after each event, written or not: maps it to live spans."""
+        """Called (span thread) after each event, written or not: maps it to live spans."""
         self.on_span_call: Callable[[PendingSpanCall], None] | None = None
-        """Applies a queued span call to its live span (writer thread)."""
+        """Applies a queued span call to its live span (span thread)."""
+        self.spans_stopped = False
+        """The span thread fell too far behind: this bundle's live spans stopped."""
 
     def write(self, item: PendingEvent | PendingSpanCall) -> None:
-        """Write one event and its payloads, then hand it to :attr:`on_written`.
+        """Write one event and its payloads (writer thread); keep it for the live spans.
 
-        A :class:`PendingSpanCall` only goes to :attr:`on_span_call` (live spans).
-        Schema 3: the event is appended (and mapped) by :meth:`end_batch`, once the
-        shard holding its payloads is sealed.
+        Schema 3: the event's line goes out when :meth:`end_batch` seals the shard
+        holding its payloads. A :class:`PendingSpanCall` is only kept (live spans).
         """
-        if self._sharded:
-            if type(item) is PendingEvent:
+        if type(item) is PendingEvent:
+            if self._sharded:
                 self._write_sharded(item)
-            self._unmapped.append(item)
-            return
-        self._map(item)
+            else:
+                self._write(item)
+        self._unmapped.append(item)
 
-    def end_batch(self) -> None:
-        """Schema 3: seal the open shard (appending the events waiting for it), then map
-        the batch's events and span calls to live spans, in order. Called by the writer
-        thread after each batch (at most :data:`FLUSH_INTERVAL_S` after its first event)."""
-        if not self._sharded:
-            return
-        if self.writer.is_active:
+    def end_batch(self) -> list[PendingEvent | PendingSpanCall]:
+        """Finish the batch on disk (schema 3: seal the open shard, appending the events
+        waiting for it) and return its events and span calls, in order, for the live
+        spans (which the span thread builds: no exporter can delay the disk)."""
+        if self._sharded and self.writer.is_active:
             self.writer.flush()
         done, self._unmapped = self._unmapped, []
-        for item in done:
-            self._map(item)
+        return done
 
-    def _map(self, item: PendingEvent | PendingSpanCall) -> None:
+    def map(self, item: PendingEvent | PendingSpanCall) -> None:
+        """Build the live spans of one event or span call (span thread, in order)."""
+        if self.spans_stopped:
+            return
         if type(item) is PendingSpanCall:
             apply = self.on_span_call
             if apply is not None and self.on_written is not None:
@@ -298,8 +301,6 @@ class BundleSink:
                     )
             return
         assert type(item) is PendingEvent
-        if not self._sharded:
-            self._write(item)
         callback = self.on_written
         if callback is not None:
             try:
@@ -414,6 +415,7 @@ class BackgroundWriter:
         max_events: int = DEFAULT_MAX_QUEUE_EVENTS,
         max_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         stall_timeout_s: float = DEFAULT_WRITER_STALL_TIMEOUT_S,
+        max_span_backlog: int = DEFAULT_MAX_SPAN_BACKLOG,
     ) -> None:
         """Create an idle writer; the thread starts with the first event.
 
@@ -426,6 +428,7 @@ class BackgroundWriter:
         """Events that could not be queued (the writer stalled), over all bundles."""
         self.full_waits = 0
         """Submissions that found the queue full and waited (backpressure)."""
+        self.max_span_backlog = max_span_backlog
         self._init_state()
         _live_writers.add(self)
 
@@ -443,6 +446,7 @@ class BackgroundWriter:
         self._pid = os.getpid()
         self._progress_at = time.monotonic()
         """When the writer thread last took a batch or wrote an event (monotonic seconds)."""
+        self._spans = SpanWorker(self.max_span_backlog)
 
     def submit(self, item: PendingEvent | PendingSpanCall, nbytes: int) -> bool:
         """Queue ``item`` (``nbytes`` of payload); wait for room if the queue is full.
@@ -523,32 +527,42 @@ class BackgroundWriter:
                 self._progress_at = time.monotonic()  # (a plain store: read without the lock)
             for sink in sinks.values():
                 try:
-                    sink.end_batch()
+                    done = sink.end_batch()
                 except Exception:
                     sink.stopped = True
+                    done = sink._unmapped
+                    sink._unmapped = []
                     _errors.background_error(Component.WRITER, "sealing a batch")
                 self._progress_at = time.monotonic()
+                if done and sink.on_written is not None:
+                    self._spans.put(sink, done)
             with cond:
                 self._written += len(batch)
                 cond.notify_all()
 
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until everything queued so far is written; ``False`` on timeout."""
+    def flush(self, timeout_s: float = 30.0, *, spans: bool = True) -> bool:
+        """Wait until everything queued so far is written, then (``spans``) until its live
+        spans are built and ended; ``False`` on timeout."""
         deadline = time.monotonic() + timeout_s
+        current = threading.current_thread()
+        if current is self._spans.thread:
+            return True  # an exporter flushing from inside span building
         with self._cond:
-            if self._pid != os.getpid() or threading.current_thread() is self._thread:
+            if self._pid != os.getpid() or current is self._thread:
                 return True  # nothing of ours to flush / the writer cannot wait for itself
             target = self._submitted
             self._cond.notify_all()
             while self._written < target:
                 if self._thread is None or not self._thread.is_alive():
-                    return not self._queue
+                    if self._queue:
+                        return False
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._cond.wait(min(remaining, 0.05))
                 self._cond.notify_all()
-            return True
+        return not spans or self._spans.flush(deadline)
 
     def close(self, timeout_s: float = 30.0) -> bool:
         """Flush, then stop the thread; later submissions are lost. Idempotent."""
@@ -557,6 +571,7 @@ class BackgroundWriter:
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
+        self._spans.close()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
         return flushed
@@ -564,6 +579,85 @@ class BackgroundWriter:
     def _after_fork_in_child(self) -> None:
         """Forget the parent's queue and thread: the child never writes what the parent queued."""
         self._init_state()
+
+
+class SpanWorker:
+    """The span thread: builds (and so exports) the live spans of batches already on disk.
+
+    Off the writer thread, so no span processor or exporter, slow or blocked, can delay
+    an event reaching the disk. Its backlog is bounded (:data:`DEFAULT_MAX_SPAN_BACKLOG`
+    events): past it, the live spans of the bundle whose batch does not fit stop (one
+    warning); its bundle goes on.
+    """
+
+    def __init__(self, max_backlog: int) -> None:
+        """An idle worker; its thread starts with the first batch."""
+        self.max_backlog = max_backlog
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[tuple[BundleSink, list[PendingEvent | PendingSpanCall]]]
+        self._queue = collections.deque()
+        self._backlog = 0
+        self._put = 0
+        self._done = 0
+        self._closed = False
+        self.thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        """Let the thread end once its queue is empty (after the writer thread ended)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def put(self, sink: BundleSink, items: list[PendingEvent | PendingSpanCall]) -> None:
+        """Queue one bundle's batch (writer thread; never waits)."""
+        with self._cond:
+            if self._backlog + len(items) > self.max_backlog:
+                if not sink.spans_stopped:
+                    sink.spans_stopped = True
+                    logger.warning(
+                        "rollout trace: live spans of %s stopped: span building and export "
+                        "are %d events behind the bundle (a slow or blocked span exporter?); "
+                        "the bundle goes on",
+                        sink.writer.bundle_dir,
+                        self._backlog,
+                    )
+                return
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="otel-rollout-spans", daemon=True
+                )
+                self.thread.start()
+            self._queue.append((sink, items))
+            self._backlog += len(items)
+            self._put += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._queue and not self._closed:
+                    cond.wait()
+                if not self._queue:
+                    return
+                sink, items = self._queue.popleft()
+            for item in items:
+                sink.map(item)
+            with cond:
+                self._backlog -= len(items)
+                self._done += 1
+                cond.notify_all()
+
+    def flush(self, deadline: float) -> bool:
+        """Wait until every batch queued so far has its spans built; ``False`` at ``deadline``."""
+        with self._cond:
+            target = self._put
+            while self._done < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+        return True
 
 
 _live_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
@@ -593,11 +687,25 @@ def flush_all(timeout_s: float = 30.0) -> bool:
     return flushed
 
 
+_before_exit: list[Callable[[], None]] = []
+
+
+def before_exit_flush(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at exit before the final flush (children that outlive their root)."""
+    _before_exit.append(hook)
+
+
 def _flush_all_at_exit() -> None:
     """Write what is still queued before the interpreter exits; report every loss."""
+    for hook in _before_exit:
+        try:
+            hook()
+        except Exception:
+            _errors.background_error(Component.WRITER, "exit hook")
     timed_out = False
-    for writer in list(_live_writers):
-        if writer._pid == os.getpid() and not writer.flush(EXIT_FLUSH_TIMEOUT_S):
+    writers = [writer for writer in list(_live_writers) if writer._pid == os.getpid()]
+    for writer in writers:
+        if not writer.flush(EXIT_FLUSH_TIMEOUT_S, spans=False):
             timed_out = True
     if timed_out:
         logger.warning(
@@ -608,6 +716,9 @@ def _flush_all_at_exit() -> None:
             for counts in _open_counts.values():
                 counts.abandoned = True
     report_new_losses()
+    for writer in writers:  # the bundles are on disk: now give the live spans their time
+        if not writer.flush(EXIT_FLUSH_TIMEOUT_S):
+            logger.warning("rollout trace: live spans still being built at exit were not ended")
 
 
 def _after_fork_in_child() -> None:

@@ -242,6 +242,7 @@ class _RecordingThread(ThreadTraceContext):
         self, metadata: ThreadStartedTraceMetadata
     ) -> ThreadTraceContext:
         child = _RecordingThread(self._rec, metadata.thread_id, metadata.agent_path, self.depth + 1)
+        self._rec.child_started(metadata.thread_id)
         child._record_started(metadata, self.thread_id)
         spawning = _TOOL_DISPATCH.get()
         if spawning is not None and spawning.thread_id == self.thread_id:
@@ -254,8 +255,11 @@ class _RecordingThread(ThreadTraceContext):
             return
         rec, thread_id, status = self._rec, self.thread_id, RolloutStatus(status)
         rec.emit(lambda _: ThreadEnded(thread_id=thread_id, status=status), None, None)
-        if thread_id == rec.root_thread_id:
-            rec.emit(lambda _: RolloutEnded(status=status), None, None)
+        final = rec.thread_ended(thread_id, status)
+        if (
+            final is not None
+        ):  # the root has ended, and so has every child (children may outlive it)
+            rec.emit(lambda _: RolloutEnded(status=final), None, None)
             rec.emit(lambda _: RecordingCompleted(), None, None)
             rec.close()
 
