@@ -52,6 +52,49 @@ MAX_BYTES_ENV = "OTEL_ROLLOUT_MAX_BYTES"
 MAX_PAYLOAD_BYTES_ENV = "OTEL_ROLLOUT_MAX_PAYLOAD_BYTES"
 """Schema 3: payloads (and long strings of model items) past this many bytes are truncated."""
 
+WRITER_STALL_TIMEOUT_ENV = "OTEL_ROLLOUT_WRITER_STALL_TIMEOUT_S"
+"""Seconds the bundle writer may make no progress, while a recording call waits for room
+in its full queue, before that bundle stops (default 10)."""
+
+
+def writer_stall_timeout_from_env() -> float | None:
+    """The positive number of seconds in :data:`WRITER_STALL_TIMEOUT_ENV`, or ``None``
+    (unset, or invalid: warned about)."""
+    value = os.environ.get(WRITER_STALL_TIMEOUT_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = 0.0
+    if not parsed > 0 or parsed == float("inf"):
+        logger.warning(
+            "rollout trace: ignoring %s=%r (not a positive number of seconds)",
+            WRITER_STALL_TIMEOUT_ENV,
+            value,
+        )
+        return None
+    return parsed
+
+
+EXIT_GRACE_ENV = "OTEL_ROLLOUT_EXIT_GRACE_S"
+"""Seconds the exit waits for child threads still recording after their root ended (default 2)."""
+
+
+def exit_grace_from_env() -> float | None:
+    """The non-negative seconds in :data:`EXIT_GRACE_ENV`, or ``None`` (unset or invalid)."""
+    value = os.environ.get(EXIT_GRACE_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not 0 <= parsed < float("inf"):
+        logger.warning("rollout trace: ignoring %s=%r (not seconds)", EXIT_GRACE_ENV, value)
+        return None
+    return parsed
+
 
 @dataclass(frozen=True)
 class Settings:

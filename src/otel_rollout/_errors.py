@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 logger = logging.getLogger("otel_rollout")
@@ -45,11 +46,43 @@ class Component(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class BundleStats:
+    """One live bundle's event counts (``recorded == written + dropped + lost + pending``)."""
+
+    recorded: int = 0
+    """Events the app recorded for this bundle (including those after it stopped)."""
+    written: int = 0
+    """Events appended to its ``trace.jsonl``."""
+    dropped: int = 0
+    """Events left out on purpose by a drop policy (none by default)."""
+    lost: int = 0
+    """Events that will never be written: the bundle stopped (a stuck or failing disk)
+    before them, or they were still queued when the process exited."""
+    pending: int = 0
+    """Events queued for the writer thread, not yet written."""
+
+
+@dataclass(frozen=True)
 class RecordingStats:
     """What the library swallowed so far in this process (see :func:`otel_rollout.stats`)."""
 
     internal_errors: dict[str, int] = field(default_factory=dict)
     """Internal errors per component name (only components that had one)."""
+    bundles: dict[str, BundleStats] = field(default_factory=dict)
+    """Event counts per bundle directory written live: the open bundles, and the most
+    recent finished ones (see :data:`otel_rollout._bundle._background.FINISHED_KEPT`)."""
+    totals: BundleStats = field(default_factory=BundleStats)
+    """The same counts summed over every bundle of this process, exactly."""
+
+
+_bundle_source: Callable[[], tuple[dict[str, BundleStats], BundleStats]] | None = None
+"""Reads the per-bundle counts (set by the background writer's module on import)."""
+
+
+def set_bundle_source(source: Callable[[], tuple[dict[str, BundleStats], BundleStats]]) -> None:
+    """Install the function :func:`stats` reads per-bundle counts from."""
+    global _bundle_source
+    _bundle_source = source
 
 
 _lock = threading.Lock()
@@ -116,9 +149,14 @@ def _count(component: Component, what: str) -> None:
 
 
 def stats() -> RecordingStats:
-    """The counts of internal errors swallowed so far, per component."""
+    """The internal errors swallowed so far per component, and each bundle's event counts."""
     with _lock:
-        return RecordingStats(internal_errors={c.value: n for c, n in _counts.items()})
+        errors = {c.value: n for c, n in _counts.items()}
+    source = _bundle_source
+    if source is None:
+        return RecordingStats(internal_errors=errors)
+    bundles, totals = source()
+    return RecordingStats(internal_errors=errors, bundles=bundles, totals=totals)
 
 
 def reset() -> None:

@@ -8,11 +8,20 @@ caller's event holds placeholder refs that the writer thread swaps for the real 
 (numbering each payload, in queue order), adding the prepared prompt of an inference
 request; the open shard is sealed at the end of every batch, then the batch's events
 are appended. The thread wakes on the first event after an idle period and writes within
-:data:`FLUSH_INTERVAL_S`, well inside the 100 ms durability bound. The queue is
-bounded: a full queue makes the recording thread wait (bounded), and what still
-cannot be queued is counted as lost and stops that bundle, so it stays a valid prefix.
-The 100 ms bound holds while the disk keeps up with the recording rate; a faster
-producer builds a backlog (up to the queue bound), then waits for room.
+:data:`FLUSH_INTERVAL_S`, well inside the 100 ms durability bound.
+
+The load policy: the queue is bounded (memory), and a full queue makes the recording
+thread wait for room for as long as the writer makes progress (backpressure: nothing
+is lost under load). Only a writer that makes no progress at all for
+:data:`DEFAULT_WRITER_STALL_TIMEOUT_S` (a stuck disk; configurable) stops the bundle
+being recorded: one warning, the bundle stays a valid prefix, and every event recorded
+for it from then on is counted as lost, so the app never hangs. The 100 ms bound holds
+while the disk keeps up with the recording rate; a faster producer builds a backlog (up
+to the queue bound), then waits for room.
+
+Each bundle counts its events (recorded, written, dropped, lost, pending);
+:func:`otel_rollout.stats` reads them, and the losses are reported at ``force_flush()``
+and at exit.
 
 The same queue carries the app's calls on the current span's stand-in
 (:class:`PendingSpanCall`), so each reaches its live span after the event that
@@ -46,7 +55,7 @@ from otel_rollout._bundle._models import (
     RecordingCompleted,
 )
 from otel_rollout._bundle._writer import BundleWriter
-from otel_rollout._errors import Component
+from otel_rollout._errors import BundleStats, Component
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +63,132 @@ FLUSH_INTERVAL_S = 0.02
 """How long the writer collects a batch after waking up."""
 DEFAULT_MAX_QUEUE_EVENTS = 16_384
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_WAIT_S = 2.0
-"""How long a recording thread waits for room in a full queue before the event is lost."""
+DEFAULT_WRITER_STALL_TIMEOUT_S = 10.0
+"""How long the writer may make no progress at all (while a recording thread waits for
+room in the full queue) before that bundle stops; ``writer_stall_timeout_s`` of
+:class:`~otel_rollout.RolloutBundleSpanExporter`, or ``OTEL_ROLLOUT_WRITER_STALL_TIMEOUT_S``."""
+DEFAULT_MAX_WAIT_S = DEFAULT_WRITER_STALL_TIMEOUT_S
+"""The old name of :data:`DEFAULT_WRITER_STALL_TIMEOUT_S`."""
 EXIT_FLUSH_TIMEOUT_S = 10.0
+FINISHED_KEPT = 1024
+"""How many finished bundles :func:`otel_rollout.stats` lists one by one (totals are exact)."""
+DEFAULT_MAX_SPAN_BACKLOG = 65_536
+"""How many events (on disk) may wait for their live spans before a bundle's spans stop."""
+_STALL_POLL_S = 0.1
+"""How often a waiting recording thread checks the writer's progress."""
+
+
+class EventCounts:
+    """One bundle's event counters. Each counter has one writing thread: ``recorded`` and
+    ``lost_before_queue`` the recording threads (under the recorder's lock), the others
+    the writer thread."""
+
+    __slots__ = (
+        "abandoned",
+        "lost_before_queue",
+        "lost_in_writer",
+        "path",
+        "pid",
+        "recorded",
+        "written",
+    )
+
+    def __init__(self, path: str) -> None:
+        """Zero counts for the bundle at ``path``."""
+        self.path = path
+        self.pid = os.getpid()
+        self.recorded = 0
+        self.written = 0
+        self.lost_before_queue = 0
+        """Recorded but never queued (the bundle had stopped, or no room in time)."""
+        self.lost_in_writer = 0
+        """Queued but not written (the bundle had stopped, or its write failed)."""
+        self.abandoned = False
+        """The process exits with this bundle's queued events unwritten: they are lost."""
+
+    def snapshot(self) -> BundleStats:
+        """The counts now (pending ones count as lost once abandoned)."""
+        written = self.written
+        lost = self.lost_before_queue + self.lost_in_writer
+        pending = max(self.recorded - written - lost, 0)
+        if self.abandoned:
+            lost, pending = lost + pending, 0
+        return BundleStats(recorded=self.recorded, written=written, lost=lost, pending=pending)
+
+
+_counts_lock = threading.Lock()
+_open_counts: dict[int, EventCounts] = {}
+_finished_counts: collections.deque[tuple[str, BundleStats]] = collections.deque(
+    maxlen=FINISHED_KEPT
+)
+_finished_totals = [0, 0, 0, 0]
+"""recorded, written, dropped, lost over bundles whose sink is gone."""
+_reported_lost = 0
+"""The total loss last reported (``force_flush()`` reports what is new)."""
+
+
+def _retire(key: int, counts: EventCounts) -> None:
+    """A bundle's sink is gone: fold its final counts into the totals."""
+    if counts.pid != os.getpid():
+        return  # a forked child's copy of the parent's bundle
+    final = counts.snapshot()
+    with _counts_lock:
+        _open_counts.pop(key, None)
+        _finished_counts.append((counts.path, final))
+        _finished_totals[0] += final.recorded
+        _finished_totals[1] += final.written
+        _finished_totals[2] += final.dropped
+        _finished_totals[3] += final.lost + final.pending
+
+
+def bundle_stats() -> tuple[dict[str, BundleStats], BundleStats]:
+    """Per-bundle counts (open bundles and the latest finished ones) and exact totals."""
+    with _counts_lock:
+        open_counts = list(_open_counts.values())
+        finished = list(_finished_counts)
+        recorded, written, dropped, lost = _finished_totals
+    bundles: dict[str, BundleStats] = {}
+    for path, final in finished:
+        bundles[path] = final
+    pending = 0
+    for counts in open_counts:
+        snap = counts.snapshot()
+        bundles[counts.path] = snap
+        recorded += snap.recorded
+        written += snap.written
+        dropped += snap.dropped
+        lost += snap.lost
+        pending += snap.pending
+    totals = BundleStats(
+        recorded=recorded, written=written, dropped=dropped, lost=lost, pending=pending
+    )
+    return bundles, totals
+
+
+_errors.set_bundle_source(bundle_stats)
+
+
+def report_new_losses() -> None:
+    """Warn once about events lost since the last report (``force_flush()``, exit)."""
+    global _reported_lost
+    bundles, totals = bundle_stats()
+    with _counts_lock:
+        new = totals.lost - _reported_lost
+        _reported_lost = totals.lost
+    if new <= 0:
+        return
+    where = ", ".join(
+        f"{path}: {counts.lost} of {counts.recorded}"
+        for path, counts in bundles.items()
+        if counts.lost
+    )
+    logger.warning(
+        "rollout trace: %d recorded events were lost (%d in all since start; lost of "
+        "recorded per bundle: %s; otel_rollout.stats() has the counts)",
+        new,
+        totals.lost,
+        where,
+    )
 
 
 @dataclass(slots=True)
@@ -112,47 +244,52 @@ class BundleSink:
     def __init__(self, writer: BundleWriter) -> None:
         """Wrap an open writer."""
         self.writer = writer
-        self.lost_events = 0
-        """Events recorded but never written (queue full, write failure, fork)."""
+        self.counts = EventCounts(str(writer.bundle_dir))
+        """This bundle's event counts (:func:`otel_rollout.stats`)."""
+        key = id(self)
+        with _counts_lock:
+            _open_counts[key] = self.counts
+        weakref.finalize(self, _retire, key, self.counts)
         self.stopped = False
         """Set when an event was lost: later events are dropped to keep a valid prefix."""
         self._completed = False
         """``recording_completed`` was written (the writer is closed)."""
         self._sharded = writer.schema_version == SCHEMA_3
         self._unmapped: list[PendingEvent | PendingSpanCall] = []
-        """Schema 3: this batch's events and span calls, mapped once the batch is on disk."""
+        """This batch's events and span calls, mapped once the batch is on disk."""
         self.on_written: Callable[[PendingEvent], None] | None = None
-        """Called (writer thread) after each event, written or not: maps it to live spans."""
+        """Called (span thread) after each event, written or not: maps it to live spans."""
         self.on_span_call: Callable[[PendingSpanCall], None] | None = None
-        """Applies a queued span call to its live span (writer thread)."""
+        """Applies a queued span call to its live span (span thread)."""
+        self.spans_stopped = False
+        """The span thread fell too far behind: this bundle's live spans stopped."""
 
     def write(self, item: PendingEvent | PendingSpanCall) -> None:
-        """Write one event and its payloads, then hand it to :attr:`on_written`.
+        """Write one event and its payloads (writer thread); keep it for the live spans.
 
-        A :class:`PendingSpanCall` only goes to :attr:`on_span_call` (live spans).
-        Schema 3: the event is appended (and mapped) by :meth:`end_batch`, once the
-        shard holding its payloads is sealed.
+        Schema 3: the event's line goes out when :meth:`end_batch` seals the shard
+        holding its payloads. A :class:`PendingSpanCall` is only kept (live spans).
         """
-        if self._sharded:
-            if type(item) is PendingEvent:
+        if type(item) is PendingEvent:
+            if self._sharded:
                 self._write_sharded(item)
-            self._unmapped.append(item)
-            return
-        self._map(item)
+            else:
+                self._write(item)
+        self._unmapped.append(item)
 
-    def end_batch(self) -> None:
-        """Schema 3: seal the open shard (appending the events waiting for it), then map
-        the batch's events and span calls to live spans, in order. Called by the writer
-        thread after each batch (at most :data:`FLUSH_INTERVAL_S` after its first event)."""
-        if not self._sharded:
-            return
-        if self.writer.is_active:
+    def end_batch(self) -> list[PendingEvent | PendingSpanCall]:
+        """Finish the batch on disk (schema 3: seal the open shard, appending the events
+        waiting for it) and return its events and span calls, in order, for the live
+        spans (which the span thread builds: no exporter can delay the disk)."""
+        if self._sharded and self.writer.is_active:
             self.writer.flush()
         done, self._unmapped = self._unmapped, []
-        for item in done:
-            self._map(item)
+        return done
 
-    def _map(self, item: PendingEvent | PendingSpanCall) -> None:
+    def map(self, item: PendingEvent | PendingSpanCall) -> None:
+        """Build the live spans of one event or span call (span thread, in order)."""
+        if self.spans_stopped:
+            return
         if type(item) is PendingSpanCall:
             apply = self.on_span_call
             if apply is not None and self.on_written is not None:
@@ -164,8 +301,6 @@ class BundleSink:
                     )
             return
         assert type(item) is PendingEvent
-        if not self._sharded:
-            self._write(item)
         callback = self.on_written
         if callback is not None:
             try:
@@ -176,7 +311,7 @@ class BundleSink:
 
     def _write(self, item: PendingEvent) -> None:
         if self.stopped or self._completed or self.writer.failure is not None:
-            self.lost_events += 1
+            self.counts.lost_in_writer += 1
             return
         for payload in item.payloads:
             # the caller encoded compactly (a cheap snapshot); the file gets Codex's pretty form
@@ -199,7 +334,7 @@ class BundleSink:
     def _write_sharded(self, item: PendingEvent) -> None:
         """Schema 3: write the payloads (real refs for the placeholders), then append."""
         if self.stopped or self._completed or self.writer.failure is not None:
-            self.lost_events += 1
+            self.counts.lost_in_writer += 1
             return
         writer = self.writer
         thread_id = item.thread_id
@@ -251,12 +386,19 @@ class BundleSink:
         )
         if written is None:
             self._stop()
-        elif isinstance(item.event, RecordingCompleted):
+            return
+        self.counts.written += 1
+        if isinstance(item.event, RecordingCompleted):
             self._completed = True
             self.writer.close()
 
+    @property
+    def lost_events(self) -> int:
+        """Events recorded for this bundle that will never be written (so far)."""
+        return self.counts.snapshot().lost
+
     def _stop(self) -> None:
-        self.lost_events += 1
+        self.counts.lost_in_writer += 1
         self.stopped = True
         if self._sharded:
             self.writer.close()
@@ -272,14 +414,21 @@ class BackgroundWriter:
         *,
         max_events: int = DEFAULT_MAX_QUEUE_EVENTS,
         max_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        stall_timeout_s: float = DEFAULT_WRITER_STALL_TIMEOUT_S,
+        max_span_backlog: int = DEFAULT_MAX_SPAN_BACKLOG,
     ) -> None:
-        """Create an idle writer; the thread starts with the first event."""
+        """Create an idle writer; the thread starts with the first event.
+
+        ``stall_timeout_s``: how long a recording thread waits for room in the full
+        queue while the writer makes no progress at all, before its event is lost."""
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self.max_wait_s = max_wait_s
+        self.stall_timeout_s = stall_timeout_s
         self.lost_events = 0
-        """Events that could not be queued (the queue stayed full), over all bundles."""
+        """Events that could not be queued (the writer stalled), over all bundles."""
+        self.full_waits = 0
+        """Submissions that found the queue full and waited (backpressure)."""
+        self.max_span_backlog = max_span_backlog
         self._init_state()
         _live_writers.add(self)
 
@@ -295,6 +444,9 @@ class BackgroundWriter:
         """When the oldest queued event arrived (monotonic seconds)."""
         self._closed = False
         self._pid = os.getpid()
+        self._progress_at = time.monotonic()
+        """When the writer thread last took a batch or wrote an event (monotonic seconds)."""
+        self._spans = SpanWorker(self.max_span_backlog)
 
     def submit(self, item: PendingEvent | PendingSpanCall, nbytes: int) -> bool:
         """Queue ``item`` (``nbytes`` of payload); wait for room if the queue is full.
@@ -307,14 +459,19 @@ class BackgroundWriter:
             if self._thread is None:
                 self._start()
             if not self._has_room(nbytes):
-                deadline = time.monotonic() + self.max_wait_s
+                # backpressure: wait while the writer makes progress; give up only after
+                # stall_timeout_s without any (measured from when this wait began at the
+                # earliest, so an idle writer that just woke up is not "stalled")
+                began = time.monotonic()
+                self.full_waits += 1
                 while not self._has_room(nbytes) and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    now = time.monotonic()
+                    stalled_for = now - max(self._progress_at, began)
+                    if stalled_for >= self.stall_timeout_s:
                         self.lost_events += 1
                         return False
                     self._cond.notify_all()
-                    self._cond.wait(remaining)
+                    self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
                 if self._closed:
                     return False
             was_empty = not self._queue
@@ -354,6 +511,7 @@ class BackgroundWriter:
                 batch = list(self._queue)
                 self._queue.clear()
                 self._queued_bytes = 0
+                self._progress_at = time.monotonic()
                 cond.notify_all()  # room for waiting producers
             sinks: dict[int, BundleSink] = {}
             for item in batch:
@@ -363,34 +521,48 @@ class BackgroundWriter:
                     sink.write(item)
                 except Exception:  # never let one bad event kill the writer thread
                     sink.stopped = True
+                    if type(item) is PendingEvent:
+                        sink.counts.lost_in_writer += 1
                     _errors.background_error(Component.WRITER, "writing an event")
+                self._progress_at = time.monotonic()  # (a plain store: read without the lock)
             for sink in sinks.values():
                 try:
-                    sink.end_batch()
+                    done = sink.end_batch()
                 except Exception:
                     sink.stopped = True
+                    done = sink._unmapped
+                    sink._unmapped = []
                     _errors.background_error(Component.WRITER, "sealing a batch")
+                self._progress_at = time.monotonic()
+                if done and sink.on_written is not None:
+                    self._spans.put(sink, done)
             with cond:
                 self._written += len(batch)
                 cond.notify_all()
 
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until everything queued so far is written; ``False`` on timeout."""
+    def flush(self, timeout_s: float = 30.0, *, spans: bool = True) -> bool:
+        """Wait until everything queued so far is written, then (``spans``) until its live
+        spans are built and ended; ``False`` on timeout."""
         deadline = time.monotonic() + timeout_s
+        current = threading.current_thread()
+        if current is self._spans.thread:
+            return True  # an exporter flushing from inside span building
         with self._cond:
-            if self._pid != os.getpid() or threading.current_thread() is self._thread:
+            if self._pid != os.getpid() or current is self._thread:
                 return True  # nothing of ours to flush / the writer cannot wait for itself
             target = self._submitted
             self._cond.notify_all()
             while self._written < target:
                 if self._thread is None or not self._thread.is_alive():
-                    return not self._queue
+                    if self._queue:
+                        return False
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._cond.wait(min(remaining, 0.05))
                 self._cond.notify_all()
-            return True
+        return not spans or self._spans.flush(deadline)
 
     def close(self, timeout_s: float = 30.0) -> bool:
         """Flush, then stop the thread; later submissions are lost. Idempotent."""
@@ -399,6 +571,7 @@ class BackgroundWriter:
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
+        self._spans.close()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
         return flushed
@@ -406,6 +579,85 @@ class BackgroundWriter:
     def _after_fork_in_child(self) -> None:
         """Forget the parent's queue and thread: the child never writes what the parent queued."""
         self._init_state()
+
+
+class SpanWorker:
+    """The span thread: builds (and so exports) the live spans of batches already on disk.
+
+    Off the writer thread, so no span processor or exporter, slow or blocked, can delay
+    an event reaching the disk. Its backlog is bounded (:data:`DEFAULT_MAX_SPAN_BACKLOG`
+    events): past it, the live spans of the bundle whose batch does not fit stop (one
+    warning); its bundle goes on.
+    """
+
+    def __init__(self, max_backlog: int) -> None:
+        """An idle worker; its thread starts with the first batch."""
+        self.max_backlog = max_backlog
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[tuple[BundleSink, list[PendingEvent | PendingSpanCall]]]
+        self._queue = collections.deque()
+        self._backlog = 0
+        self._put = 0
+        self._done = 0
+        self._closed = False
+        self.thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        """Let the thread end once its queue is empty (after the writer thread ended)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def put(self, sink: BundleSink, items: list[PendingEvent | PendingSpanCall]) -> None:
+        """Queue one bundle's batch (writer thread; never waits)."""
+        with self._cond:
+            if self._backlog + len(items) > self.max_backlog:
+                if not sink.spans_stopped:
+                    sink.spans_stopped = True
+                    logger.warning(
+                        "rollout trace: live spans of %s stopped: span building and export "
+                        "are %d events behind the bundle (a slow or blocked span exporter?); "
+                        "the bundle goes on",
+                        sink.writer.bundle_dir,
+                        self._backlog,
+                    )
+                return
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="otel-rollout-spans", daemon=True
+                )
+                self.thread.start()
+            self._queue.append((sink, items))
+            self._backlog += len(items)
+            self._put += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._queue and not self._closed:
+                    cond.wait()
+                if not self._queue:
+                    return
+                sink, items = self._queue.popleft()
+            for item in items:
+                sink.map(item)
+            with cond:
+                self._backlog -= len(items)
+                self._done += 1
+                cond.notify_all()
+
+    def flush(self, deadline: float) -> bool:
+        """Wait until every batch queued so far has its spans built; ``False`` at ``deadline``."""
+        with self._cond:
+            target = self._put
+            while self._done < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+        return True
 
 
 _live_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
@@ -430,17 +682,51 @@ def flush_all(timeout_s: float = 30.0) -> bool:
         Exception: in strict mode, the first internal error of a background thread.
     """
     flushed = all([writer.flush(timeout_s) for writer in list(_live_writers)])
+    report_new_losses()
     _errors.raise_pending()
     return flushed
 
 
+_before_exit: list[Callable[[], None]] = []
+
+
+def before_exit_flush(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at exit before the final flush (children that outlive their root)."""
+    _before_exit.append(hook)
+
+
 def _flush_all_at_exit() -> None:
-    """Write what is still queued before the interpreter exits."""
-    for writer in list(_live_writers):
-        if writer._pid == os.getpid() and not writer.flush(EXIT_FLUSH_TIMEOUT_S):
-            logger.warning("rollout trace: events still queued at exit were not written")
+    """Write what is still queued before the interpreter exits; report every loss."""
+    for hook in _before_exit:
+        try:
+            hook()
+        except Exception:
+            _errors.background_error(Component.WRITER, "exit hook")
+    timed_out = False
+    writers = [writer for writer in list(_live_writers) if writer._pid == os.getpid()]
+    for writer in writers:
+        if not writer.flush(EXIT_FLUSH_TIMEOUT_S, spans=False):
+            timed_out = True
+    if timed_out:
+        logger.warning(
+            "rollout trace: events still queued at exit after %.0f s were not written",
+            EXIT_FLUSH_TIMEOUT_S,
+        )
+        with _counts_lock:
+            for counts in _open_counts.values():
+                counts.abandoned = True
+    report_new_losses()
+    for writer in writers:  # the bundles are on disk: now give the live spans their time
+        if not writer.flush(EXIT_FLUSH_TIMEOUT_S):
+            logger.warning("rollout trace: live spans still being built at exit were not ended")
 
 
 def _after_fork_in_child() -> None:
+    global _reported_lost
+    with _counts_lock:  # the parent's bundles are the parent's to count
+        _open_counts.clear()
+        _finished_counts.clear()
+        _finished_totals[:] = [0, 0, 0, 0]
+        _reported_lost = 0
     for writer in list(_live_writers):
         writer._after_fork_in_child()

@@ -26,6 +26,32 @@ def make_private_dir(path: Path) -> None:
     os.chmod(path, DIR_MODE)
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents with :data:`DIR_MODE` (whatever the umask).
+
+    Only directories this call creates get the mode: an existing directory (the user's)
+    is never chmod-ed.
+
+    Raises:
+        OSError: A directory cannot be created (or ``path`` is not a directory).
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if directory.is_dir():
+                continue  # made by someone else meanwhile: theirs, left as it is
+            raise
+        os.chmod(directory, DIR_MODE)
+
+
 def open_dir(path: str | os.PathLike[str]) -> int:
     """Open a directory for creating files in it (``dir_fd``); the caller closes it."""
     return os.open(path, _DIR_FLAGS)

@@ -29,7 +29,12 @@ from typing import Any
 import msgspec
 
 from otel_rollout._bundle._capture import PayloadCapturer
-from otel_rollout._bundle._files import FILE_MODE, make_private_dir, write_whole
+from otel_rollout._bundle._files import (
+    FILE_MODE,
+    make_private_dir,
+    make_private_dirs,
+    write_whole,
+)
 from otel_rollout._bundle._json import encode_compact, encode_line, encode_pretty
 from otel_rollout._bundle._models import (
     MANIFEST_FILE_NAME,
@@ -171,7 +176,7 @@ class BundleWriter:
             started_at_unix_ms=unix_ms() if started_at_unix_ms is None else started_at_unix_ms,
         )
         bundle_dir = Path(root) / bundle_dir_name(trace_id, root_thread_id)
-        Path(root).mkdir(parents=True, exist_ok=True)
+        make_private_dirs(Path(root))
         make_private_dir(bundle_dir)
         payloads: PayloadFileWriter | PayloadShardWriter
         if schema_version == SCHEMA_2:

@@ -3,7 +3,7 @@
 Every recording call of a rollout goes through :meth:`RolloutRecorder.emit`, which,
 under one lock, numbers the event's payload files (schema 2; in schema 3 the writer
 thread numbers them), builds the raw event and queues it for the background writer.
-The writer thread writes it, then maps it to OTel spans (:class:`SpanMapper` driving
+The writer thread writes it; the span thread then maps it to OTel spans (:class:`SpanMapper` driving
 :class:`LiveSpanSink`). The bundle and the spans see the
 events in the same order, and the bundle is complete whatever the sampler decided.
 """
@@ -23,6 +23,7 @@ from opentelemetry.trace.status import Status
 from opentelemetry.util import types
 
 from otel_rollout import _errors
+from otel_rollout._bundle import _background
 from otel_rollout._bundle._background import (
     BundleSink,
     PendingEvent,
@@ -35,6 +36,9 @@ from otel_rollout._bundle._models import (
     PayloadKind,
     RawPayloadRef,
     RawTraceEventPayload,
+    RecordingCompleted,
+    RolloutEnded,
+    RolloutStatus,
 )
 from otel_rollout._bundle._payloads import PLACEHOLDER_REFS
 from otel_rollout._bundle._redact import Redactor
@@ -48,10 +52,10 @@ logger = logging.getLogger(__name__)
 class ForwardingSpan(Span):
     """The current span inside a recording context manager, before its real span exists.
 
-    Live spans are built on the writer thread, so the context managers make this
+    Live spans are built on the span thread, so the context managers make this
     stand-in current instead. It carries the real span's context, and forwards what
     the app sets on it (attributes, events, links, status, exceptions, a new name) to
-    the writer thread, which applies it to the real span before that span ends. Times
+    the span thread, which applies it to the real span before that span ends. Times
     are taken when the app makes the call. ``end()`` does nothing: the recorded event
     ends the span. What is set here goes to the live span only, not to the bundle.
     """
@@ -63,6 +67,11 @@ class ForwardingSpan(Span):
         self._rec = rec
         self._key = key
         self._context = context
+
+    @property
+    def recorder_pid(self) -> int:
+        """The process whose rollout this span belongs to."""
+        return self._rec.pid
 
     def get_span_context(self) -> SpanContext:
         """The real span's context (its ids are known before it is built)."""
@@ -141,10 +150,10 @@ class RolloutRecorder:
     """Records one rollout (all its threads): bundle events and live spans, in one order.
 
     The calling thread only numbers payloads, builds the raw event and queues it. The
-    writer thread writes it, then maps it to spans (:meth:`_on_written`), so the
+    writer thread writes it, then the span thread maps it to spans (:meth:`_on_written`), so the
     mapper runs on one thread, in ``seq`` order. Span contexts are known up front
     (ids derive from the raw ids), so the context managers can make a span current
-    before the writer thread has created it.
+    before the span thread has created it.
     """
 
     def __init__(
@@ -193,6 +202,13 @@ class RolloutRecorder:
         """Schema 2: numbers payload files here; schema 3: the writer thread numbers them."""
         self.active = True
         """False once the bundle is complete, lost or inherited by a forked child."""
+        self.pid = os.getpid()
+        self._open_children: set[str] = set()
+        """Child threads started and not ended (they may outlive the root)."""
+        self._root_status: RolloutStatus | None = None
+        """The root thread's end status, once it ended."""
+        self._completing = False
+        self._warned_late = False
         _track_for_fork(self)
 
     def _read_current_payload(self, ref: RawPayloadRef) -> bytes | None:
@@ -224,10 +240,14 @@ class RolloutRecorder:
         Returns ``False`` when the event was not recorded.
         """
         if not self.active:  # also cleared in a forked child (no getpid per event)
+            self._count_after_stop()
             return False
         with self._lock:
             if not self.active:
+                self._count_after_stop()
                 return False
+            counts = self.bundle.counts
+            counts.recorded += 1
             refs: list[RawPayloadRef | None] = []
             files: list[PendingPayload] = []
             nbytes = 256
@@ -246,9 +266,71 @@ class RolloutRecorder:
                 self.bundle, tuple(files), build(refs), thread_id, codex_turn_id, time.time_ns()
             )
             if not self._submit(item, nbytes):
+                counts.lost_before_queue += 1
                 self._lose()
                 return False
             return True
+
+    def _count_after_stop(self) -> None:
+        """An event recorded after this bundle stopped or completed: lost (a forked child's
+        calls on its parent's bundle are not this process's to count)."""
+        if self.pid != os.getpid():
+            return
+        with self._lock:
+            counts = self.bundle.counts
+            counts.recorded += 1
+            counts.lost_before_queue += 1
+            warn = not self.stopped and not self._warned_late
+            self._warned_late = True
+        if warn:
+            logger.warning(
+                "rollout trace: an event was recorded after its rollout %s (a thread that "
+                "was not started as a child of it, or one still running past the exit grace "
+                "period); it and later ones are counted as lost (otel_rollout.stats())",
+                self.bundle.writer.bundle_dir,
+            )
+
+    @property
+    def stopped(self) -> bool:
+        """Whether this bundle stopped before completing (its later events are lost)."""
+        return self.bundle.stopped and self.pid == os.getpid()
+
+    def child_started(self, thread_id: str) -> None:
+        """A child thread starts: the rollout completes only once it has ended too."""
+        with self._lock:
+            self._open_children.add(thread_id)
+
+    def thread_ended(self, thread_id: str, status: RolloutStatus) -> RolloutStatus | None:
+        """A thread ended; returns the rollout's status when the rollout ends now (the
+        root has ended and no child is still open), else ``None``. A root that ends
+        before its children waits for them: the last one to end completes the bundle."""
+        with self._lock:
+            if thread_id == self.root_thread_id and self._root_status is None:
+                self._root_status = status
+            else:
+                self._open_children.discard(thread_id)
+            if self._root_status is None or self._completing:
+                return None
+            if self._open_children:
+                _awaiting_children.add(self)
+                return None
+            self._completing = True
+            _awaiting_children.discard(self)
+            return self._root_status
+
+    def complete_at_exit(self) -> int:
+        """The process exits with children still recording past the grace period: end the
+        rollout now (with the root's status); what they record later is counted as lost.
+        Returns how many children were still open."""
+        with self._lock:
+            status, open_children = self._root_status, len(self._open_children)
+            if status is None or self._completing:
+                return 0
+            self._completing = True
+        self.emit(lambda _: RolloutEnded(status=status), None, None)
+        self.emit(lambda _: RecordingCompleted(), None, None)
+        self.close()
+        return open_children
 
     def record(
         self,
@@ -274,7 +356,7 @@ class RolloutRecorder:
         return self.emit(build, thread_id, codex_turn_id, (body,))
 
     def _on_written(self, item: PendingEvent) -> None:
-        """Map one event to live spans (writer thread, in ``seq`` order)."""
+        """Map one event to live spans (span thread, in ``seq`` order)."""
         bodies = item.bodies
         self._current = (
             bodies
@@ -303,12 +385,15 @@ class RolloutRecorder:
         """An event could not be queued: stop this bundle so it stays a valid prefix."""
         self.active = False
         self.bundle.stopped = True
-        self.bundle.lost_events += 1
+        counts = self.bundle.counts
         logger.warning(
-            "rollout trace: an event could not be queued (the writer queue stayed full, "
-            "or the exporter was shut down); recording of %s stopped (events recorded so "
-            "far are kept)",
+            "rollout trace: an event could not be queued (the writer queue stayed full "
+            "and the writer made no progress for its stall timeout, or the exporter was "
+            "shut down); recording of %s stopped after %d recorded events: this one and "
+            "every later one are lost and counted (otel_rollout.stats(); reported at "
+            "force_flush() and exit)",
             self.bundle.writer.bundle_dir,
+            counts.recorded - 1,
         )
 
     def close(self) -> None:
@@ -327,6 +412,40 @@ class RolloutRecorder:
 
 
 _live_recorders: weakref.WeakSet[RolloutRecorder] = weakref.WeakSet()
+_awaiting_children: weakref.WeakSet[RolloutRecorder] = weakref.WeakSet()
+"""Rollouts whose root ended while child threads still record."""
+DEFAULT_EXIT_GRACE_S = 2.0
+"""How long the exit waits for child threads that outlive their root to end
+(``OTEL_ROLLOUT_EXIT_GRACE_S``)."""
+
+
+def _children_at_exit() -> None:
+    """At exit: give children that outlive their root a grace period, then count the rest."""
+    if not _awaiting_children:
+        return
+    from otel_rollout._config import exit_grace_from_env
+
+    grace = exit_grace_from_env()
+    grace_s = DEFAULT_EXIT_GRACE_S if grace is None else grace
+    deadline = time.monotonic() + grace_s
+    while _awaiting_children and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for recorder in list(_awaiting_children):
+        if recorder.pid != os.getpid():
+            continue
+        open_children = recorder.complete_at_exit()
+        if open_children:
+            logger.warning(
+                "rollout trace: %d child threads of %s were still recording %.1f s after "
+                "exit began (OTEL_ROLLOUT_EXIT_GRACE_S); the rollout was ended and what "
+                "they record later is counted as lost",
+                open_children,
+                recorder.bundle.writer.bundle_dir,
+                grace_s,
+            )
+
+
+_background.before_exit_flush(_children_at_exit)
 
 
 def _track_for_fork(recorder: RolloutRecorder) -> None:

@@ -227,7 +227,7 @@ class _RecordingThread(ThreadTraceContext):
         )
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     @property
     def trace_id(self) -> str | None:
@@ -242,6 +242,7 @@ class _RecordingThread(ThreadTraceContext):
         self, metadata: ThreadStartedTraceMetadata
     ) -> ThreadTraceContext:
         child = _RecordingThread(self._rec, metadata.thread_id, metadata.agent_path, self.depth + 1)
+        self._rec.child_started(metadata.thread_id)
         child._record_started(metadata, self.thread_id)
         spawning = _TOOL_DISPATCH.get()
         if spawning is not None and spawning.thread_id == self.thread_id:
@@ -254,8 +255,11 @@ class _RecordingThread(ThreadTraceContext):
             return
         rec, thread_id, status = self._rec, self.thread_id, RolloutStatus(status)
         rec.emit(lambda _: ThreadEnded(thread_id=thread_id, status=status), None, None)
-        if thread_id == rec.root_thread_id:
-            rec.emit(lambda _: RolloutEnded(status=status), None, None)
+        final = rec.thread_ended(thread_id, status)
+        if (
+            final is not None
+        ):  # the root has ended, and so has every child (children may outlive it)
+            rec.emit(lambda _: RolloutEnded(status=final), None, None)
             rec.emit(lambda _: RecordingCompleted(), None, None)
             rec.close()
 
@@ -467,7 +471,7 @@ class _RecordingTurn(TurnTraceContext):
         return self._thread
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._thread._rec.stopped
 
     def inference(
         self,
@@ -568,7 +572,7 @@ class _RecordingInference(InferenceTraceContext):
         )
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     def start_attempt(self) -> InferenceTraceAttempt:
         return _RecordingInferenceAttempt(self, new_id())
@@ -592,7 +596,7 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         self._scope = _scope.SpanScope()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._ctx._rec.stopped
 
     @_guarded
     def record_started(self, request: Any) -> None:
@@ -757,7 +761,7 @@ class _RecordingCompaction(CompactionTraceContext):
         self._installed = threading.Lock()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     @_guarded_or(_noop.COMPACTION_ATTEMPT)
     def start_attempt(self, request: Any) -> CompactionTraceAttempt:
@@ -816,7 +820,7 @@ class _RecordingCompactionAttempt(CompactionTraceAttempt):
         self._ended = threading.Lock()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._ctx._rec.stopped
 
     def _take_terminal(self, call: str) -> bool:
         return _first_terminal(self._ended, call, "compaction attempt", self.compaction_request_id)
@@ -899,7 +903,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
         self._tokens: list[contextvars.Token[_RecordingToolDispatch | None]] = []
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     def _record_started(self) -> None:
         invocation = self._invocation
@@ -1040,7 +1044,7 @@ class _RecordingCodeCell(CodeCellTraceContext):
         self._ended = threading.Lock()
 
     def is_enabled(self) -> bool:
-        return True
+        return not self._rec.stopped
 
     @_guarded
     def record_started(self, model_visible_call_id: str, source: str) -> None:

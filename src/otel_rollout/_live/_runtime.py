@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from otel_rollout._config import (
     Settings,
     settings_from_env,
 )
-from otel_rollout._live._recorder import RolloutRecorder
+from otel_rollout._live._recorder import ForwardingSpan, RolloutRecorder
 from otel_rollout._otel._content_events import LogContentEvents
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME, LiveSpanSink, PendingIdGenerator
@@ -252,6 +251,15 @@ def _root_flags(tracer: trace.Tracer, outer: otel_context.Context, trace_id: int
     return TraceFlags(TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT)
 
 
+def new_trace_id() -> int:
+    """A new root's OTel trace id: 128 random bits (``os.urandom``, so per process after a
+    fork too). The bundle's ``trace_id`` is this id written as a UUID
+    (:func:`~otel_rollout._otel._mapping.uuid_from_trace_id`, reversed by
+    ``trace_id_from_uuid``). Not a UUIDv4: its fixed variant bits would sit in the low 64
+    bits that ``TraceIdRatioBased`` compares, and sample nothing at a ratio of 0.5 or less."""
+    return int.from_bytes(os.urandom(16), "big") or 1
+
+
 def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
     """Create the bundle and the live pipeline of a new root rollout.
 
@@ -262,8 +270,13 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
     exporter = exporter or _shared()
     tracer, ids = _tracer_for(_resolve_provider(provider, exporter, settings.set_global_provider))
     outer = otel_context.get_current()
-    parent = trace.get_current_span(outer).get_span_context()
-    otel_trace_id = parent.trace_id if parent.is_valid else uuid.uuid4().int
+    current = trace.get_current_span(outer)
+    if isinstance(current, ForwardingSpan) and current.recorder_pid != os.getpid():
+        # inside a rollout of the process this one was forked from: a new trace of its own
+        outer = trace.set_span_in_context(trace.INVALID_SPAN, outer)
+        current = trace.INVALID_SPAN
+    parent = current.get_span_context()
+    otel_trace_id = parent.trace_id if parent.is_valid else new_trace_id()
     flags = parent.trace_flags if parent.is_valid else _root_flags(tracer, outer, otel_trace_id)
     writer = BundleWriter.create(
         root,

@@ -20,10 +20,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_rollout import _errors
+from otel_rollout._bundle import _background
 from otel_rollout._bundle._background import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_EVENTS,
-    DEFAULT_MAX_WAIT_S,
+    DEFAULT_WRITER_STALL_TIMEOUT_S,
     BackgroundWriter,
     BundleSink,
     PendingEvent,
@@ -31,7 +32,11 @@ from otel_rollout._bundle._background import (
 )
 from otel_rollout._bundle._models import SCHEMA_VERSION
 from otel_rollout._bundle._writer import BundleWriter
-from otel_rollout._config import WRITABLE_SCHEMA_VERSIONS, settings_from_env
+from otel_rollout._config import (
+    WRITABLE_SCHEMA_VERSIONS,
+    settings_from_env,
+    writer_stall_timeout_from_env,
+)
 from otel_rollout._errors import Component
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
 
@@ -65,6 +70,7 @@ class RolloutBundleSpanExporter(SpanExporter):
         max_queue_bytes: int | None = None,
         max_queue_wait_s: float | None = None,
         schema_version: int | None = None,
+        writer_stall_timeout_s: float | None = None,
     ) -> None:
         """Create an exporter.
 
@@ -73,13 +79,18 @@ class RolloutBundleSpanExporter(SpanExporter):
                 ``OTEL_ROLLOUT_TRACE_ROOT`` (unset: the spans-only path is off).
             max_queue_events: Bound of the writer queue, in events.
             max_queue_bytes: Bound of the writer queue, in payload bytes.
-            max_queue_wait_s: How long a recording call waits for room in a full
-                queue before its event is lost (and that bundle stops).
+            max_queue_wait_s: The old name of ``writer_stall_timeout_s``.
             schema_version: The schema of bundles built from spans: 3 (Codex 0.171.0)
                 or 2 (0.169.0/0.170.0); ``None`` reads ``OTEL_ROLLOUT_SCHEMA_VERSION``
                 (default 3), and the size limits come from ``OTEL_ROLLOUT_MAX_BYTES`` /
                 ``OTEL_ROLLOUT_MAX_PAYLOAD_BYTES`` (schema 3). Live rollouts follow
                 :func:`otel_rollout.configure` instead.
+            writer_stall_timeout_s: The load policy's one bound. A recording call
+                waits for room in a full queue as long as the writer makes progress
+                (nothing is lost under load); only when the writer makes no progress
+                for this many seconds (a stuck disk) does that bundle stop, with one
+                warning and an exact count of what is lost. Default
+                ``OTEL_ROLLOUT_WRITER_STALL_TIMEOUT_S``, else 10.
 
         Raises:
             ValueError: ``schema_version`` is not 2 or 3.
@@ -96,7 +107,18 @@ class RolloutBundleSpanExporter(SpanExporter):
         self._writer = BackgroundWriter(
             max_events=DEFAULT_MAX_QUEUE_EVENTS if max_queue_events is None else max_queue_events,
             max_bytes=DEFAULT_MAX_QUEUE_BYTES if max_queue_bytes is None else max_queue_bytes,
-            max_wait_s=DEFAULT_MAX_WAIT_S if max_queue_wait_s is None else max_queue_wait_s,
+            stall_timeout_s=next(
+                (
+                    value
+                    for value in (
+                        writer_stall_timeout_s,
+                        max_queue_wait_s,
+                        writer_stall_timeout_from_env(),
+                    )
+                    if value is not None
+                ),
+                DEFAULT_WRITER_STALL_TIMEOUT_S,
+            ),
         )
         self._lock = threading.Lock()
         self._shut_down = False
@@ -121,10 +143,9 @@ class RolloutBundleSpanExporter(SpanExporter):
 
     @property
     def lost_events(self) -> int:
-        """Events recorded but not written, over every bundle of this exporter."""
-        with self._lock:
-            bundles = list(self._bundles)
-        return self._writer.lost_events + sum(bundle.lost_events for bundle in bundles)
+        """Events recorded but not written, over every bundle of the process
+        (:func:`otel_rollout.stats` has them per bundle)."""
+        return _background.bundle_stats()[1].lost
 
     # --- SpanExporter ---
 
@@ -165,6 +186,7 @@ class RolloutBundleSpanExporter(SpanExporter):
         """Write every event recorded so far; ``False`` on timeout."""
         try:
             flushed = self._writer.flush(timeout_millis / 1000)
+            _background.report_new_losses()
         except Exception:
             _errors.internal_error(Component.EXPORTER, "flushing")
             return False
@@ -182,9 +204,7 @@ class RolloutBundleSpanExporter(SpanExporter):
             if assembler is not None:
                 assembler.close()
             self._writer.close()
-            lost = self.lost_events
-            if lost:
-                logger.warning("rollout trace: %d recorded events were lost", lost)
+            _background.report_new_losses()
         except Exception:
             _errors.internal_error(Component.EXPORTER, "shutting the bundle exporter down")
         _errors.raise_pending()

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_rollout import _errors
 from otel_rollout._bundle._bodies import prompt_from_request, session_metadata_to
+from otel_rollout._bundle._files import make_private_dirs
 from otel_rollout._bundle._models import (
     SCHEMA_2,
     SCHEMA_VERSION,
@@ -125,7 +126,7 @@ class SpansOnlyAssembler:
         trace_id, buffer = max(self._traces.items(), key=lambda item: item[1].size)
         try:
             spill_dir = self.trace_root / ".spill"
-            spill_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(spill_dir)
             path = spill_dir / f"{os.getpid()}-{trace_id:032x}.jsonl"
             with path.open("ab") as spill:
                 for record in buffer.records:
