@@ -286,7 +286,7 @@ def _invocation_message(state: ReducerState, tool_call_id: str) -> str | None:
         raise ReduceError(f"agent activity tool call {tool_call_id} missing function arguments")
     try:
         args = msgspec.json.decode(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         args = None
     message = args.get("message") if isinstance(args, dict) else None
     if not isinstance(message, str):
@@ -574,7 +574,7 @@ def _inter_agent_communication(text: str) -> tuple[str, str, str] | None:
         return None
     try:
         value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if not isinstance(value, dict):
         return None
