@@ -23,6 +23,8 @@ SERDE_DEPTH_LIMIT: Final = 128
 """serde_json's recursion limit: JSON nested this many levels or more is refused."""
 _STRINGS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS: Final = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_ONE_KIND: Final = bytes.maketrans(b"{}", b"[]")
+"""Objects and arrays count alike for depth: one kind of bracket, so one pass is one level."""
 
 
 class ReadRefused(OSError):
@@ -159,11 +161,11 @@ def nested_too_deep(data: bytes, limit: int = SERDE_DEPTH_LIMIT) -> bool:
     """
     if data.count(b"[") + data.count(b"{") < limit:
         return False
-    skeleton = _STRINGS.sub(b"", data).translate(None, _NOT_BRACKETS)
+    skeleton = _STRINGS.sub(b"", data).translate(_ONE_KIND, _NOT_BRACKETS)
     for _ in range(limit - 1):  # each pass removes the innermost level
         if not skeleton:
             return False
-        shorter = skeleton.replace(b"[]", b"").replace(b"{}", b"")
+        shorter = skeleton.replace(b"[]", b"")
         if len(shorter) == len(skeleton):
             return False  # unbalanced: the decoder has judged it
         skeleton = shorter
