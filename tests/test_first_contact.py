@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from otel_rollout import RolloutBundleSpanExporter
+from otel_rollout import RolloutBundleSpanExporter, reduce_bundle, validate_bundle
 from otel_rollout._otel import _exporter
 
 
@@ -31,3 +35,22 @@ def test_exporter_without_trace_root_warns_once_saying_what_to_set(
     ]
     assert len(warnings) == 1
     assert "OTEL_ROLLOUT_TRACE_ROOT" in warnings[0]
+
+
+def test_asyncio_example_records_a_valid_bundle(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "asyncio_tools.py"
+    src = Path(__file__).resolve().parent.parent / "src"
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "OTEL_ROLLOUT_TRACE_ROOT": str(tmp_path), "PYTHONPATH": str(src)},
+    )
+    bundle = Path(done.stdout.strip())
+    assert bundle.parent == tmp_path
+    report = validate_bundle(bundle)
+    assert report.ok, report.problems
+    trace = reduce_bundle(bundle)
+    assert len(trace.tool_calls) == 2
