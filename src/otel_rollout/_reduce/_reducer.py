@@ -138,8 +138,7 @@ def reduce_bundle(
             if ref.parts:
                 _keep_parts(raw_payloads, ref)
         try:
-            if schema != SCHEMA_2:
-                state.load_event_payloads(refs)
+            state.load_event_payloads(refs)
             _HANDLERS[type(payload)](state, event, payload)
         except ReduceError as error:
             raise BundleError(log_path, number, str(error)) from None
