@@ -280,3 +280,30 @@ def test_grpc_endpoint_as_host_port() -> None:
 
     assert resolve_target("127.0.0.1:4317", "grpc").url == "127.0.0.1:4317"
     assert resolve_target("collector.local:4317", "grpc").url == "collector.local:4317"
+
+
+def test_invalid_utf8_in_a_payload_string_is_invalid_for_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], codex_bin: Path
+) -> None:
+    bundle = _copy(tmp_path)
+    path = bundle / "payloads" / "5.json"
+    body = json.loads(path.read_bytes())
+    body["note"] = "MARK"
+    path.write_bytes(json.dumps(body).encode().replace(b"MARK", b"\xff\xfe"))
+    for args in (["validate", str(bundle)], ["reduce", str(bundle), "-o", str(tmp_path / "s")]):
+        code, err = _run(args, capsys)
+        assert code == 1, (args, err)
+    done = codex_reduce(codex_bin, bundle, tmp_path / "codex-state.json", timeout=60)
+    assert done.returncode != 0
+
+
+def test_replay_refuses_a_wall_time_otlp_cannot_carry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inside i64 (valid for Codex) but past OTLP's unsigned nanoseconds: the bundle is blamed,
+    at its line, not the endpoint."""
+    bundle = _copy(tmp_path)
+    _wall_time(1 << 62)(bundle)
+    code, err = _run(["replay", str(bundle), "--endpoint", "http://127.0.0.1:9"], capsys)
+    assert code == 1
+    assert f"trace.jsonl:1: wall_time_unix_ms {1 << 62} cannot be sent as OTLP time" in err

@@ -187,6 +187,18 @@ def _check_manifest(files: BundleFiles, found: _Collector) -> tuple[str | None, 
     return manifest.rollout_id, manifest.schema_version
 
 
+def _check_utf8(what: str, data: bytes) -> None:
+    """Refuse invalid UTF-8 (inside a string: the raw decoder does not look there; serde does).
+
+    Raises:
+        ValueError: As the reducer's full decode says it.
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} is not JSON: invalid UTF-8 at byte {error.start}") from None
+
+
 def _schema_reason(version: int, expected: object) -> str:
     return f"schema_version {version} is not supported (expected {expected})"
 
@@ -313,6 +325,7 @@ class _EventChecker:
             data = payloads.read(ref)
             if not is_truncated(ref):  # a truncated record is a prefix, not JSON
                 payloads.decode(ref, data, _ANY_JSON)
+                _check_utf8(payloads.describe(ref), data)
         except ValueError as error:
             self.found.add(self.log, number, str(error))
             return

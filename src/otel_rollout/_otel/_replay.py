@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
-from otel_rollout._bundle._models import RawPayloadRef
+from otel_rollout._bundle._models import RawPayloadRef, RawTraceEvent
 from otel_rollout._bundle._reader import Bundle, BundleError
 from otel_rollout._otel._mapping import (
     Attributes,
@@ -451,6 +451,29 @@ def _payload_reader(bundle: Bundle) -> Callable[[RawPayloadRef], bytes | None]:
     return read
 
 
+_MAX_UNIX_MS: Final = ((1 << 64) - 1) // 1_000_000
+"""The latest wall time OTLP's unsigned nanoseconds hold (in the year 2554)."""
+
+
+def _sendable(bundle: Bundle) -> Iterator[RawTraceEvent]:
+    """The bundle's events, refusing a wall time OTLP cannot carry (before 1970, after 2554).
+
+    Raises:
+        BundleError: At the line of the first such event.
+    """
+    if not 0 <= bundle.manifest.started_at_unix_ms <= _MAX_UNIX_MS:
+        reason = f"started_at_unix_ms {bundle.manifest.started_at_unix_ms} {_UNSENDABLE}"
+        raise BundleError(bundle.manifest_path, 0, reason)
+    for number, event in bundle.events():
+        if not 0 <= event.wall_time_unix_ms <= _MAX_UNIX_MS:
+            reason = f"wall_time_unix_ms {event.wall_time_unix_ms} {_UNSENDABLE}"
+            raise BundleError(bundle.event_log_path, number, reason)
+        yield event
+
+
+_UNSENDABLE: Final = "cannot be sent as OTLP time (unsigned nanoseconds: 1970 to 2554)"
+
+
 def bundle_spans(
     bundle_dir: str | os.PathLike[str],
     *,
@@ -491,7 +514,7 @@ def bundle_spans(
     )
     on_spans, as_events = content_mode_from_env()
     map_events(
-        (event for _, event in bundle.events()),
+        _sendable(bundle),
         collector,
         trace_id=manifest.trace_id,
         rollout_id=manifest.rollout_id,
