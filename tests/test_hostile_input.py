@@ -307,3 +307,25 @@ def test_replay_refuses_a_wall_time_otlp_cannot_carry(
     code, err = _run(["replay", str(bundle), "--endpoint", "http://127.0.0.1:9"], capsys)
     assert code == 1
     assert f"trace.jsonl:1: wall_time_unix_ms {1 << 62} cannot be sent as OTLP time" in err
+
+
+SPAWN = next((PLAIN.parent.parent / "multi_agent_v2_spawn").glob("trace-*"))
+
+
+def test_unit_variant_in_map_form_reduces_as_codex(tmp_path: Path, codex_bin: Path) -> None:
+    """``"kind": {"started": null}`` in an agent runtime payload: serde's map form of a unit
+    variant, accepted by Codex (it once crashed our reducer: an unhashable dict)."""
+    bundle = tmp_path / SPAWN.name
+    shutil.copytree(SPAWN, bundle)
+    (bundle / "state.json").unlink()
+    path = next(
+        path
+        for path in sorted((bundle / "payloads").iterdir())
+        if b'"kind": "started"' in path.read_bytes()
+    )
+    path.write_bytes(path.read_bytes().replace(b'"kind": "started"', b'"kind": {"started": null}'))
+    done = codex_reduce(codex_bin, bundle, tmp_path / "codex-state.json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    ours = tmp_path / "state.json"
+    assert main(["reduce", str(bundle), "-o", str(ours)]) == 0
+    assert ours.read_bytes() == (tmp_path / "codex-state.json").read_bytes()
