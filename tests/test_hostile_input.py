@@ -329,3 +329,65 @@ def test_unit_variant_in_map_form_reduces_as_codex(tmp_path: Path, codex_bin: Pa
     ours = tmp_path / "state.json"
     assert main(["reduce", str(bundle), "-o", str(ours)]) == 0
     assert ours.read_bytes() == (tmp_path / "codex-state.json").read_bytes()
+
+
+def _line_index(bundle: Path, marker: str) -> int:
+    return next(i for i, line in enumerate(_lines(bundle)) if marker.encode() in line)
+
+
+def _replace_line(bundle: Path, index: int, value: object) -> None:
+    lines = _lines(bundle)
+    lines[index] = json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    _write_lines(bundle, lines)
+
+
+def envelope_as_array(bundle: Path) -> None:
+    event = json.loads(_lines(bundle)[0])
+    _replace_line(bundle, 0, list(event.values()))
+
+
+def payload_as_array(bundle: Path) -> None:
+    index = _line_index(bundle, '"rollout_ended"')
+    event = json.loads(_lines(bundle)[index])
+    event["payload"] = list(event["payload"].values())  # the tag first, as serde takes it
+    _replace_line(bundle, index, event)
+
+
+def status_in_map_form(bundle: Path) -> None:
+    index = _line_index(bundle, '"rollout_ended"')
+    event = json.loads(_lines(bundle)[index])
+    event["payload"]["status"] = {event["payload"]["status"]: None}
+    _replace_line(bundle, index, event)
+
+
+def ref_as_array(bundle: Path) -> None:
+    index = _line_index(bundle, '"inference_started"')
+    event = json.loads(_lines(bundle)[index])
+    event["payload"]["request_payload"] = list(event["payload"]["request_payload"].values())
+    _replace_line(bundle, index, event)
+
+
+def manifest_as_array(bundle: Path) -> None:
+    path = bundle / "manifest.json"
+    path.write_text(json.dumps(list(json.loads(path.read_bytes()).values())))
+
+
+FORMS = [envelope_as_array, payload_as_array, status_in_map_form, ref_as_array, manifest_as_array]
+
+
+@pytest.mark.parametrize("edit", FORMS, ids=[edit.__name__ for edit in FORMS])
+def test_serde_alternative_forms_as_codex(
+    edit: Callable[[Path], None],
+    tmp_path: Path,
+    codex_bin: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bundle = _copy(tmp_path)
+    edit(bundle)
+    done = codex_reduce(codex_bin, bundle, tmp_path / "codex-state.json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    ours = tmp_path / "state.json"
+    for args in (["validate", str(bundle)], ["reduce", str(bundle), "-o", str(ours)]):
+        code, err = _run(args, capsys)
+        assert code == 0, (args, err)
+    assert ours.read_bytes() == (tmp_path / "codex-state.json").read_bytes()

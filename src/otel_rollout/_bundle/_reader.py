@@ -6,9 +6,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from otel_rollout._bundle._bounded import (
     LineTooLong,
@@ -29,8 +30,12 @@ from otel_rollout._bundle._models import (
 )
 from otel_rollout._bundle._payloads import PayloadFiles, PayloadStore, open_payload_store
 from otel_rollout._bundle._schema import schema_problem
+from otel_rollout._bundle._serde_forms import decode_alternative
 
 _event_decoder = msgspec.json.Decoder(RawTraceEvent)
+_EVENT_INFO = msgspec.inspect.type_info(RawTraceEvent)
+_MANIFEST_INFO = msgspec.inspect.type_info(TraceBundleManifest)
+T = TypeVar("T")
 TOO_DEEP = "bad JSON: nested too deeply (more than about 1000 levels)"
 """msgspec's decoder recurses; past its depth an event or manifest is refused."""
 _manifest_decoder = msgspec.json.Decoder(TraceBundleManifest)
@@ -83,7 +88,10 @@ def decode_event(line: bytes, schema_version: int | None = None) -> RawTraceEven
     try:
         event = _event_decoder.decode(line)
     except msgspec.DecodeError as error:
-        raise ValueError(_explain(line, error)) from None
+        alternative = _alternative(line, _event_decoder, _EVENT_INFO)
+        if alternative is None:
+            raise ValueError(_explain(line, error)) from None
+        event = alternative
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
     if schema_version is not None:
@@ -91,6 +99,15 @@ def decode_event(line: bytes, schema_version: int | None = None) -> RawTraceEven
         if problem is not None:
             raise ValueError(problem)
     return event
+
+
+def _alternative(data: bytes, decoder: msgspec.json.Decoder[T], info: Any) -> T | None:
+    """``data`` decoded after rewriting serde's alternative forms, or ``None`` if it still fails."""
+    try:
+        value: T = decode_alternative(data, decoder, info)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return value
 
 
 def _explain(line: bytes, error: msgspec.DecodeError) -> str:
@@ -118,7 +135,10 @@ def decode_manifest(data: bytes) -> TraceBundleManifest:
     try:
         return _manifest_decoder.decode(data)
     except msgspec.DecodeError as error:
-        raise ValueError(_explain_manifest(data, error)) from None
+        manifest = _alternative(data, _manifest_decoder, _MANIFEST_INFO)
+        if manifest is None:
+            raise ValueError(_explain_manifest(data, error)) from None
+        return manifest
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
 
