@@ -391,3 +391,54 @@ def test_serde_alternative_forms_as_codex(
         code, err = _run(args, capsys)
         assert code == 0, (args, err)
     assert ours.read_bytes() == (tmp_path / "codex-state.json").read_bytes()
+
+
+def _duplicate(field: str, value: object) -> Callable[[Path], None]:
+    def edit(bundle: Path) -> None:
+        lines = _lines(bundle)
+        extra = f',"{field}":{json.dumps(value)}'.encode()
+        lines[1] = lines[1][:-2] + extra + b"}\n"  # last in the envelope
+        if field in ("seq", "rollout_id"):  # and first
+            lines[1] = lines[1].replace(b"{", b"{" + extra[1:] + b",", 1)
+        _write_lines(bundle, lines)
+
+    edit.__name__ = f"duplicate_{field}"
+    return edit
+
+
+def duplicate_in_payload(bundle: Path) -> None:
+    """A payload field twice: the thread_started event's ``thread_id``."""
+    lines = _lines(bundle)
+    marker = b'"payload":{"type":"thread_started",'
+    lines[1] = lines[1].replace(marker, marker + b'"thread_id":"dup",')
+    _write_lines(bundle, lines)
+
+
+DUPLICATES = [
+    _duplicate("seq", 99),
+    _duplicate("thread_id", "x"),
+    _duplicate("unknown", 1),
+    duplicate_in_payload,
+]
+
+
+@pytest.mark.parametrize("edit", DUPLICATES, ids=[edit.__name__ for edit in DUPLICATES])
+def test_duplicate_keys_as_codex(
+    edit: Callable[[Path], None],
+    tmp_path: Path,
+    codex_bin: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A known field twice is refused (serde: ``duplicate field``); an unknown one is skipped."""
+    bundle = _copy(tmp_path)
+    edit(bundle)
+    if edit.__name__ == "duplicate_unknown":  # twice: the edit adds one, so add it again
+        edit(bundle)
+    done = codex_reduce(codex_bin, bundle, tmp_path / "codex-state.json", timeout=60)
+    assert (done.returncode == 0) == (edit.__name__ == "duplicate_unknown"), done.stderr
+    ours = tmp_path / "state.json"
+    for args in (["validate", str(bundle)], ["reduce", str(bundle), "-o", str(ours)]):
+        code, err = _run(args, capsys)
+        assert (code == 0) == (done.returncode == 0), (args, err, done.stderr)
+        if code:
+            assert "duplicate field" in err

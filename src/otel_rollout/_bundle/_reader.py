@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 import msgspec.inspect
 
+from otel_rollout._bundle import _models
 from otel_rollout._bundle._bounded import (
     LineTooLong,
     ReadRefused,
@@ -30,9 +31,16 @@ from otel_rollout._bundle._models import (
 )
 from otel_rollout._bundle._payloads import PayloadFiles, PayloadStore, open_payload_store
 from otel_rollout._bundle._schema import schema_problem
-from otel_rollout._bundle._serde_forms import decode_alternative
+from otel_rollout._bundle._serde_forms import (
+    decode_alternative,
+    duplicate_field,
+    struct_field_names,
+)
 
 _event_decoder = msgspec.json.Decoder(RawTraceEvent)
+_encoder = msgspec.json.Encoder()
+_FIELD_NAMES = struct_field_names(vars(_models).values())
+"""Every field name of the bundle models: a duplicate of one of these is refused."""
 _EVENT_INFO = msgspec.inspect.type_info(RawTraceEvent)
 _MANIFEST_INFO = msgspec.inspect.type_info(TraceBundleManifest)
 T = TypeVar("T")
@@ -94,6 +102,10 @@ def decode_event(line: bytes, schema_version: int | None = None) -> RawTraceEven
         event = alternative
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
+    if _encoder.encode(event) != line:  # not canonical (every Codex line is): look closer
+        duplicate = duplicate_field(line, _FIELD_NAMES)
+        if duplicate is not None:
+            raise ValueError(f"bad event: duplicate field `{duplicate}`")
     if schema_version is not None:
         problem = schema_problem(event.payload, schema_version)
         if problem is not None:
@@ -133,14 +145,18 @@ def decode_manifest(data: bytes) -> TraceBundleManifest:
         ValueError: With a plain reason.
     """
     try:
-        return _manifest_decoder.decode(data)
+        manifest = _manifest_decoder.decode(data)
     except msgspec.DecodeError as error:
-        manifest = _alternative(data, _manifest_decoder, _MANIFEST_INFO)
-        if manifest is None:
+        alternative = _alternative(data, _manifest_decoder, _MANIFEST_INFO)
+        if alternative is None:
             raise ValueError(_explain_manifest(data, error)) from None
-        return manifest
+        return alternative
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
+    duplicate = duplicate_field(data, _FIELD_NAMES)
+    if duplicate is not None:
+        raise ValueError(f"bad manifest: duplicate field `{duplicate}`")
+    return manifest
 
 
 def _explain_manifest(data: bytes, error: msgspec.DecodeError) -> str:

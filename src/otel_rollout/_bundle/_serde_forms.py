@@ -9,6 +9,8 @@ again. Only the failure path pays; the writer keeps writing the canonical form.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -85,3 +87,37 @@ def decode_alternative(data: bytes, decoder: msgspec.json.Decoder[Any], info: in
     """
     rewritten = canonical(msgspec.json.decode(data), info)
     return decoder.decode(msgspec.json.encode(rewritten))
+
+
+def struct_field_names(namespace: Iterable[Any]) -> frozenset[str]:
+    """The JSON names of every field of the msgspec structs in ``namespace`` (tags included)."""
+    names = {"type"}
+    for value in namespace:
+        if isinstance(value, type) and issubclass(value, msgspec.Struct):
+            names.update(value.__struct_encode_fields__)
+    return frozenset(names)
+
+
+def duplicate_field(data: bytes, fields: frozenset[str]) -> str | None:
+    """The first key of ``fields`` that some object of the JSON text ``data`` holds twice.
+
+    serde refuses a struct field given twice (``duplicate field `seq```); msgspec keeps
+    the last. Keys outside ``fields`` (unknown fields, which serde skips) are not checked.
+    """
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if not found:
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen and key in fields:
+                    found.append(key)
+                    break
+                seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(data, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None  # the decoder has judged it
+    return found[0] if found else None
