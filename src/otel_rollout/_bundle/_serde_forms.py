@@ -66,7 +66,8 @@ def _union(value: Any, info: inspect.UnionType) -> Any:
             fields = zip(chosen.fields, value[1:], strict=False)
             value = {tag_field: value[0], **{field.encode_name: item for field, item in fields}}
         if isinstance(value, dict):
-            chosen = tagged.get(value.get(tag_field))
+            tag = value.get(tag_field)
+            chosen = tagged.get(tag) if isinstance(tag, str) else None
             return value if chosen is None else _struct(value, chosen)
         return value
     if value is None:
