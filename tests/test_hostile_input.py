@@ -442,3 +442,19 @@ def test_duplicate_keys_as_codex(
         assert (code == 0) == (done.returncode == 0), (args, err, done.stderr)
         if code:
             assert "duplicate field" in err
+
+
+def test_payload_path_with_a_trailing_slash_is_refused_as_codex(
+    tmp_path: Path, codex_bin: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _copy(tmp_path)
+    index = _line_index(bundle, '"inference_started"')
+    event = json.loads(_lines(bundle)[index])
+    event["payload"]["request_payload"]["path"] += "/"
+    _replace_line(bundle, index, event)
+    done = codex_reduce(codex_bin, bundle, tmp_path / "codex-state.json", timeout=60)
+    assert done.returncode != 0
+    for args in (["validate", str(bundle)], ["reduce", str(bundle), "-o", str(tmp_path / "s")]):
+        code, err = _run(args, capsys)
+        assert code == 1, (args, err)
+        assert "Not a directory" in err

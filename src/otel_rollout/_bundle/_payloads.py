@@ -201,6 +201,11 @@ class PayloadFiles(PayloadStore):
         Raises:
             ValueError: The path escapes the bundle, or the file is missing or unreadable.
         """
+        if relative.endswith("/") and relative.strip("/"):
+            # pathlib would drop the slash; the OS (and Codex) says ENOTDIR for a file
+            if self.path(relative).is_file():  # an escaping path is refused first
+                raise ValueError(f"{what} {relative!r} cannot be read: Not a directory")
+            return self._read_resolved(relative, what)
         directory, _, name = relative.rpartition("/")
         if (
             _QUICK_READS
