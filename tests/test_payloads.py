@@ -124,7 +124,7 @@ def test_reasons_are_the_documented_ones(bundle: Path) -> None:
         "/etc/hostname": "payload path '/etc/hostname' is absolute",
         "": "payload path '' is not a file path",
         ".": "payload path '.' is not a file path",
-        "payloads/dir": "payload file 'payloads/dir' cannot be read: Is a directory",
+        "payloads/dir": "payload file 'payloads/dir': not a regular file (a directory)",
     }
     assert {path: _outcome(store.read, path)[1] for path in reasons} == reasons
     with pytest.raises(ValueError, match=r"^payload file 'payloads/2.json' is not JSON: "):

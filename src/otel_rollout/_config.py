@@ -203,6 +203,32 @@ def content_max_bytes_from_env() -> int:
     return parsed
 
 
+MAX_READ_BYTES_ENV = "OTEL_ROLLOUT_MAX_READ_BYTES"
+"""The most bytes a reader takes from one file or one ``trace.jsonl`` line (default 256 MiB)."""
+DEFAULT_MAX_READ_BYTES = 256 << 20
+
+
+def max_read_bytes_from_env() -> int:
+    """Return ``OTEL_ROLLOUT_MAX_READ_BYTES`` (a positive integer), or the default 256 MiB
+    when unset or invalid (an invalid value is warned about)."""
+    value = os.environ.get(MAX_READ_BYTES_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_READ_BYTES
+    try:
+        parsed = int(value)
+    except ValueError:
+        parsed = 0
+    if parsed <= 0:
+        logger.warning(
+            "rollout trace: ignoring %s=%r (not a positive integer), using %d",
+            MAX_READ_BYTES_ENV,
+            value,
+            DEFAULT_MAX_READ_BYTES,
+        )
+        return DEFAULT_MAX_READ_BYTES
+    return parsed
+
+
 def schema_version_from_env() -> int | None:
     """Return ``OTEL_ROLLOUT_SCHEMA_VERSION`` (2 or 3), or ``None`` (the default) when unset
     or invalid (an invalid value is warned about)."""

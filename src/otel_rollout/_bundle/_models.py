@@ -15,10 +15,17 @@ from __future__ import annotations
 
 import enum
 import typing
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+I64 = Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
+"""An integer Codex holds as ``i64`` (times in ms): serde refuses one outside it."""
+U64 = Annotated[int, msgspec.Meta(ge=0)]
+"""An integer Codex holds as ``u64`` (``seq``, timeouts); msgspec bounds only the lower
+end, so a struct that must refuse values past 2^64 - 1 checks in ``__post_init__``."""
+U64_MAX: Final = (1 << 64) - 1
 
 SCHEMA_2: Final = 2
 """The ``schema_version`` Codex 0.169.0 and 0.170.0 write and accept (payload files)."""
@@ -140,7 +147,7 @@ class TraceBundleManifest(_Model, frozen=True, kw_only=True):
     trace_id: str
     rollout_id: str
     root_thread_id: str
-    started_at_unix_ms: int
+    started_at_unix_ms: I64
     raw_event_log: str = RAW_EVENT_LOG_FILE_NAME
     payloads_dir: str = PAYLOADS_DIR_NAME
 
@@ -239,7 +246,12 @@ class WaitAgentSummary(_Tagged, tag="wait_agent", frozen=True, kw_only=True):
     """A wait for another agent."""
 
     target_agent_path: str | None = None
-    timeout_ms: int | None = None
+    timeout_ms: U64 | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a ``timeout_ms`` past u64, as serde does."""
+        if self.timeout_ms is not None and self.timeout_ms > U64_MAX:
+            raise ValueError(f"timeout_ms {self.timeout_ms} is not a u64")
 
 
 class GenericSummary(_Tagged, tag="generic", frozen=True, kw_only=True):
@@ -579,8 +591,8 @@ class RawTraceEvent(_Model, frozen=True, kw_only=True):
     """One line of ``trace.jsonl``: the envelope around a raw event payload."""
 
     schema_version: int
-    seq: int
-    wall_time_unix_ms: int
+    seq: U64
+    wall_time_unix_ms: I64
     rollout_id: str
     thread_id: str | None = None
     codex_turn_id: str | None = None

@@ -25,6 +25,15 @@ from typing import Any, Final
 
 import msgspec
 
+from otel_rollout._bundle._bounded import (
+    SERDE_DEPTH_LIMIT,
+    ReadRefused,
+    nested_too_deep,
+    open_regular,
+    read_cap,
+    read_fd,
+    read_regular,
+)
 from otel_rollout._bundle._files import close_quietly, make_private_dir, open_dir, write_whole
 from otel_rollout._bundle._models import (
     PAYLOADS_DIR_NAME,
@@ -51,10 +60,10 @@ PAYLOAD_KINDS: Final[Mapping[PayloadKind, RawPayloadKind]] = {
 """One ``{"type": <kind>}`` object per kind, shared by every ref."""
 _ID_PREFIX: Final = "raw_payload:"
 _PREFIX: Final = f"{PAYLOADS_DIR_NAME}/"
-_READ_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 _QUICK_READS: Final = hasattr(os, "O_NOFOLLOW")
 """Without ``O_NOFOLLOW`` every read resolves its path (the thorough way)."""
-_READ_CHUNK: Final = 1 << 20
+_TOO_DEEP: Final = object()
 
 
 class PayloadStore(abc.ABC):
@@ -89,9 +98,17 @@ class PayloadStore(abc.ABC):
             ValueError: The bytes are not JSON (or do not fit ``decoder``'s type).
         """
         try:
-            return msgspec.json.decode(data) if decoder is None else decoder.decode(data)
+            value = msgspec.json.decode(data) if decoder is None else decoder.decode(data)
         except msgspec.DecodeError as error:
             raise ValueError(f"{self.describe(ref)} is not JSON: {error}") from None
+        except RecursionError:
+            value = _TOO_DEEP
+        if value is _TOO_DEEP or nested_too_deep(data):
+            raise ValueError(
+                f"{self.describe(ref)} is not JSON: recursion limit exceeded (nested "
+                f"{SERDE_DEPTH_LIMIT} levels or more, as serde_json refuses)"
+            )
+        return value
 
     def read_json(
         self, ref: RawPayloadRef | str, decoder: msgspec.json.Decoder[Any] | None = None
@@ -140,6 +157,8 @@ class PayloadFiles(PayloadStore):
         self._root_prefix = os.path.join(self._root_text, "")
         self._real_dirs: dict[str, str] = {}
         """Directory as a ref names it -> its real path (inside the bundle)."""
+        self._cap = read_cap()
+        """The most bytes read from one file (``OTEL_ROLLOUT_MAX_READ_BYTES``)."""
 
     def path(self, ref: RawPayloadRef | str) -> Path:
         """Resolve a payload reference to a path inside the bundle.
@@ -182,6 +201,11 @@ class PayloadFiles(PayloadStore):
         Raises:
             ValueError: The path escapes the bundle, or the file is missing or unreadable.
         """
+        if relative.endswith("/") and relative.strip("/"):
+            # pathlib would drop the slash; the OS (and Codex) says ENOTDIR for a file
+            if self.path(relative).is_file():  # an escaping path is refused first
+                raise ValueError(f"{what} {relative!r} cannot be read: Not a directory")
+            return self._read_resolved(relative, what)
         directory, _, name = relative.rpartition("/")
         if (
             _QUICK_READS
@@ -197,16 +221,20 @@ class PayloadFiles(PayloadStore):
                 real_dir = self._real_dir(directory)
             if real_dir is not None:
                 try:
-                    fd = os.open(f"{real_dir}/{name}", _READ_FLAGS)
+                    fd = open_regular(f"{real_dir}/{name}", flags=_NOFOLLOW)
                 except FileNotFoundError:
                     raise ValueError(f"{what} {relative!r} is missing") from None
+                except ReadRefused as refused:
+                    raise ValueError(f"{what} {relative!r}: {refused}") from None
                 except OSError:
                     pass  # a symlink (or something odd): resolve it below
                 else:
                     try:
-                        return _read_and_close(fd)
+                        return read_fd(fd, self._cap)
+                    except ReadRefused as refused:
+                        raise ValueError(f"{what} {relative!r}: {refused}") from None
                     except OSError:
-                        pass  # a directory, say: below gives the reason
+                        pass  # below gives the reason
         return self._read_resolved(relative, what)
 
     def describe(self, ref: RawPayloadRef | str) -> str:
@@ -227,9 +255,11 @@ class PayloadFiles(PayloadStore):
         """Read a file the thorough way: resolve its path (:meth:`path`)."""
         path = self.path(relative)
         try:
-            return path.read_bytes()
+            return read_regular(path, self._cap)
         except FileNotFoundError:
             raise ValueError(f"{what} {relative!r} is missing") from None
+        except ReadRefused as refused:
+            raise ValueError(f"{what} {relative!r}: {refused}") from None
         except OSError as error:
             reason = f"{what} {relative!r} cannot be read: {error.strerror}"
             raise ValueError(reason) from None
@@ -345,17 +375,6 @@ class PayloadShards(PayloadStore):
         except ShardError as error:
             raise ValueError(f"partial record in sealed shard {shard}: {error}") from None
         return data, index
-
-
-def _read_and_close(fd: int) -> bytes:
-    """Read an open file to its end, then close it."""
-    chunks: list[bytes] = []
-    try:
-        while chunk := os.read(fd, _READ_CHUNK):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
 
 
 class PayloadFileWriter:

@@ -6,10 +6,21 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 
+from otel_rollout._bundle import _models
+from otel_rollout._bundle._bounded import (
+    LineTooLong,
+    ReadRefused,
+    complete_lines,
+    last_line_end,
+    open_regular,
+    read_cap,
+    read_regular,
+)
 from otel_rollout._bundle._models import (
     EVENT_TYPES,
     MANIFEST_FILE_NAME,
@@ -20,20 +31,55 @@ from otel_rollout._bundle._models import (
 )
 from otel_rollout._bundle._payloads import PayloadFiles, PayloadStore, open_payload_store
 from otel_rollout._bundle._schema import schema_problem
+from otel_rollout._bundle._serde_forms import (
+    decode_alternative,
+    duplicate_field,
+    struct_field_names,
+)
 
 _event_decoder = msgspec.json.Decoder(RawTraceEvent)
+_encoder = msgspec.json.Encoder()
+_FIELD_NAMES = struct_field_names(vars(_models).values())
+"""Every field name of the bundle models: a duplicate of one of these is refused."""
+_EVENT_INFO = msgspec.inspect.type_info(RawTraceEvent)
+_MANIFEST_INFO = msgspec.inspect.type_info(TraceBundleManifest)
+T = TypeVar("T")
+TOO_DEEP = "bad JSON: nested too deeply (more than about 1000 levels)"
+"""msgspec's decoder recurses; past its depth an event or manifest is refused."""
 _manifest_decoder = msgspec.json.Decoder(TraceBundleManifest)
 
 
 class BundleError(Exception):
     """A bundle is malformed: names the file, the line (0 for the manifest) and the reason."""
 
-    def __init__(self, path: str | os.PathLike[str], line: int, reason: str) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        line: int,
+        reason: str,
+        *,
+        unreadable: bool = False,
+    ) -> None:
         """Record where the problem is and what it is."""
         super().__init__(f"{os.fspath(path)}:{line}: {reason}")
         self.path = os.fspath(path)
         self.line = line
         self.reason = reason
+        self.unreadable = unreadable
+        """The file is there but could not be read (permissions, not a regular file, past
+        the read cap): the command line exits 2 for these, 1 for a malformed bundle."""
+
+
+def read_reason(error: OSError) -> str:
+    """The reason for a file that is not read: ``cannot read: …`` or the refusal."""
+    if isinstance(error, ReadRefused):
+        return str(error)
+    return f"cannot read: {error.strerror or error}"
+
+
+def _unreadable(path: str | os.PathLike[str], line: int, error: OSError) -> BundleError:
+    missing = isinstance(error, FileNotFoundError)  # a malformed bundle, not an unreadable one
+    return BundleError(path, line, read_reason(error), unreadable=not missing)
 
 
 def decode_event(line: bytes, schema_version: int | None = None) -> RawTraceEvent:
@@ -50,12 +96,30 @@ def decode_event(line: bytes, schema_version: int | None = None) -> RawTraceEven
     try:
         event = _event_decoder.decode(line)
     except msgspec.DecodeError as error:
-        raise ValueError(_explain(line, error)) from None
+        alternative = _alternative(line, _event_decoder, _EVENT_INFO)
+        if alternative is None:
+            raise ValueError(_explain(line, error)) from None
+        event = alternative
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    if _encoder.encode(event) != line:  # not canonical (every Codex line is): look closer
+        duplicate = duplicate_field(line, _FIELD_NAMES)
+        if duplicate is not None:
+            raise ValueError(f"bad event: duplicate field `{duplicate}`")
     if schema_version is not None:
         problem = schema_problem(event.payload, schema_version)
         if problem is not None:
             raise ValueError(problem)
     return event
+
+
+def _alternative(data: bytes, decoder: msgspec.json.Decoder[T], info: Any) -> T | None:
+    """``data`` decoded after rewriting serde's alternative forms, or ``None`` if it still fails."""
+    try:
+        value: T = decode_alternative(data, decoder, info)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return value
 
 
 def _explain(line: bytes, error: msgspec.DecodeError) -> str:
@@ -81,9 +145,18 @@ def decode_manifest(data: bytes) -> TraceBundleManifest:
         ValueError: With a plain reason.
     """
     try:
-        return _manifest_decoder.decode(data)
+        manifest = _manifest_decoder.decode(data)
     except msgspec.DecodeError as error:
-        raise ValueError(_explain_manifest(data, error)) from None
+        alternative = _alternative(data, _manifest_decoder, _MANIFEST_INFO)
+        if alternative is None:
+            raise ValueError(_explain_manifest(data, error)) from None
+        return alternative
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    duplicate = duplicate_field(data, _FIELD_NAMES)
+    if duplicate is not None:
+        raise ValueError(f"bad manifest: duplicate field `{duplicate}`")
+    return manifest
 
 
 def _explain_manifest(data: bytes, error: msgspec.DecodeError) -> str:
@@ -124,6 +197,8 @@ class BundleFiles:
         self.path = Path(path)
         self.manifest_path = self.path / MANIFEST_FILE_NAME
         self.event_log_path = self.path / RAW_EVENT_LOG_FILE_NAME
+        self.read_cap = read_cap()
+        """The most bytes read from one file or line (``OTEL_ROLLOUT_MAX_READ_BYTES``)."""
         self.payloads: PayloadStore = open_payload_store(self.path)
         """The bundle's payload bodies (the one way to read them)."""
         self.schema_version: int | None = None
@@ -143,55 +218,60 @@ class BundleFiles:
         return decode_event(line, self.schema_version)
 
     def lines(self) -> Iterator[EventLine]:
-        """Yield every complete line of ``trace.jsonl``, streaming.
+        """Yield every complete line of ``trace.jsonl``, streaming, in time linear in its size.
 
         Bytes after the last newline (a torn line from a crash) are not yielded;
-        :meth:`torn_tail` returns them.
+        :meth:`torn_tail_size` counts them.
 
         Raises:
-            BundleError: The event log cannot be read.
+            BundleError: The event log cannot be read, is not a regular file, or holds a
+                line longer than the read cap (``unreadable`` set).
         """
+        path = self.event_log_path
         try:
-            handle = self.event_log_path.open("rb")
+            handle = os.fdopen(open_regular(path), "rb")
         except OSError as error:
-            raise BundleError(self.event_log_path, 0, f"cannot read: {error.strerror}") from None
+            raise _unreadable(path, 0, error) from None
         with handle:
-            number = 0
-            for data in handle:
-                number += 1
-                if not data.endswith(b"\n"):
-                    return
-                yield EventLine(number, data[:-1])
+            end, _ = last_line_end(handle)
+            try:
+                for number, data in complete_lines(handle, end, self.read_cap):
+                    yield EventLine(number, data)
+            except LineTooLong as error:
+                raise _unreadable(path, error.line, error) from None
+            except OSError as error:
+                raise _unreadable(path, 0, error) from None
 
     def events(self) -> Iterator[tuple[int, RawTraceEvent]]:
-        """Yield ``(line number, event)`` for every complete line.
+        """Yield ``(line number, event)`` for every complete line (blank lines skipped).
 
         Raises:
             BundleError: A line does not decode.
         """
         for line in self.lines():
+            if not line.data.strip():
+                continue
             try:
                 yield line.number, self.decode_event(line.data)
             except ValueError as error:
                 raise BundleError(self.event_log_path, line.number, str(error)) from None
 
-    def torn_tail(self) -> bytes:
-        """Return the bytes after the last newline of ``trace.jsonl`` (empty if none)."""
+    def torn_tail_size(self) -> int:
+        """Bytes after the last newline of ``trace.jsonl`` (0 if none, or unreadable)."""
         try:
-            with self.event_log_path.open("rb") as handle:
-                size = handle.seek(0, os.SEEK_END)
-                block = 1 << 16
-                tail = b""
-                position = size
-                while position > 0:
-                    step = min(block, position)
-                    position -= step
-                    handle.seek(position)
-                    tail = handle.read(step) + tail
-                    newline = tail.rfind(b"\n")
-                    if newline >= 0:
-                        return tail[newline + 1 :]
-                return tail
+            with os.fdopen(open_regular(self.event_log_path), "rb") as handle:
+                end, size = last_line_end(handle)
+        except OSError:
+            return 0
+        return size - end
+
+    def torn_tail(self) -> bytes:
+        """Return the bytes after the last newline of ``trace.jsonl`` (at most the read cap)."""
+        try:
+            with os.fdopen(open_regular(self.event_log_path), "rb") as handle:
+                end, size = last_line_end(handle)
+                handle.seek(end)
+                return handle.read(min(size - end, self.read_cap))
         except OSError:
             return b""
 
@@ -235,9 +315,9 @@ class Bundle(BundleFiles):
         """
         super().__init__(path)
         try:
-            data = self.manifest_path.read_bytes()
+            data = read_regular(self.manifest_path, self.read_cap)
         except OSError as error:
-            raise BundleError(self.manifest_path, 0, f"cannot read: {error.strerror}") from None
+            raise _unreadable(self.manifest_path, 0, error) from None
         try:
             self.manifest: TraceBundleManifest = decode_manifest(data)
         except ValueError as error:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 
+from otel_rollout._bundle._bounded import read_regular
 from otel_rollout._bundle._models import (
     SCHEMA_2,
     SCHEMA_VERSIONS,
@@ -17,7 +18,13 @@ from otel_rollout._bundle._models import (
     ThreadStarted,
 )
 from otel_rollout._bundle._payloads import PayloadShards
-from otel_rollout._bundle._reader import BundleError, BundleFiles, decode_event, decode_manifest
+from otel_rollout._bundle._reader import (
+    BundleError,
+    BundleFiles,
+    decode_event,
+    decode_manifest,
+    read_reason,
+)
 from otel_rollout._bundle._schema import RefRegistry, is_omitted, is_truncated, schema_refs
 
 DEFAULT_MAX_PROBLEMS = 100
@@ -124,31 +131,26 @@ def validate_bundle(
         return report
     rollout_id, schema_version = _check_manifest(files, found)
     checker = _EventChecker(files, rollout_id, schema_version, found)
-    try:
-        with files.event_log_path.open("rb"):
-            pass
-    except OSError as error:
-        report.unreadable = not isinstance(error, FileNotFoundError)
-        found.add(files.event_log_path, 0, f"cannot read: {error.strerror}")
-        return report
     last_line = 0
     try:
         for line in files.lines():
             last_line = line.number
+            if not line.data.strip():
+                continue  # a blank line: Codex skips it, and so does every reader here
             checker.check(line.number, line.data)
             if found.full:
                 return report
-    except BundleError as error:  # the log vanished or failed mid-read
-        report.unreadable = True
+    except BundleError as error:  # unreadable, not a file, a line past the cap
+        report.unreadable = error.unreadable
         found.add(Path(error.path), error.line, error.reason)
         return report
-    tail = files.torn_tail()
-    if tail:
+    torn = files.torn_tail_size()
+    if torn:
         report.warnings.append(
             Problem(
                 os.fspath(files.event_log_path),
                 last_line + 1,
-                f"torn last line ({len(tail)} bytes after the last newline) ignored",
+                f"torn last line ({torn} bytes after the last newline) ignored",
             )
         )
     report.threads = len(checker.threads)
@@ -167,10 +169,10 @@ def validate_bundle(
 def _check_manifest(files: BundleFiles, found: _Collector) -> tuple[str | None, int | None]:
     """Check ``manifest.json`` (line 0); its ``rollout_id`` and supported schema, if any."""
     try:
-        data = files.manifest_path.read_bytes()
+        data = read_regular(files.manifest_path, files.read_cap)
     except OSError as error:
         found.report.unreadable = not isinstance(error, FileNotFoundError)
-        found.add(files.manifest_path, 0, f"cannot read: {error.strerror}")
+        found.add(files.manifest_path, 0, read_reason(error))
         return None, None
     try:
         manifest = decode_manifest(data)
@@ -185,6 +187,18 @@ def _check_manifest(files: BundleFiles, found: _Collector) -> tuple[str | None, 
     return manifest.rollout_id, manifest.schema_version
 
 
+def _check_utf8(what: str, data: bytes) -> None:
+    """Refuse invalid UTF-8 (inside a string: the raw decoder does not look there; serde does).
+
+    Raises:
+        ValueError: As the reducer's full decode says it.
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} is not JSON: invalid UTF-8 at byte {error.start}") from None
+
+
 def _schema_reason(version: int, expected: object) -> str:
     return f"schema_version {version} is not supported (expected {expected})"
 
@@ -193,7 +207,7 @@ def _raw_seq(data: bytes) -> int | None:
     """The ``seq`` of a line that does not decode as an event, if it has one."""
     try:
         raw = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     seq = raw.get("seq") if isinstance(raw, dict) else None
     return seq if type(seq) is int else None
@@ -311,6 +325,7 @@ class _EventChecker:
             data = payloads.read(ref)
             if not is_truncated(ref):  # a truncated record is a prefix, not JSON
                 payloads.decode(ref, data, _ANY_JSON)
+                _check_utf8(payloads.describe(ref), data)
         except ValueError as error:
             self.found.add(self.log, number, str(error))
             return

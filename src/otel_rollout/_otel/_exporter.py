@@ -33,6 +33,7 @@ from otel_rollout._bundle._background import (
 from otel_rollout._bundle._models import SCHEMA_VERSION
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._config import (
+    TRACE_ROOT_ENV,
     WRITABLE_SCHEMA_VERSIONS,
     settings_from_env,
     writer_stall_timeout_from_env,
@@ -50,6 +51,21 @@ def is_live_span(span: ReadableSpan) -> bool:
     """Whether ``span`` came from the recording API (its events are already on disk)."""
     scope = span.instrumentation_scope
     return scope is not None and scope.name == LIVE_SCOPE_NAME
+
+
+_warned_no_trace_root = False
+
+
+def _warn_no_trace_root() -> None:
+    """Say once per process that spans reach the exporter but no bundle can be written."""
+    global _warned_no_trace_root
+    if not _warned_no_trace_root:
+        _warned_no_trace_root = True
+        logger.warning(
+            "rollout trace: spans reach the rollout_bundle exporter, but no bundle is written: "
+            "set %s to a directory (or pass trace_root= to RolloutBundleSpanExporter)",
+            TRACE_ROOT_ENV,
+        )
 
 
 class RolloutBundleSpanExporter(SpanExporter):
@@ -158,7 +174,9 @@ class RolloutBundleSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         try:
             foreign = [span for span in spans if not is_live_span(span)]
-            if foreign and self.trace_root is not None:
+            if foreign and self.trace_root is None:
+                _warn_no_trace_root()
+            elif foreign:
                 self._spans_only().add(foreign)
         except Exception:
             _errors.background_error(Component.EXPORTER, "exporting spans to a bundle")

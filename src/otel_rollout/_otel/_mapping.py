@@ -453,7 +453,7 @@ class SpanMapper:
             if self.redactor is not None:
                 try:
                     body = encode_compact(self.redactor.body(_any_decoder.decode(body)))
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     body = self.redactor.text(body.decode("utf-8", "replace")).encode()
             attributes[sc.payload_attribute(role, sc.PAYLOAD_CONTENT_SUFFIX)] = truncate_utf8(
                 body, self.content_max_bytes
@@ -482,7 +482,7 @@ class SpanMapper:
             return None
         try:
             return decoder.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
 
     # --- threads and turns ---

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -25,7 +26,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
-from otel_rollout._bundle._models import RawPayloadRef
+from otel_rollout._bundle._models import RawPayloadRef, RawTraceEvent
 from otel_rollout._bundle._reader import Bundle, BundleError
 from otel_rollout._otel._mapping import (
     Attributes,
@@ -98,6 +99,10 @@ def parse_headers(text: str) -> dict[str, str]:
     return headers
 
 
+_HOST_PORT: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
+"""A gRPC endpoint without a scheme, as OTel's gRPC exporter takes it (``host:port``)."""
+
+
 def resolve_target(
     endpoint: str | None = None,
     protocol: str | None = None,
@@ -129,8 +134,10 @@ def resolve_target(
     base = endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or _DEFAULT_ENDPOINTS[proto]
     url = (signal_url or base).strip()
     parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ExportError(f"invalid OTLP endpoint {url!r}: expected http(s)://host:port")
+    bare = proto == "grpc" and _HOST_PORT.fullmatch(url) is not None
+    if not bare and (parsed.scheme not in ("http", "https") or not parsed.netloc):
+        expected = "http(s)://host:port or host:port" if proto == "grpc" else "http(s)://host:port"
+        raise ExportError(f"invalid OTLP endpoint {url!r}: expected {expected}")
     if proto == "http/protobuf" and not signal_url:
         url = url.rstrip("/") + "/v1/traces"
 
@@ -156,9 +163,11 @@ def make_exporter(target: OtlpTarget) -> SpanExporter:
             OTLPSpanExporter as GrpcSpanExporter,
         )
 
+        scheme = urllib.parse.urlparse(target.url).scheme
         return GrpcSpanExporter(
             endpoint=target.url,
-            insecure=urllib.parse.urlparse(target.url).scheme == "http",
+            # host:port (no scheme): TLS unless OTEL_EXPORTER_OTLP_INSECURE=true, as OTel decides
+            insecure=scheme == "http" if scheme in ("http", "https") else None,
             headers=dict(target.headers),
             timeout=target.timeout,
         )
@@ -330,7 +339,7 @@ def _reason(messages: Sequence[str]) -> str:
 
 def _diagnose(url: str, timeout: float) -> str:
     """A reason for a failed export when the exporter logged none (it de-duplicates its logs)."""
-    parsed = urllib.parse.urlparse(url)
+    parsed = urllib.parse.urlparse(url if "://" in url else f"//{url}")
     host = parsed.hostname or "localhost"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
@@ -442,6 +451,29 @@ def _payload_reader(bundle: Bundle) -> Callable[[RawPayloadRef], bytes | None]:
     return read
 
 
+_MAX_UNIX_MS: Final = ((1 << 64) - 1) // 1_000_000
+"""The latest wall time OTLP's unsigned nanoseconds hold (in the year 2554)."""
+
+
+def _sendable(bundle: Bundle) -> Iterator[RawTraceEvent]:
+    """The bundle's events, refusing a wall time OTLP cannot carry (before 1970, after 2554).
+
+    Raises:
+        BundleError: At the line of the first such event.
+    """
+    if not 0 <= bundle.manifest.started_at_unix_ms <= _MAX_UNIX_MS:
+        reason = f"started_at_unix_ms {bundle.manifest.started_at_unix_ms} {_UNSENDABLE}"
+        raise BundleError(bundle.manifest_path, 0, reason)
+    for number, event in bundle.events():
+        if not 0 <= event.wall_time_unix_ms <= _MAX_UNIX_MS:
+            reason = f"wall_time_unix_ms {event.wall_time_unix_ms} {_UNSENDABLE}"
+            raise BundleError(bundle.event_log_path, number, reason)
+        yield event
+
+
+_UNSENDABLE: Final = "cannot be sent as OTLP time (unsigned nanoseconds: 1970 to 2554)"
+
+
 def bundle_spans(
     bundle_dir: str | os.PathLike[str],
     *,
@@ -482,7 +514,7 @@ def bundle_spans(
     )
     on_spans, as_events = content_mode_from_env()
     map_events(
-        (event for _, event in bundle.events()),
+        _sendable(bundle),
         collector,
         trace_id=manifest.trace_id,
         rollout_id=manifest.rollout_id,

@@ -312,7 +312,7 @@ def link_wait_tool_call(
         raise ReduceError(f"wait tool request payload {pid} did not contain function arguments")
     try:
         args = msgspec.json.decode(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise ReduceError(f"wait tool request payload {pid} had invalid JSON arguments") from None
     runtime_cell_id = args.get("cell_id") if isinstance(args, dict) else None
     if not isinstance(runtime_cell_id, str):

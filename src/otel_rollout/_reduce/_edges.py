@@ -127,8 +127,20 @@ def _parse(value: Any, schema: dict[str, int], pid: str) -> dict[str, Any]:
                 continue
             if key not in value:
                 raise ReduceError(f"parse agent runtime payload {pid}: missing field `{key}`")
-        if not _valid(value[key], kind):
+        field = value[key]
+        if kind == _ACTIVITY_KIND and isinstance(field, dict):
+            field = value[key] = _unit_variant(field)  # serde's map form of a unit variant
+        if not _valid(field, kind):
             raise ReduceError(f"parse agent runtime payload {pid}: invalid `{key}`")
+    return value
+
+
+def _unit_variant(value: dict[str, Any]) -> Any:
+    """``{"started": null}`` -> ``"started"`` (serde takes a unit variant in map form too)."""
+    if len(value) == 1:
+        ((variant, detail),) = value.items()
+        if detail is None:
+            return variant
     return value
 
 
@@ -144,7 +156,7 @@ def _valid(field: Any, kind: int) -> bool:
             field == "/root" or field.startswith("/root/") or field == "/morpheus"
         )
     if kind == _ACTIVITY_KIND:
-        return field in _ACTIVITY_KINDS
+        return isinstance(field, str) and field in _ACTIVITY_KINDS
     return _valid_status(field)
 
 
@@ -286,7 +298,7 @@ def _invocation_message(state: ReducerState, tool_call_id: str) -> str | None:
         raise ReduceError(f"agent activity tool call {tool_call_id} missing function arguments")
     try:
         args = msgspec.json.decode(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         args = None
     message = args.get("message") if isinstance(args, dict) else None
     if not isinstance(message, str):
@@ -574,7 +586,7 @@ def _inter_agent_communication(text: str) -> tuple[str, str, str] | None:
         return None
     try:
         value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if not isinstance(value, dict):
         return None

@@ -192,7 +192,7 @@ def _text_or_json(item: dict[str, Any], pid: str) -> list[ConversationPart]:
     if isinstance(arguments, str):
         try:
             value = JSON_DECODER.decode(arguments)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return [TextPart(arguments)]
         return [json_part(value, pid)]
     return [json_part(arguments, pid)]

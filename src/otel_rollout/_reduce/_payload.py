@@ -60,7 +60,7 @@ def read_value(store: PayloadStore, ref: RawPayloadRef, decoder: msgspec.json.De
     text = _assembled_text(store, ref)
     try:
         return decoder.decode(text)
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, RecursionError) as error:
         raise PayloadReadError(f"assembled parts are not JSON: {error}") from None
 
 
@@ -96,6 +96,6 @@ def _part_text(store: PayloadStore, part: RawPayloadRef) -> bytes:
             raise PayloadReadError(str(error)) from None
     try:
         _any_json.decode(text)
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, RecursionError) as error:
         raise PayloadReadError(f"invalid payload {part.raw_payload_id}: {error}") from None
     return text

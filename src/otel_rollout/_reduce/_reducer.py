@@ -138,17 +138,16 @@ def reduce_bundle(
             if ref.parts:
                 _keep_parts(raw_payloads, ref)
         try:
-            if schema != SCHEMA_2:
-                state.load_event_payloads(refs)
+            state.load_event_payloads(refs)
             _HANDLERS[type(payload)](state, event, payload)
         except ReduceError as error:
             raise BundleError(log_path, number, str(error)) from None
         if type(payload) is RecordingCompleted:
             completed = True
-    tail = bundle.torn_tail()
-    if tail:
+    torn = bundle.torn_tail_size()
+    if torn:
         message = (
-            f"{log_path}:{number + 1}: dropped a torn last line ({len(tail)} bytes after the "
+            f"{log_path}:{number + 1}: dropped a torn last line ({torn} bytes after the "
             "last newline)"
         )
         if warn is None:

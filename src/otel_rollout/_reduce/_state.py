@@ -143,7 +143,7 @@ class ReducerState:
     floating_outputs: set[str] = field(default_factory=set)
     """Schema 3: tool outputs accepted (in their thread) that no request carried yet."""
     event_payloads: dict[str, Any] = field(default_factory=dict)
-    """Schema 3: the values of the current event's payloads, by id."""
+    """The values of the current event's payloads, by id (read before its handler runs)."""
 
     def read_payload(self, ref: RawPayloadRef) -> Any:
         """Read a payload's JSON, confined to the bundle.
@@ -154,18 +154,14 @@ class ReducerState:
         Raises:
             ReduceError: The file is missing, unreadable, not JSON or outside the bundle.
         """
-        if self.schema == SCHEMA_2:
-            try:
-                return self.bundle.payloads.read_json(ref, JSON_DECODER)
-            except ValueError as error:
-                raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
         values = self.event_payloads
         if ref.raw_payload_id in values:
             return values[ref.raw_payload_id]
         return self._read_value(ref)
 
     def load_event_payloads(self, refs: list[RawPayloadRef]) -> None:
-        """Schema 3: read (so check) every payload an event references, as 0.171.0 does.
+        """Read (so check) every payload an event references, as Codex (0.169.0 and
+        0.171.0) does, whether or not a handler uses it.
 
         Handlers of the event then read them from memory; the next event forgets them.
 
@@ -179,6 +175,8 @@ class ReducerState:
 
     def _read_value(self, ref: RawPayloadRef) -> Any:
         try:
+            if self.schema == SCHEMA_2:
+                return self.bundle.payloads.read_json(ref, JSON_DECODER)
             return read_value(self.bundle.payloads, ref, JSON_DECODER)
         except ValueError as error:
             raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None

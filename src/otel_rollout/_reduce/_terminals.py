@@ -143,7 +143,7 @@ def _parse_write_stdin_invocation(value: Any, pid: str) -> tuple[str, WriteStdin
     arguments = value["payload"]["arguments"]
     try:
         args = JSON_DECODER.decode(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if not isinstance(args, dict):
         return None

@@ -84,7 +84,7 @@ def read_facts(bundle: Bundle, trace: RolloutTrace) -> Facts:
             continue
         try:
             event = _ENVELOPE.decode(data).payload
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             continue  # the reducer has judged the bundle already; a reader is lenient
         _collect(facts, event, reader, cells_by_runtime)
     for tool_id, tool in trace.tool_calls.items():

@@ -42,7 +42,10 @@ def command(bundle: Path, to: str, output: Path) -> int:
 
     try:
         written = convert_bundle(bundle, output, int(to))
-    except (BundleError, ConvertError) as failure:
+    except BundleError as failure:
+        error(str(failure))
+        return EXIT_USAGE if failure.unreadable else EXIT_INVALID
+    except ConvertError as failure:
         error(str(failure))
         return EXIT_INVALID
     except OSError as failure:

@@ -37,7 +37,7 @@ def command(bundle: Path, output: Path | None) -> int:
         trace = reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
-        return EXIT_INVALID
+        return EXIT_USAGE if failure.unreadable else EXIT_INVALID
     data = encode_state(trace)
     del trace
     try:

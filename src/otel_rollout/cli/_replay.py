@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from otel_rollout.cli import EXIT_OK, InvalidInput
+from otel_rollout.cli import EXIT_OK, InvalidInput, UnreadablePath
 
 PROGRESS_THRESHOLD = 1000
 """Show a progress bar by default (on a terminal) from this many spans on."""
@@ -59,7 +59,8 @@ def command(
     Uses the same mapping as live recording: ids come from the bundle, so replaying
     twice (or after a live export) gives one trace, with the recorded timestamps.
     Prints a summary on stdout. Exit 0 when every span was accepted, 1 when the bundle
-    is invalid or the endpoint refused or did not answer, 2 on a usage error.
+    is invalid or the endpoint refused or did not answer, 2 on a usage error (a bad
+    endpoint, protocol or header) or an unreadable bundle.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -70,12 +71,17 @@ def command(
     console = Console(stderr=True)
     try:
         target = resolve_target(endpoint, protocol, headers)
+    except ExportError as failure:  # a bad endpoint, protocol or header: a usage error
+        raise click.UsageError(str(failure)) from None
+    try:
         if console.is_terminal and progress is not False:
             with console.status("reading the bundle", spinner="dots"):
                 spans = bundle_spans(bundle, capture_content=capture_content)
         else:
             spans = bundle_spans(bundle, capture_content=capture_content)
-    except (ExportError, BundleError) as failure:
+    except BundleError as failure:
+        if failure.unreadable:
+            raise UnreadablePath(str(failure)) from None
         raise InvalidInput(str(failure)) from None
 
     show = (

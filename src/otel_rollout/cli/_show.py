@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from otel_rollout._show import DEFAULT_MAX_ITEMS
-from otel_rollout.cli import EXIT_INVALID, EXIT_OK, error
+from otel_rollout.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, error
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,7 +109,7 @@ def command(
         trace = reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
-        return EXIT_INVALID
+        return EXIT_USAGE if failure.unreadable else EXIT_INVALID
     facts = read_facts(Bundle(bundle), trace)
     state = msgspec.to_builtins(trace)
     del trace  # keep one copy of a big trace, not two
@@ -312,7 +312,10 @@ def format_time(unix_ms: Any) -> str:
 
     if not isinstance(unix_ms, int):
         return "?"
-    moment = datetime.datetime.fromtimestamp(unix_ms / 1000, tz=datetime.timezone.utc)
+    try:
+        moment = datetime.datetime.fromtimestamp(unix_ms / 1000, tz=datetime.timezone.utc)
+    except (ValueError, OverflowError, OSError):  # a year outside 1..9999
+        return f"{unix_ms} ms since the epoch"
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -37,7 +37,7 @@ def command(bundle: Path, output: Path | None, open_it: bool) -> int:
         target = write_view(bundle, output, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
-        return EXIT_INVALID
+        return EXIT_USAGE if failure.unreadable else EXIT_INVALID
     except OSError as failure:
         error(f"cannot write {failure.filename or output}: {failure.strerror}")
         return EXIT_USAGE

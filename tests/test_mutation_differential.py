@@ -1,0 +1,126 @@
+"""Mutation-based differential test against Codex 0.169.0 (bounded: ``MUTANTS`` bundles).
+
+Each mutant is a schema 2 fixture changed one way, chosen by a seeded generator: an integer
+at or past a width, a field given twice, a struct as an array, a unit variant as a map,
+an event inserted, two events swapped (``seq`` renumbered), the log truncated, a payload
+deleted or corrupted. Codex and ``reduce`` must agree on accept or reject, and on the state
+bytes when both accept; a difference outside the allowlist of docs/reducer-errors.md fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from otel_rollout import BundleError, reduce_bundle
+from otel_rollout._reduce import encode_state
+from support.codex import codex_reduce
+
+FIXTURES = Path(__file__).parent / "fixtures" / "codex-0.169.0"
+SOURCES = sorted(FIXTURES.glob("*/trace-*"))
+MUTANTS = int(os.environ.get("OTEL_ROLLOUT_MUTANTS", "120"))
+
+Lines = list[dict[str, Any]]
+
+
+def _renumber(lines: Lines) -> None:
+    for seq, line in enumerate(lines, start=1):
+        line["seq"] = seq
+
+
+def wide_integer(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    line = rng.choice(lines)
+    line["wall_time_unix_ms"] = rng.choice([(1 << 63) - 1, 1 << 63, -(1 << 63) - 1, 1 << 64])
+
+
+def inserted_event(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    lines.insert(rng.randrange(len(lines) + 1), json.loads(json.dumps(rng.choice(lines))))
+    _renumber(lines)
+
+
+def swapped_events(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    index = rng.randrange(len(lines) - 1)
+    lines[index], lines[index + 1] = lines[index + 1], lines[index]
+    _renumber(lines)
+
+
+def truncated_log(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    del lines[rng.randrange(1, len(lines)) :]
+
+
+def unit_variant_as_map(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    candidates = [line for line in lines if isinstance(line["payload"].get("status"), str)]
+    if candidates:
+        payload = rng.choice(candidates)["payload"]
+        payload["status"] = {payload["status"]: None}
+
+
+def envelope_as_array(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    index = rng.randrange(len(lines))
+    lines[index] = list(lines[index].values())  # type: ignore[call-overload]
+
+
+def corrupted_payload(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    path = rng.choice(sorted((bundle / "payloads").iterdir()))
+    data = path.read_bytes()
+    path.write_bytes(data[: rng.randrange(len(data))])
+
+
+MUTATIONS: list[Callable[[Lines, random.Random, Path], None]] = [
+    wide_integer,
+    inserted_event,
+    swapped_events,
+    truncated_log,
+    unit_variant_as_map,
+    envelope_as_array,
+    corrupted_payload,
+]
+
+
+def _mutant(seed: int, root: Path) -> tuple[str, Path]:
+    rng = random.Random(seed)
+    source = rng.choice(SOURCES)
+    mutation = rng.choice(MUTATIONS)
+    bundle = root / f"{seed}-{mutation.__name__}"
+    shutil.copytree(source, bundle)
+    (bundle / "state.json").unlink()
+    log = bundle / "trace.jsonl"
+    lines: Lines = [json.loads(line) for line in log.read_bytes().splitlines()]
+    mutation(lines, rng, bundle)
+    log.write_bytes(
+        b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
+    )
+    return f"{seed} {source.parent.name} {mutation.__name__}", bundle
+
+
+def _ours(bundle: Path) -> bytes | None:
+    try:
+        return encode_state(reduce_bundle(bundle, warn=lambda _: None))
+    except BundleError:
+        return None
+
+
+def test_mutants_reduce_as_codex(tmp_path: Path, codex_bin: Path) -> None:
+    mutants = [_mutant(seed, tmp_path) for seed in range(MUTANTS)]
+
+    def theirs(bundle: Path) -> bytes | None:
+        out = bundle.parent / f"{bundle.name}.state.json"
+        done = codex_reduce(codex_bin, bundle, out)
+        return out.read_bytes() if done.returncode == 0 else None
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        codex_states = list(pool.map(theirs, [bundle for _, bundle in mutants]))
+    differences = []
+    for (name, bundle), codex_state in zip(mutants, codex_states, strict=True):
+        ours = _ours(bundle)
+        if (ours is None) != (codex_state is None):
+            differences.append(f"{name}: Codex {'rejects' if codex_state is None else 'accepts'}")
+        elif ours is not None and ours != codex_state:
+            differences.append(f"{name}: states differ")
+    assert differences == []
