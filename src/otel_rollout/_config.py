@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -60,21 +61,12 @@ in its full queue, before that bundle stops (default 10)."""
 def writer_stall_timeout_from_env() -> float | None:
     """The positive number of seconds in :data:`WRITER_STALL_TIMEOUT_ENV`, or ``None``
     (unset, or invalid: warned about)."""
-    value = os.environ.get(WRITER_STALL_TIMEOUT_ENV, "").strip()
-    if not value:
-        return None
-    try:
-        parsed = float(value)
-    except ValueError:
-        parsed = 0.0
-    if not parsed > 0 or parsed == float("inf"):
-        logger.warning(
-            "rollout trace: ignoring %s=%r (not a positive number of seconds)",
-            WRITER_STALL_TIMEOUT_ENV,
-            value,
-        )
-        return None
-    return parsed
+    return _from_env(
+        WRITER_STALL_TIMEOUT_ENV,
+        float,
+        lambda seconds: 0 < seconds < float("inf"),
+        "not a positive number of seconds",
+    )
 
 
 EXIT_GRACE_ENV = "OTEL_ROLLOUT_EXIT_GRACE_S"
@@ -83,15 +75,33 @@ EXIT_GRACE_ENV = "OTEL_ROLLOUT_EXIT_GRACE_S"
 
 def exit_grace_from_env() -> float | None:
     """The non-negative seconds in :data:`EXIT_GRACE_ENV`, or ``None`` (unset or invalid)."""
-    value = os.environ.get(EXIT_GRACE_ENV, "").strip()
+    return _from_env(
+        EXIT_GRACE_ENV, float, lambda seconds: 0 <= seconds < float("inf"), "not seconds"
+    )
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _from_env(
+    name: str,
+    parse: Callable[[str], _N],
+    valid: Callable[[_N], bool],
+    expected: str,
+    then: str = "",
+) -> _N | None:
+    """The number in environment variable ``name``; ``None`` when unset or empty, and when
+    ``parse`` fails or ``valid`` refuses it (warned: ``expected`` says why, ``then`` what
+    happens instead)."""
+    value = os.environ.get(name, "").strip()
     if not value:
         return None
     try:
-        parsed = float(value)
+        parsed: _N | None = parse(value)
     except ValueError:
-        parsed = -1.0
-    if not 0 <= parsed < float("inf"):
-        logger.warning("rollout trace: ignoring %s=%r (not seconds)", EXIT_GRACE_ENV, value)
+        parsed = None
+    if parsed is None or not valid(parsed):
+        logger.warning("rollout trace: ignoring %s=%r (%s)%s", name, value, expected, then)
         return None
     return parsed
 
@@ -185,22 +195,14 @@ def redact_patterns_from_env() -> tuple[str, ...]:
 
 def content_max_bytes_from_env() -> int:
     """Return ``OTEL_ROLLOUT_CONTENT_MAX_BYTES``, or the default when unset or invalid."""
-    value = os.environ.get(CONTENT_MAX_BYTES_ENV, "").strip()
-    if not value:
-        return DEFAULT_CONTENT_MAX_BYTES
-    try:
-        parsed = int(value)
-    except ValueError:
-        parsed = -1
-    if parsed < 0:
-        logger.warning(
-            "rollout trace: ignoring %s=%r (not a non-negative integer), using %d",
-            CONTENT_MAX_BYTES_ENV,
-            value,
-            DEFAULT_CONTENT_MAX_BYTES,
-        )
-        return DEFAULT_CONTENT_MAX_BYTES
-    return parsed
+    parsed = _from_env(
+        CONTENT_MAX_BYTES_ENV,
+        int,
+        lambda n: n >= 0,
+        "not a non-negative integer",
+        f", using {DEFAULT_CONTENT_MAX_BYTES}",
+    )
+    return DEFAULT_CONTENT_MAX_BYTES if parsed is None else parsed
 
 
 MAX_READ_BYTES_ENV = "OTEL_ROLLOUT_MAX_READ_BYTES"
@@ -211,22 +213,14 @@ DEFAULT_MAX_READ_BYTES = 256 << 20
 def max_read_bytes_from_env() -> int:
     """Return ``OTEL_ROLLOUT_MAX_READ_BYTES`` (a positive integer), or the default 256 MiB
     when unset or invalid (an invalid value is warned about)."""
-    value = os.environ.get(MAX_READ_BYTES_ENV, "").strip()
-    if not value:
-        return DEFAULT_MAX_READ_BYTES
-    try:
-        parsed = int(value)
-    except ValueError:
-        parsed = 0
-    if parsed <= 0:
-        logger.warning(
-            "rollout trace: ignoring %s=%r (not a positive integer), using %d",
-            MAX_READ_BYTES_ENV,
-            value,
-            DEFAULT_MAX_READ_BYTES,
-        )
-        return DEFAULT_MAX_READ_BYTES
-    return parsed
+    parsed = _from_env(
+        MAX_READ_BYTES_ENV,
+        int,
+        lambda n: n > 0,
+        "not a positive integer",
+        f", using {DEFAULT_MAX_READ_BYTES}",
+    )
+    return DEFAULT_MAX_READ_BYTES if parsed is None else parsed
 
 
 def schema_version_from_env() -> int | None:
@@ -248,19 +242,7 @@ def schema_version_from_env() -> int | None:
 def size_limit_from_env(name: str) -> int | None:
     """Return the positive integer in environment variable ``name``, or ``None`` (no limit)
     when unset or invalid (an invalid value is warned about)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        parsed = int(value)
-    except ValueError:
-        parsed = 0
-    if parsed < 1:
-        logger.warning(
-            "rollout trace: ignoring %s=%r (not a positive integer), no limit", name, value
-        )
-        return None
-    return parsed
+    return _from_env(name, int, lambda n: n > 0, "not a positive integer", ", no limit")
 
 
 def settings_from_env() -> Settings:
