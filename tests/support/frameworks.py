@@ -1,8 +1,9 @@
 """The per-framework virtual environments the framework tests run their apps in.
 
-Each stack's pins live in ``tests/frameworks/requirements-<stack>.txt``; ``scripts/install-frameworks``
-builds its venv (the package installed editable beside the framework). A test runs the app as a
-subprocess with that venv's Python, as a user's app would run, and checks the bundle it wrote from here.
+Each stack's pins live in ``tests/frameworks/requirements-<stack>.txt``;
+``scripts/install-frameworks`` builds its venv (this package, editable, beside the framework).
+A test runs the app as a subprocess with that venv's Python, as a user's app would run, and checks
+the bundle it wrote from here.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ def venvs_root() -> Path:
 
 
 def framework_python(stack: str) -> Path:
-    """The Python of ``stack``'s venv; fails the test under CI when it is missing, skips otherwise."""
+    """The Python of ``stack``'s venv; fails the test in CI when it is missing, else skips."""
     if not (REQUIREMENTS_DIR / f"requirements-{stack}.txt").is_file():
         raise ValueError(f"no such framework stack: {stack}")
     python = venvs_root() / stack / "bin" / "python"
     if not python.is_file():
-        reason = f"framework stack {stack!r} not installed: run `bash scripts/install-frameworks {stack}`"
+        reason = (
+            f"framework stack {stack!r} not installed: "
+            f"run `bash scripts/install-frameworks {stack}`"
+        )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
