@@ -40,3 +40,15 @@ def framework_python(stack: str) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return python
+
+
+def framework_env(**extra: str) -> dict[str, str]:
+    """The environment for an app run in a stack's venv: this tree's ``src`` first on the path.
+
+    The venvs hold the package installed editable from wherever they were built; putting this
+    checkout's sources first makes the app run the code under test.
+    """
+    env = {**os.environ, **extra}
+    src = str(REPO_ROOT / "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    return env
