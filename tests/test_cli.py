@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -213,3 +214,49 @@ def test_validate_says_one_thread_not_one_threads(
 ) -> None:
     assert main(["validate", str(bundle)]) == 0
     assert "1 thread, 1 turn," in capsys.readouterr().out
+
+
+def test_every_file_the_cli_writes_is_owner_only_under_umask_000(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each command that writes (reduce, view, convert, with and without -o), and those
+    that only read (validate, show), under umask 000: every file created or replaced is
+    0600 and every directory created is 0700, since they all hold the conversation."""
+    source = tmp_path / "in" / PLAIN.name
+    shutil.copytree(PLAIN, source)
+    (source / "state.json").unlink()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
+    old = os.umask(0)
+    try:
+        runs = [
+            ["reduce", str(source)],
+            ["reduce", str(source), "-o", str(work / "state.json")],
+            ["view", str(source)],
+            ["view", str(source), "-o", str(work / "page.html")],
+            ["convert", str(source), "--to", "3", "-o", str(work / "as3")],
+            ["validate", str(source)],
+            ["show", str(source)],
+        ]
+        for args in runs:
+            assert main(args) == 0, args
+        [converted] = (work / "as3").glob("trace-*")
+        assert main(["convert", str(converted), "--to", "2", "-o", str(work / "as2")]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    written = [
+        path
+        for path in tmp_path.rglob("*")
+        if path not in before or (path.is_file() and path.stat().st_mtime_ns != before[path])
+    ]
+    names = {path.relative_to(tmp_path).as_posix() for path in written}
+    assert {"in/" + PLAIN.name + "/state.json", "work/state.json", "work/page.html"} <= names
+    assert any(name.startswith("work/rollout-") for name in names)
+    assert any(
+        name.startswith("work/as2/trace-") and name.endswith("/trace.jsonl") for name in names
+    )
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
