@@ -8,7 +8,7 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -348,3 +348,61 @@ def test_replay_sends_every_span_with_its_ids_and_headers(
     (resource,) = request.resource_spans
     names = {kv.key: kv.value.string_value for kv in resource.resource.attributes}
     assert names["service.name"] == "otel-rollout"
+
+
+def _unused_payload_deleted(bundle: Path) -> None:
+    (bundle / "payloads" / "3.json").unlink()  # a protocol event's body: no span needs it
+
+
+def _unused_payload_not_json(bundle: Path) -> None:
+    (bundle / "payloads" / "8.json").write_bytes(b'{"cut": ')
+
+
+def _tool_end_of_an_unknown_call(bundle: Path) -> None:
+    log = bundle / "trace.jsonl"
+    text = log.read_text(encoding="utf-8")
+    log.write_text(
+        text.replace(
+            '"tool_call_ended","tool_call_id":"call_echo_1"',
+            '"tool_call_ended","tool_call_id":"nobody"',
+        ),
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "scenario", "edit"),
+    [
+        ("codex-0.169.0", "plain", _unused_payload_deleted),
+        ("codex-0.169.0", "plain", _unused_payload_not_json),
+        ("codex-0.169.0", "tool_call", _tool_end_of_an_unknown_call),
+        ("codex-0.171.0", "tool_call", _tool_end_of_an_unknown_call),
+    ],
+)
+def test_replay_refuses_what_reduce_refuses_before_sending(
+    version: str,
+    scenario: str,
+    edit: Callable[[Path], None],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A payload no span needs, missing or not JSON, or a reducer-level defect: replay
+    fails as reduce does (the same ``PATH:LINE: REASON``, exit 1) and sends nothing."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fixture_bundle(scenario, version), bundle)
+    (bundle / "state.json").unlink()
+    edit(bundle)
+    assert main(["reduce", str(bundle), "-o", str(tmp_path / "state.json")]) == 1
+    reduce_err = capsys.readouterr().err
+    receiver = _Receiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
+        assert main(["replay", str(bundle), "--endpoint", endpoint]) == 1
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert capsys.readouterr().err == reduce_err
+    assert reduce_err.startswith(f"otel-rollout: {bundle / 'trace.jsonl'}:")
+    assert receiver.requests == []

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from otel_rollout.cli import EXIT_OK, InvalidInput, UnreadablePath
+from otel_rollout.cli import EXIT_OK, InvalidInput, UnreadablePath, error
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
 
 PROGRESS_THRESHOLD = 1000
 """Show a progress bar by default (on a terminal) from this many spans on."""
@@ -67,18 +71,26 @@ def command(
 
     from otel_rollout._bundle._reader import BundleError
     from otel_rollout._otel._replay import ExportError, bundle_spans, export_spans, resolve_target
+    from otel_rollout._reduce import reduce_bundle
 
     console = Console(stderr=True)
     try:
         target = resolve_target(endpoint, protocol, headers)
     except ExportError as failure:  # a bad endpoint, protocol or header: a usage error
         raise click.UsageError(str(failure)) from None
+
+    def read() -> list[ReadableSpan]:
+        # The reducer first: replay sends only what reduce accepts, judged the same way
+        # (every payload read and parsed), and says why at the same line before sending.
+        reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
+        return bundle_spans(bundle, capture_content=capture_content)
+
     try:
         if console.is_terminal and progress is not False:
             with console.status("reading the bundle", spinner="dots"):
-                spans = bundle_spans(bundle, capture_content=capture_content)
+                spans = read()
         else:
-            spans = bundle_spans(bundle, capture_content=capture_content)
+            spans = read()
     except BundleError as failure:
         if failure.unreadable:
             raise UnreadablePath(str(failure)) from None
