@@ -1,10 +1,12 @@
-"""Mutation-based differential test against Codex 0.169.0 (bounded: ``MUTANTS`` bundles).
+"""Mutation-based differential test against Codex (bounded: ``MUTANTS`` bundles a schema).
 
-Each mutant is a schema 2 fixture changed one way, chosen by a seeded generator: an integer
+Each mutant is a fixture changed one way (schema 2 judged by Codex 0.169.0, schema 3 by
+0.171.0), chosen by a seeded generator: an integer
 at or past a width, a field given twice, a struct as an array, a unit variant as a map,
 an event inserted, two events swapped (``seq`` renumbered), the log truncated, a payload
-deleted or corrupted. Codex and ``reduce`` must agree on accept or reject, and on the state
-bytes when both accept; a difference outside the allowlist of docs/reducer-errors.md fails.
+corrupted (a payload file, or a shard record). Codex and ``reduce`` must agree on accept or
+reject, and on the state bytes when both accept; a difference outside the allowlist of
+docs/reducer-errors.md fails.
 """
 
 from __future__ import annotations
@@ -18,12 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from otel_rollout import BundleError, reduce_bundle
+from otel_rollout._bundle._shards import (
+    compress_shard,
+    decompress_shard,
+    encode_record,
+    iter_records,
+)
 from otel_rollout._reduce import encode_state
 from support.codex import codex_reduce
 
-FIXTURES = Path(__file__).parent / "fixtures" / "codex-0.169.0"
-SOURCES = sorted(FIXTURES.glob("*/trace-*"))
+FIXTURES = Path(__file__).parent / "fixtures"
+SOURCES = {
+    2: sorted((FIXTURES / "codex-0.169.0").glob("*/trace-*")),
+    3: sorted((FIXTURES / "codex-0.171.0").glob("*/trace-*")),
+}
 MUTANTS = int(os.environ.get("OTEL_ROLLOUT_MUTANTS", "120"))
 
 Lines = list[dict[str, Any]]
@@ -69,7 +82,15 @@ def envelope_as_array(lines: Lines, rng: random.Random, bundle: Path) -> None:
 def corrupted_payload(lines: Lines, rng: random.Random, bundle: Path) -> None:
     path = rng.choice(sorted((bundle / "payloads").iterdir()))
     data = path.read_bytes()
-    path.write_bytes(data[: rng.randrange(len(data))])
+    if path.suffix != ".zst":
+        path.write_bytes(data[: rng.randrange(len(data))])
+        return
+    whole = decompress_shard(data)
+    records = [(ident, whole[at : at + size]) for ident, at, size in iter_records(whole)]
+    index = rng.randrange(len(records))
+    ident, body = records[index]
+    records[index] = (ident, body[: rng.randrange(len(body) + 1)])
+    path.write_bytes(compress_shard(encode_record(*record) for record in records))
 
 
 MUTATIONS: list[Callable[[Lines, random.Random, Path], None]] = [
@@ -83,11 +104,11 @@ MUTATIONS: list[Callable[[Lines, random.Random, Path], None]] = [
 ]
 
 
-def _mutant(seed: int, root: Path) -> tuple[str, Path]:
+def _mutant(seed: int, root: Path, schema: int) -> tuple[str, Path]:
     rng = random.Random(seed)
-    source = rng.choice(SOURCES)
+    source = rng.choice(SOURCES[schema])
     mutation = rng.choice(MUTATIONS)
-    bundle = root / f"{seed}-{mutation.__name__}"
+    bundle = root / f"{schema}-{seed}-{mutation.__name__}"
     shutil.copytree(source, bundle)
     (bundle / "state.json").unlink()
     log = bundle / "trace.jsonl"
@@ -106,12 +127,16 @@ def _ours(bundle: Path) -> bytes | None:
         return None
 
 
-def test_mutants_reduce_as_codex(tmp_path: Path, codex_bin: Path) -> None:
-    mutants = [_mutant(seed, tmp_path) for seed in range(MUTANTS)]
+@pytest.mark.parametrize("schema", [2, 3])
+def test_mutants_reduce_as_codex(
+    schema: int, tmp_path: Path, codex_for: Callable[[int], Path]
+) -> None:
+    codex = codex_for(schema)
+    mutants = [_mutant(seed, tmp_path, schema) for seed in range(MUTANTS)]
 
     def theirs(bundle: Path) -> bytes | None:
         out = bundle.parent / f"{bundle.name}.state.json"
-        done = codex_reduce(codex_bin, bundle, out)
+        done = codex_reduce(codex, bundle, out)
         return out.read_bytes() if done.returncode == 0 else None
 
     with ThreadPoolExecutor(max_workers=2) as pool:
