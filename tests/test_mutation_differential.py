@@ -149,3 +149,104 @@ def test_mutants_reduce_as_codex(
         elif ours is not None and ours != codex_state:
             differences.append(f"{name}: states differ")
     assert differences == []
+
+
+def _nodes(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    found = [(at, value)]
+    if isinstance(value, dict | list):
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            found += _nodes(item, (*at, key))
+    return found
+
+
+def _replaced(value: Any, at: tuple[Any, ...], new: Any) -> Any:
+    if not at:
+        return new
+    value[at[0]] = _replaced(value[at[0]], at[1:], new)
+    return value
+
+
+def _alternative_form(body: bytes, rng: random.Random) -> bytes:
+    """One object of ``body`` as an array of its values, or one word as a unit variant map."""
+    value = json.loads(body)
+    nodes = [
+        (at, node)
+        for at, node in _nodes(value)
+        if (isinstance(node, dict) and node) or (isinstance(node, str) and node.isidentifier())
+    ]
+    if not nodes:
+        return body
+    at, node = rng.choice(nodes)
+    new = list(node.values()) if isinstance(node, dict) else {node: None}
+    return json.dumps(_replaced(value, at, new)).encode()
+
+
+def payload_alternative_form(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    path = rng.choice(sorted((bundle / "payloads").iterdir()))
+    if path.suffix != ".zst":
+        path.write_bytes(_alternative_form(path.read_bytes(), rng))
+        return
+    whole = decompress_shard(path.read_bytes())
+    records = [(ident, whole[at : at + size]) for ident, at, size in iter_records(whole)]
+    wholes = [index for index, (_, body) in enumerate(records) if _is_json_object(body)]
+    if wholes:
+        index = rng.choice(wholes)
+        ident, body = records[index]
+        records[index] = (ident, _alternative_form(body, rng))
+        path.write_bytes(compress_shard(encode_record(*record) for record in records))
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
+
+
+MUTATIONS.append(payload_alternative_form)
+
+_PLAIN_FORMS = FIXTURES / "codex-0.169.0"
+
+
+def _edit_payload(scenario: str, name: str, at: tuple[Any, ...]) -> Callable[[Path], None]:
+    def edit(bundle: Path) -> None:
+        path = bundle / "payloads" / name
+        value = json.loads(path.read_bytes())
+        node = value
+        for key in at:
+            node = node[key]
+        path.write_text(json.dumps(_replaced(value, at, list(node.values()))))
+
+    edit.__name__ = f"{scenario}:{name}:{'/'.join(map(str, at)) or 'whole'}"
+    return edit
+
+
+PAYLOAD_FORMS = [
+    ("multi_agent_v2_spawn", _edit_payload("agent", "15.json", ("content", 0))),
+    ("multi_agent_v2_spawn", _edit_payload("agent", "15.json", ("content", 1))),
+    ("multi_agent_v2_spawn", _edit_payload("agent", "16.json", ("input", 5, "content", 0))),
+    ("terminal_write_stdin", _edit_payload("stdin", "12.json", ())),
+    ("terminal_write_stdin", _edit_payload("stdin", "12.json", ("payload",))),
+    ("terminal_write_stdin", _edit_payload("stdin", "13.json", ())),
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "edit"), PAYLOAD_FORMS, ids=[edit.__name__ for _, edit in PAYLOAD_FORMS]
+)
+def test_serde_forms_inside_payload_bodies_as_codex(
+    scenario: str, edit: Callable[[Path], None], tmp_path: Path, codex_bin: Path
+) -> None:
+    """The places an exhaustive sweep (every object of every fixture payload as an array,
+    every word as a unit variant map: 6,583 bundles against 0.169.0, 8,108 against 0.171.0)
+    found us refusing what Codex accepts: agent message content parts, the write_stdin
+    invocation and its result. Codex accepts each, and the state is the same."""
+    (source,) = (_PLAIN_FORMS / scenario).glob("trace-*")
+    bundle = tmp_path / source.name
+    shutil.copytree(source, bundle)
+    (bundle / "state.json").unlink()
+    edit(bundle)
+    out = tmp_path / "codex.json"
+    done = codex_reduce(codex_bin, bundle, out)
+    assert done.returncode == 0, done.stderr
+    assert _ours(bundle) == out.read_bytes()

@@ -10,7 +10,7 @@ again. Only the failure path pays; the writer keeps writing the canonical form.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -76,6 +76,31 @@ def _union(value: Any, info: inspect.UnionType) -> Any:
         return _struct(value, structs[0])
     if any(isinstance(kind, inspect.EnumType | inspect.LiteralType) for kind in info.types):
         return _unit_variant(value)
+    return value
+
+
+def struct_from_array(value: Any, fields: Sequence[str]) -> Any:
+    """A struct with ``fields`` (declaration order) given as a JSON array, as an object.
+
+    For payload bodies read as loose JSON: serde takes the array form of a struct, one
+    element a field (a missing element is an error, as in serde). Anything else is
+    returned as it is.
+    """
+    if isinstance(value, list) and len(value) == len(fields):
+        return dict(zip(fields, value, strict=True))
+    return value
+
+
+def tagged_from_array(value: Any, variants: Mapping[str, Sequence[str]], tag: str = "type") -> Any:
+    """An internally tagged enum given as ``[tag, field, ...]``, as ``{tag: ..., field: ...}``.
+
+    ``variants`` maps each tag to its fields in declaration order. Anything else (an
+    unknown tag, another length) is returned as it is.
+    """
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        fields = variants.get(value[0])
+        if fields is not None and len(value) == len(fields) + 1:
+            return {tag: value[0], **dict(zip(fields, value[1:], strict=True))}
     return value
 
 

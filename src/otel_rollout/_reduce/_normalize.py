@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from otel_rollout._bundle._json import encode_compact
+from otel_rollout._bundle._serde_forms import tagged_from_array
 from otel_rollout._reduce._model import (
     AgentMessageMetadata,
     CodePart,
@@ -251,6 +252,10 @@ def _reasoning_parts(item: dict[str, Any], pid: str) -> list[ConversationPart]:
     return parts
 
 
+_AGENT_CONTENT: Final = {"input_text": ("text",), _ENCRYPTED: (_ENCRYPTED,)}
+"""An agent message's content variants and their fields (serde also takes ``[tag, field]``)."""
+
+
 def _agent_message(item: dict[str, Any], pid: str, rid: str | None) -> Normalized:
     author = item.get("author")
     recipient = item.get("recipient")
@@ -262,7 +267,8 @@ def _agent_message(item: dict[str, Any], pid: str, rid: str | None) -> Normalize
     ):
         raise ReduceError(f"failed to parse agent_message item in payload {pid}")
     parts: list[ConversationPart] = []
-    for entry in content:
+    for given in content:
+        entry = tagged_from_array(given, _AGENT_CONTENT)
         entry_type = entry.get("type") if isinstance(entry, dict) else None
         if entry_type == "input_text" and isinstance(entry.get("text"), str):
             parts.append(TextPart(entry["text"]))

@@ -17,6 +17,7 @@ import msgspec
 
 from otel_rollout._bundle._json import encode_compact
 from otel_rollout._bundle._models import ExecutionStatus, RawPayloadRef
+from otel_rollout._bundle._serde_forms import struct_from_array, tagged_from_array
 from otel_rollout._reduce._model import (
     ExecCommandRequest,
     ExecutionWindow,
@@ -37,6 +38,16 @@ from otel_rollout._reduce._state import (
 
 TERMINAL_KINDS = frozenset({"exec_command", "write_stdin"})
 """Tool kinds that run a terminal operation."""
+
+_DISPATCH_FIELDS = ("tool_name", "tool_namespace", "payload")
+"""Codex's dispatch invocation struct, in declaration order (serde also takes it as an array)."""
+_DISPATCH_PAYLOADS = {"function": ("arguments",)}
+_DISPATCH_RESULTS = {
+    "direct_response": ("response_item",),
+    "code_mode_response": ("value",),
+    "error": ("error",),
+}
+"""Tagged variants Codex reads here, with their fields (serde also takes ``[tag, ...]``)."""
 
 
 def _new_operation(
@@ -137,6 +148,9 @@ def _parse_write_stdin_invocation(value: Any, pid: str) -> tuple[str, WriteStdin
     A malformed envelope is an error (as in Codex); arguments that do not parse, or
     lack a session id, give no terminal operation (Codex 0.169.0 skips them).
     """
+    value = struct_from_array(value, _DISPATCH_FIELDS)
+    if isinstance(value, dict) and "payload" in value:
+        value["payload"] = tagged_from_array(value["payload"], _DISPATCH_PAYLOADS)
     problem = _dispatch_envelope_problem(value)
     if problem is not None:
         raise ReduceError(f"parse terminal invocation payload {pid} as dispatch payload: {problem}")
@@ -359,6 +373,7 @@ def _text_content(value: Any) -> str | None:
 
 
 def _dispatch_result(value: Any, pid: str) -> TerminalResult:
+    value = tagged_from_array(value, _DISPATCH_RESULTS)
     kind = value.get("type") if isinstance(value, dict) else None
     assert isinstance(value, dict) or kind is None
     if kind == "direct_response" and "response_item" in value:
