@@ -250,3 +250,43 @@ def test_serde_forms_inside_payload_bodies_as_codex(
     done = codex_reduce(codex_bin, bundle, out)
     assert done.returncode == 0, done.stderr
     assert _ours(bundle) == out.read_bytes()
+
+
+_STDIN_RESULTS = [
+    '{"type":"direct_response","response_item":{"type":"function_call_output","call_id":"c","output":"o","x":[N]}}',
+    '{"type":"code_mode_response","value":{"output":"x","exit_code":N}}',
+    '{"type":"code_mode_response","value":{"output":"x","original_token_count":N}}',
+    '{"type":"error","error":"e","x":{"y":N}}',
+    '{"exit_code":0,"aggregated_output":"","x":N}',
+]
+_WIDTHS = [
+    "2147483648",
+    "-2147483649",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775808",
+    "-9223372036854775809",
+]
+
+
+def test_integer_widths_in_a_write_stdin_result_as_codex(tmp_path: Path, codex_bin: Path) -> None:
+    """Codex refuses an integer outside i64 and u64 anywhere in a dispatch result (not in an
+    exec end payload, which it tries first), and reads a code-mode ``exit_code`` outside i32
+    as text: verdicts and states equal Codex's."""
+    (source,) = (_PLAIN_FORMS / "terminal_write_stdin").glob("trace-*")
+    differences = []
+    for shape, template in enumerate(_STDIN_RESULTS):
+        for width in _WIDTHS:
+            bundle = tmp_path / f"{shape}-{width}"
+            shutil.copytree(source, bundle)
+            (bundle / "state.json").unlink()
+            (bundle / "payloads" / "13.json").write_text(template.replace("N", width))
+            out = tmp_path / f"{bundle.name}.json"
+            done = codex_reduce(codex_bin, bundle, out)
+            theirs = out.read_bytes() if done.returncode == 0 else None
+            if _ours(bundle) != theirs:
+                differences.append(
+                    f"{template} {width}: Codex {'accepts' if theirs else 'rejects'}"
+                )
+    assert differences == []

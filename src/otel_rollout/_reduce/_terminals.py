@@ -374,6 +374,10 @@ def _text_content(value: Any) -> str | None:
 
 def _dispatch_result(value: Any, pid: str) -> TerminalResult:
     value = tagged_from_array(value, _DISPATCH_RESULTS)
+    if _has_wide_integer(value):  # serde's dispatch payload takes i64 and u64 only
+        raise ReduceError(
+            f"parse write_stdin terminal response {pid} as protocol payload or dispatch payload"
+        )
     kind = value.get("type") if isinstance(value, dict) else None
     assert isinstance(value, dict) or kind is None
     if kind == "direct_response" and "response_item" in value:
@@ -405,6 +409,17 @@ def _dispatch_result(value: Any, pid: str) -> TerminalResult:
     )
 
 
+def _has_wide_integer(value: Any) -> bool:
+    """Whether an integer outside both i64 and u64 is anywhere inside ``value``."""
+    if type(value) is int:
+        return not -(2**63) <= value < 2**64
+    if isinstance(value, dict):
+        return any(_has_wide_integer(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_wide_integer(item) for item in value)
+    return False
+
+
 def _text_result(text: str) -> TerminalResult:
     return TerminalResult(
         exit_code=None,
@@ -424,8 +439,8 @@ def _code_mode_exec_result(value: Any) -> TerminalResult | None:
     tokens = value.get("original_token_count")
     if chunk_id is not None and not isinstance(chunk_id, str):
         return None
-    if exit_code is not None and type(exit_code) is not int:
-        return None
+    if exit_code is not None and (type(exit_code) is not int or not -(2**31) <= exit_code < 2**31):
+        return None  # Codex's exit_code is an i32: the result is then text
     if tokens is not None and (type(tokens) is not int or tokens < 0):
         return None
     return TerminalResult(
