@@ -152,6 +152,9 @@ def _parse_write_stdin_invocation(value: Any, pid: str) -> tuple[str, WriteStdin
     if isinstance(value, dict) and "payload" in value:
         value["payload"] = tagged_from_array(value["payload"], _DISPATCH_PAYLOADS)
     problem = _dispatch_envelope_problem(value)
+    if problem is None and value.get("tool_namespace") is not None:
+        return None  # a namespaced tool is no terminal dispatch (as in Codex)
+    problem = problem or _write_stdin_dispatch_problem(value)
     if problem is not None:
         raise ReduceError(f"parse terminal invocation payload {pid} as dispatch payload: {problem}")
     arguments = value["payload"]["arguments"]
@@ -201,6 +204,14 @@ def _dispatch_envelope_problem(value: Any) -> str | None:
     arguments = payload.get("arguments")
     if arguments is not None and not isinstance(arguments, str):
         return "invalid `arguments`"
+    return None
+
+
+def _write_stdin_dispatch_problem(value: dict[str, Any]) -> str | None:
+    """Why a well-formed dispatch invocation is not a write_stdin function call, if it is not."""
+    tool_name = value["tool_name"]
+    kind = value["payload"]["type"]
+    arguments = value["payload"].get("arguments")
     if tool_name != "write_stdin":
         return f"dispatch terminal request is for {tool_name}, not write_stdin"
     if kind != "function":

@@ -1,0 +1,79 @@
+"""Reducer rules found by editing fixtures one way and running the real Codex on them
+(issue 13, item 7): each edited bundle reduces as Codex reduces it, verdict and state."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_rollout import BundleError, reduce_bundle
+from otel_rollout._reduce import encode_state
+from support.codex import codex_reduce
+
+FIXTURES = Path(__file__).parent / "fixtures" / "codex-0.169.0"
+_FUNCTION = {"type": "function", "arguments": '{"session_id": 44678, "chars": "abc\\n"}'}
+
+NAMESPACED_INVOCATIONS: dict[str, dict[str, Any]] = {
+    "a namespace": {
+        "tool_name": "write_stdin",
+        "tool_namespace": "functions",
+        "payload": _FUNCTION,
+    },
+    "an empty namespace": {"tool_name": "write_stdin", "tool_namespace": "", "payload": _FUNCTION},
+    "another tool": {"tool_name": "other", "tool_namespace": "x", "payload": _FUNCTION},
+    "a custom payload": {
+        "tool_name": "write_stdin",
+        "tool_namespace": "x",
+        "payload": {"type": "custom", "input": "x"},
+    },
+    "no arguments": {
+        "tool_name": "write_stdin",
+        "tool_namespace": "x",
+        "payload": {"type": "function"},
+    },
+    "a namespace that is a number": {
+        "tool_name": "write_stdin",
+        "tool_namespace": 5,
+        "payload": _FUNCTION,
+    },
+    "no payload": {"tool_name": "write_stdin", "tool_namespace": "x"},
+}
+
+
+def _ours(bundle: Path) -> bytes | None:
+    try:
+        return encode_state(reduce_bundle(bundle, warn=lambda _: None))
+    except BundleError:
+        return None
+
+
+def _copy(scenario: str, tmp_path: Path) -> Path:
+    (source,) = (FIXTURES / scenario).glob("trace-*")
+    bundle = tmp_path / source.name
+    shutil.copytree(source, bundle)
+    (bundle / "state.json").unlink()
+    return bundle
+
+
+def _codex(codex_bin: Path, bundle: Path) -> bytes | None:
+    out = bundle.parent / "codex-state.json"
+    done = codex_reduce(codex_bin, bundle, out)
+    return out.read_bytes() if done.returncode == 0 else None
+
+
+@pytest.mark.parametrize("invocation", NAMESPACED_INVOCATIONS.values(), ids=NAMESPACED_INVOCATIONS)
+def test_a_namespaced_write_stdin_invocation_is_no_terminal_dispatch(
+    invocation: dict[str, Any], tmp_path: Path, codex_bin: Path
+) -> None:
+    """A non-null ``tool_namespace``: no terminal operation and no write_stdin checks (the
+    tool is not write_stdin's dispatch), once the envelope has the right shape."""
+    bundle = _copy("terminal_write_stdin", tmp_path)
+    (bundle / "payloads" / "12.json").write_text(json.dumps(invocation))
+    theirs = _codex(codex_bin, bundle)
+    if isinstance(invocation.get("tool_namespace"), str) and "payload" in invocation:
+        assert theirs is not None  # the cases this test is about
+    assert _ours(bundle) == theirs
