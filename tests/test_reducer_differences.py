@@ -13,6 +13,7 @@ import pytest
 from otel_rollout import BundleError, reduce_bundle
 from otel_rollout._reduce import encode_state
 from support.codex import codex_reduce
+from support.synthetic import SyntheticOptions, generate_bundle
 
 FIXTURES = Path(__file__).parent / "fixtures" / "codex-0.169.0"
 _FUNCTION = {"type": "function", "arguments": '{"session_id": 44678, "chars": "abc\\n"}'}
@@ -77,3 +78,40 @@ def test_a_namespaced_write_stdin_invocation_is_no_terminal_dispatch(
     if isinstance(invocation.get("tool_namespace"), str) and "payload" in invocation:
         assert theirs is not None  # the cases this test is about
     assert _ours(bundle) == theirs
+
+
+def _spawn_bundle(tmp_path: Path) -> Path:
+    """A schema 2 synthetic bundle with a spawn end payload (``"reasoning_effort": "medium"``)."""
+    options = SyntheticOptions(crash=False, schema_version=2)
+    bundle = generate_bundle(tmp_path / "spawn", 1, options)  # seed 1: a collab (v1) spawn
+    assert any(_SPAWN_EFFORT in path.read_text() for path in (bundle / "payloads").iterdir())
+    return bundle
+
+
+_SPAWN_EFFORT = '"reasoning_effort": "medium"'
+
+
+@pytest.mark.parametrize("effort", ["", " ", "anything"])
+@pytest.mark.parametrize("payload", ["spawn end", "sub-agent activity"])
+def test_an_empty_reasoning_effort_is_refused(
+    payload: str, effort: str, tmp_path: Path, codex_bin: Path
+) -> None:
+    """Codex refuses ``"reasoning_effort": ""`` (``must not be empty``), in a spawn end
+    payload and in a sub-agent activity one; any other string is taken."""
+    if payload == "spawn end":
+        bundle = _spawn_bundle(tmp_path)
+        for path in (bundle / "payloads").iterdir():
+            text = path.read_text()
+            path.write_text(
+                text.replace(_SPAWN_EFFORT, f'"reasoning_effort": {json.dumps(effort)}')
+            )
+    else:
+        bundle = _copy("multi_agent_v2_spawn", tmp_path)
+        path = bundle / "payloads" / "11.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "reasoning_effort": effort}))
+    theirs = _codex(codex_bin, bundle)
+    assert (theirs is None) == (effort == "")
+    assert _ours(bundle) == theirs
+    if effort == "":
+        with pytest.raises(BundleError, match="reasoning_effort must not be empty"):
+            reduce_bundle(bundle, warn=lambda _: None)

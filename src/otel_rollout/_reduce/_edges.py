@@ -62,6 +62,8 @@ def _tool_payload_ids(state: ReducerState, tool_call_id: str) -> list[str]:
 
 
 _STR, _OPT_STR, _UUID, _OPT_UUID, _STATUS, _OPT_I64, _AGENT_PATH, _ACTIVITY_KIND = range(8)
+_EFFORT, _OPT_EFFORT = 8, 9
+"""A reasoning effort: any string but the empty one (Codex: ``must not be empty``)."""
 
 _SPAWN_END = {
     "call_id": _STR,
@@ -71,7 +73,7 @@ _SPAWN_END = {
     "new_agent_role": _OPT_STR,
     "prompt": _STR,
     "model": _STR,
-    "reasoning_effort": _STR,
+    "reasoning_effort": _EFFORT,
     "status": _STATUS,
     "completed_at_ms": _OPT_I64,
 }
@@ -105,7 +107,7 @@ _ACTIVITY_EVENT = {
     "agent_path": _AGENT_PATH,
     "kind": _ACTIVITY_KIND,
     "model": _OPT_STR,
-    "reasoning_effort": _OPT_STR,
+    "reasoning_effort": _OPT_EFFORT,
 }
 _AGENT_STATUSES = frozenset(
     {"pending_init", "running", "interrupted", "completed", "errored", "shutdown", "not_found"}
@@ -123,7 +125,7 @@ def _parse(value: Any, schema: dict[str, int], pid: str) -> dict[str, Any]:
         raise ReduceError(f"parse agent runtime payload {pid}: not an object")
     for key, kind in schema.items():
         if key not in value or value[key] is None:
-            if kind in (_OPT_STR, _OPT_UUID, _OPT_I64):
+            if kind in (_OPT_STR, _OPT_UUID, _OPT_I64, _OPT_EFFORT):
                 continue
             if key not in value:
                 raise ReduceError(f"parse agent runtime payload {pid}: missing field `{key}`")
@@ -132,6 +134,8 @@ def _parse(value: Any, schema: dict[str, int], pid: str) -> dict[str, Any]:
             field = value[key] = _unit_variant(field)  # serde's map form of a unit variant
         if not _valid(field, kind):
             raise ReduceError(f"parse agent runtime payload {pid}: invalid `{key}`")
+        if kind in (_EFFORT, _OPT_EFFORT) and not field:
+            raise ReduceError(f"parse agent runtime payload {pid}: {key} must not be empty")
     return value
 
 
@@ -145,7 +149,7 @@ def _unit_variant(value: dict[str, Any]) -> Any:
 
 
 def _valid(field: Any, kind: int) -> bool:
-    if kind in (_STR, _OPT_STR):
+    if kind in (_STR, _OPT_STR, _EFFORT, _OPT_EFFORT):
         return isinstance(field, str)
     if kind in (_UUID, _OPT_UUID):
         return isinstance(field, str) and _is_uuid(field)
