@@ -115,3 +115,31 @@ def test_an_empty_reasoning_effort_is_refused(
     if effort == "":
         with pytest.raises(BundleError, match="reasoning_effort must not be empty"):
             reduce_bundle(bundle, warn=lambda _: None)
+
+
+@pytest.mark.parametrize("session_id", [44678, 999], ids=["known process", "unknown process"])
+@pytest.mark.parametrize("at_seq", [21, 22, 23], ids=["before the end", "after", "after both"])
+def test_a_late_stdin_target_moves_the_operation_into_the_exec_session(
+    session_id: int, at_seq: int, tmp_path: Path, codex_bin: Path
+) -> None:
+    """``stdin_target_resolved`` after the write_stdin call ended (which gave an operation
+    without a known process a session of its own): Codex moves the operation into the exec's
+    session and drops the session it leaves empty."""
+    bundle = _copy("terminal_write_stdin", tmp_path)
+    invocation = bundle / "payloads" / "12.json"
+    value = json.loads(invocation.read_text())
+    arguments = {**json.loads(value["payload"]["arguments"]), "session_id": session_id}
+    value["payload"]["arguments"] = json.dumps(arguments)
+    invocation.write_text(json.dumps(value))
+    log = bundle / "trace.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    target = lines.pop(20)
+    assert target["payload"]["type"] == "stdin_target_resolved"
+    lines.insert(at_seq - 1, target)
+    for seq, line in enumerate(lines, start=1):
+        line["seq"] = seq
+    log.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+    theirs = _codex(codex_bin, bundle)
+    assert theirs is not None
+    assert _ours(bundle) == theirs
+    assert len(json.loads(theirs)["terminal_sessions"]) == 1

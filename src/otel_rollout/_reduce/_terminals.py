@@ -6,7 +6,8 @@ its process id is known (runtime begin or end) and registers that process; witho
 process id it has no session. A write_stdin operation joins the session of the process
 it writes to: the exec call named by ``stdin_target_resolved``, or else its
 ``session_id`` argument; if neither is known by the time it ends (or the replay ends)
-it gets a session of its own.
+it gets a session of its own, and a ``stdin_target_resolved`` that comes later still
+moves it into the exec's session (as Codex 0.169.0 does).
 """
 
 from __future__ import annotations
@@ -478,8 +479,6 @@ def resolve_stdin_target(state: ReducerState, tool_call_id: str, exec_tool_call_
     if operation_id is None or exec_operation_id is None:
         return
     operation = state.trace.terminal_operations[operation_id]
-    if operation.terminal_id is not None:
-        return
     book = state.operation_processes
     exec_book = book.get(exec_operation_id)
     if exec_book is None or exec_book.process_id is None:
@@ -490,7 +489,22 @@ def resolve_stdin_target(state: ReducerState, tool_call_id: str, exec_tool_call_
     own = book.get(operation_id)
     if own is not None:
         own.target_process_id = exec_book.process_id
+    if operation.terminal_id is not None and operation.terminal_id != session_id:
+        _leave_session(state, operation)  # resolved late (after the call ended): it moves
     _join_session(state, tool.thread_id, operation, session_id)
+
+
+def _leave_session(state: ReducerState, operation: TerminalOperation) -> None:
+    """Take ``operation`` out of its session; a session left without operations goes."""
+    sessions = state.trace.terminal_sessions
+    session_id = operation.terminal_id
+    session = sessions.get(session_id) if session_id is not None else None
+    if session is not None and session_id is not None:
+        if operation.operation_id in session.operation_ids:
+            session.operation_ids.remove(operation.operation_id)
+        if not session.operation_ids:
+            del sessions[session_id]
+    operation.terminal_id = None
 
 
 def finish_replay(state: ReducerState) -> None:
