@@ -143,3 +143,36 @@ def test_a_late_stdin_target_moves_the_operation_into_the_exec_session(
     assert theirs is not None
     assert _ours(bundle) == theirs
     assert len(json.loads(theirs)["terminal_sessions"]) == 1
+
+
+CELL_TOOL_KINDS: list[dict[str, Any]] = [
+    {"type": "other", "name": "exec"},
+    {"type": "other", "name": "Exec"},
+    {"type": "other", "name": "wait"},
+    {"type": "exec_command"},
+    {"type": "spawn_agent"},
+]
+
+
+@pytest.mark.parametrize("cell_first", [False, True], ids=["tool first", "cell first"])
+@pytest.mark.parametrize("kind", CELL_TOOL_KINDS, ids=[json.dumps(k) for k in CELL_TOOL_KINDS])
+def test_only_the_exec_tool_call_starts_its_code_cell(
+    kind: dict[str, Any], cell_first: bool, tmp_path: Path, codex_bin: Path
+) -> None:
+    """The tool call with a code cell's model-visible call id gets ``started_code_cell_id``
+    only when its kind is code mode's ``exec``, whichever event comes first."""
+    bundle = _copy("code_mode_cell", tmp_path)
+    log = bundle / "trace.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[13]["payload"]["tool_call_id"] == "call_cell_1"
+    lines[13]["payload"]["kind"] = kind
+    if cell_first:
+        lines[13], lines[14] = lines[14], lines[13]
+        for seq, line in enumerate(lines, start=1):
+            line["seq"] = seq
+    log.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+    theirs = _codex(codex_bin, bundle)
+    assert theirs is not None
+    assert _ours(bundle) == theirs
+    started = json.loads(theirs)["tool_calls"]["call_cell_1"].get("started_code_cell_id")
+    assert (started is not None) == (kind == CELL_TOOL_KINDS[0])

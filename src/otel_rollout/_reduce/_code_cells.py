@@ -10,7 +10,13 @@ from typing import Any
 
 import msgspec
 
-from otel_rollout._bundle._models import CodeCellRuntimeStatus, ExecutionStatus, RawPayloadRef
+from otel_rollout._bundle._models import (
+    CodeCellRuntimeStatus,
+    ExecutionStatus,
+    OtherKind,
+    RawPayloadRef,
+    ToolCallKind,
+)
 from otel_rollout._reduce._model import CodeCell, CodeCellProducer, ExecutionWindow
 from otel_rollout._reduce._state import (
     PendingCodeCellEvent,
@@ -37,9 +43,19 @@ def code_cell_id(model_visible_call_id: str) -> str:
     return f"code_cell:{model_visible_call_id}"
 
 
-def started_cell_for_call(state: ReducerState, model_visible_call_id: str | None) -> str | None:
+def starts_cells(kind: ToolCallKind) -> bool:
+    """Whether a tool call of this kind is the code-mode ``exec`` that starts a cell.
+
+    A tool call of another kind with the cell's model-visible call id is not linked to it.
+    """
+    return isinstance(kind, OtherKind) and kind.name == "exec"
+
+
+def started_cell_for_call(
+    state: ReducerState, model_visible_call_id: str | None, kind: ToolCallKind
+) -> str | None:
     """The (materialized) cell a tool call with this model-visible call id started."""
-    if model_visible_call_id is None:
+    if model_visible_call_id is None or not starts_cells(kind):
         return None
     cell_id = code_cell_id(model_visible_call_id)
     return cell_id if cell_id in state.trace.code_cells else None
@@ -173,7 +189,9 @@ def _materialize(state: ReducerState, pending: PendingCodeCellStart) -> None:
     )
     state.code_cells_by_turn.setdefault(turn_id, []).append(cell_id)
     for tool_call_id in state.tools_by_call_id.get(call_id, ()):
-        trace.tool_calls[tool_call_id].started_code_cell_id = cell_id
+        tool = trace.tool_calls[tool_call_id]
+        if starts_cells(tool.kind):
+            tool.started_code_cell_id = cell_id
     for item_id in outputs:
         _add_output_item(state, cell_id, item_id)
     events = state.pending_code_cell_events.pop(cell_id, None)

@@ -114,7 +114,7 @@ def start(
         mcp_call_id=None,
         model_visible_call_id=mv_call_id,
         code_mode_runtime_tool_id=event.code_mode_runtime_tool_id,
-        started_code_cell_id=_code_cells.started_cell_for_call(state, mv_call_id),
+        started_code_cell_id=_code_cells.started_cell_for_call(state, mv_call_id, event.kind),
         thread_id=thread_id,
         started_by_codex_turn_id=envelope_turn_id,
         execution=ExecutionWindow.running(wall, seq),
