@@ -43,6 +43,8 @@ class Component(str, enum.Enum):
     """The bundle span exporter and processor."""
     SPANS_ONLY = "spans_only"
     """Building bundles from foreign GenAI spans."""
+    AGENTS_SDK = "agents_sdk"
+    """Recording the OpenAI Agents SDK's traces (its tracing processor)."""
 
 
 @dataclass(frozen=True)
