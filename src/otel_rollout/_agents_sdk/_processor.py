@@ -38,6 +38,7 @@ from agents.tracing.span_data import (
     HandoffSpanData,
     ResponseSpanData,
 )
+from opentelemetry import trace as otel_trace
 
 from otel_rollout import _errors
 from otel_rollout._bundle._bodies import (
@@ -58,6 +59,8 @@ from otel_rollout._live._handles import (
     ToolDispatchInvocation,
     ToolDispatchTraceContext,
 )
+from otel_rollout._otel import _ownership
+from otel_rollout._otel._mapping import trace_id_from_uuid
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +174,11 @@ class _Rollout:
     spans: dict[str, _SpanState] = field(default_factory=dict)
     paths: set[str] = field(default_factory=set)
     disabled: bool = False
+    otel_trace_ids: set[int] = field(default_factory=set)
+    """OTel traces holding this rollout's work: its own, and any an OTel bridge started
+    (claimed, so their spans stay out of spans-only bundles: one bundle per rollout)."""
+    claimed: list[int] = field(default_factory=list)
+    """The ones this processor claimed (released when the trace ends)."""
 
 
 class RolloutTracingProcessor(TracingProcessor):
@@ -206,6 +214,8 @@ class RolloutTracingProcessor(TracingProcessor):
             if rollout is None or rollout.root is None:
                 return
             try:
+                for trace_id in rollout.claimed:
+                    _ownership.release_trace(trace_id)
                 for agent in rollout.agents.values():
                     if agent.turn_id is not None:
                         agent.thread.record_turn_ended(agent.turn_id, ExecutionStatus.CANCELLED)
@@ -224,6 +234,8 @@ class RolloutTracingProcessor(TracingProcessor):
                 return
             try:
                 self._span_started(rollout, span)
+                if rollout.root is not None:
+                    self._claim_current_trace(rollout)
             except Exception:
                 _errors.internal_error(Component.AGENTS_SDK, "an Agents SDK span start")
 
@@ -253,6 +265,15 @@ class RolloutTracingProcessor(TracingProcessor):
 
     # --- span starts ---
 
+    @staticmethod
+    def _claim_current_trace(rollout: _Rollout) -> None:
+        """Own the OTel trace in context (an OTel bridge's) if it is not this rollout's."""
+        trace_id = otel_trace.get_current_span().get_span_context().trace_id
+        if trace_id and trace_id not in rollout.otel_trace_ids:
+            rollout.otel_trace_ids.add(trace_id)
+            rollout.claimed.append(trace_id)
+            _ownership.claim_trace(trace_id)
+
     def _span_started(self, rollout: _Rollout, span: Span[Any]) -> None:
         parent = rollout.spans.get(span.parent_id) if span.parent_id else None
         state = _SpanState(
@@ -281,6 +302,8 @@ class RolloutTracingProcessor(TracingProcessor):
                     return None
                 rollout.root = thread
                 rollout.paths.add(thread.agent_path)
+                if thread.trace_id is not None:  # claimed by the recording API already
+                    rollout.otel_trace_ids.add(trace_id_from_uuid(thread.trace_id))
                 agent = _Agent(name, thread)
             else:
                 spawner = tool.agent if tool is not None else None

@@ -98,13 +98,16 @@ def main() -> None:
         provider = TracerProvider()
         provider.add_span_processor(otel_rollout.RolloutSpanProcessor())
         otel_trace.set_tracer_provider(provider)
+        add_trace_processor(RolloutTracingProcessor())  # first: the bridge's span is not current
         OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
-        add_trace_processor(RolloutTracingProcessor())
     with scripted_server(SCRIPT) as (url, requests):
         done = asyncio.run(run(url))
     done["requests"] = requests
     if provider is not None:
         provider.shutdown()
+        import otel_rollout
+
+        done["foreign_spans_left_out"] = otel_rollout.stats().foreign_spans_left_out
     print(json.dumps(done))
 
 
