@@ -34,9 +34,20 @@ from support.codex import codex_reduce
 from support.frameworks import REPO_ROOT, framework_env, framework_python
 
 APPS = Path(__file__).resolve().parent / "apps"
+sys.path.insert(0, str(APPS))  # the apps' scripted model server, as the apps import it
+
+from agents_native_model import function_call, message, scripted_server  # noqa: E402
+
 APP = APPS / "agents_native_app.py"
 
 pytestmark = pytest.mark.slow
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The app's environment, without an OpenAI key (the SDK's own exporter would use it)."""
+    env = framework_env(**extra)
+    env.pop("OPENAI_API_KEY", None)
+    return env
 
 
 def _run(mode: str, trace_root: Path, **env: str) -> dict[str, Any]:
@@ -48,7 +59,7 @@ def _run(mode: str, trace_root: Path, **env: str) -> dict[str, Any]:
         timeout=120,
         check=False,
         cwd=APPS,
-        env=framework_env(APP_TRACE_ROOT=str(trace_root), **env),
+        env=_env(APP_TRACE_ROOT=str(trace_root), **env),
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
@@ -200,7 +211,7 @@ def test_opentelemetry_instrument_turns_the_processor_on(
 ) -> None:
     python = framework_python("agents")
     metadata = _dist_info_of_this_tree(tmp_path / "metadata")
-    env = framework_env(
+    env = _env(
         OTEL_ROLLOUT_TRACE_ROOT=str(tmp_path / "traces"),
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",
@@ -247,7 +258,7 @@ def test_a_kill_9_mid_run_leaves_a_valid_bundle(tmp_path: Path, codex_bin_0171: 
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=APPS,
-        env=framework_env(APP_TRACE_ROOT=str(trace_root)),
+        env=_env(APP_TRACE_ROOT=str(trace_root)),
     ) as app:
         try:
             assert app.stdout is not None
@@ -289,6 +300,45 @@ def _holds_billing_inference(trace_root: Path) -> bool:
         calls = trace.inference_calls.values()
         return bool(billing) and any(call.thread_id == billing[0] for call in calls)
     return False
+
+
+def test_the_readme_snippet_records_a_handoff(tmp_path: Path, codex_bin_0171: Path) -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (block,) = [code for code in blocks if "RolloutTracingProcessor" in code]
+    (tmp_path / "app.py").write_text(block, encoding="utf-8")
+    script = {
+        "Hand weather questions off.": [
+            [function_call("transfer_to_weather", "{}", "call_handoff", "fc_1")]
+        ],
+        "Answer about the weather.": [
+            [function_call("forecast", '{"city":"Paris"}', "call_forecast", "fc_2")],
+            [message("Sunny in Paris.", "msg_1")],
+        ],
+    }
+    with scripted_server(script) as (url, requests):
+        done = subprocess.run(
+            [str(framework_python("agents")), "app.py"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+            env=framework_env(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-scripted"),
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Sunny in Paris."
+    assert len(requests) == 3
+    bundle = _only_bundle(tmp_path / "rollout-traces")
+    trace = _codex_agrees(codex_bin_0171, bundle, tmp_path)
+    threads = _threads(trace)
+    assert set(threads) == {"/root", "/root/weather"}
+    edges = {(edge.kind, _anchor(trace, edge.source), _anchor(trace, edge.target))
+             for edge in trace.interaction_edges.values()}  # fmt: skip
+    assert edges == {("spawn_agent", "tool:call_handoff", "/root/weather")}
+    tools = {tool.tool_call_id: trace.threads[tool.thread_id].agent_path
+             for tool in trace.tool_calls.values()}  # fmt: skip
+    assert tools == {"call_handoff": "/root", "call_forecast": "/root/weather"}
 
 
 def test_the_module_says_which_extra_it_needs_without_the_sdk() -> None:

@@ -24,12 +24,12 @@ import logging
 import os
 import re
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from agents.tracing import Span, Trace, TracingProcessor
 from agents.tracing.span_data import (
     AgentSpanData,
@@ -45,6 +45,7 @@ from otel_rollout._bundle._bodies import (
     AgentResultTracePayload,
     ThreadStartedTraceMetadata,
     agent_message_item,
+    new_id,
     spawn_activity,
 )
 from otel_rollout._bundle._models import (
@@ -76,15 +77,29 @@ def _segment(name: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-able data from the SDK's items (pydantic models as the API sent them)."""
+    """JSON-able data from the SDK's items (pydantic models as the API sent them).
+
+    Plain data (dicts and lists of JSON values, what the SDK mostly holds) is returned as is:
+    one pass of the C encoder checks it, cheaper than walking it in Python."""
+    try:
+        _check_encoder.encode(value)
+    except TypeError:
+        return _converted(value)
+    return value
+
+
+def _converted(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         return dump(mode="json", exclude_unset=True)
     if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): _converted(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [_converted(item) for item in value]
     return value
+
+
+_check_encoder = msgspec.json.Encoder()
 
 
 def _input_item(item: Any) -> Any:
@@ -317,7 +332,7 @@ class RolloutTracingProcessor(TracingProcessor):
             self._dispatch(tool, spawn=False)
         if tool is not None:
             tool.child = agent
-        agent.turn_id = str(uuid.uuid4())
+        agent.turn_id = new_id()
         agent.thread.record_turn_started(agent.turn_id)
         return agent
 
@@ -374,7 +389,7 @@ class RolloutTracingProcessor(TracingProcessor):
 
     def _dispatch(self, tool: _Tool, *, spawn: bool, arguments: str | None = None) -> None:
         call = self._take_call(tool.agent, tool.name)
-        call_id = str(call["call_id"]) if call is not None else str(uuid.uuid4())
+        call_id = str(call["call_id"]) if call is not None else new_id()
         if call is not None:
             arguments = str(call.get("arguments", ""))
         if spawn:  # Codex's spawn_agent arguments: the task as a message (the model's exact
@@ -434,7 +449,7 @@ class RolloutTracingProcessor(TracingProcessor):
         else:
             response_id = str(getattr(response, "id", "") or data._response_id or "")
             attempt_handle.record_completed(
-                response_id or str(uuid.uuid4()),
+                response_id or new_id(),
                 output,
                 token_usage=_token_usage(getattr(response, "usage", None)),
                 response_model=model or None,
