@@ -279,9 +279,27 @@ def _child(args: list[str]) -> dict[str, Any]:
     return result
 
 
+def _verdict(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """The targets, met or not (medians of per-repetition ratios), and the caller's share."""
+    verdict: dict[str, Any] = {}
+    if "agents_native" not in runs or "bare_otel" not in runs:
+        return verdict
+    native = _ratios(runs["agents_native"], runs["bare_otel"])
+    verdict["native_cpu_ratio_to_bare_otel"] = native["cpu_us_per_turn"]["median"]
+    verdict["native_at_most_1_5x_bare_otel"] = native["cpu_us_per_turn"]["median"] <= 1.5
+    verdict["native_caller_cpu_ratio_to_bare_otel"] = native["caller_cpu_us_per_turn"]["median"]
+    for bridge in BRIDGES:
+        if bridge in runs:
+            over = _ratios(runs[bridge], runs["agents_native"])
+            verdict[f"{bridge}_cpu_over_native"] = over["cpu_us_per_turn"]["median"]
+            verdict[f"native_3x_cheaper_than_{bridge}"] = over["cpu_us_per_turn"]["median"] >= 3
+            verdict[f"{bridge}_caller_cpu_over_native"] = over["caller_cpu_us_per_turn"]["median"]
+    return verdict
+
+
 def _ratios(results: list[dict[str, float]], base: list[dict[str, float]]) -> dict[str, Any]:
     ratios: dict[str, Any] = {}
-    for key in ("cpu_us_per_turn", "incl_flush_us_per_turn"):
+    for key in ("cpu_us_per_turn", "caller_cpu_us_per_turn", "incl_flush_us_per_turn"):
         per_rep = [ours[key] / other[key] for ours, other in zip(results, base, strict=True)]
         ratios[key] = {
             "median": statistics.median(per_rep),
@@ -334,16 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         table[stack]["runs"] = results
         if stack != "bare_otel" and "bare_otel" in runs:
             table[stack]["ratio_to_bare_otel"] = _ratios(results, runs["bare_otel"])
-    verdict: dict[str, Any] = {}
-    if "agents_native" in runs and "bare_otel" in runs:
-        native = table["agents_native"]["ratio_to_bare_otel"]["cpu_us_per_turn"]["median"]
-        verdict["native_cpu_ratio_to_bare_otel"] = native
-        verdict["native_at_most_1_5x_bare_otel"] = native <= 1.5
-        for bridge in BRIDGES:
-            if bridge in runs:
-                cheaper = _ratios(runs[bridge], runs["agents_native"])["cpu_us_per_turn"]
-                verdict[f"{bridge}_cpu_over_native"] = cheaper["median"]
-                verdict[f"native_3x_cheaper_than_{bridge}"] = cheaper["median"] >= 3.0
+    verdict = _verdict(runs)
     report = {
         "python": platform.python_version(),
         "machine": platform.machine(),
