@@ -112,6 +112,7 @@ def _check_the_whole_run(trace: RolloutTrace, bundle: Path, app: dict[str, Any])
         "call_t1": threads["/root"],
         "call_t2": threads["/root"],
         "call_r1": threads["/root/researcher"],
+        "call_r2": threads["/root/researcher"],
         "call_b1": threads["/root/billing"],
     }
     assert isinstance(tools["call_t1"].kind, SpawnAgentKind)  # Agent.as_tool
@@ -136,10 +137,20 @@ def _check_the_whole_run(trace: RolloutTrace, bundle: Path, app: dict[str, Any])
             _text(item) for item in request["input"]
         ]
         assert recorded["tools"] == request["tools"]
-    lookup_payload = tools["call_r1"].raw_invocation_payload_id
-    assert lookup_payload is not None
-    lookup = store.read_payload(trace.raw_payloads[lookup_payload])
-    assert lookup["payload"]["arguments"] == '{"q": "rates",  "exact":true}'  # exact
+    # parallel calls of one tool (ending in the other order) keep their own ids and arguments
+    for call_id, arguments, result in (
+        ("call_r1", '{"q": "rates",  "exact":true}', "found rates"),
+        ("call_r2", '{"q":"fees","exact":false}', "found fees"),
+    ):
+        invocation, output = (
+            tools[call_id].raw_invocation_payload_id,
+            tools[call_id].raw_result_payload_id,
+        )
+        assert invocation is not None and output is not None
+        assert (
+            store.read_payload(trace.raw_payloads[invocation])["payload"]["arguments"] == arguments
+        )
+        assert result in json.dumps(store.read_payload(trace.raw_payloads[output]))
     last = by_response[f"resp_{len(app['requests'])}"]
     assert last.raw_response_payload_id is not None
     response = store.read_payload(trace.raw_payloads[last.raw_response_payload_id])

@@ -168,6 +168,9 @@ class _Tool:
     child_result: str | None = None
     spawn_name: str = ""
     """The agent name it spawns, when known (handoffs)."""
+    call: dict[str, Any] | None = None
+    """The model's ``function_call`` item, taken when the span starts (parallel calls of one
+    tool start in the response's order, and may end in any order)."""
 
 
 @dataclass
@@ -304,7 +307,8 @@ class RolloutTracingProcessor(TracingProcessor):
         elif isinstance(data, FunctionSpanData) and state.agent is not None:
             turn_id = state.agent.turn_id
             if turn_id is not None:
-                state.tool = _Tool(agent=state.agent, turn_id=turn_id, name=data.name)
+                call = self._take_call(state.agent, data.name)
+                state.tool = _Tool(state.agent, turn_id, data.name, call=call)
         rollout.spans[span.span_id] = state
 
     def _agent_started(self, rollout: _Rollout, name: str, state: _SpanState) -> _Agent | None:
@@ -388,7 +392,7 @@ class RolloutTracingProcessor(TracingProcessor):
         return None
 
     def _dispatch(self, tool: _Tool, *, spawn: bool, arguments: str | None = None) -> None:
-        call = self._take_call(tool.agent, tool.name)
+        call = tool.call
         call_id = str(call["call_id"]) if call is not None else new_id()
         if call is not None:
             arguments = str(call.get("arguments", ""))
@@ -519,15 +523,18 @@ class RolloutTracingProcessor(TracingProcessor):
     def _handoff_ended(self, rollout: _Rollout, agent: _Agent, data: HandoffSpanData) -> None:
         if agent.turn_id is None or not data.to_agent:
             return
-        call = self._take_call(agent, "transfer_to_", prefix=True)
+        call = (  # the SDK's default tool name, another transfer_to_*, or a custom name
+            self._take_call(agent, f"transfer_to_{_segment(data.to_agent)}")
+            or self._take_call(agent, "transfer_to_", prefix=True)
+            or self._take_call(agent, "", prefix=True)
+        )
         tool = _Tool(
             agent=agent,
             turn_id=agent.turn_id,
             name=str(call["name"]) if call is not None else f"transfer_to_{data.to_agent}",
             spawn_name=_segment(data.to_agent),
+            call=call,
         )
-        if call is not None:
-            agent.used_calls.discard(str(call["call_id"]))  # _dispatch takes it again
         target = rollout.agents.get(data.to_agent)
         self._dispatch(tool, spawn=target is None)
         if target is None and rollout.root is not None:

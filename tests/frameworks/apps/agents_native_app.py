@@ -27,7 +27,10 @@ MODE = sys.argv[1] if len(sys.argv) > 1 else "processor"
 
 SCRIPT = {
     "You research.": [
-        [function_call("lookup", '{"q": "rates",  "exact":true}', "call_r1", "fc_r1")],
+        [  # two calls of one tool in one response: run concurrently
+            function_call("lookup", '{"q": "rates",  "exact":true}', "call_r1", "fc_r1"),
+            function_call("lookup", '{"q":"fees","exact":false}', "call_r2", "fc_r2"),
+        ],
         [message("Rates are 5%.", "msg_r1")],
     ],
     "You handle billing.": [
@@ -43,8 +46,9 @@ SCRIPT = {
 
 
 @function_tool
-def lookup(q: str, exact: bool) -> str:
-    """Look ``q`` up."""
+async def lookup(q: str, exact: bool) -> str:
+    """Look ``q`` up (the first call answers last)."""
+    await asyncio.sleep(0.2 if q == "rates" else 0)
     return f"found {q}"
 
 
