@@ -186,6 +186,27 @@ def test_the_processor_records_agents_turns_tools_handoffs_and_agents_as_tools(
     _check_the_whole_run(trace, bundle, app)
 
 
+def test_without_the_sdks_sensitive_data_the_structure_is_still_recorded(
+    tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    # the SDK then leaves the requests, responses and tool inputs out of its spans
+    _run("processor", tmp_path / "traces", OPENAI_AGENTS_TRACE_INCLUDE_SENSITIVE_DATA="false")
+    trace = _codex_agrees(codex_bin_0171, _only_bundle(tmp_path / "traces"), tmp_path)
+    assert set(_threads(trace)) == {"/root", "/root/researcher", "/root/billing"}
+    turns = _per_thread(trace, [turn.thread_id for turn in trace.codex_turns.values()])
+    assert turns == {"/root": 2, "/root/researcher": 1, "/root/billing": 1}
+    calls = [call.thread_id for call in trace.inference_calls.values()]
+    assert _per_thread(trace, calls) == {"/root": 3, "/root/researcher": 2, "/root/billing": 2}
+    tools = [tool.thread_id for tool in trace.tool_calls.values()]
+    assert _per_thread(trace, tools) == {"/root": 2, "/root/researcher": 2, "/root/billing": 1}
+    kinds = {(edge.kind, _anchor(trace, edge.target)) for edge in trace.interaction_edges.values()}
+    assert kinds == {
+        ("spawn_agent", "/root/researcher"),
+        ("spawn_agent", "/root/billing"),
+        ("agent_result", "/root"),
+    }
+
+
 def _dist_info_of_this_tree(directory: Path) -> Path:
     """This tree's distribution metadata (its entry points), as installing it would write.
 
