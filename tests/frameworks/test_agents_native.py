@@ -238,18 +238,21 @@ def _dist_info_of_this_tree(directory: Path) -> Path:
     return directory
 
 
+@pytest.mark.parametrize("bridges", [False, True], ids=["alone", "with-both-bridges"])
 def test_opentelemetry_instrument_turns_the_processor_on(
-    tmp_path: Path, codex_bin_0171: Path
+    tmp_path: Path, codex_bin_0171: Path, bridges: bool
 ) -> None:
+    # with both OTel bridges of the venv on too (OpenInference's replaces the SDK's processors
+    # unless told otherwise) and their spans going to the rollout_bundle exporter: still the
+    # one bundle, the native processor's
     python = framework_python("agents")
     metadata = _dist_info_of_this_tree(tmp_path / "metadata")
     env = _env(
         OTEL_ROLLOUT_TRACE_ROOT=str(tmp_path / "traces"),
-        OTEL_TRACES_EXPORTER="none",
+        OTEL_TRACES_EXPORTER="rollout_bundle" if bridges else "none",
         OTEL_METRICS_EXPORTER="none",
         OTEL_LOGS_EXPORTER="none",
-        # the bridges installed in the same venv stay off: this is the native processor alone
-        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="openai_agents",
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="" if bridges else "openai_agents",
     )
     env["PYTHONPATH"] = os.pathsep.join([str(metadata), env["PYTHONPATH"]])
     instrument = python.parent / "opentelemetry-instrument"

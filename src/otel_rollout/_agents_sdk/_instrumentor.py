@@ -51,3 +51,19 @@ class OpenAIAgentsInstrumentor(BaseInstrumentor):
         if processor is not None:
             processor.enabled = False  # the SDK has no way to remove one processor
             type(self)._processor = None
+
+
+def keep_installed() -> None:
+    """After every instrumentor ran (``opentelemetry_post_instrument``): add the processor back
+    if an exclusive one replaced the SDK's processors after it (OpenInference's, by default)."""
+    processor = OpenAIAgentsInstrumentor._processor
+    if processor is None:
+        return
+    from agents import add_trace_processor
+    from agents.tracing import get_trace_provider
+
+    multi = getattr(get_trace_provider(), "_multi_processor", None)
+    registered = getattr(multi, "_processors", None)  # the SDK has no public getter
+    if registered is None or any(each is processor for each in registered):
+        return
+    add_trace_processor(processor)
