@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from otel_rollout import Bundle, reduce_bundle, validate_bundle, write_state
+from otel_rollout import Bundle, ExecutionStatus, reduce_bundle, validate_bundle, write_state
 from otel_rollout._bundle._models import SpawnAgentKind
 from otel_rollout._reduce._model import (
     ConversationItemAnchor,
@@ -184,6 +184,31 @@ def test_the_processor_records_agents_turns_tools_handoffs_and_agents_as_tools(
     bundle = _only_bundle(tmp_path / "traces")
     trace = _codex_agrees(codex_bin_0171, bundle, tmp_path)
     _check_the_whole_run(trace, bundle, app)
+
+
+def test_a_failing_tool_and_a_failing_model_call_are_recorded_as_failed(
+    tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    app = _run("errors", tmp_path / "traces")
+    assert app["outputs"] == ["It failed."]
+    assert app["error"] == "InternalServerError"
+    trace = _codex_agrees(codex_bin_0171, _only_bundle(tmp_path / "traces"), tmp_path)
+    threads = _threads(trace)
+    assert set(threads) == {"/root", "/root/failer"}
+    (tool,) = trace.tool_calls.values()
+    assert (tool.tool_call_id, tool.execution.status) == ("call_x", ExecutionStatus.FAILED)
+    statuses = {
+        (trace.threads[call.thread_id].agent_path, call.execution.status)
+        for call in trace.inference_calls.values()
+    }
+    assert statuses == {
+        ("/root", ExecutionStatus.COMPLETED),
+        ("/root/failer", ExecutionStatus.FAILED),
+    }
+    (failed_turn,) = [
+        t for t in trace.codex_turns.values() if t.thread_id == threads["/root/failer"]
+    ]
+    assert failed_turn.execution.status == ExecutionStatus.FAILED
 
 
 def test_without_the_sdks_sensitive_data_the_structure_is_still_recorded(

@@ -7,7 +7,8 @@ did (the requests the model received, the final outputs).
 
 Modes (argv[1]): ``processor`` adds the processor in code; ``instrument`` relies on
 ``opentelemetry-instrument``; ``bridge`` also installs the OTel contrib bridge on an SDK
-TracerProvider; ``slow`` sleeps in the billing agent's tool until killed.
+TracerProvider; ``slow`` sleeps in the billing agent's tool until killed; ``errors`` runs
+another app: a tool that raises, then a model call the API fails.
 """
 
 from __future__ import annotations
@@ -53,6 +54,36 @@ async def lookup(q: str, exact: bool) -> str:
 
 
 @function_tool
+def explode() -> str:
+    """A tool that fails."""
+    raise ValueError("boom")
+
+
+ERROR_SCRIPT = {
+    "You check.": [
+        [function_call("explode", "{}", "call_x", "fc_x")],
+        [message("It failed.", "msg_x")],
+    ],
+    "You fail.": [{"error": 500}],
+}
+
+
+async def run_errors(url: str) -> dict[str, Any]:
+    """A tool that raises, then a model call the API fails, in one trace."""
+    client = AsyncOpenAI(base_url=url, api_key="sk-scripted", max_retries=0)
+    model = OpenAIResponsesModel("scripted-model", client)
+    checker = Agent(name="checker", instructions="You check.", model=model, tools=[explode])
+    failer = Agent(name="failer", instructions="You fail.", model=model)
+    with trace("errors"):
+        first = await Runner.run(checker, "Check it.")
+        try:
+            await Runner.run(failer, "Fail.")
+        except Exception as error:  # the API's 500, raised by the SDK
+            return {"outputs": [first.final_output], "error": type(error).__name__}
+    return {"outputs": [first.final_output], "error": None}
+
+
+@function_tool
 def invoice() -> str:
     """The current invoice."""
     if MODE == "slow":
@@ -84,7 +115,7 @@ async def run(url: str) -> dict[str, Any]:
 
 def main() -> None:
     provider = None
-    if MODE == "processor" or MODE == "slow":
+    if MODE in ("processor", "slow", "errors"):
         from agents import add_trace_processor
 
         from otel_rollout.openai_agents import RolloutTracingProcessor
@@ -104,8 +135,8 @@ def main() -> None:
         otel_trace.set_tracer_provider(provider)
         add_trace_processor(RolloutTracingProcessor())  # first: the bridge's span is not current
         OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
-    with scripted_server(SCRIPT) as (url, requests):
-        done = asyncio.run(run(url))
+    with scripted_server(ERROR_SCRIPT if MODE == "errors" else SCRIPT) as (url, requests):
+        done = asyncio.run(run_errors(url) if MODE == "errors" else run(url))
     done["requests"] = requests
     if provider is not None:
         provider.shutdown()

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Script = Mapping[str, Sequence[Sequence[dict[str, Any]]]]
-"""instructions -> the output items of each successive response."""
+Script = Mapping[str, Sequence[Sequence[dict[str, Any]] | Mapping[str, Any]]]
+"""instructions -> the output items of each successive response, or ``{"error": status}``
+to answer that request with that HTTP status."""
 
 
 def message(text: str, item_id: str) -> dict[str, Any]:
@@ -56,6 +57,8 @@ class _Scripted:
             self.served[instructions] = index + 1
             number = len(self.requests)
         outputs = self.script[instructions][index]
+        if isinstance(outputs, Mapping):  # {"error": status}: the API failing
+            return dict(outputs)
         return {
             "id": f"resp_{number}",
             "object": "response",
@@ -91,8 +94,10 @@ def scripted_server(script: Script) -> Iterator[tuple[str, list[dict[str, Any]]]
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")
-            body = json.dumps(scripted.answer(request)).encode()
-            self.send_response(200)
+            answer = scripted.answer(request)
+            body = json.dumps(answer).encode()
+            status = answer.get("error")  # a response's own "error" is null
+            self.send_response(status if isinstance(status, int) else 200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
