@@ -21,12 +21,12 @@ import time
 from typing import Any
 
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, trace
-from agents_native_model import function_call, message, scripted_server
+from agents_native_model import Script, function_call, message, scripted_server
 from openai import AsyncOpenAI
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "processor"
 
-SCRIPT = {
+SCRIPT: Script = {
     "You research.": [
         [  # two calls of one tool in one response: run concurrently
             function_call("lookup", '{"q": "rates",  "exact":true}', "call_r1", "fc_r1"),
@@ -59,7 +59,7 @@ def explode() -> str:
     raise ValueError("boom")
 
 
-ERROR_SCRIPT = {
+ERROR_SCRIPT: Script = {
     "You check.": [
         [function_call("explode", "{}", "call_x", "fc_x")],
         [message("It failed.", "msg_x")],
