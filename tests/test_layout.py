@@ -35,6 +35,7 @@ LAYERS: dict[str, set[str]] = {
     "semconv": set(),
     "cli": {"leaf", "bundle", "reduce", "otel", "show", "view", "cli"},
     "facade": {"leaf", "bundle", "reduce", "otel", "live", "events", "semconv"},
+    "integrations": {"leaf", "bundle", "otel", "live", "semconv", "integrations"},
 }
 """What each layer may import. The facade imports only under ``TYPE_CHECKING`` (lazily)."""
 
@@ -59,6 +60,8 @@ def _layer(module: str) -> str:
         "events": "events",
         "semconv": "semconv",
         "cli": "cli",
+        "_agents_sdk": "integrations",
+        "openai_agents": "integrations",
     }[top]
 
 

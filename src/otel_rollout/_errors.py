@@ -43,6 +43,8 @@ class Component(str, enum.Enum):
     """The bundle span exporter and processor."""
     SPANS_ONLY = "spans_only"
     """Building bundles from foreign GenAI spans."""
+    AGENTS_SDK = "agents_sdk"
+    """Recording the OpenAI Agents SDK's traces (its tracing processor)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class RecordingStats:
     recent finished ones (see :data:`otel_rollout._bundle._background.FINISHED_KEPT`)."""
     totals: BundleStats = field(default_factory=BundleStats)
     """The same counts summed over every bundle of this process, exactly."""
+    foreign_spans_left_out: int = 0
+    """Spans of other instrumentations left out of spans-only bundles because a live
+    rollout owns their trace (they still reach the app's exporters)."""
 
 
 _bundle_source: Callable[[], tuple[dict[str, BundleStats], BundleStats]] | None = None
@@ -88,6 +93,7 @@ def set_bundle_source(source: Callable[[], tuple[dict[str, BundleStats], BundleS
 _lock = threading.Lock()
 _counts: dict[Component, int] = {}
 _pending: list[BaseException] = []
+_spans_left_out = 0
 """Background errors not yet re-raised (strict mode only)."""
 
 
@@ -148,19 +154,31 @@ def _count(component: Component, what: str) -> None:
         )
 
 
+def count_spans_left_out(spans: int) -> None:
+    """Count foreign spans left out of bundles because a live rollout owns their trace."""
+    global _spans_left_out
+    with _lock:
+        _spans_left_out += spans
+
+
 def stats() -> RecordingStats:
     """The internal errors swallowed so far per component, and each bundle's event counts."""
     with _lock:
         errors = {c.value: n for c, n in _counts.items()}
+        left_out = _spans_left_out
     source = _bundle_source
     if source is None:
-        return RecordingStats(internal_errors=errors)
+        return RecordingStats(internal_errors=errors, foreign_spans_left_out=left_out)
     bundles, totals = source()
-    return RecordingStats(internal_errors=errors, bundles=bundles, totals=totals)
+    return RecordingStats(
+        internal_errors=errors, bundles=bundles, totals=totals, foreign_spans_left_out=left_out
+    )
 
 
 def reset() -> None:
     """Forget counts, warnings and pending errors (for tests)."""
+    global _spans_left_out
     with _lock:
         _counts.clear()
         _pending.clear()
+        _spans_left_out = 0

@@ -43,6 +43,7 @@ from otel_rollout._bundle._models import (
 from otel_rollout._bundle._payloads import PLACEHOLDER_REFS
 from otel_rollout._bundle._redact import Redactor
 from otel_rollout._errors import Component
+from otel_rollout._otel import _ownership
 from otel_rollout._otel._live_spans import LiveSpanSink
 from otel_rollout._otel._mapping import ContentEventSink, SpanMapper
 
@@ -202,6 +203,8 @@ class RolloutRecorder:
         """Schema 2: numbers payload files here; schema 3: the writer thread numbers them."""
         self.active = True
         """False once the bundle is complete, lost or inherited by a forked child."""
+        _ownership.claim_trace(sink.trace_id)
+        self._trace_released = False
         self.pid = os.getpid()
         self._open_children: set[str] = set()
         """Child threads started and not ended (they may outlive the root)."""
@@ -397,9 +400,15 @@ class RolloutRecorder:
         )
 
     def close(self) -> None:
-        """Stop recording (after ``recording_completed``); later events are ignored."""
+        """Stop recording (after ``recording_completed``); later events are ignored.
+
+        The rollout's OTel trace stays owned (:mod:`otel_rollout._otel._ownership`) for
+        the foreign spans that end after it."""
         with self._lock:
             self.active = False
+            released, self._trace_released = self._trace_released, True
+        if not released:
+            _ownership.release_trace(self.sink.trace_id)
 
     def span_context(self, key: str) -> SpanContext:
         """The context of span ``key`` (its real span may not exist yet)."""

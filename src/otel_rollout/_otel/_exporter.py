@@ -39,6 +39,7 @@ from otel_rollout._config import (
     writer_stall_timeout_from_env,
 )
 from otel_rollout._errors import Component
+from otel_rollout._otel import _ownership
 from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
 
 if TYPE_CHECKING:
@@ -51,6 +52,24 @@ def is_live_span(span: ReadableSpan) -> bool:
     """Whether ``span`` came from the recording API (its events are already on disk)."""
     scope = span.instrumentation_scope
     return scope is not None and scope.name == LIVE_SCOPE_NAME
+
+
+def spans_for_bundles(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+    """The spans the spans-only path should plan: not recorded live, and of no trace a live
+    rollout owns (:mod:`otel_rollout._otel._ownership`; those are counted as left out)."""
+    kept: list[ReadableSpan] = []
+    left_out = 0
+    for span in spans:
+        if is_live_span(span):
+            continue
+        context = span.context
+        if context is not None and _ownership.is_trace_owned(context.trace_id):
+            left_out += 1
+            continue
+        kept.append(span)
+    if left_out:
+        _errors.count_spans_left_out(left_out)
+    return kept
 
 
 _warned_no_trace_root = False
@@ -173,7 +192,7 @@ class RolloutBundleSpanExporter(SpanExporter):
             )
             return SpanExportResult.FAILURE
         try:
-            foreign = [span for span in spans if not is_live_span(span)]
+            foreign = spans_for_bundles(spans)
             if foreign and self.trace_root is None:
                 _warn_no_trace_root()
             elif foreign:
@@ -231,8 +250,9 @@ class RolloutBundleSpanExporter(SpanExporter):
 class RolloutSpanProcessor(SpanProcessor):
     """Feeds a :class:`RolloutBundleSpanExporter` from a tracer provider.
 
-    Spans recorded live pass through untouched (their events are already on disk);
-    other ended spans go to the exporter's spans-only path.
+    Spans recorded live pass through untouched (their events are already on disk), and so
+    do spans of traces a live rollout owns (:mod:`otel_rollout._otel._ownership`); other
+    ended spans go to the exporter's spans-only path.
     """
 
     def __init__(self, exporter: RolloutBundleSpanExporter | None = None) -> None:

@@ -1,0 +1,150 @@
+"""An OpenAI Agents SDK app recorded by otel-rollout's native tracing processor.
+
+A triage agent uses a researcher agent as a tool (which calls a function tool), then hands
+off to a billing agent; a second user turn in the same trace goes to triage again. The
+model is a scripted Responses API server on loopback. Prints one JSON line: what the app
+did (the requests the model received, the final outputs).
+
+Modes (argv[1]): ``processor`` adds the processor in code; ``instrument`` relies on
+``opentelemetry-instrument``; ``bridge`` also installs the OTel contrib bridge on an SDK
+TracerProvider; ``slow`` sleeps in the billing agent's tool until killed; ``errors`` runs
+another app: a tool that raises, then a model call the API fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from agents import Agent, OpenAIResponsesModel, Runner, function_tool, trace
+from agents_native_model import Script, function_call, message, scripted_server
+from openai import AsyncOpenAI
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "processor"
+
+SCRIPT: Script = {
+    "You research.": [
+        [  # two calls of one tool in one response: run concurrently
+            function_call("lookup", '{"q": "rates",  "exact":true}', "call_r1", "fc_r1"),
+            function_call("lookup", '{"q":"fees","exact":false}', "call_r2", "fc_r2"),
+        ],
+        [message("Rates are 5%.", "msg_r1")],
+    ],
+    "You handle billing.": [
+        [function_call("invoice", "{}", "call_b1", "fc_b1")],
+        [message("Your bill is $10.", "msg_b1")],
+    ],
+    "You triage.": [
+        [function_call("research", '{"input":"find rates"}', "call_t1", "fc_t1")],
+        [function_call("transfer_to_billing", "{}", "call_t2", "fc_t2")],
+        [message("Anything else?", "msg_t3")],
+    ],
+}
+
+
+@function_tool
+async def lookup(q: str, exact: bool) -> str:
+    """Look ``q`` up (the first call answers last)."""
+    await asyncio.sleep(0.2 if q == "rates" else 0)
+    return f"found {q}"
+
+
+@function_tool
+def explode() -> str:
+    """A tool that fails."""
+    raise ValueError("boom")
+
+
+ERROR_SCRIPT: Script = {
+    "You check.": [
+        [function_call("explode", "{}", "call_x", "fc_x")],
+        [message("It failed.", "msg_x")],
+    ],
+    "You fail.": [{"error": 500}],
+}
+
+
+async def run_errors(url: str) -> dict[str, Any]:
+    """A tool that raises, then a model call the API fails, in one trace."""
+    client = AsyncOpenAI(base_url=url, api_key="sk-scripted", max_retries=0)
+    model = OpenAIResponsesModel("scripted-model", client)
+    checker = Agent(name="checker", instructions="You check.", model=model, tools=[explode])
+    failer = Agent(name="failer", instructions="You fail.", model=model)
+    with trace("errors"):
+        first = await Runner.run(checker, "Check it.")
+        try:
+            await Runner.run(failer, "Fail.")
+        except Exception as error:  # the API's 500, raised by the SDK
+            return {"outputs": [first.final_output], "error": type(error).__name__}
+    return {"outputs": [first.final_output], "error": None}
+
+
+@function_tool
+def invoice() -> str:
+    """The current invoice."""
+    if MODE == "slow":
+        print(json.dumps({"ready": True}), flush=True)
+        time.sleep(60)
+    return "invoice #7: $10"
+
+
+async def run(url: str) -> dict[str, Any]:
+    client = AsyncOpenAI(base_url=url, api_key="sk-scripted")
+    model = OpenAIResponsesModel("scripted-model", client)
+    researcher = Agent(name="researcher", instructions="You research.", model=model, tools=[lookup])
+    billing = Agent(
+        name="billing", instructions="You handle billing.", model=model, tools=[invoice]
+    )
+    triage = Agent(
+        name="triage",
+        instructions="You triage.",
+        model=model,
+        tools=[researcher.as_tool("research", "Research a question.")],
+        handoffs=[billing],
+    )
+    with trace("support conversation"):
+        first = await Runner.run(triage, "What are the rates?")
+        again = [*first.to_input_list(), {"role": "user", "content": "Thanks"}]
+        second = await Runner.run(triage, again)
+    return {"outputs": [first.final_output, second.final_output], "last": first.last_agent.name}
+
+
+def main() -> None:
+    provider = None
+    if MODE in ("processor", "slow", "errors"):
+        from agents import add_trace_processor
+
+        from otel_rollout.openai_agents import RolloutTracingProcessor
+
+        add_trace_processor(RolloutTracingProcessor(os.environ["APP_TRACE_ROOT"]))
+    elif MODE == "bridge":
+        from agents import add_trace_processor
+        from opentelemetry import trace as otel_trace
+        from opentelemetry.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+
+        import otel_rollout
+        from otel_rollout.openai_agents import RolloutTracingProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(otel_rollout.RolloutSpanProcessor())
+        otel_trace.set_tracer_provider(provider)
+        add_trace_processor(RolloutTracingProcessor())  # first: the bridge's span is not current
+        OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
+    with scripted_server(ERROR_SCRIPT if MODE == "errors" else SCRIPT) as (url, requests):
+        done = asyncio.run(run_errors(url) if MODE == "errors" else run(url))
+    done["requests"] = requests
+    if provider is not None:
+        provider.shutdown()
+        import otel_rollout
+
+        done["foreign_spans_left_out"] = otel_rollout.stats().foreign_spans_left_out
+    print(json.dumps(done))
+
+
+if __name__ == "__main__":
+    main()
