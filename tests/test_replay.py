@@ -229,7 +229,9 @@ def _closed_port() -> int:
 def test_refused_endpoint_is_a_clear_error_and_exit_1(
     protocol: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(_replay, "REQUEST_TIMEOUT_SECONDS", 1.0)
+    # A refused connection fails at once; the deadline only has to outlast a loaded machine's
+    # scheduling (1 s made the exporter report a timeout instead of the refusal under load).
+    monkeypatch.setattr(_replay, "REQUEST_TIMEOUT_SECONDS", 5.0)
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     argv = ["replay", str(fixture_bundle("plain")), "--endpoint", endpoint]
     assert main([*argv, "--protocol", protocol]) == 1
