@@ -34,6 +34,7 @@ from otel_rollout._bundle._models import (
 from otel_rollout._bundle._redact import Redactor
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._errors import Component
+from otel_rollout._otel._span_conventions import is_genai
 from otel_rollout._otel._spans_plan import RolloutPlan, SpanRecord, plan_rollouts, span_record
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class SpansOnlyAssembler:
                 size = 256 + sum(len(str(value)) for value in record.attributes.values())
                 buffer.size += size
                 self._buffered += size
-                buffer.has_genai = buffer.has_genai or record.operation is not None
+                buffer.has_genai = buffer.has_genai or is_genai(record.attributes)
                 if record.parent_id == 0:
                     ready.append((trace_id, self._traces.pop(trace_id)))
                     self._buffered -= buffer.size
