@@ -20,7 +20,6 @@ from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce._payload import read_value
 from support.codex import codex_reduce
 
-
 RAW_REF = msgspec.json.Decoder(RawPayloadRef)
 ANY_JSON = msgspec.json.Decoder()
 
@@ -82,7 +81,9 @@ def rollout_shape(bundle: Path) -> RolloutShape:
 
     for turn in state["codex_turns"].values():
         shapes[path(turn["thread_id"])].turns += 1
-    for call in sorted(state["inference_calls"].values(), key=lambda c: c["execution"]["started_seq"]):
+    for call in sorted(
+        state["inference_calls"].values(), key=lambda c: c["execution"]["started_seq"]
+    ):
         shape = shapes[path(call["thread_id"])]
         shape.inferences += 1
         for item_id in call["request_item_ids"]:

@@ -1,3 +1,4 @@
+# mypy: disallow-untyped-decorators=False
 """An OpenAI Agents SDK app traced through an OpenTelemetry bridge into the rollout processor.
 
 A triage agent uses a researcher agent as a tool (which calls a function tool), then hands
@@ -15,8 +16,14 @@ import asyncio
 import os
 import sys
 
-from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, trace
-from agents import set_trace_processors
+from agents import (  # type: ignore[import-not-found, unused-ignore]
+    Agent,
+    OpenAIChatCompletionsModel,
+    Runner,
+    function_tool,
+    set_trace_processors,
+    trace,
+)
 from openai import AsyncOpenAI
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -28,9 +35,11 @@ provider = TracerProvider()
 provider.add_span_processor(RolloutSpanProcessor())
 set_trace_processors([])  # no export to the OpenAI platform: the bridge is the only processor
 if BRIDGE == "openinference":
-    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+    from openinference.instrumentation.openai_agents import (  # type: ignore[import-not-found, unused-ignore]
+        OpenAIAgentsInstrumentor,
+    )
 else:
-    from opentelemetry.instrumentation.openai_agents import (  # type: ignore[no-redef]
+    from opentelemetry.instrumentation.openai_agents import (  # type: ignore[import-not-found, unused-ignore]
         OpenAIAgentsInstrumentor,
     )
 OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
@@ -55,11 +64,15 @@ async def main() -> None:
         return OpenAIChatCompletionsModel(model=name, openai_client=client)
 
     researcher = Agent(
-        name="researcher", instructions="You research.", model=model("researcher-model"),
+        name="researcher",
+        instructions="You research.",
+        model=model("researcher-model"),
         tools=[lookup],
     )
     billing = Agent(
-        name="billing", instructions="You handle billing.", model=model("billing-model"),
+        name="billing",
+        instructions="You handle billing.",
+        model=model("billing-model"),
         tools=[invoice],
     )
     triage = Agent(
