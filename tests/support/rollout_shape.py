@@ -42,7 +42,8 @@ class ThreadShape:
     replies: list[str] = field(default_factory=list)
     """The assistant texts its model calls answered, in order."""
     instructions: list[str] = field(default_factory=list)
-    """The system texts of its requests, each once."""
+    """The system texts of its requests (system messages, the request's ``instructions``),
+    each once."""
     arguments: dict[str, str] = field(default_factory=dict)
     """Model-visible call id -> the tool call's arguments as its invocation payload holds them."""
 
@@ -79,6 +80,14 @@ def rollout_shape(bundle: Path) -> RolloutShape:
     def path(thread_id: str) -> str:
         return str(threads[thread_id]["agent_path"])
 
+    reader = Bundle(bundle)
+
+    def payload(payload_id: str | None) -> Any:
+        ref = state["raw_payloads"].get(payload_id or "")
+        if ref is None:
+            return None
+        return read_value(reader.payloads, RAW_REF.decode(json.dumps(ref)), ANY_JSON)
+
     for turn in state["codex_turns"].values():
         shapes[path(turn["thread_id"])].turns += 1
     for call in sorted(
@@ -86,6 +95,10 @@ def rollout_shape(bundle: Path) -> RolloutShape:
     ):
         shape = shapes[path(call["thread_id"])]
         shape.inferences += 1
+        request = payload(call["raw_request_payload_id"])
+        if isinstance(request, dict) and isinstance(request.get("instructions"), str):
+            if request["instructions"] not in shape.instructions:
+                shape.instructions.append(request["instructions"])
         for item_id in call["request_item_ids"]:
             item = items[item_id]
             if item["kind"] == "message" and item["role"] == "user":
@@ -100,14 +113,12 @@ def rollout_shape(bundle: Path) -> RolloutShape:
             item = items[item_id]
             if item["kind"] == "message" and item["role"] == "assistant":
                 shape.replies.extend(_texts(item))
-    reader = Bundle(bundle)
     for tool in sorted(state["tool_calls"].values(), key=lambda c: c["execution"]["started_seq"]):
         kind = tool["kind"]["type"]
         shape = shapes[path(tool["thread_id"])]
         shape.tools.append((tool["summary"].get("label"), tool["model_visible_call_id"], kind))
-        ref = state["raw_payloads"].get(tool["raw_invocation_payload_id"] or "")
-        if ref is not None and tool["model_visible_call_id"]:
-            body = read_value(reader.payloads, RAW_REF.decode(json.dumps(ref)), ANY_JSON)
+        body = payload(tool["raw_invocation_payload_id"])
+        if body is not None and tool["model_visible_call_id"]:
             shape.arguments[tool["model_visible_call_id"]] = body["payload"]["arguments"]
     edges = []
     for edge in state["interaction_edges"].values():
