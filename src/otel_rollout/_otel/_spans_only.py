@@ -33,6 +33,7 @@ from otel_rollout._bundle._models import (
 )
 from otel_rollout._bundle._redact import Redactor
 from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._config import CAPTURE_CONTENT_ENV
 from otel_rollout._errors import Component
 from otel_rollout._otel._span_conventions import is_genai
 from otel_rollout._otel._spans_plan import RolloutPlan, SpanRecord, plan_rollouts, span_record
@@ -150,9 +151,28 @@ class SpansOnlyAssembler:
             except (OSError, msgspec.DecodeError) as error:
                 logger.warning("rollout trace: reading spilled spans failed: %s", error)
         if not buffer.has_genai:
-            return
+            return  # a web app's request, say: silence
         try:
-            for plan in plan_rollouts(trace_id, records):
+            plans = list(plan_rollouts(trace_id, records))
+            if not plans:
+                warn_once(
+                    "no agent work",
+                    "rollout trace: a trace's GenAI spans hold no agent run, inference or "
+                    "tool call (operations: %s), so it has no bundle",
+                    ", ".join(sorted(_operations(records))) or "none",
+                )
+            if any(plan.without_content for plan in plans):
+                warn_once(
+                    "no content",
+                    "rollout trace: GenAI inference spans carry no message content, so "
+                    "bundles hold no requests or replies: set %s=span_only (or "
+                    "span_and_event); "
+                    "opentelemetry-instrumentation-openai-v2 also needs "
+                    "OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental (its legacy mode "
+                    "puts content in log events only)",
+                    CAPTURE_CONTENT_ENV,
+                )
+            for plan in plans:
                 path = write_plan(
                     self.trace_root,
                     plan,
@@ -165,6 +185,31 @@ class SpansOnlyAssembler:
                     self.bundles_written.append(path)
         except Exception:
             _errors.background_error(Component.SPANS_ONLY, "building a bundle from spans")
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(reason: str, message: str, *args: object) -> None:
+    """Log ``message`` (a ``%`` format of ``args``) once per ``reason`` per process."""
+    with _warned_lock:
+        if reason in _warned:
+            return
+        _warned.add(reason)
+    logger.warning(message, *args)
+
+
+def _operations(records: list[SpanRecord]) -> set[str]:
+    operations = set()
+    for record in records:
+        value = record.attributes.get("gen_ai.operation.name")
+        kind = record.attributes.get("openinference.span.kind")
+        if isinstance(value, str):
+            operations.add(value)
+        elif isinstance(kind, str):
+            operations.add(f"openinference {kind}")
+    return operations
 
 
 def write_plan(

@@ -156,6 +156,8 @@ class RolloutPlan:
     root_thread_id: str
     started_at_unix_ms: int
     events: tuple[PlannedEvent, ...]
+    without_content: int = 0
+    """Inference spans that carried no message content (the content switch is off)."""
 
     def realize(
         self, write_payload: PayloadWriter
@@ -400,6 +402,7 @@ class _RolloutPlanner:
         self.spawns: dict[int, tuple[_Turn, SpanRecord]] = {}
         """Spawning call span id -> (the child's first turn, the call)."""
         self._keyed: list[tuple[tuple[int, int, float, int], PlannedEvent]] = []
+        self.without_content = 0
         self._assign_threads()
 
     # --- structure ---
@@ -568,6 +571,7 @@ class _RolloutPlanner:
             root_thread_id=root.thread_id,
             started_at_unix_ms=start_ns // 1_000_000,
             events=tuple(planned for _, planned in self._keyed),
+            without_content=self.without_content,
         )
 
     def _add(self, phase: int, depth: float, planned: PlannedEvent) -> None:
@@ -635,9 +639,12 @@ class _RolloutPlanner:
         call_id = _span_uuid(self.trace_id, record.span_id)
         model = _str(record, sc.GEN_AI_REQUEST_MODEL, "gen_ai.response.model", default="unknown")
         provider = _str(record, sc.GEN_AI_PROVIDER_NAME, "gen_ai.system", default="unknown")
+        input_items = _response_items(record, sc.GEN_AI_INPUT_MESSAGES, "gen_ai.prompt")
+        if not input_items:
+            self.without_content += 1
         request = _inference_request_body(
             model,
-            _response_items(record, sc.GEN_AI_INPUT_MESSAGES, "gen_ai.prompt"),
+            input_items,
             conventions.instructions_text(record.attributes.get(sc.GEN_AI_SYSTEM_INSTRUCTIONS)),
         )
 
