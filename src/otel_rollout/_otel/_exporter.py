@@ -202,6 +202,14 @@ class RolloutBundleSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
+    def _span_started(self, span: Span) -> None:
+        """A span started (``RolloutSpanProcessor``): running traces are checkpointed."""
+        if self.trace_root is None or self._shut_down or is_live_span(span):
+            return
+        context = span.context
+        if context is not None and not _ownership.is_trace_owned(context.trace_id):
+            self._spans_only().started(span)
+
     def _spans_only(self) -> SpansOnlyAssembler:
         with self._lock:
             if self._assembler is None:
@@ -260,7 +268,12 @@ class RolloutSpanProcessor(SpanProcessor):
         self.exporter = exporter or RolloutBundleSpanExporter()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do: raw events are written as they are recorded."""
+        """Tell the spans-only path a span started: while its trace runs, the trace's bundle
+        is checkpointed (a killed process leaves a valid bundle of what had ended)."""
+        try:
+            self.exporter._span_started(span)
+        except Exception:
+            _errors.internal_error(Component.EXPORTER, "noting a span's start")
 
     def on_end(self, span: ReadableSpan) -> None:
         """Pass spans not recorded live to the exporter."""

@@ -6,12 +6,24 @@ end, children first. :class:`SpansOnlyAssembler` buffers a trace's spans until i
 local root span ends (spilling to a file past a size bound); the planner
 (:mod:`otel_rollout._otel._spans_plan`) turns them into one plan per rollout, and
 :func:`write_plan` writes each plan as a bundle.
+
+Durable while a trace runs: fed by ``RolloutSpanProcessor``, which also reports spans as
+they start (:meth:`SpansOnlyAssembler.started`), the assembler checkpoints every trace that
+changed, every :data:`CHECKPOINT_INTERVAL_S`, on its own thread: the trace planned with its
+open spans as still running, the plan cut before their ends (so the bundle holds everything
+that ended, and the starts of what has not, as a killed live recording does), written into a
+staging directory and swapped in place of the previous checkpoint. A ``kill -9`` or SIGTERM
+then leaves a valid bundle of everything that ended before the latest checkpoint; the
+trace's end replaces it with the complete bundle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +44,7 @@ from otel_rollout._bundle._models import (
     RawPayloadRef,
 )
 from otel_rollout._bundle._redact import Redactor
-from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._bundle._writer import BundleWriter, bundle_dir_name
 from otel_rollout._config import CAPTURE_CONTENT_ENV
 from otel_rollout._errors import Component
 from otel_rollout._otel._span_conventions import is_genai
@@ -48,12 +60,22 @@ _record_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(SpanRecord)
 
 
+CHECKPOINT_INTERVAL_S = 0.05
+"""How often a running trace's bundle is rewritten, when it changed (processor path)."""
+_STILL_OPEN = 2**63 - 1
+"""The end time planned for a span still running at a checkpoint (cut off the plan)."""
+
+
 @dataclass
 class _TraceBuffer:
     records: list[SpanRecord] = field(default_factory=list)
     size: int = 0
     spill: Path | None = None
     has_genai: bool = False
+    open: dict[int, SpanRecord] = field(default_factory=dict)
+    """Spans started and not ended (known through :meth:`SpansOnlyAssembler.started`)."""
+    changed: bool = False
+    """Changed since its last checkpoint."""
 
 
 class SpansOnlyAssembler:
@@ -83,6 +105,32 @@ class SpansOnlyAssembler:
         self._buffered = 0
         self._flushed: dict[int, None] = {}
         self.bundles_written: list[Path] = []
+        self._checkpoints: dict[int, set[str]] = {}
+        """Trace id -> the bundle directory names its latest checkpoint wrote."""
+        self._write_lock = threading.Lock()
+        """Held while a trace's bundles are written (a checkpoint, or the final write)."""
+        self._wake = threading.Event()
+        self._closed = False
+        self._checkpointer: threading.Thread | None = None
+
+    def started(self, span: ReadableSpan) -> None:
+        """A span started (the processor path): the trace's checkpoints show it running."""
+        context = span.context
+        if context is None:
+            return
+        record = msgspec.structs.replace(span_record(span), end_ns=_STILL_OPEN)
+        with self._lock:
+            if context.trace_id in self._flushed or self._closed:
+                return
+            buffer = self._traces.setdefault(context.trace_id, _TraceBuffer())
+            buffer.open[record.span_id] = record
+            buffer.has_genai = buffer.has_genai or is_genai(record.attributes)
+            buffer.changed = True
+            if self._checkpointer is None:
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoint_loop, name="otel-rollout-checkpoints", daemon=True
+                )
+                self._checkpointer.start()
 
     def add(self, spans: Sequence[ReadableSpan]) -> None:
         """Buffer finished spans; write the bundles of every trace whose local root ended."""
@@ -97,6 +145,8 @@ class SpansOnlyAssembler:
                 record = span_record(span)
                 buffer = self._traces.setdefault(trace_id, _TraceBuffer())
                 buffer.records.append(record)
+                buffer.open.pop(record.span_id, None)
+                buffer.changed = True
                 size = 256 + sum(len(str(value)) for value in record.attributes.values())
                 buffer.size += size
                 self._buffered += size
@@ -111,13 +161,75 @@ class SpansOnlyAssembler:
             self._write(trace_id, buffer)
 
     def close(self) -> None:
-        """Write every trace still buffered (their roots never ended)."""
+        """Stop checkpointing; write every trace still buffered (their roots never ended)."""
         with self._lock:
+            self._closed = True
             pending = list(self._traces.items())
             self._traces.clear()
             self._buffered = 0
+            checkpointer = self._checkpointer
+        self._wake.set()
+        if checkpointer is not None:
+            checkpointer.join()
         for trace_id, buffer in pending:
             self._write(trace_id, buffer)
+
+    def _checkpoint_loop(self) -> None:
+        while not self._wake.wait(CHECKPOINT_INTERVAL_S):
+            try:
+                self._checkpoint()
+            except Exception:
+                _errors.background_error(Component.SPANS_ONLY, "checkpointing a running trace")
+
+    def _checkpoint(self) -> None:
+        """Rewrite the bundles of every running trace that changed since its last checkpoint."""
+        with self._lock:
+            changed = []
+            for trace_id, buffer in self._traces.items():
+                if buffer.changed and buffer.has_genai and buffer.spill is None:
+                    buffer.changed = False
+                    changed.append((trace_id, [*buffer.records, *buffer.open.values()]))
+        for trace_id, records in changed:
+            plans = [_cut(plan) for plan in plan_rollouts(trace_id, records)]
+            with self._write_lock:
+                with self._lock:
+                    if trace_id in self._flushed or self._closed:
+                        continue  # its end was written meanwhile
+                self._replace(trace_id, plans)
+
+    def _replace(self, trace_id: int, plans: list[RolloutPlan], *, final: bool = False) -> None:
+        """Write ``plans`` in place of the trace's previous checkpoint (hold the write lock)."""
+        previous = self._checkpoints.pop(trace_id, set())
+        staging = self.trace_root / ".staging"
+        written: set[str] = set()
+        for plan in plans:
+            name = bundle_dir_name(plan.trace_id, plan.root_thread_id)
+            if not previous and final:
+                path = self._write_plan(self.trace_root, plan)
+            else:
+                make_private_dirs(staging)
+                scratch = Path(tempfile.mkdtemp(dir=staging))
+                path = self._write_plan(scratch, plan)
+                if path is not None:
+                    path = _swap_in(path, self.trace_root / name, scratch)
+            if path is not None:
+                written.add(name)
+                if final:
+                    self.bundles_written.append(path)
+        for name in previous - written:  # a checkpoint's rollout the trace no longer has
+            shutil.rmtree(self.trace_root / name, ignore_errors=True)
+        if not final:
+            self._checkpoints[trace_id] = written
+
+    def _write_plan(self, root: Path, plan: RolloutPlan) -> Path | None:
+        return write_plan(
+            root,
+            plan,
+            schema_version=self.schema_version,
+            max_bytes=self.max_bytes,
+            max_payload_bytes=self.max_payload_bytes,
+            redactor=self.redactor,
+        )
 
     def _mark_flushed(self, trace_id: int) -> None:
         self._flushed[trace_id] = None
@@ -152,8 +264,11 @@ class SpansOnlyAssembler:
                 logger.warning("rollout trace: reading spilled spans failed: %s", error)
         if not buffer.has_genai:
             return  # a web app's request, say: silence
+        records += buffer.open.values()  # shut down while they run: planned as running
         try:
             plans = list(plan_rollouts(trace_id, records))
+            if buffer.open:
+                plans = [_cut(plan) for plan in plans]
             if not plans:
                 warn_once(
                     "no agent work",
@@ -172,19 +287,29 @@ class SpansOnlyAssembler:
                     "puts content in log events only)",
                     CAPTURE_CONTENT_ENV,
                 )
-            for plan in plans:
-                path = write_plan(
-                    self.trace_root,
-                    plan,
-                    schema_version=self.schema_version,
-                    max_bytes=self.max_bytes,
-                    max_payload_bytes=self.max_payload_bytes,
-                    redactor=self.redactor,
-                )
-                if path is not None:
-                    self.bundles_written.append(path)
+            with self._write_lock:
+                self._replace(trace_id, plans, final=True)
+        except OSError as error:
+            logger.warning("rollout trace: writing a bundle from spans failed: %s", error)
         except Exception:
             _errors.background_error(Component.SPANS_ONLY, "building a bundle from spans")
+
+
+def _cut(plan: RolloutPlan) -> RolloutPlan:
+    """``plan`` without the ends of spans still running (and so without the rollout's end)."""
+    return dataclasses.replace(
+        plan, events=tuple(event for event in plan.events if event.time_ns < _STILL_OPEN)
+    )
+
+
+def _swap_in(staged: Path, final: Path, scratch: Path) -> Path:
+    """Move the bundle ``staged`` to ``final``, replacing what is there; remove ``scratch``."""
+    old = scratch / "previous"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(staged, final)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return final
 
 
 _warned: set[str] = set()
