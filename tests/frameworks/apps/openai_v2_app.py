@@ -5,6 +5,9 @@ argv[1]:
 * ``agents``: a support agent (the app's own ``invoke_agent`` span) whose model calls sit
   under an ordinary app span, runs a ``lookup`` tool and asks a helper agent through an
   ``ask_helper`` tool (an agent as a tool); the spans-only path writes the bundle.
+* ``zero-code``: the same, with no OpenTelemetry set up in code: run under
+  ``opentelemetry-instrument``, which instruments openai and adds the rollout span processor
+  (otel-rollout's ``opentelemetry_post_instrument`` entry point).
 * ``recording``: a recording-API rollout on the same provider as openai-v2, its chat call
   inside the rollout: the rollout's own bundle, and no second one from openai-v2's span.
 
@@ -20,6 +23,7 @@ import sys
 from typing import Any
 
 import openai
+from opentelemetry import trace
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -29,9 +33,12 @@ from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor, Thread
 MODE = sys.argv[1]
 exporter = RolloutBundleSpanExporter()
 provider = TracerProvider()
-provider.add_span_processor(RolloutSpanProcessor(exporter))
-OpenAIInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
-tracer = provider.get_tracer("support.app")
+if MODE == "zero-code":  # opentelemetry-instrument instruments openai and adds the processor
+    tracer = trace.get_tracer("support.app")
+else:
+    provider.add_span_processor(RolloutSpanProcessor(exporter))
+    OpenAIInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    tracer = provider.get_tracer("support.app")
 client = openai.OpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key="sk-scripted")
 TOOLS: list[Any] = [
     {
@@ -89,7 +96,7 @@ def run_tool(name: str, arguments: dict[str, Any]) -> str:
     return f"found {arguments['q']}"
 
 
-if MODE == "agents":
+if MODE in ("agents", "zero-code"):
     with tracer.start_as_current_span("POST /support"):
         invoke_agent("support", "support-model", "You support.", "Where is my order?")
 else:
