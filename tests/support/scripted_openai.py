@@ -88,7 +88,8 @@ def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedServer]:
-    """Serve ``script`` (model name -> its replies in order) on 127.0.0.1 for a ``with`` block."""
+    """Serve ``script`` (model name -> its replies in order; ``"*"``: any other model) on
+    127.0.0.1 for a ``with`` block."""
     queues = {model: list(replies) for model, replies in script.items()}
     lock = threading.Lock()
     state = ScriptedServer(base_url="")
@@ -103,7 +104,7 @@ def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedS
             with lock:
                 state.requests.setdefault(model, []).append(body)
                 index = len(state.requests[model]) - 1
-                queue = queues.get(model, [])
+                queue = queues.get(model, queues.get("*", []))
                 if queue:
                     reply = queue.pop(0)
                 else:
