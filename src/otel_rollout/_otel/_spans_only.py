@@ -195,7 +195,15 @@ class SpansOnlyAssembler:
                 with self._lock:
                     if trace_id in self._flushed or self._closed:
                         continue  # its end was written meanwhile
-                self._replace(trace_id, plans)
+                try:
+                    self._replace(trace_id, plans)
+                except OSError as error:
+                    warn_once(
+                        "checkpoint failed",
+                        "rollout trace: checkpointing a running trace's bundle failed (%s); "
+                        "its bundle is written when the trace ends",
+                        error,
+                    )
 
     def _replace(self, trace_id: int, plans: list[RolloutPlan], *, final: bool = False) -> None:
         """Write ``plans`` in place of the trace's previous checkpoint (hold the write lock)."""
