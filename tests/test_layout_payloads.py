@@ -55,6 +55,10 @@ ALLOWED_FILE_CALLS: dict[tuple[str, str], tuple[int, str]] = {
     ("_otel/_spans_only.py", "path.open"): (1, "writes a span spill file"),
     ("_otel/_spans_only.py", "buffer.spill.open"): (1, "reads a span spill file"),
     ("_otel/_spans_only.py", "buffer.spill.unlink"): (1, "removes a span spill file"),
+    ("_otel/_spans_only.py", "os.rename"): (
+        2,
+        "swaps a running trace's checkpointed bundle directory for the newer one",
+    ),
     (
         "_view/_page.py",
         "resources.files('otel_rollout._view').joinpath('assets').joinpath(name).read_text",
