@@ -202,6 +202,15 @@ class RolloutBundleSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
+    def _span_ended(self, span: ReadableSpan) -> None:
+        """A span ended (``RolloutSpanProcessor``, on the app's thread): buffered; a trace's
+        bundle is written on the spans-only background thread when its root ends."""
+        if self._shut_down or self.trace_root is None:
+            return
+        foreign = spans_for_bundles((span,))
+        if foreign:
+            self._spans_only().add(foreign, background=True)
+
     def _span_started(self, span: Span) -> None:
         """A span started (``RolloutSpanProcessor``): running traces are checkpointed."""
         if self.trace_root is None or self._shut_down or is_live_span(span):
@@ -231,6 +240,9 @@ class RolloutBundleSpanExporter(SpanExporter):
         """Write every event recorded so far; ``False`` on timeout."""
         try:
             flushed = self._writer.flush(timeout_millis / 1000)
+            assembler = self._assembler
+            if assembler is not None:
+                flushed = assembler.flush(timeout_millis / 1000) and flushed
             _background.report_new_losses()
         except Exception:
             _errors.internal_error(Component.EXPORTER, "flushing")
@@ -276,9 +288,14 @@ class RolloutSpanProcessor(SpanProcessor):
             _errors.internal_error(Component.EXPORTER, "noting a span's start")
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Pass spans not recorded live to the exporter."""
-        if not is_live_span(span) and self.exporter.trace_root is not None:
-            self.exporter.export((span,))
+        """Pass spans not recorded live to the exporter's spans-only path (their bundles are
+        written on its background thread)."""
+        if is_live_span(span) or self.exporter.trace_root is None:
+            return
+        try:
+            self.exporter._span_ended(span)
+        except Exception:
+            _errors.internal_error(Component.EXPORTER, "buffering an ended span")
 
     def shutdown(self) -> None:
         """Shut the exporter down (idempotent)."""

@@ -109,9 +109,15 @@ class SpansOnlyAssembler:
         """Trace id -> the bundle directory names its latest checkpoint wrote."""
         self._write_lock = threading.Lock()
         """Held while a trace's bundles are written (a checkpoint, or the final write)."""
-        self._wake = threading.Event()
+        self._kick = threading.Event()
+        """Wakes the background thread before its interval (a trace ended, or closing)."""
         self._closed = False
-        self._checkpointer: threading.Thread | None = None
+        self._background: threading.Thread | None = None
+        self._ended: list[tuple[int, _TraceBuffer]] = []
+        """Traces whose root ended, for the background thread to write (processor path)."""
+        self._writing = 0
+        self._idle = threading.Condition(self._lock)
+        """Notified when the background thread has written every ended trace."""
 
     def started(self, span: ReadableSpan) -> None:
         """A span started (the processor path): the trace's checkpoints show it running."""
@@ -126,14 +132,20 @@ class SpansOnlyAssembler:
             buffer.open[record.span_id] = record
             buffer.has_genai = buffer.has_genai or is_genai(record.attributes)
             buffer.changed = True
-            if self._checkpointer is None:
-                self._checkpointer = threading.Thread(
-                    target=self._checkpoint_loop, name="otel-rollout-checkpoints", daemon=True
-                )
-                self._checkpointer.start()
+            self._start_background()
 
-    def add(self, spans: Sequence[ReadableSpan]) -> None:
-        """Buffer finished spans; write the bundles of every trace whose local root ended."""
+    def _start_background(self) -> None:
+        """Start the thread that checkpoints and writes ended traces (hold the lock)."""
+        if self._background is None:
+            self._background = threading.Thread(
+                target=self._background_loop, name="otel-rollout-spans-only", daemon=True
+            )
+            self._background.start()
+
+    def add(self, spans: Sequence[ReadableSpan], *, background: bool = False) -> None:
+        """Buffer finished spans; write the bundles of every trace whose local root ended:
+        here, or on the background thread (``background``: the processor path, which runs on
+        the app's thread)."""
         ready: list[tuple[int, _TraceBuffer]] = []
         with self._lock:
             for span in spans:
@@ -157,25 +169,53 @@ class SpansOnlyAssembler:
                     self._mark_flushed(trace_id)
             if self._buffered > self.max_buffered_bytes:
                 self._spill_largest()
+            if ready and background and not self._closed:
+                self._ended.extend(ready)
+                self._start_background()
+                ready = []
+                self._kick.set()
         for trace_id, buffer in ready:
             self._write(trace_id, buffer)
 
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every ended trace is written; ``False`` on timeout."""
+        self._kick.set()
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._ended and not self._writing, timeout_s)
+
     def close(self) -> None:
-        """Stop checkpointing; write every trace still buffered (their roots never ended)."""
+        """Write the ended traces, stop the background thread, and write every trace still
+        buffered (their roots never ended)."""
         with self._lock:
             self._closed = True
-            pending = list(self._traces.items())
+            background = self._background
+        self._kick.set()
+        if background is not None:
+            background.join()
+        with self._lock:
+            pending = [*self._ended, *self._traces.items()]
+            self._ended.clear()
             self._traces.clear()
             self._buffered = 0
-            checkpointer = self._checkpointer
-        self._wake.set()
-        if checkpointer is not None:
-            checkpointer.join()
         for trace_id, buffer in pending:
             self._write(trace_id, buffer)
 
-    def _checkpoint_loop(self) -> None:
-        while not self._wake.wait(CHECKPOINT_INTERVAL_S):
+    def _background_loop(self) -> None:
+        """Write ended traces as they end; checkpoint running ones every interval."""
+        while True:
+            self._kick.wait(CHECKPOINT_INTERVAL_S)
+            self._kick.clear()
+            with self._lock:
+                ended, self._ended = self._ended, []
+                self._writing += len(ended)
+                closed = self._closed
+            for trace_id, buffer in ended:
+                self._write(trace_id, buffer)
+            with self._idle:
+                self._writing -= len(ended)
+                self._idle.notify_all()
+            if closed:
+                return
             try:
                 self._checkpoint()
             except Exception:
