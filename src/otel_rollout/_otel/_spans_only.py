@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,9 @@ _record_decoder = msgspec.json.Decoder(SpanRecord)
 
 CHECKPOINT_INTERVAL_S = 0.05
 """How often a running trace's bundle is rewritten, when it changed (processor path)."""
+CHECKPOINT_BACKOFF = 10
+"""A checkpoint that took ``d`` seconds delays that trace's next one to ``10 * d`` after its
+start: at most about a tenth of a core goes to checkpointing a long trace."""
 _STILL_OPEN = 2**63 - 1
 """The end time planned for a span still running at a checkpoint (cut off the plan)."""
 
@@ -76,6 +80,8 @@ class _TraceBuffer:
     """Spans started and not ended (known through :meth:`SpansOnlyAssembler.started`)."""
     changed: bool = False
     """Changed since its last checkpoint."""
+    not_before: float = 0.0
+    """``time.monotonic()`` before which it is not checkpointed again."""
 
 
 class SpansOnlyAssembler:
@@ -222,14 +228,23 @@ class SpansOnlyAssembler:
                 _errors.background_error(Component.SPANS_ONLY, "checkpointing a running trace")
 
     def _checkpoint(self) -> None:
-        """Rewrite the bundles of every running trace that changed since its last checkpoint."""
+        """Rewrite the bundles of every running trace that changed since its last checkpoint
+        (a trace whose checkpoint took ``d`` waits ``CHECKPOINT_BACKOFF * d`` before the next:
+        checkpoints of long traces take a bounded share of a core)."""
+        now = time.monotonic()
         with self._lock:
             changed = []
             for trace_id, buffer in self._traces.items():
-                if buffer.changed and buffer.has_genai and buffer.spill is None:
+                if (
+                    buffer.changed
+                    and buffer.has_genai
+                    and buffer.spill is None
+                    and buffer.not_before <= now
+                ):
                     buffer.changed = False
-                    changed.append((trace_id, [*buffer.records, *buffer.open.values()]))
-        for trace_id, records in changed:
+                    changed.append((trace_id, buffer, [*buffer.records, *buffer.open.values()]))
+        for trace_id, buffer, records in changed:
+            started = time.monotonic()
             plans = [_cut(plan) for plan in plan_rollouts(trace_id, records)]
             with self._write_lock:
                 with self._lock:
@@ -237,6 +252,8 @@ class SpansOnlyAssembler:
                         continue  # its end was written meanwhile
                 try:
                     self._replace(trace_id, plans)
+                    elapsed = time.monotonic() - started
+                    buffer.not_before = started + elapsed * CHECKPOINT_BACKOFF
                 except OSError as error:
                     warn_once(
                         "checkpoint failed",
