@@ -29,10 +29,16 @@ SCRIPT = {
 }
 
 
-@pytest.mark.parametrize("bridge", ["openai-agents-v2", "openinference"])
+@pytest.mark.parametrize(
+    ("bridge", "genai_flag"),
+    [("openai-agents-v2", ""), ("openinference", ""), ("openinference", "true")],
+    ids=["openai-agents-v2", "openinference", "openinference-with-genai-semconv"],
+)
 def test_agents_sdk_through_an_otel_bridge(
-    bridge: str, tmp_path: Path, codex_for: Callable[[int], Path]
+    bridge: str, genai_flag: str, tmp_path: Path, codex_for: Callable[[int], Path]
 ) -> None:
+    """``openinference-with-genai-semconv``: OpenInference's GenAI flag also writes GenAI
+    attributes (a handoff as ``execute_tool``): OpenInference's own attributes still decide."""
     python = framework_python("agents")
     traces = tmp_path / "traces"
     with scripted_server(SCRIPT) as server:
@@ -41,6 +47,7 @@ def test_agents_sdk_through_an_otel_bridge(
             OTEL_ROLLOUT_TRACE_ROOT=str(traces),
             OTEL_SEMCONV_STABILITY_OPT_IN="gen_ai_latest_experimental",
             OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="span_only",
+            OPENINFERENCE_ENABLE_GENAI_SEMCONV=genai_flag,
         )
         done = subprocess.run(
             [python, APP, bridge], env=env, capture_output=True, text=True, timeout=120

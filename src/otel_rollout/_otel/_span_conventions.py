@@ -55,8 +55,11 @@ _HANDOFF_PREFIX: Final = "handoff to "
 
 
 def to_genai(name: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """``attributes`` with what they say in other conventions added as GenAI attributes
-    (GenAI attributes already present win)."""
+    """``attributes`` with what they say in other conventions added as GenAI attributes.
+
+    On an OpenInference span, what OpenInference says wins over the GenAI attributes it may
+    carry too: its GenAI flag (``OPENINFERENCE_ENABLE_GENAI_SEMCONV``) converts lossily (a
+    handoff becomes ``execute_tool``)."""
     found: dict[str, Any] = {}
     kind = attributes.get(_OI_KIND)
     if isinstance(kind, str):
