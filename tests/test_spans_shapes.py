@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
+from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor
+from otel_rollout._otel import _spans_only
 from otel_rollout._otel._spans_only import write_plan
 from otel_rollout._otel._spans_plan import SpanRecord, plan_rollouts
 from support.rollout_shape import RolloutShape, assert_codex_accepts, rollout_shape
@@ -287,3 +290,26 @@ def test_the_agents_bridge_repr_messages_and_result_parts_are_read(tmp_path: Pat
     items = shape.state["conversation_items"].values()
     outputs = [item for item in items if item["kind"] == "function_call_output"]
     assert [item["call_id"] for item in outputs] == ["c0"]
+
+
+def test_a_genai_trace_with_no_bundle_warns_once_and_other_traces_stay_silent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_spans_only, "_warned", set())
+    provider = TracerProvider()
+    provider.add_span_processor(RolloutSpanProcessor(RolloutBundleSpanExporter(tmp_path)))
+    tracer = provider.get_tracer("an.instrumentation")
+    with tracer.start_as_current_span("GET /health"):
+        pass  # a web request: no GenAI span, no word
+    for _ in range(2):
+        with tracer.start_as_current_span(
+            "create_agent helper", attributes={"gen_ai.operation.name": "create_agent"}
+        ):
+            pass
+    provider.shutdown()
+    assert list(tmp_path.glob("trace-*")) == []
+    warnings = [r.getMessage() for r in caplog.records if "no agent run" in r.getMessage()]
+    assert warnings == [
+        "rollout trace: a trace's GenAI spans hold no agent run, inference or tool call "
+        "(operations: create_agent), so it has no bundle"
+    ]
