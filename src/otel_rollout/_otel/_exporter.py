@@ -54,10 +54,12 @@ def is_live_span(span: ReadableSpan) -> bool:
     return scope is not None and scope.name == LIVE_SCOPE_NAME
 
 
-def spans_for_bundles(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+def spans_for_bundles(spans: Sequence[ReadableSpan]) -> tuple[list[ReadableSpan], list[int]]:
     """The spans the spans-only path should plan: not recorded live, and of no trace a live
-    rollout owns (:mod:`otel_rollout._otel._ownership`; those are counted as left out)."""
+    rollout owns (:mod:`otel_rollout._otel._ownership`; those are counted as left out); and
+    the owned traces whose local root ended (what was buffered of them before the claim goes)."""
     kept: list[ReadableSpan] = []
+    ended_owned: list[int] = []
     left_out = 0
     for span in spans:
         if is_live_span(span):
@@ -65,11 +67,13 @@ def spans_for_bundles(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
         context = span.context
         if context is not None and _ownership.is_trace_owned(context.trace_id):
             left_out += 1
+            if span.parent is None or span.parent.is_remote:
+                ended_owned.append(context.trace_id)
             continue
         kept.append(span)
     if left_out:
         _errors.count_spans_left_out(left_out)
-    return kept
+    return kept, ended_owned
 
 
 _warned_no_trace_root = False
@@ -192,11 +196,12 @@ class RolloutBundleSpanExporter(SpanExporter):
             )
             return SpanExportResult.FAILURE
         try:
-            foreign = spans_for_bundles(spans)
+            foreign, ended_owned = spans_for_bundles(spans)
             if foreign and self.trace_root is None:
                 _warn_no_trace_root()
             elif foreign:
                 self._spans_only().add(foreign)
+            self._forget(ended_owned)
         except Exception:
             _errors.background_error(Component.EXPORTER, "exporting spans to a bundle")
             return SpanExportResult.FAILURE
@@ -207,9 +212,17 @@ class RolloutBundleSpanExporter(SpanExporter):
         bundle is written on the spans-only background thread when its root ends."""
         if self._shut_down or self.trace_root is None:
             return
-        foreign = spans_for_bundles((span,))
+        foreign, ended_owned = spans_for_bundles((span,))
         if foreign:
             self._spans_only().add(foreign, background=True)
+        self._forget(ended_owned)
+
+    def _forget(self, trace_ids: list[int]) -> None:
+        """Owned traces ended: drop what the spans-only path buffered of them."""
+        assembler = self._assembler
+        if assembler is not None:
+            for trace_id in trace_ids:
+                assembler.forget(trace_id)
 
     def _span_started(self, span: Span) -> None:
         """A span started (``RolloutSpanProcessor``): running traces are checkpointed."""

@@ -48,6 +48,7 @@ from otel_rollout._bundle._redact import Redactor
 from otel_rollout._bundle._writer import BundleWriter, bundle_dir_name
 from otel_rollout._config import CAPTURE_CONTENT_ENV
 from otel_rollout._errors import Component
+from otel_rollout._otel._ownership import is_trace_owned
 from otel_rollout._otel._span_conventions import is_genai
 from otel_rollout._otel._spans_plan import RolloutPlan, SpanRecord, plan_rollouts, span_record
 
@@ -244,6 +245,8 @@ class SpansOnlyAssembler:
                     buffer.changed = False
                     changed.append((trace_id, buffer, [*buffer.records, *buffer.open.values()]))
         for trace_id, buffer, records in changed:
+            if is_trace_owned(trace_id):
+                continue  # its end leaves it out (and removes its checkpoints)
             started = time.monotonic()
             plans = [_cut(plan) for plan in plan_rollouts(trace_id, records)]
             with self._write_lock:
@@ -285,6 +288,27 @@ class SpansOnlyAssembler:
             shutil.rmtree(self.trace_root / name, ignore_errors=True)
         if not final:
             self._checkpoints[trace_id] = written
+
+    def forget(self, trace_id: int) -> None:
+        """A live rollout owns ``trace_id``, whose local root ended: drop what was buffered of
+        it (spans that began before the claim), its checkpoints too, counting them left out."""
+        with self._lock:
+            buffer = self._traces.pop(trace_id, None)
+            if buffer is None:
+                return
+            self._buffered -= buffer.size
+            self._mark_flushed(trace_id)
+        if buffer.spill is not None:
+            buffer.spill.unlink(missing_ok=True)
+        self._leave_out(trace_id, len(buffer.records))  # the open ones count as they end
+
+    def _leave_out(self, trace_id: int, spans: int) -> None:
+        """A live rollout owns the trace: no bundle of its spans, and none of its checkpoints
+        stays (their spans are counted as left out)."""
+        _errors.count_spans_left_out(spans)
+        with self._write_lock:
+            for name in self._checkpoints.pop(trace_id, set()):
+                shutil.rmtree(self.trace_root / name, ignore_errors=True)
 
     def _write_plan(self, root: Path, plan: RolloutPlan) -> Path | None:
         return write_plan(
@@ -329,6 +353,9 @@ class SpansOnlyAssembler:
                 logger.warning("rollout trace: reading spilled spans failed: %s", error)
         if not buffer.has_genai:
             return  # a web app's request, say: silence
+        if is_trace_owned(trace_id):  # a live rollout claimed it after these spans began
+            self._leave_out(trace_id, len(records))
+            return
         records += buffer.open.values()  # shut down while they run: planned as running
         try:
             plans = list(plan_rollouts(trace_id, records))
