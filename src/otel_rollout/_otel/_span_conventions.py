@@ -54,8 +54,9 @@ _LC_AGENT_TL: Final = "traceloop.association.properties.lc_agent_name"
 _HANDOFF_PREFIX: Final = "handoff to "
 
 
-def to_genai(name: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """``attributes`` with what they say in other conventions added as GenAI attributes.
+def to_genai(name: str, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``attributes`` with what they say in other conventions added as GenAI attributes
+    (``None``: they say nothing more).
 
     On an OpenInference span, what OpenInference says wins over the GenAI attributes it may
     carry too: its GenAI flag (``OPENINFERENCE_ENABLE_GENAI_SEMCONV``) converts lossily (a
@@ -66,7 +67,7 @@ def to_genai(name: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
         found = _from_openinference(name, kind.upper(), attributes)
     elif "traceloop.span.kind" in attributes:
         found = _from_openllmetry(attributes)
-    return {**attributes, **found} if found else dict(attributes)
+    return {**attributes, **found} if found else None
 
 
 def is_genai(attributes: Mapping[str, Any]) -> bool:

@@ -199,22 +199,7 @@ def plan_rollouts(trace_id: int, records: list[SpanRecord]) -> Iterator[RolloutP
 def _normalized(record: SpanRecord) -> SpanRecord:
     """``record`` with other conventions' attributes read as GenAI ones."""
     attributes = conventions.to_genai(record.name, record.attributes)
-    name = record.name
-    if record.operation is None and sc.GEN_AI_OPERATION_NAME in attributes:
-        return msgspec.structs.replace(record, attributes=attributes)
-    return (
-        record
-        if attributes == record.attributes
-        else SpanRecord(
-            record.span_id,
-            record.parent_id,
-            name,
-            record.start_ns,
-            record.end_ns,
-            record.error,
-            attributes,
-        )
-    )
+    return record if attributes is None else msgspec.structs.replace(record, attributes=attributes)
 
 
 _WORK_OPERATIONS = _INFERENCE_OPERATIONS | {
@@ -273,7 +258,7 @@ class _Structure:
     def _is_agent_span(self, record: SpanRecord) -> bool:
         if record.operation == sc.OPERATION_INVOKE_AGENT:
             return True
-        if record.operation is not None and record.operation in _WORK_OPERATIONS:
+        if record.operation in _WORK_OPERATIONS:
             return False
         agent = conventions.langchain_agent(record.attributes)
         if agent is None or agent not in (
@@ -354,8 +339,6 @@ class _Thread:
     agent_path: str
     depth: int
     parent: _Thread | None
-    spawned_by: SpanRecord | None
-    """The tool call or handoff span that spawned it (``None``: spawned from its parent's turn)."""
     runs: list[SpanRecord] = field(default_factory=list)
 
 
@@ -429,9 +412,7 @@ class _RolloutPlanner:
         )
         return model, provider
 
-    def _new_thread(
-        self, run: SpanRecord, name: str, parent: _Thread | None, spawned_by: SpanRecord | None
-    ) -> _Thread:
+    def _new_thread(self, run: SpanRecord, name: str, parent: _Thread | None) -> _Thread:
         slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "agent"
         if parent is None:
             path = "/root"
@@ -447,7 +428,6 @@ class _RolloutPlanner:
             agent_path=path,
             depth=0 if parent is None else parent.depth + 1,
             parent=parent,
-            spawned_by=spawned_by,
         )
         self.threads.append(thread)
         return thread
@@ -460,7 +440,7 @@ class _RolloutPlanner:
             None if self.synthetic else self.structure.identity[root_run.span_id] or "agent"
         )
         root_name = root_run.name if self.synthetic else _agent_name(root_run)
-        root = self._new_thread(root_run, root_name, None, None)
+        root = self._new_thread(root_run, root_name, None)
         if self.synthetic is not None:
             self._add_turn(root, self.synthetic)
         handoffs = sorted(
@@ -491,7 +471,7 @@ class _RolloutPlanner:
             key = (parent.thread_id, identity)
             thread = by_key.get(key)
             if thread is None or thread.runs[-1].end_ns > run.start_ns:
-                thread = self._new_thread(run, _agent_name(run), parent, spawned_by)
+                thread = self._new_thread(run, _agent_name(run), parent)
                 by_key[key] = thread
                 if spawned_by is not None:
                     self.spawns[spawned_by.span_id] = (self._add_turn(thread, run), spawned_by)
