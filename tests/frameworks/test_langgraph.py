@@ -25,10 +25,16 @@ SCRIPT = {
 }
 
 
-@pytest.mark.parametrize("instrumentation", ["openinference", "openllmetry"])
+@pytest.mark.parametrize(
+    ("instrumentation", "genai_flag"),
+    [("openinference", ""), ("openinference", "true"), ("openllmetry", "")],
+    ids=["openinference", "openinference-with-genai-semconv", "openllmetry"],
+)
 def test_langgraph_agents(
-    instrumentation: str, tmp_path: Path, codex_for: Callable[[int], Path]
+    instrumentation: str, genai_flag: str, tmp_path: Path, codex_for: Callable[[int], Path]
 ) -> None:
+    """``openinference-with-genai-semconv``: OpenInference also writes GenAI attributes (its
+    flag); the shape is the same."""
     python = framework_python("langgraph")
     traces = tmp_path / "traces"
     with scripted_server(SCRIPT) as server:
@@ -36,6 +42,7 @@ def test_langgraph_agents(
             OPENAI_BASE_URL=server.base_url,
             OTEL_ROLLOUT_TRACE_ROOT=str(traces),
             TRACELOOP_TRACE_CONTENT="true",
+            OPENINFERENCE_ENABLE_GENAI_SEMCONV=genai_flag,
         )
         done = subprocess.run(
             [python, APP, instrumentation], env=env, capture_output=True, text=True, timeout=120
