@@ -1,4 +1,4 @@
-"""What bundles from other instrumentations' spans cost: the processor (checkpoints) and the exporter.
+"""What bundles from other instrumentations' spans cost: the processor and the exporter.
 
 The workload is an instrumented agent's spans as a GenAI instrumentation reports them: per turn,
 an ``invoke_agent`` span holding 2 ``chat`` spans (4 KB input and output messages as
@@ -39,9 +39,9 @@ from opentelemetry.trace import Tracer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recording import FileExporter  # noqa: E402
+from recording import FileExporter
 
-from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor  # noqa: E402
+from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor
 
 STACKS = ("bare_sdk", "processor", "exporter")
 SHAPES = ("trace_per_turn", "long_trace")
@@ -138,7 +138,7 @@ def main() -> None:
             cpu = [r["cpu_us_per_turn"] for r in runs[stack]]
             ratios = [
                 r["cpu_us_per_turn"] / base["cpu_us_per_turn"]
-                for r, base in zip(runs[stack], runs["bare_sdk"])
+                for r, base in zip(runs[stack], runs["bare_sdk"], strict=True)
             ]
             summary[stack] = {
                 "cpu_us_per_turn_median": statistics.median(cpu),
