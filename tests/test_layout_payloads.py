@@ -54,7 +54,14 @@ ALLOWED_FILE_CALLS: dict[tuple[str, str], tuple[int, str]] = {
     ("_bundle/_reader.py", "os.fdopen"): (3, "streams trace.jsonl (opened by _bounded)"),
     ("_otel/_spans_only.py", "path.open"): (1, "writes a span spill file"),
     ("_otel/_spans_only.py", "buffer.spill.open"): (1, "reads a span spill file"),
-    ("_otel/_spans_only.py", "buffer.spill.unlink"): (1, "removes a span spill file"),
+    ("_otel/_spans_only.py", "buffer.spill.unlink"): (
+        2,
+        "removes a span spill file (read, or of a trace a live rollout owns)",
+    ),
+    ("_otel/_spans_only.py", "os.rename"): (
+        2,
+        "swaps a running trace's checkpointed bundle directory for the newer one",
+    ),
     (
         "_view/_page.py",
         "resources.files('otel_rollout._view').joinpath('assets').joinpath(name).read_text",

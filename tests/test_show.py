@@ -675,7 +675,10 @@ def test_a_rollout_whose_only_inference_failed_is_marked_failed(
     assert "✗ 1 turn failed" in lines[0]
     assert "✗ 1 turn failed" in next(line for line in lines if "thread /root/checker" in line)
     assert any("✗ failed" in line and "“rate limited”" in line for line in lines)
-    assert any("tool add" in line and '({"a":2,"b":3})  → 5' in line for line in lines)
+    # the checker agent runs inside the add call: an agent as a tool, Codex's spawn_agent shape
+    assert any(
+        "tool spawn_agent" in line and ' add  ({"a":2,"b":3})  → 5' in line for line in lines
+    )
 
 
 def test_a_failed_tool_shows_its_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -148,8 +148,8 @@ def test_an_agent_with_a_chat_and_a_tool() -> None:
             "session_source": "otel_rollout",
             "cwd": "",
             "rollout_path": None,
-            "model": "",
-            "provider_name": "",
+            "model": "gpt-x",  # the agent span names none: its first inference's
+            "provider_name": "openai",
             "approval_policy": "never",
             "sandbox_policy": "",
         },
@@ -278,13 +278,16 @@ def test_content_attributes_become_payload_bodies() -> None:
     assert bodies[0]["input"] == [
         {"type": "function_call_output", "call_id": "c0", "output": "[1]"}
     ]
-    assert bodies[1]["output_items"] == [
-        {"type": "function_call", "call_id": "c1", "name": "look", "arguments": '{"q": 1}'},
+    assert bodies[1]["output_items"] == [  # in the parts' order, arguments compact JSON
         {
             "type": "message",
             "role": "assistant",
-            "content": [{"type": "output_text", "text": "let me check"}],
+            "content": [
+                {"type": "output_text", "text": "let me "},
+                {"type": "output_text", "text": "check"},
+            ],
         },
+        {"type": "function_call", "call_id": "c1", "name": "look", "arguments": '{"q":1}'},
     ]
     assert bodies[1]["token_usage"] is None
     assert bodies[2]["input"] == [
@@ -299,7 +302,16 @@ def test_spans_without_an_agent_get_a_synthetic_root_thread() -> None:
     written = realize(plan)
     assert types(written)[:3] == ["rollout_started", "thread_started", "codex_turn_started"]
     assert plan.events[0].time_ns == 2 * MS  # the synthetic root spans the GenAI spans only
-    assert written[1].payload is not None and written[1].payload[1]["nickname"] == "agent"
+    # named after the app's span around the work, with the model its calls used
+    assert written[1].payload is not None and written[1].payload[1]["nickname"] == "span 1"
+
+
+def test_a_synthetic_root_thread_without_a_span_around_is_named_after_its_model() -> None:
+    records = [record(2, 0, "chat", 2, 3, {"gen_ai.request.model": "gpt-x"})]
+    [plan] = plan_rollouts(TRACE_ID, records)
+    metadata = realize(plan)[1].payload
+    assert metadata is not None
+    assert (metadata[1]["nickname"], metadata[1]["model"]) == ("gpt-x", "gpt-x")
 
 
 def test_nested_agents_become_child_threads_and_top_level_agents_rollouts() -> None:

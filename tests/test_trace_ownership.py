@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,30 @@ def test_claims_nest_and_zero_is_never_owned() -> None:
     assert trace_id in _ownership._claims
     _ownership.release_trace(trace_id)
     assert trace_id not in _ownership._claims and _ownership.is_trace_owned(trace_id)
+
+
+def test_a_trace_claimed_after_its_spans_began_gets_no_bundle_and_no_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """An integration may claim a trace once a bridge's spans of it are buffered (even
+    checkpointed): when it ends, its spans are left out and the checkpoints removed."""
+    exporter = RolloutBundleSpanExporter(tmp_path)
+    provider = TracerProvider()
+    provider.add_span_processor(RolloutSpanProcessor(exporter))
+    tracer = provider.get_tracer("a.bridge")
+    before = otel_rollout.stats().foreign_spans_left_out
+    with tracer.start_as_current_span("workflow") as outer:
+        with tracer.start_as_current_span(
+            "invoke_agent a",
+            attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "a"},
+        ):
+            pass
+        assert exporter.force_flush()
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("trace-*")) and time.monotonic() < deadline:
+            time.sleep(0.01)  # a checkpoint of the running trace
+        assert list(tmp_path.glob("trace-*"))
+        _ownership.claim_trace(outer.get_span_context().trace_id)
+    provider.shutdown()
+    assert list(tmp_path.glob("trace-*")) == []
+    assert otel_rollout.stats().foreign_spans_left_out - before == 2

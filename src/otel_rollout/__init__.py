@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from otel_rollout._otel._replay import ExportError as ExportError
     from otel_rollout._otel._replay import ExportResult as ExportResult
     from otel_rollout._otel._replay import export_bundle as export_bundle
+    from otel_rollout._otel._sampler import RolloutSampler as RolloutSampler
     from otel_rollout._reduce import write_state as write_state
     from otel_rollout._reduce._model import RolloutTrace as RolloutTrace
     from otel_rollout._reduce._reducer import reduce_bundle as reduce_bundle
@@ -106,6 +107,7 @@ _EXPORTS: dict[str, str] = {
     "configure": "otel_rollout._live._runtime",
     "force_flush": "otel_rollout._live._runtime",
     "RolloutBundleSpanExporter": "otel_rollout._otel._exporter",
+    "RolloutSampler": "otel_rollout._otel._sampler",
     "RolloutSpanProcessor": "otel_rollout._otel._exporter",
     "RecordingStats": "otel_rollout._errors",
     "stats": "otel_rollout._errors",
@@ -148,6 +150,7 @@ __all__ = [
     "RawTraceEvent",
     "RecordingStats",
     "RolloutBundleSpanExporter",
+    "RolloutSampler",
     "RolloutSpanProcessor",
     "RolloutStatus",
     "RolloutTrace",

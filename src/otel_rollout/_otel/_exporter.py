@@ -54,10 +54,12 @@ def is_live_span(span: ReadableSpan) -> bool:
     return scope is not None and scope.name == LIVE_SCOPE_NAME
 
 
-def spans_for_bundles(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+def spans_for_bundles(spans: Sequence[ReadableSpan]) -> tuple[list[ReadableSpan], list[int]]:
     """The spans the spans-only path should plan: not recorded live, and of no trace a live
-    rollout owns (:mod:`otel_rollout._otel._ownership`; those are counted as left out)."""
+    rollout owns (:mod:`otel_rollout._otel._ownership`; those are counted as left out); and
+    the owned traces whose local root ended (what was buffered of them before the claim goes)."""
     kept: list[ReadableSpan] = []
+    ended_owned: list[int] = []
     left_out = 0
     for span in spans:
         if is_live_span(span):
@@ -65,11 +67,13 @@ def spans_for_bundles(spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
         context = span.context
         if context is not None and _ownership.is_trace_owned(context.trace_id):
             left_out += 1
+            if span.parent is None or span.parent.is_remote:
+                ended_owned.append(context.trace_id)
             continue
         kept.append(span)
     if left_out:
         _errors.count_spans_left_out(left_out)
-    return kept
+    return kept, ended_owned
 
 
 _warned_no_trace_root = False
@@ -192,15 +196,41 @@ class RolloutBundleSpanExporter(SpanExporter):
             )
             return SpanExportResult.FAILURE
         try:
-            foreign = spans_for_bundles(spans)
+            foreign, ended_owned = spans_for_bundles(spans)
             if foreign and self.trace_root is None:
                 _warn_no_trace_root()
             elif foreign:
                 self._spans_only().add(foreign)
+            self._forget(ended_owned)
         except Exception:
             _errors.background_error(Component.EXPORTER, "exporting spans to a bundle")
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+    def _span_ended(self, span: ReadableSpan) -> None:
+        """A span ended (``RolloutSpanProcessor``, on the app's thread): buffered; a trace's
+        bundle is written on the spans-only background thread when its root ends."""
+        if self._shut_down or self.trace_root is None:
+            return
+        foreign, ended_owned = spans_for_bundles((span,))
+        if foreign:
+            self._spans_only().add(foreign, background=True)
+        self._forget(ended_owned)
+
+    def _forget(self, trace_ids: list[int]) -> None:
+        """Owned traces ended: drop what the spans-only path buffered of them."""
+        assembler = self._assembler
+        if assembler is not None:
+            for trace_id in trace_ids:
+                assembler.forget(trace_id)
+
+    def _span_started(self, span: Span) -> None:
+        """A span started (``RolloutSpanProcessor``): running traces are checkpointed."""
+        if self.trace_root is None or self._shut_down or is_live_span(span):
+            return
+        context = span.context
+        if context is not None and not _ownership.is_trace_owned(context.trace_id):
+            self._spans_only().started(span)
 
     def _spans_only(self) -> SpansOnlyAssembler:
         with self._lock:
@@ -223,6 +253,9 @@ class RolloutBundleSpanExporter(SpanExporter):
         """Write every event recorded so far; ``False`` on timeout."""
         try:
             flushed = self._writer.flush(timeout_millis / 1000)
+            assembler = self._assembler
+            if assembler is not None:
+                flushed = assembler.flush(timeout_millis / 1000) and flushed
             _background.report_new_losses()
         except Exception:
             _errors.internal_error(Component.EXPORTER, "flushing")
@@ -260,12 +293,22 @@ class RolloutSpanProcessor(SpanProcessor):
         self.exporter = exporter or RolloutBundleSpanExporter()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do: raw events are written as they are recorded."""
+        """Tell the spans-only path a span started: while its trace runs, the trace's bundle
+        is checkpointed (a killed process leaves a valid bundle of what had ended)."""
+        try:
+            self.exporter._span_started(span)
+        except Exception:
+            _errors.internal_error(Component.EXPORTER, "noting a span's start")
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Pass spans not recorded live to the exporter."""
-        if not is_live_span(span) and self.exporter.trace_root is not None:
-            self.exporter.export((span,))
+        """Pass spans not recorded live to the exporter's spans-only path (their bundles are
+        written on its background thread)."""
+        if is_live_span(span) or self.exporter.trace_root is None:
+            return
+        try:
+            self.exporter._span_ended(span)
+        except Exception:
+            _errors.internal_error(Component.EXPORTER, "buffering an ended span")
 
     def shutdown(self) -> None:
         """Shut the exporter down (idempotent)."""

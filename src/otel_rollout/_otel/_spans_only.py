@@ -6,13 +6,26 @@ end, children first. :class:`SpansOnlyAssembler` buffers a trace's spans until i
 local root span ends (spilling to a file past a size bound); the planner
 (:mod:`otel_rollout._otel._spans_plan`) turns them into one plan per rollout, and
 :func:`write_plan` writes each plan as a bundle.
+
+Durable while a trace runs: fed by ``RolloutSpanProcessor``, which also reports spans as
+they start (:meth:`SpansOnlyAssembler.started`), the assembler checkpoints every trace that
+changed, every :data:`CHECKPOINT_INTERVAL_S`, on its own thread: the trace planned with its
+open spans as still running, the plan cut before their ends (so the bundle holds everything
+that ended, and the starts of what has not, as a killed live recording does), written into a
+staging directory and swapped in place of the previous checkpoint. A ``kill -9`` or SIGTERM
+then leaves a valid bundle of everything that ended before the latest checkpoint; the
+trace's end replaces it with the complete bundle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +45,11 @@ from otel_rollout._bundle._models import (
     RawPayloadRef,
 )
 from otel_rollout._bundle._redact import Redactor
-from otel_rollout._bundle._writer import BundleWriter
+from otel_rollout._bundle._writer import BundleWriter, bundle_dir_name
+from otel_rollout._config import CAPTURE_CONTENT_ENV
 from otel_rollout._errors import Component
+from otel_rollout._otel._ownership import is_trace_owned
+from otel_rollout._otel._span_conventions import is_genai
 from otel_rollout._otel._spans_plan import RolloutPlan, SpanRecord, plan_rollouts, span_record
 
 logger = logging.getLogger(__name__)
@@ -46,12 +62,27 @@ _record_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(SpanRecord)
 
 
+CHECKPOINT_INTERVAL_S = 0.05
+"""How often a running trace's bundle is rewritten, when it changed (processor path)."""
+CHECKPOINT_BACKOFF = 10
+"""A checkpoint that took ``d`` seconds delays that trace's next one to ``10 * d`` after its
+start: at most about a tenth of a core goes to checkpointing a long trace."""
+_STILL_OPEN = 2**63 - 1
+"""The end time planned for a span still running at a checkpoint (cut off the plan)."""
+
+
 @dataclass
 class _TraceBuffer:
     records: list[SpanRecord] = field(default_factory=list)
     size: int = 0
     spill: Path | None = None
     has_genai: bool = False
+    open: dict[int, SpanRecord] = field(default_factory=dict)
+    """Spans started and not ended (known through :meth:`SpansOnlyAssembler.started`)."""
+    changed: bool = False
+    """Changed since its last checkpoint."""
+    not_before: float = 0.0
+    """``time.monotonic()`` before which it is not checkpointed again."""
 
 
 class SpansOnlyAssembler:
@@ -81,9 +112,47 @@ class SpansOnlyAssembler:
         self._buffered = 0
         self._flushed: dict[int, None] = {}
         self.bundles_written: list[Path] = []
+        self._checkpoints: dict[int, set[str]] = {}
+        """Trace id -> the bundle directory names its latest checkpoint wrote."""
+        self._write_lock = threading.Lock()
+        """Held while a trace's bundles are written (a checkpoint, or the final write)."""
+        self._kick = threading.Event()
+        """Wakes the background thread before its interval (a trace ended, or closing)."""
+        self._closed = False
+        self._background: threading.Thread | None = None
+        self._ended: list[tuple[int, _TraceBuffer]] = []
+        """Traces whose root ended, for the background thread to write (processor path)."""
+        self._writing = 0
+        self._idle = threading.Condition(self._lock)
+        """Notified when the background thread has written every ended trace."""
 
-    def add(self, spans: Sequence[ReadableSpan]) -> None:
-        """Buffer finished spans; write the bundles of every trace whose local root ended."""
+    def started(self, span: ReadableSpan) -> None:
+        """A span started (the processor path): the trace's checkpoints show it running."""
+        context = span.context
+        if context is None:
+            return
+        record = msgspec.structs.replace(span_record(span), end_ns=_STILL_OPEN)
+        with self._lock:
+            if context.trace_id in self._flushed or self._closed:
+                return
+            buffer = self._traces.setdefault(context.trace_id, _TraceBuffer())
+            buffer.open[record.span_id] = record
+            buffer.has_genai = buffer.has_genai or is_genai(record.attributes)
+            buffer.changed = True
+            self._start_background()
+
+    def _start_background(self) -> None:
+        """Start the thread that checkpoints and writes ended traces (hold the lock)."""
+        if self._background is None:
+            self._background = threading.Thread(
+                target=self._background_loop, name="otel-rollout-spans-only", daemon=True
+            )
+            self._background.start()
+
+    def add(self, spans: Sequence[ReadableSpan], *, background: bool = False) -> None:
+        """Buffer finished spans; write the bundles of every trace whose local root ended:
+        here, or on the background thread (``background``: the processor path, which runs on
+        the app's thread)."""
         ready: list[tuple[int, _TraceBuffer]] = []
         with self._lock:
             for span in spans:
@@ -95,27 +164,161 @@ class SpansOnlyAssembler:
                 record = span_record(span)
                 buffer = self._traces.setdefault(trace_id, _TraceBuffer())
                 buffer.records.append(record)
+                buffer.open.pop(record.span_id, None)
+                buffer.changed = True
                 size = 256 + sum(len(str(value)) for value in record.attributes.values())
                 buffer.size += size
                 self._buffered += size
-                buffer.has_genai = buffer.has_genai or record.operation is not None
+                buffer.has_genai = buffer.has_genai or is_genai(record.attributes)
                 if record.parent_id == 0:
                     ready.append((trace_id, self._traces.pop(trace_id)))
                     self._buffered -= buffer.size
                     self._mark_flushed(trace_id)
             if self._buffered > self.max_buffered_bytes:
                 self._spill_largest()
+            if ready and background and not self._closed:
+                self._ended.extend(ready)
+                self._start_background()
+                ready = []
+                self._kick.set()
         for trace_id, buffer in ready:
             self._write(trace_id, buffer)
 
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every ended trace is written; ``False`` on timeout."""
+        self._kick.set()
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._ended and not self._writing, timeout_s)
+
     def close(self) -> None:
-        """Write every trace still buffered (their roots never ended)."""
+        """Write the ended traces, stop the background thread, and write every trace still
+        buffered (their roots never ended)."""
         with self._lock:
-            pending = list(self._traces.items())
+            self._closed = True
+            background = self._background
+        self._kick.set()
+        if background is not None:
+            background.join()
+        with self._lock:
+            pending = [*self._ended, *self._traces.items()]
+            self._ended.clear()
             self._traces.clear()
             self._buffered = 0
         for trace_id, buffer in pending:
             self._write(trace_id, buffer)
+
+    def _background_loop(self) -> None:
+        """Write ended traces as they end; checkpoint running ones every interval."""
+        while True:
+            self._kick.wait(CHECKPOINT_INTERVAL_S)
+            self._kick.clear()
+            with self._lock:
+                ended, self._ended = self._ended, []
+                self._writing += len(ended)
+                closed = self._closed
+            for trace_id, buffer in ended:
+                self._write(trace_id, buffer)
+            with self._idle:
+                self._writing -= len(ended)
+                self._idle.notify_all()
+            if closed:
+                return
+            try:
+                self._checkpoint()
+            except Exception:
+                _errors.background_error(Component.SPANS_ONLY, "checkpointing a running trace")
+
+    def _checkpoint(self) -> None:
+        """Rewrite the bundles of every running trace that changed since its last checkpoint
+        (a trace whose checkpoint took ``d`` waits ``CHECKPOINT_BACKOFF * d`` before the next:
+        checkpoints of long traces take a bounded share of a core)."""
+        now = time.monotonic()
+        with self._lock:
+            changed = []
+            for trace_id, buffer in self._traces.items():
+                if (
+                    buffer.changed
+                    and buffer.has_genai
+                    and buffer.spill is None
+                    and buffer.not_before <= now
+                ):
+                    buffer.changed = False
+                    changed.append((trace_id, buffer, [*buffer.records, *buffer.open.values()]))
+        for trace_id, buffer, records in changed:
+            if is_trace_owned(trace_id):
+                continue  # its end leaves it out (and removes its checkpoints)
+            started = time.monotonic()
+            plans = [_cut(plan) for plan in plan_rollouts(trace_id, records)]
+            with self._write_lock:
+                with self._lock:
+                    if trace_id in self._flushed or self._closed:
+                        continue  # its end was written meanwhile
+                try:
+                    self._replace(trace_id, plans)
+                    elapsed = time.monotonic() - started
+                    buffer.not_before = started + elapsed * CHECKPOINT_BACKOFF
+                except OSError as error:
+                    warn_once(
+                        "checkpoint failed",
+                        "rollout trace: checkpointing a running trace's bundle failed (%s); "
+                        "its bundle is written when the trace ends",
+                        error,
+                    )
+
+    def _replace(self, trace_id: int, plans: list[RolloutPlan], *, final: bool = False) -> None:
+        """Write ``plans`` in place of the trace's previous checkpoint (hold the write lock)."""
+        previous = self._checkpoints.pop(trace_id, set())
+        staging = self.trace_root / ".staging"
+        written: set[str] = set()
+        for plan in plans:
+            name = bundle_dir_name(plan.trace_id, plan.root_thread_id)
+            if not previous and final:
+                path = self._write_plan(self.trace_root, plan)
+            else:
+                make_private_dirs(staging)
+                scratch = Path(tempfile.mkdtemp(dir=staging))
+                path = self._write_plan(scratch, plan)
+                if path is not None:
+                    path = _swap_in(path, self.trace_root / name, scratch)
+            if path is not None:
+                written.add(name)
+                if final:
+                    self.bundles_written.append(path)
+        for name in previous - written:  # a checkpoint's rollout the trace no longer has
+            shutil.rmtree(self.trace_root / name, ignore_errors=True)
+        if not final:
+            self._checkpoints[trace_id] = written
+
+    def forget(self, trace_id: int) -> None:
+        """A live rollout owns ``trace_id``, whose local root ended: drop what was buffered of
+        it (spans that began before the claim), its checkpoints too, counting them left out."""
+        with self._lock:
+            buffer = self._traces.pop(trace_id, None)
+            if buffer is None:
+                return
+            self._buffered -= buffer.size
+            self._mark_flushed(trace_id)
+        if buffer.spill is not None:
+            buffer.spill.unlink(missing_ok=True)
+        self._leave_out(trace_id, len(buffer.records))  # the open ones count as they end
+
+    def _leave_out(self, trace_id: int, spans: int) -> None:
+        """A live rollout owns the trace: no bundle of its spans, and none of its checkpoints
+        stays (their spans are counted as left out)."""
+        _errors.count_spans_left_out(spans)
+        with self._write_lock:
+            for name in self._checkpoints.pop(trace_id, set()):
+                shutil.rmtree(self.trace_root / name, ignore_errors=True)
+
+    def _write_plan(self, root: Path, plan: RolloutPlan) -> Path | None:
+        return write_plan(
+            root,
+            plan,
+            schema_version=self.schema_version,
+            max_bytes=self.max_bytes,
+            max_payload_bytes=self.max_payload_bytes,
+            redactor=self.redactor,
+        )
 
     def _mark_flushed(self, trace_id: int) -> None:
         self._flushed[trace_id] = None
@@ -149,21 +352,81 @@ class SpansOnlyAssembler:
             except (OSError, msgspec.DecodeError) as error:
                 logger.warning("rollout trace: reading spilled spans failed: %s", error)
         if not buffer.has_genai:
+            return  # a web app's request, say: silence
+        if is_trace_owned(trace_id):  # a live rollout claimed it after these spans began
+            self._leave_out(trace_id, len(records))
             return
+        records += buffer.open.values()  # shut down while they run: planned as running
         try:
-            for plan in plan_rollouts(trace_id, records):
-                path = write_plan(
-                    self.trace_root,
-                    plan,
-                    schema_version=self.schema_version,
-                    max_bytes=self.max_bytes,
-                    max_payload_bytes=self.max_payload_bytes,
-                    redactor=self.redactor,
+            plans = list(plan_rollouts(trace_id, records))
+            if buffer.open:
+                plans = [_cut(plan) for plan in plans]
+            if not plans:
+                warn_once(
+                    "no agent work",
+                    "rollout trace: a trace's GenAI spans hold no agent run, inference or "
+                    "tool call (operations: %s), so it has no bundle",
+                    ", ".join(sorted(_operations(records))) or "none",
                 )
-                if path is not None:
-                    self.bundles_written.append(path)
+            if any(plan.without_content for plan in plans):
+                warn_once(
+                    "no content",
+                    "rollout trace: GenAI inference spans carry no message content, so "
+                    "bundles hold no requests or replies: set %s=span_only (or "
+                    "span_and_event); "
+                    "opentelemetry-instrumentation-openai-v2 also needs "
+                    "OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental (its legacy mode "
+                    "puts content in log events only)",
+                    CAPTURE_CONTENT_ENV,
+                )
+            with self._write_lock:
+                self._replace(trace_id, plans, final=True)
+        except OSError as error:
+            logger.warning("rollout trace: writing a bundle from spans failed: %s", error)
         except Exception:
             _errors.background_error(Component.SPANS_ONLY, "building a bundle from spans")
+
+
+def _cut(plan: RolloutPlan) -> RolloutPlan:
+    """``plan`` without the ends of spans still running (and so without the rollout's end)."""
+    return dataclasses.replace(
+        plan, events=tuple(event for event in plan.events if event.time_ns < _STILL_OPEN)
+    )
+
+
+def _swap_in(staged: Path, final: Path, scratch: Path) -> Path:
+    """Move the bundle ``staged`` to ``final``, replacing what is there; remove ``scratch``."""
+    old = scratch / "previous"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(staged, final)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(reason: str, message: str, *args: object) -> None:
+    """Log ``message`` (a ``%`` format of ``args``) once per ``reason`` per process."""
+    with _warned_lock:
+        if reason in _warned:
+            return
+        _warned.add(reason)
+    logger.warning(message, *args)
+
+
+def _operations(records: list[SpanRecord]) -> set[str]:
+    operations = set()
+    for record in records:
+        value = record.attributes.get("gen_ai.operation.name")
+        kind = record.attributes.get("openinference.span.kind")
+        if isinstance(value, str):
+            operations.add(value)
+        elif isinstance(kind, str):
+            operations.add(f"openinference {kind}")
+    return operations
 
 
 def write_plan(

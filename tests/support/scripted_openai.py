@@ -1,0 +1,138 @@
+"""A scripted OpenAI-compatible server on loopback: framework apps talk to it, never to a model.
+
+Each model name has its own queue of scripted replies, consumed in order: the app gives each
+agent its own model name, so each agent's calls get that agent's script whatever the order the
+framework makes them in. Serves Chat Completions (``POST /v1/chat/completions``, also streamed)
+and records every request body for the test to check what the app sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted reply: assistant text, or tool calls (name, JSON arguments, call id)."""
+
+    text: str | None = None
+    tool_calls: tuple[tuple[str, str, str], ...] = ()
+
+
+def say(text: str) -> Reply:
+    """A reply with assistant text."""
+    return Reply(text=text)
+
+
+def call(name: str, arguments: str, call_id: str) -> Reply:
+    """A reply calling one tool (``arguments`` exactly as the model wrote them)."""
+    return Reply(tool_calls=((name, arguments, call_id),))
+
+
+@dataclass
+class ScriptedServer:
+    """The running server: its base URL and the request bodies it received, per model."""
+
+    base_url: str
+    requests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    unscripted: list[str] = field(default_factory=list)
+    """Models asked for a reply past the end of their script."""
+
+
+def _completion(model: str, index: int, reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+            for name, args, call_id in reply.tool_calls
+        ]
+    return {
+        "id": f"chatcmpl-{model}-{index}",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10 + index, "completion_tokens": 5, "total_tokens": 15 + index},
+    }
+
+
+def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The completion as stream chunks: one delta with everything, then the usage."""
+    choice = completion["choices"][0]
+    message = dict(choice["message"])
+    if "tool_calls" in message:
+        message["tool_calls"] = [
+            {"index": i, **tool_call} for i, tool_call in enumerate(message["tool_calls"])
+        ]
+    base = {k: completion[k] for k in ("id", "created", "model")}
+    base["object"] = "chat.completion.chunk"
+    yield {**base, "choices": [{"index": 0, "delta": message, "finish_reason": None}]}
+    yield {
+        **base,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}],
+    }
+    yield {**base, "choices": [], "usage": completion["usage"]}
+
+
+@contextmanager
+def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedServer]:
+    """Serve ``script`` (model name -> its replies in order; ``"*"``: any other model) on
+    127.0.0.1 for a ``with`` block."""
+    queues = {model: list(replies) for model, replies in script.items()}
+    lock = threading.Lock()
+    state = ScriptedServer(base_url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            model = str(body.get("model"))
+            with lock:
+                state.requests.setdefault(model, []).append(body)
+                index = len(state.requests[model]) - 1
+                queue = queues.get(model, queues.get("*", []))
+                if queue:
+                    reply = queue.pop(0)
+                else:
+                    state.unscripted.append(model)
+                    reply = say("(unscripted)")
+            completion = _completion(model, index, reply)
+            if not body.get("stream"):
+                self._send(200, "application/json", json.dumps(completion).encode())
+                return
+            lines = b"".join(
+                b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in _chunks(completion)
+            )
+            self._send(200, "text/event-stream", lines + b"data: [DONE]\n\n")
+
+        def _send(self, status: int, content_type: str, data: bytes) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.base_url = f"http://127.0.0.1:{server.server_port}/v1"
+    thread = threading.Thread(target=server.serve_forever, name="scripted-openai", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
