@@ -255,6 +255,8 @@ class BundleSink:
         self._completed = False
         """``recording_completed`` was written (the writer is closed)."""
         self._sharded = writer.schema_version == SCHEMA_3
+        self._discarded = 0
+        """How many of ``writer.discarded`` are counted as lost already."""
         self._unmapped: list[PendingEvent | PendingSpanCall] = []
         """This batch's events and span calls, mapped once the batch is on disk."""
         self.on_written: Callable[[PendingEvent], None] | None = None
@@ -283,6 +285,7 @@ class BundleSink:
         spans (which the span thread builds: no exporter can delay the disk)."""
         if self._sharded and self.writer.is_active:
             self.writer.flush()
+        self._count_discarded()
         done, self._unmapped = self._unmapped, []
         return done
 
@@ -338,7 +341,7 @@ class BundleSink:
             return
         writer = self.writer
         thread_id = item.thread_id
-        bodies: dict[str, bytes] = {}
+        bodies: dict[str, bytes] | None = None if self.on_written is None else {}
         real: dict[int, RawPayloadRef] = {}
         request: Any = None
         for payload in item.payloads:
@@ -360,11 +363,12 @@ class BundleSink:
             payload.ref = ref
         event = item.event
         changes: dict[str, Any] = {}
-        for name in event.__struct_fields__:
-            value = getattr(event, name)
-            if type(value) is RawPayloadRef and id(value) in real:
-                changes[name] = real[id(value)]
-        if isinstance(event, InferenceStarted):
+        if real:
+            for name in _ref_fields(type(event)):
+                value = getattr(event, name)
+                if value is not None and id(value) in real:
+                    changes[name] = real[id(value)]
+        if type(event) is InferenceStarted:
             prompt = writer.write_prepared_prompt(
                 thread_id, prompt_from_request(request), stored=bodies
             )
@@ -375,22 +379,32 @@ class BundleSink:
         if changes:
             item.event = msgspec.structs.replace(event, **changes)
         item.bodies = bodies
-        self._append(item)
+        self._append(item, writer.last_shard if real else 0)
 
-    def _append(self, item: PendingEvent) -> None:
-        written = self.writer.append(
+    def _append(self, item: PendingEvent, highest_shard: int = 0) -> None:
+        if not self.writer.append_event(
             item.event,
             thread_id=item.thread_id,
             codex_turn_id=item.codex_turn_id,
             wall_time_unix_ms=item.time_ns // 1_000_000,
-        )
-        if written is None:
+            highest_shard=highest_shard,
+        ):
             self._stop()
             return
         self.counts.written += 1
-        if isinstance(item.event, RecordingCompleted):
+        if type(item.event) is RecordingCompleted:
             self._completed = True
             self.writer.close()
+            self._count_discarded()
+
+    def _count_discarded(self) -> None:
+        """Events the writer accepted and then could not write (a failed shard or line
+        write) move from written to lost, each one counted."""
+        discarded = self.writer.discarded - self._discarded
+        if discarded > 0:
+            self._discarded += discarded
+            self.counts.written -= discarded
+            self.counts.lost_in_writer += discarded
 
     @property
     def lost_events(self) -> int:
@@ -404,6 +418,23 @@ class BundleSink:
             self.writer.close()
         else:
             self.writer.payloads.close()
+        self._count_discarded()
+
+
+_REF_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _ref_fields(event_type: type) -> tuple[str, ...]:
+    """The fields of an event type that may hold a payload ref (cached per type)."""
+    fields = _REF_FIELDS.get(event_type)
+    if fields is None:
+        fields = tuple(
+            field.name
+            for field in msgspec.structs.fields(event_type)
+            if "RawPayloadRef" in str(field.type)
+        )
+        _REF_FIELDS[event_type] = fields
+    return fields
 
 
 class BackgroundWriter:

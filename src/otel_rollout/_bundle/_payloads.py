@@ -518,6 +518,12 @@ class PayloadShardWriter:
         return self.sealed_through + 1
 
     @property
+    def last_shard(self) -> int:
+        """The highest shard number any ref given so far names (the open shard once it
+        holds a record)."""
+        return self.sealed_through + 1 if self._records else self.sealed_through
+
+    @property
     def open_bytes(self) -> int:
         """Bytes of the records in the open shard (not yet on disk)."""
         return self._open_bytes

@@ -60,13 +60,21 @@ class ForwardingSpan(Span):
     ends the span. What is set here goes to the live span only, not to the bundle.
     """
 
-    __slots__ = ("_context", "_key", "_rec")
+    __slots__ = ("_context_now", "_key", "_rec")
 
-    def __init__(self, rec: RolloutRecorder, key: str, context: SpanContext) -> None:
-        """Stand in for span ``key`` of ``rec``."""
+    def __init__(self, rec: RolloutRecorder, key: str, context: SpanContext | None = None) -> None:
+        """Stand in for span ``key`` of ``rec`` (its context derived when first asked for:
+        a hash per span that most spans never need)."""
         self._rec = rec
         self._key = key
-        self._context = context
+        self._context_now = context
+
+    @property
+    def _context(self) -> SpanContext:
+        context = self._context_now
+        if context is None:
+            context = self._context_now = self._rec.span_context(self._key)
+        return context
 
     @property
     def recorder_pid(self) -> int:
@@ -79,10 +87,10 @@ class ForwardingSpan(Span):
 
     def is_recording(self) -> bool:
         """Whether calls are kept: the span is sampled and its rollout still records."""
-        return self._context.trace_flags.sampled and self._rec.active
+        return self._rec.trace_flags.sampled and self._rec.active
 
     def _forward(self, method: str, *args: Any) -> None:
-        if self._context.trace_flags.sampled:
+        if self._rec.trace_flags.sampled:
             try:
                 self._rec.span_call(self._key, method, args)
             except Exception:
@@ -167,8 +175,12 @@ class RolloutRecorder:
         content_max_bytes: int,
         content_events: ContentEventSink | None = None,
         redactor: Redactor | None = None,
+        live_spans: bool = True,
     ) -> None:
         """Wire a bundle, the writer queue and a live span sink together.
+
+        ``live_spans=False``: nothing would receive the spans (the library's private
+        provider feeding only the bundle), so none are built: the span thread is skipped.
 
         ``redactor`` rewrites every payload body before it is encoded (so before the
         bundle, the schema 3 de-duplication of model items, and the spans see it)."""
@@ -190,8 +202,10 @@ class RolloutRecorder:
             content_events=content_events,
         )
         self.redactor = redactor
-        bundle.on_written = self._on_written
-        bundle.on_span_call = self._on_span_call
+        self.live_spans = live_spans
+        if live_spans:
+            bundle.on_written = self._on_written
+            bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
         writer = bundle.writer
         self.sharded = writer.schema_version != SCHEMA_2
@@ -378,7 +392,7 @@ class RolloutRecorder:
 
     def span_call(self, key: str, method: str, args: tuple[Any, ...]) -> None:
         """Queue a call on span ``key``'s real span (a loss never stops the bundle)."""
-        if self.active:
+        if self.active and self.live_spans:
             self._submit(PendingSpanCall(self.bundle, key, method, args), 256)
 
     def _lose(self) -> None:

@@ -220,6 +220,19 @@ def _resolve_provider(
     return private
 
 
+def _spans_wanted(provider: Any) -> bool:
+    """Whether live spans on ``provider`` reach anything: not on the library's private
+    provider while its only processors are :class:`RolloutSpanProcessor` (which skips
+    live spans: their events are in the bundle already). Decided when a rollout starts."""
+    if provider is not _private_provider:
+        return True
+    active = getattr(provider, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", None)
+    if not isinstance(processors, tuple):
+        return True
+    return not all(type(processor) is RolloutSpanProcessor for processor in processors)
+
+
 def _tracer_for(provider: Any) -> tuple[trace.Tracer, PendingIdGenerator | None]:
     """A tracer of ``provider`` whose id generator the library owns (SDK tracers)."""
     from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -268,7 +281,8 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
     """
     _generation, settings, provider, exporter = configured()
     exporter = exporter or _shared()
-    tracer, ids = _tracer_for(_resolve_provider(provider, exporter, settings.set_global_provider))
+    provider = _resolve_provider(provider, exporter, settings.set_global_provider)
+    tracer, ids = _tracer_for(provider)
     outer = otel_context.get_current()
     current = trace.get_current_span(outer)
     if isinstance(current, ForwardingSpan) and current.recorder_pid != os.getpid():
@@ -300,4 +314,5 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
         content_max_bytes=settings.content_max_bytes,
         content_events=LogContentEvents(otel_trace_id, flags) if settings.content_events else None,
         redactor=redactor_for(settings.redact_patterns, settings.redact),
+        live_spans=settings.content_events or _spans_wanted(provider),
     )
