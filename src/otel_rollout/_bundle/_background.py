@@ -61,6 +61,10 @@ logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.02
 """How long the writer collects a batch after waking up."""
+SEAL_DELAY_S = 0.05
+"""Schema 3: how long after the oldest unsealed event was recorded its shard is sealed
+(the writer batches within :data:`FLUSH_INTERVAL_S`; a flush seals at once)."""
+SEAL_DELAY_NS = int(SEAL_DELAY_S * 1e9)
 DEFAULT_MAX_QUEUE_EVENTS = 16_384
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_WRITER_STALL_TIMEOUT_S = 10.0
@@ -258,7 +262,9 @@ class BundleSink:
         self._discarded = 0
         """How many of ``writer.discarded`` are counted as lost already."""
         self._unmapped: list[PendingEvent | PendingSpanCall] = []
-        """This batch's events and span calls, mapped once the batch is on disk."""
+        """Events and span calls written since the last seal, mapped once on disk."""
+        self._unmapped_since = 0
+        """When the first of them was recorded (wall clock, ns)."""
         self.on_written: Callable[[PendingEvent], None] | None = None
         """Called (span thread) after each event, written or not: maps it to live spans."""
         self.on_span_call: Callable[[PendingSpanCall], None] | None = None
@@ -277,7 +283,18 @@ class BundleSink:
                 self._write_sharded(item)
             else:
                 self._write(item)
+        if not self._unmapped:
+            self._unmapped_since = item.time_ns if type(item) is PendingEvent else time.time_ns()
         self._unmapped.append(item)
+
+    def seal_due_in(self, now_ns: int) -> float:
+        """Seconds until this bundle's written events should be sealed: schema 3 keeps
+        its open shard up to :data:`SEAL_DELAY_S` after the oldest of them was recorded
+        (fewer, larger shards for slow producers, inside the 100 ms bound); 0 for
+        schema 2 (its events are on disk once written)."""
+        if not self._sharded or not self._unmapped:
+            return 0.0
+        return (self._unmapped_since + SEAL_DELAY_NS - now_ns) / 1e9
 
     def end_batch(self) -> list[PendingEvent | PendingSpanCall]:
         """Finish the batch on disk (schema 3: seal the open shard, appending the events
@@ -470,6 +487,9 @@ class BackgroundWriter:
         self._queued_bytes = 0
         self._submitted = 0
         self._written = 0
+        """Queued items now done: on disk (their batch sealed), or lost."""
+        self._seal_requested = False
+        """A flush wants every open shard sealed now (not at its seal timer)."""
         self._thread: threading.Thread | None = None
         self._first_at = 0.0
         """When the oldest queued event arrived (monotonic seconds)."""
@@ -528,26 +548,39 @@ class BackgroundWriter:
 
     def _run(self) -> None:
         cond = self._cond
+        unsealed: dict[int, tuple[BundleSink, int]] = {}
+        """Bundles with items written since their last seal (schema 3: not yet on disk),
+        and how many."""
         while True:
             with cond:
-                while not self._queue and not self._closed:
-                    cond.wait()
-                if not self._queue and self._closed:
+                while not self._queue and not self._closed and not self._seal_requested:
+                    if not unsealed:
+                        cond.wait()
+                        continue
+                    now_ns = time.time_ns()
+                    due = min(sink.seal_due_in(now_ns) for sink, _ in unsealed.values())
+                    if due <= 0:
+                        break
+                    cond.wait(due)
+                if not self._queue and self._closed and not unsealed:
                     return
                 # collect a batch for at most FLUSH_INTERVAL_S after its first event arrived
                 # (flush() cuts this short); a backlog is written at once
-                delay = self._first_at + FLUSH_INTERVAL_S - time.monotonic()
-                if delay > 0 and not self._closed:
-                    cond.wait(delay)
+                if self._queue:
+                    delay = self._first_at + FLUSH_INTERVAL_S - time.monotonic()
+                    if delay > 0 and not self._closed and not self._seal_requested:
+                        cond.wait(delay)
                 batch = list(self._queue)
                 self._queue.clear()
                 self._queued_bytes = 0
+                seal_all = self._seal_requested or self._closed
+                self._seal_requested = False
                 self._progress_at = time.monotonic()
                 cond.notify_all()  # room for waiting producers
-            sinks: dict[int, BundleSink] = {}
             for item in batch:
                 sink = item.bundle
-                sinks[id(sink)] = sink
+                key = id(sink)
+                unsealed[key] = (sink, unsealed[key][1] + 1 if key in unsealed else 1)
                 try:
                     sink.write(item)
                 except Exception:  # never let one bad event kill the writer thread
@@ -556,7 +589,13 @@ class BackgroundWriter:
                         sink.counts.lost_in_writer += 1
                     _errors.background_error(Component.WRITER, "writing an event")
                 self._progress_at = time.monotonic()  # (a plain store: read without the lock)
-            for sink in sinks.values():
+            finished = 0
+            now_ns = time.time_ns()
+            for key, (sink, items) in list(unsealed.items()):
+                if not seal_all and sink.seal_due_in(now_ns) > 0:
+                    continue  # a short seal timer: fewer, larger shards for slow producers
+                del unsealed[key]
+                finished += items
                 try:
                     done = sink.end_batch()
                 except Exception:
@@ -567,9 +606,10 @@ class BackgroundWriter:
                 self._progress_at = time.monotonic()
                 if done and sink.on_written is not None:
                     self._spans.put(sink, done)
-            with cond:
-                self._written += len(batch)
-                cond.notify_all()
+            if finished:
+                with cond:
+                    self._written += finished
+                    cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0, *, spans: bool = True) -> bool:
         """Wait until everything queued so far is written, then (``spans``) until its live
@@ -582,6 +622,7 @@ class BackgroundWriter:
             if self._pid != os.getpid() or current is self._thread:
                 return True  # nothing of ours to flush / the writer cannot wait for itself
             target = self._submitted
+            self._seal_requested = True
             self._cond.notify_all()
             while self._written < target:
                 if self._thread is None or not self._thread.is_alive():
@@ -592,6 +633,7 @@ class BackgroundWriter:
                 if remaining <= 0:
                     return False
                 self._cond.wait(min(remaining, 0.05))
+                self._seal_requested = True
                 self._cond.notify_all()
         return not spans or self._spans.flush(deadline)
 
