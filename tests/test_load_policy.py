@@ -25,9 +25,15 @@ from otel_rollout import (
     write_state,
 )
 from otel_rollout._bundle._background import BundleSink, PendingEvent, PendingSpanCall
-from otel_rollout._config import WRITER_STALL_TIMEOUT_ENV, writer_stall_timeout_from_env
+from otel_rollout._config import (
+    LOAD_POLICY_ENV,
+    WRITER_STALL_TIMEOUT_ENV,
+    settings_from_env,
+    writer_stall_timeout_from_env,
+)
 from otel_rollout._live import _runtime
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter
+from otel_rollout._reduce._model import RecordingStatus
 from support.codex import codex_reduce
 from support.recording import read_events
 
@@ -175,6 +181,130 @@ def test_a_stuck_writer_stops_its_bundle_within_the_bound_and_the_app_goes_on(
     assert f"{counts.lost} recorded events were lost" in caplog.text
     assert validate_bundle(bundle).ok
     assert not thread.is_enabled()
+
+
+def _omitted_refs(events: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Every top-level payload ref of ``events`` marked ``capture: omitted``."""
+    refs = []
+    for event in events:
+        payload = event["payload"]
+        assert isinstance(payload, dict)
+        for value in payload.values():
+            if isinstance(value, dict) and "raw_payload_id" in value:
+                capture = value.get("capture")
+                if isinstance(capture, dict) and capture.get("status") == "omitted":
+                    refs.append(value)
+    return refs
+
+
+def _hold_the_writer(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Hold the writer thread at its first event until the returned event is set."""
+    gate = threading.Event()
+    original = BundleSink.write
+
+    def held_write(self: BundleSink, item: PendingEvent | PendingSpanCall) -> None:
+        gate.wait(60)
+        original(self, item)
+
+    monkeypatch.setattr(BundleSink, "write", held_write)
+    return gate
+
+
+def test_the_drop_policy_never_waits_and_counts_each_body_it_leaves_out(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    codex_for: Callable[[int], Path],
+) -> None:
+    """``load_policy="drop"`` with a slow disk and a small byte bound: no call waits, the
+    bodies that found the queue full are left out (``capture: omitted``, the bundle
+    ``closed_with_partial_payloads``; requests are kept), and the count is the real loss:
+    one omitted ref per body dropped, every other payload in the bundle; Codex reduces
+    it to our bytes."""
+    gate = _hold_the_writer(monkeypatch)
+    exporter = RolloutBundleSpanExporter(max_queue_bytes=1024 * 1024)
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter, load_policy="drop")
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    turns = 100  # ~40 fill the queue's megabyte; the rest keep their requests only
+    with caplog.at_level(logging.WARNING):
+        for i in range(turns):
+            typical_turn(thread, i)
+        thread.record_ended()
+        gate.set()
+        assert exporter.force_flush(120_000)
+    assert exporter._writer.full_waits == 0  # never waited
+    [bundle] = tmp_path.glob("trace-*")
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    events = 8 * turns + 5
+    assert counts.recorded == counts.written == events
+    assert counts.lost == counts.dropped == counts.pending == 0
+    on_disk = read_events(bundle)
+    assert len(on_disk) == events
+    omitted = _omitted_refs(on_disk)
+    kinds = {ref["kind"]["type"] for ref in omitted}  # type: ignore[index]
+    assert kinds <= {"inference_response", "tool_invocation", "tool_result"}, kinds
+    assert 0 < counts.payloads_dropped == len(omitted)
+    assert counts.payloads_dropped < 4 * turns  # the first turns' bodies made it
+    assert f"left out {counts.payloads_dropped} payload bodies and 0 events" in caplog.text
+    assert validate_bundle(bundle).ok
+    ours = reduce_bundle(bundle)
+    write_state(ours, tmp_path / "ours.json")
+    assert ours.recording_status == RecordingStatus.CLOSED_WITH_PARTIAL_PAYLOADS
+    done = codex_reduce(codex_for(3), bundle, tmp_path / "theirs.json")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "theirs.json").read_bytes() == (tmp_path / "ours.json").read_bytes()
+
+
+@pytest.mark.parametrize("schema_version", [2, 3], ids=["schema2", "schema3"])
+def test_the_drop_policy_ends_a_bundle_it_cannot_keep_up_with_at_a_valid_prefix(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    codex_for: Callable[[int], Path],
+    schema_version: int,
+) -> None:
+    """Past twice the event bound (schema 3), or when its queue is full (schema 2, which
+    cannot say a body was left out), the drop policy ends the bundle at a valid prefix:
+    each later event is counted as dropped, none as lost, and Codex reads the bundle."""
+    gate = _hold_the_writer(monkeypatch)
+    exporter = RolloutBundleSpanExporter(max_queue_events=32)
+    otel_rollout.configure(
+        trace_root=tmp_path, exporter=exporter, load_policy="drop", schema_version=schema_version
+    )
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    for i in range(20):  # 160 events: past the bound of 32 (schema 2), 64 (schema 3)
+        typical_turn(thread, i)
+    assert not thread.is_enabled()
+    thread.record_ended()
+    gate.set()
+    assert exporter.force_flush(120_000)
+    assert exporter._writer.full_waits == 0
+    [bundle] = tmp_path.glob("trace-*")
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    on_disk = read_events(bundle)
+    assert counts.written == len(on_disk) and counts.dropped == counts.recorded - len(on_disk)
+    bound = 32 if schema_version == 2 else 64  # the queue (its batch taken once, at most)
+    assert bound <= len(on_disk) <= 2 * bound
+    assert counts.dropped > 0 and counts.lost == counts.pending == 0
+    assert validate_bundle(bundle).ok
+    ours = reduce_bundle(bundle)
+    write_state(ours, tmp_path / "ours.json")
+    done = codex_reduce(codex_for(schema_version), bundle, tmp_path / "theirs.json")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "theirs.json").read_bytes() == (tmp_path / "ours.json").read_bytes()
+    assert schema_version == 2 or ours.recording_status == RecordingStatus.UNCLOSED
+
+
+def test_the_load_policy_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(LOAD_POLICY_ENV, "Drop")
+    assert settings_from_env().load_policy == "drop"
+    monkeypatch.setenv(LOAD_POLICY_ENV, "sometimes")
+    with caplog.at_level(logging.WARNING):
+        assert settings_from_env().load_policy == "wait"
+    assert "not wait or drop" in caplog.text
+    with pytest.raises(ValueError, match="load_policy"):
+        otel_rollout.configure(load_policy="sometimes")
 
 
 def test_the_stall_timeout_is_read_from_the_environment(

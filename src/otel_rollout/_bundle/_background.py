@@ -89,9 +89,11 @@ class EventCounts:
 
     __slots__ = (
         "abandoned",
+        "dropped_before_queue",
         "lost_before_queue",
         "lost_in_writer",
         "path",
+        "payloads_dropped",
         "pid",
         "recorded",
         "written",
@@ -109,15 +111,27 @@ class EventCounts:
         """Queued but not written (the bundle had stopped, or its write failed)."""
         self.abandoned = False
         """The process exits with this bundle's queued events unwritten: they are lost."""
+        self.dropped_before_queue = 0
+        """Recorded after the drop policy ended the bundle (never queued)."""
+        self.payloads_dropped = 0
+        """Payload bodies the drop policy left out (their events are queued)."""
 
     def snapshot(self) -> BundleStats:
         """The counts now (pending ones count as lost once abandoned)."""
         written = self.written
+        dropped = self.dropped_before_queue
         lost = self.lost_before_queue + self.lost_in_writer
-        pending = max(self.recorded - written - lost, 0)
+        pending = max(self.recorded - written - dropped - lost, 0)
         if self.abandoned:
             lost, pending = lost + pending, 0
-        return BundleStats(recorded=self.recorded, written=written, lost=lost, pending=pending)
+        return BundleStats(
+            recorded=self.recorded,
+            written=written,
+            dropped=dropped,
+            lost=lost,
+            pending=pending,
+            payloads_dropped=self.payloads_dropped,
+        )
 
 
 _counts_lock = threading.Lock()
@@ -125,10 +139,12 @@ _open_counts: dict[int, EventCounts] = {}
 _finished_counts: collections.deque[tuple[str, BundleStats]] = collections.deque(
     maxlen=FINISHED_KEPT
 )
-_finished_totals = [0, 0, 0, 0]
-"""recorded, written, dropped, lost over bundles whose sink is gone."""
+_finished_totals = [0, 0, 0, 0, 0]
+"""recorded, written, dropped, lost, payloads dropped over bundles whose sink is gone."""
 _reported_lost = 0
 """The total loss last reported (``force_flush()`` reports what is new)."""
+_reported_dropped = (0, 0)
+"""The drop policy's events and payload bodies dropped, as last reported."""
 
 
 def _retire(key: int, counts: EventCounts) -> None:
@@ -143,6 +159,7 @@ def _retire(key: int, counts: EventCounts) -> None:
         _finished_totals[1] += final.written
         _finished_totals[2] += final.dropped
         _finished_totals[3] += final.lost + final.pending
+        _finished_totals[4] += final.payloads_dropped
 
 
 def bundle_stats() -> tuple[dict[str, BundleStats], BundleStats]:
@@ -150,7 +167,7 @@ def bundle_stats() -> tuple[dict[str, BundleStats], BundleStats]:
     with _counts_lock:
         open_counts = list(_open_counts.values())
         finished = list(_finished_counts)
-        recorded, written, dropped, lost = _finished_totals
+        recorded, written, dropped, lost, payloads_dropped = _finished_totals
     bundles: dict[str, BundleStats] = {}
     for path, final in finished:
         bundles[path] = final
@@ -163,8 +180,14 @@ def bundle_stats() -> tuple[dict[str, BundleStats], BundleStats]:
         dropped += snap.dropped
         lost += snap.lost
         pending += snap.pending
+        payloads_dropped += snap.payloads_dropped
     totals = BundleStats(
-        recorded=recorded, written=written, dropped=dropped, lost=lost, pending=pending
+        recorded=recorded,
+        written=written,
+        dropped=dropped,
+        lost=lost,
+        pending=pending,
+        payloads_dropped=payloads_dropped,
     )
     return bundles, totals
 
@@ -173,26 +196,48 @@ _errors.set_bundle_source(bundle_stats)
 
 
 def report_new_losses() -> None:
-    """Warn once about events lost since the last report (``force_flush()``, exit)."""
-    global _reported_lost
+    """Warn once about events lost, and what the drop policy dropped, since the last
+    report (``force_flush()``, exit)."""
+    global _reported_lost, _reported_dropped
     bundles, totals = bundle_stats()
     with _counts_lock:
         new = totals.lost - _reported_lost
         _reported_lost = totals.lost
-    if new <= 0:
-        return
-    where = ", ".join(
-        f"{path}: {counts.lost} of {counts.recorded}"
-        for path, counts in bundles.items()
-        if counts.lost
-    )
-    logger.warning(
-        "rollout trace: %d recorded events were lost (%d in all since start; lost of "
-        "recorded per bundle: %s; otel_rollout.stats() has the counts)",
-        new,
-        totals.lost,
-        where,
-    )
+        dropped_now = (totals.dropped, totals.payloads_dropped)
+        new_dropped = (
+            dropped_now[0] - _reported_dropped[0],
+            dropped_now[1] - _reported_dropped[1],
+        )
+        _reported_dropped = dropped_now
+    if new > 0:
+        where = ", ".join(
+            f"{path}: {counts.lost} of {counts.recorded}"
+            for path, counts in bundles.items()
+            if counts.lost
+        )
+        logger.warning(
+            "rollout trace: %d recorded events were lost (%d in all since start; lost of "
+            "recorded per bundle: %s; otel_rollout.stats() has the counts)",
+            new,
+            totals.lost,
+            where,
+        )
+    if new_dropped[0] > 0 or new_dropped[1] > 0:
+        where = ", ".join(
+            f"{path}: {counts.payloads_dropped} payload bodies, {counts.dropped} events"
+            for path, counts in bundles.items()
+            if counts.payloads_dropped or counts.dropped
+        )
+        logger.warning(
+            "rollout trace: load_policy=drop left out %d payload bodies and %d events "
+            "(%d and %d in all since start; per bundle: %s; otel_rollout.stats() has the "
+            "counts)",
+            new_dropped[1],
+            new_dropped[0],
+            dropped_now[1],
+            dropped_now[0],
+            where,
+        )
 
 
 @dataclass(slots=True)
@@ -208,6 +253,8 @@ class PendingPayload:
     """Schema 2: given by the bundle's payload writer (``BundleWriter.payloads``) in
     ``emit``. Schema 3: a placeholder (``_payloads.PLACEHOLDER_REFS``) until the writer thread
     writes the payload and puts its real ref here."""
+    omitted: int | None = None
+    """Set (to the body's size, the body then emptied) when the drop policy left it out."""
 
 
 @dataclass(slots=True)
@@ -271,6 +318,10 @@ class BundleSink:
         """Applies a queued span call to its live span (span thread)."""
         self.spans_stopped = False
         """The span thread fell too far behind: this bundle's live spans stopped."""
+        self.drop_under_load = False
+        """The drop policy: a full queue never makes a recording call wait."""
+        self.ended_by_policy = False
+        """The drop policy ended this bundle (what was queued is still written)."""
 
     def write(self, item: PendingEvent | PendingSpanCall) -> None:
         """Write one event and its payloads (writer thread); keep it for the live spans.
@@ -361,9 +412,20 @@ class BundleSink:
         bodies: dict[str, bytes] | None = None if self.on_written is None else {}
         real: dict[int, RawPayloadRef] = {}
         request: Any = None
+        omitted_request: int | None = None
         for payload in item.payloads:
             kind, value = payload.kind, None
             body: bytes | None = payload.body
+            if payload.omitted is not None:  # left out by the drop policy
+                ref = writer.write_omitted(kind, payload.omitted)
+                if ref is None:
+                    self._stop()
+                    return
+                if kind is PayloadKind.INFERENCE_REQUEST:
+                    omitted_request = payload.omitted
+                assert payload.ref is not None
+                real[id(payload.ref)] = payload.ref = ref
+                continue
             if kind is PayloadKind.INFERENCE_REQUEST:
                 request = value = msgspec.json.decode(payload.body)
             elif kind is PayloadKind.SESSION_METADATA:
@@ -386,8 +448,11 @@ class BundleSink:
                 if value is not None and id(value) in real:
                     changes[name] = real[id(value)]
         if type(event) is InferenceStarted:
-            prompt = writer.write_prepared_prompt(
-                thread_id, prompt_from_request(request), stored=bodies
+            prompt = (
+                writer.write_prepared_prompt(thread_id, prompt_from_request(request), stored=bodies)
+                if omitted_request is None
+                # its request left out: so is the prompt (the request's size standing in)
+                else writer.write_omitted(PayloadKind.PREPARED_PROMPT, omitted_request)
             )
             if prompt is None:
                 self._stop()
@@ -438,6 +503,8 @@ class BundleSink:
         self._count_discarded()
 
 
+_KEPT_UNDER_LOAD = frozenset({PayloadKind.INFERENCE_REQUEST, PayloadKind.SESSION_METADATA})
+"""Payload kinds the drop policy never leaves out."""
 _REF_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
@@ -509,6 +576,8 @@ class BackgroundWriter:
                 return False
             if self._thread is None:
                 self._start()
+            if not self._has_room(nbytes) and item.bundle.drop_under_load:
+                return self._submit_dropping(item)
             if not self._has_room(nbytes):
                 # backpressure: wait while the writer makes progress; give up only after
                 # stall_timeout_s without any (measured from when this wait began at the
@@ -534,6 +603,43 @@ class BackgroundWriter:
             if was_empty:
                 self._cond.notify_all()
             return True
+
+    def _submit_dropping(self, item: PendingEvent | PendingSpanCall) -> bool:
+        """The drop policy, the queue full (lock held): never wait. Schema 3 leaves the
+        payload bodies out (each counted; its ref will say ``capture: omitted``) and
+        queues the event, up to twice the queue's bounds; past them the bundle ends at a
+        valid prefix (``False``: this event is dropped). Span calls are dropped.
+
+        Kept: inference requests (Codex's reducer reads conversation history through
+        each prepared prompt; one left out changes how 0.171.0 links the next) and
+        session metadata."""
+        sink = item.bundle
+        if type(item) is not PendingEvent:
+            return True  # a call on a live span: dropped (spans are not the bundle)
+        kept = 256
+        dropped = 0
+        if sink._sharded:
+            for payload in item.payloads:
+                if payload.kind in _KEPT_UNDER_LOAD or payload.omitted is not None:
+                    kept += len(payload.body)
+                else:
+                    dropped += 1
+        if (
+            not sink._sharded  # schema 2 cannot say a payload was left out
+            or len(self._queue) >= 2 * self.max_events
+            or self._queued_bytes + kept > 2 * self.max_bytes
+        ):
+            sink.ended_by_policy = True
+            return False
+        for payload in item.payloads:
+            if payload.kind not in _KEPT_UNDER_LOAD and payload.omitted is None:
+                payload.omitted = len(payload.body)
+                payload.body = b""
+        sink.counts.payloads_dropped += dropped
+        self._queue.append(item)
+        self._queued_bytes += kept
+        self._submitted += 1
+        return True
 
     def _has_room(self, nbytes: int) -> bool:
         if not self._queue:
@@ -795,11 +901,12 @@ def _flush_all_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _reported_lost
+    global _reported_lost, _reported_dropped
     with _counts_lock:  # the parent's bundles are the parent's to count
         _open_counts.clear()
         _finished_counts.clear()
-        _finished_totals[:] = [0, 0, 0, 0]
+        _finished_totals[:] = [0, 0, 0, 0, 0]
         _reported_lost = 0
+        _reported_dropped = (0, 0)
     for writer in list(_live_writers):
         writer._after_fork_in_child()

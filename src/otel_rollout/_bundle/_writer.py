@@ -342,6 +342,22 @@ class BundleWriter:
                 capture.shards.stored = None
             return ref if self.failure is None else None
 
+    def write_omitted(self, kind: PayloadKind, original_bytes: int) -> RawPayloadRef | None:
+        """Schema 3: number the next payload and return its ref, left out (``capture:
+        omitted``, ``original_bytes`` long): the drop policy's way to keep its event.
+        ``None`` when the writer is stopped.
+
+        Raises:
+            TypeError: The bundle is schema 2.
+        """
+        if self._capture is None or self._shards is None:
+            raise TypeError("only schema 3 can say a payload was left out")
+        with self._lock:
+            if not self.is_active:
+                return None
+            self._capture.partial = True
+            return self._shards.omitted(self._shards.new_id(), kind, original_bytes)
+
     @property
     def last_shard(self) -> int:
         """Schema 3: the highest shard number any payload ref given so far names."""

@@ -176,10 +176,12 @@ class RolloutRecorder:
         content_events: ContentEventSink | None = None,
         redactor: Redactor | None = None,
         live_spans: bool = True,
+        drop_under_load: bool = False,
     ) -> None:
         """Wire a bundle, the writer queue and a live span sink together.
 
-        ``live_spans=False``: nothing would receive the spans (the library's private
+        ``drop_under_load``: the drop policy (a full writer queue never makes a call
+        wait). ``live_spans=False``: nothing would receive the spans (the library's private
         provider feeding only the bundle), so none are built: the span thread is skipped.
 
         ``redactor`` rewrites every payload body before it is encoded (so before the
@@ -203,6 +205,7 @@ class RolloutRecorder:
         )
         self.redactor = redactor
         self.live_spans = live_spans
+        bundle.drop_under_load = drop_under_load
         if live_spans:
             bundle.on_written = self._on_written
             bundle.on_span_call = self._on_span_call
@@ -280,8 +283,12 @@ class RolloutRecorder:
                 self.bundle, tuple(files), build(refs), thread_id, codex_turn_id, time.time_ns()
             )
             if not self._submit(item, nbytes):
-                counts.lost_before_queue += 1
-                self._lose()
+                if self.bundle.ended_by_policy:
+                    counts.dropped_before_queue += 1
+                    self._end_by_policy()
+                else:
+                    counts.lost_before_queue += 1
+                    self._lose()
                 return False
             return True
 
@@ -293,7 +300,10 @@ class RolloutRecorder:
         with self._lock:
             counts = self.bundle.counts
             counts.recorded += 1
-            counts.lost_before_queue += 1
+            if self.bundle.ended_by_policy:
+                counts.dropped_before_queue += 1
+            else:
+                counts.lost_before_queue += 1
             warn = not self.stopped and not self._warned_late
             self._warned_late = True
         if warn:
@@ -306,8 +316,10 @@ class RolloutRecorder:
 
     @property
     def stopped(self) -> bool:
-        """Whether this bundle stopped before completing (its later events are lost)."""
-        return self.bundle.stopped and self.pid == os.getpid()
+        """Whether this bundle stopped before completing (its later events are lost, or
+        dropped when the drop policy ended it)."""
+        bundle = self.bundle
+        return (bundle.stopped or bundle.ended_by_policy) and self.pid == os.getpid()
 
     def child_started(self, thread_id: str) -> None:
         """A child thread starts: the rollout completes only once it has ended too."""
@@ -408,6 +420,19 @@ class RolloutRecorder:
             "force_flush() and exit)",
             self.bundle.writer.bundle_dir,
             counts.recorded - 1,
+        )
+
+    def _end_by_policy(self) -> None:
+        """The drop policy ended this bundle (its queue stayed full past the margin for
+        body-less events): a valid prefix; this event and later ones count as dropped."""
+        self.active = False  # what is queued is still written: the bundle is a prefix
+        logger.warning(
+            "rollout trace: the writer queue stayed full under load_policy=drop; recording "
+            "of %s ended after %d recorded events (a valid prefix): this one and every later "
+            "one are dropped and counted (otel_rollout.stats(); reported at force_flush() "
+            "and exit)",
+            self.bundle.writer.bundle_dir,
+            self.bundle.counts.recorded - 1,
         )
 
     def close(self) -> None:
