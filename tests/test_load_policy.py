@@ -25,6 +25,7 @@ from otel_rollout import (
     write_state,
 )
 from otel_rollout._bundle._background import BundleSink, PendingEvent, PendingSpanCall
+from otel_rollout._bundle._payloads import PayloadShardWriter
 from otel_rollout._config import (
     LOAD_POLICY_ENV,
     WRITER_STALL_TIMEOUT_ENV,
@@ -305,6 +306,43 @@ def test_the_load_policy_is_read_from_the_environment(
     assert "not wait or drop" in caplog.text
     with pytest.raises(ValueError, match="load_policy"):
         otel_rollout.configure(load_policy="sometimes")
+
+
+def test_a_failed_shard_write_counts_every_event_that_waited_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shard write that fails (a full disk) discards every event waiting for that shard:
+    each one is counted as lost, none as written; the bundle is valid up to the failure."""
+    original = PayloadShardWriter.seal
+    seals: list[int] = []
+
+    def failing_seal(self: PayloadShardWriter) -> int:
+        seals.append(self.open_shard)
+        if len(seals) == 2:
+            raise OSError(28, "No space left on device")
+        return original(self)
+
+    monkeypatch.setattr(PayloadShardWriter, "seal", failing_seal)
+    exporter = RolloutBundleSpanExporter()
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter)
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    with caplog.at_level(logging.WARNING):
+        for i in range(4):
+            typical_turn(thread, i)
+            assert exporter.force_flush()  # a shard per turn: the second one fails
+        thread.record_ended()
+        assert exporter.force_flush()
+    [bundle] = tmp_path.glob("trace-*")
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    on_disk = read_events(bundle)
+    assert counts.recorded == 2 + 8 * 4 + 3  # started (rollout, thread), 4 turns, ended (3)
+    assert counts.written == len(on_disk) and counts.pending == 0
+    assert counts.lost == counts.recorded - len(on_disk)
+    assert counts.lost > 8 * 3  # the second turn's waiting events, and every later one
+    turn_1 = [e["payload"]["type"] for e in on_disk if e.get("codex_turn_id") == "turn-1"]
+    assert turn_1 == ["codex_turn_started"]  # it needed no shard; the next event did
+    assert f"({counts.lost} in all since start" in caplog.text  # reported at each flush
+    assert validate_bundle(bundle).ok
 
 
 def test_the_stall_timeout_is_read_from_the_environment(
