@@ -66,7 +66,9 @@ SEAL_DELAY_S = 0.05
 (the writer batches within :data:`FLUSH_INTERVAL_S`; a flush seals at once)."""
 SEAL_DELAY_NS = int(SEAL_DELAY_S * 1e9)
 DEFAULT_MAX_QUEUE_EVENTS = 16_384
-DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+"""Payload bytes queued at most (the producer waits past it): with the batch being
+written, what recording holds in memory under load."""
 DEFAULT_WRITER_STALL_TIMEOUT_S = 10.0
 """How long the writer may make no progress at all (while a recording thread waits for
 room in the full queue) before that bundle stops; ``writer_stall_timeout_s`` of
@@ -400,6 +402,8 @@ class BundleSink:
                 )
                 self._stop()
                 return
+            if self.on_written is None:
+                payload.body = b""  # on disk, and no live span reads it: memory back
         self._append(item)
 
     def _write_sharded(self, item: PendingEvent) -> None:
@@ -440,6 +444,7 @@ class BundleSink:
             assert payload.ref is not None  # a placeholder, from RolloutRecorder.emit
             real[id(payload.ref)] = ref
             payload.ref = ref
+            payload.body = b""  # in the shard now (the live spans read ``bodies``): memory back
         event = item.event
         changes: dict[str, Any] = {}
         if real:

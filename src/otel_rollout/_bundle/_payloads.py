@@ -585,7 +585,7 @@ class PayloadShardWriter:
         """
         if not self._records:
             return 0
-        frame = compress_shard(self._records)
+        frame = compress_shard(self._records, self._open_bytes)
         if self._dir_fd is None:
             self._dir_fd = open_dir(self.directory)
         write_whole(shard_name(self.open_shard), frame, dir_fd=self._dir_fd)

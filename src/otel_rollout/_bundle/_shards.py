@@ -52,13 +52,20 @@ def encode_record(payload_id: str, body: bytes) -> bytes:
     return RECORD_HEADER.pack(len(ident), len(body)) + ident + body
 
 
-def compress_shard(records: Iterable[bytes]) -> bytes:
-    """One zstd frame holding ``records`` (from :func:`encode_record`), with checksum and size."""
-    data = b"".join(records)
+def compress_shard(records: Iterable[bytes], size: int | None = None) -> bytes:
+    """One zstd frame holding ``records`` (from :func:`encode_record`), with checksum and size.
+
+    Given their total ``size``, the records are streamed into the frame, never joined
+    (a shard's worth of memory less while the writer seals)."""
     compressor = zstandard.ZstdCompressor(
         level=COMPRESSION_LEVEL, write_checksum=True, write_content_size=True
     )
-    return compressor.compress(data)
+    if size is None:
+        return compressor.compress(b"".join(records))
+    stream = compressor.compressobj(size=size)
+    frame = [stream.compress(record) for record in records]
+    frame.append(stream.flush())
+    return b"".join(frame)
 
 
 def decompress_shard(frame: bytes, max_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> bytes:
