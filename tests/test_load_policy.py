@@ -551,3 +551,53 @@ def test_children_still_running_past_the_exit_grace_period_are_counted_as_lost(
     assert validate_bundle(bundle).ok
     done = codex_reduce(codex_for(3), bundle, tmp_path / "state.json")
     assert done.returncode == 0, done.stderr
+
+
+LATE_SCRIPT = """
+import atexit, sys, threading, time
+atexit.register(time.sleep, 0.3)  # runs after the library's exit report (atexit is LIFO)
+import otel_rollout
+from otel_rollout import ThreadTraceContext
+
+otel_rollout.configure(trace_root=sys.argv[1])
+recording = threading.Event()
+
+def agent():
+    thread = ThreadTraceContext.start_root_or_disabled()
+    i = 0
+    while True:
+        thread.record_turn_started(f"t-{i}")
+        thread.record_turn_ended(f"t-{i}")
+        i += 1
+        recording.set()
+        time.sleep(0.002)
+
+threading.Thread(target=agent, daemon=True).start()
+assert recording.wait(10)
+sys.exit(0)
+"""
+
+
+def test_what_daemon_threads_record_after_the_exit_report_is_reported_too(
+    tmp_path: Path,
+) -> None:
+    """A daemon thread that goes on recording while the interpreter exits: the exit report
+    cannot count its later events, so they are counted and reported as they are lost (at
+    1, 2, 4, ... events), and the bundle stays valid."""
+    env = {**os.environ}
+    env.pop("OTEL_ROLLOUT_STRICT", None)
+    done = subprocess.run(
+        [sys.executable, "-c", LATE_SCRIPT, str(tmp_path / "traces")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    late = [line for line in done.stderr.splitlines() if "after the exit report" in line]
+    assert len(late) >= 3, done.stderr  # 1, 2, 4, ... within 0.3 s at ~1,000 events/s
+    assert "rollout trace: 1 events recorded after the exit report" in late[0]
+    assert "could not be queued" not in done.stderr  # not mistaken for a stuck writer
+    [bundle] = (tmp_path / "traces").glob("trace-*")
+    assert validate_bundle(bundle).ok

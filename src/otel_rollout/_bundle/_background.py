@@ -872,6 +872,33 @@ def flush_all(timeout_s: float = 30.0) -> bool:
 
 
 _before_exit: list[Callable[[], None]] = []
+_exit_reported = False
+"""The exit report is out: later losses (daemon threads still recording) are reported
+by :func:`note_loss_after_exit`."""
+_losses_after_exit = 0
+
+
+def exit_reported() -> bool:
+    """Whether the exit report is out (the interpreter is exiting)."""
+    return _exit_reported
+
+
+def note_loss_after_exit() -> None:
+    """Count an event lost after the exit report (a daemon thread still recording while
+    the interpreter exits) and report the count at 1, 2, 4, 8, ... such events, so the
+    last line printed before the process ends is at least half the true count."""
+    global _losses_after_exit
+    if not _exit_reported:
+        return
+    with _counts_lock:
+        _losses_after_exit += 1
+        count = _losses_after_exit
+    if count & (count - 1) == 0:
+        logger.warning(
+            "rollout trace: %d events recorded after the exit report by threads still "
+            "running were lost (reported at each power of two)",
+            count,
+        )
 
 
 def before_exit_flush(hook: Callable[[], None]) -> None:
@@ -899,7 +926,14 @@ def _flush_all_at_exit() -> None:
         with _counts_lock:
             for counts in _open_counts.values():
                 counts.abandoned = True
+    global _exit_reported
+    for writer in writers:  # what daemon threads record from now on is lost, and counted
+        with writer._cond:
+            writer._closed = True
+            writer._cond.notify_all()
+        writer.flush(EXIT_FLUSH_TIMEOUT_S, spans=False)  # what they queued meanwhile
     report_new_losses()
+    _exit_reported = True
     for writer in writers:  # the bundles are on disk: now give the live spans their time
         if not writer.flush(EXIT_FLUSH_TIMEOUT_S):
             logger.warning("rollout trace: live spans still being built at exit were not ended")

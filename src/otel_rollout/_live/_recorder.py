@@ -306,6 +306,9 @@ class RolloutRecorder:
                 counts.lost_before_queue += 1
             warn = not self.stopped and not self._warned_late
             self._warned_late = True
+        if _background.exit_reported():
+            _background.note_loss_after_exit()
+            return
         if warn:
             logger.warning(
                 "rollout trace: an event was recorded after its rollout %s (a thread that "
@@ -412,6 +415,9 @@ class RolloutRecorder:
         self.active = False
         self.bundle.stopped = True
         counts = self.bundle.counts
+        if _background.exit_reported():
+            _background.note_loss_after_exit()
+            return
         logger.warning(
             "rollout trace: an event could not be queued (the writer queue stayed full "
             "and the writer made no progress for its stall timeout, or the exporter was "
