@@ -411,6 +411,9 @@ class BundleSink:
         if self.stopped or self._completed or self.writer.failure is not None:
             self.counts.lost_in_writer += 1
             return
+        if not item.payloads:
+            self._append(item, 0)
+            return
         writer = self.writer
         thread_id = item.thread_id
         bodies: dict[str, bytes] | None = None if self.on_written is None else {}
@@ -691,7 +694,8 @@ class BackgroundWriter:
             for item in batch:
                 sink = item.bundle
                 key = id(sink)
-                unsealed[key] = (sink, unsealed[key][1] + 1 if key in unsealed else 1)
+                known = unsealed.get(key)
+                unsealed[key] = (sink, 1) if known is None else (sink, known[1] + 1)
                 try:
                     sink.write(item)
                 except Exception:  # never let one bad event kill the writer thread

@@ -412,8 +412,40 @@ class BundleWriter:
         Returns whether the event was accepted (written, or waiting for its shard)."""
         if not self.is_active:
             return False
-        draft = self._draft(payload, thread_id, codex_turn_id)
-        return self._append_draft(draft, highest_shard, wall_time_unix_ms) is not None
+        draft = RawTraceEvent(
+            schema_version=self.schema_version,
+            seq=0,
+            wall_time_unix_ms=0,
+            rollout_id=self.manifest.rollout_id,
+            thread_id=thread_id,
+            codex_turn_id=codex_turn_id,
+            payload=payload,
+        )
+        try:
+            encoded = encode_compact(draft)
+        except (TypeError, ValueError, OverflowError) as error:
+            logger.warning("rollout trace: event %s is not JSON: %s", type(payload).__name__, error)
+            return False
+        with self._lock:
+            if not self.is_active:
+                return False
+            seq = self._next_seq
+            line = b"".join(
+                (
+                    self._line_head % (seq, wall_time_unix_ms),
+                    memoryview(encoded)[len(self._draft_head) :],
+                    b"\n",
+                )
+            )
+            if self._shards is not None and (
+                self._waiting or highest_shard > self._shards.sealed_through
+            ):
+                self._waiting.append((highest_shard, line))
+                self._waiting_bytes += len(line)
+            elif not self._write_line(line):
+                return False
+            self._next_seq = seq + 1
+        return True
 
     def _draft(
         self, payload: RawTraceEventPayload, thread_id: str | None, codex_turn_id: str | None
