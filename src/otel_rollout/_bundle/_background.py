@@ -434,7 +434,11 @@ class BundleSink:
                 real[id(payload.ref)] = payload.ref = ref
                 continue
             if kind is PayloadKind.INFERENCE_REQUEST:
-                request = value = msgspec.json.decode(payload.body)
+                request = value = (
+                    msgspec.json.decode(payload.body)
+                    if writer.cuts_payloads
+                    else _request_for_prompt(payload.body)
+                )
             elif kind is PayloadKind.SESSION_METADATA:
                 value = session_metadata_to(msgspec.json.decode(payload.body), SCHEMA_3)
                 body = None
@@ -509,6 +513,30 @@ class BundleSink:
         else:
             self.writer.payloads.close()
         self._count_discarded()
+
+
+class _RequestView(msgspec.Struct):
+    """What a prepared prompt takes from an inference request; its input items raw."""
+
+    input: list[msgspec.Raw] | None = None
+    tools: Any = None
+    parallel_tool_calls: Any = False
+
+
+_request_view = msgspec.json.Decoder(_RequestView)
+
+
+def _request_for_prompt(body: bytes) -> Any:
+    """The request ``body`` as :func:`prompt_from_request` reads it, its input items left
+    as their JSON (``msgspec.Raw``: not decoded here nor encoded again for the shard,
+    whose model item records are those very bytes). A request of another shape is
+    decoded whole."""
+    try:
+        view = _request_view.decode(body)
+    except msgspec.ValidationError:
+        return msgspec.json.decode(body)
+    tools, parallel = view.tools, view.parallel_tool_calls
+    return {"input": view.input, "tools": tools, "parallel_tool_calls": parallel}
 
 
 _KEPT_UNDER_LOAD = frozenset({PayloadKind.INFERENCE_REQUEST, PayloadKind.SESSION_METADATA})

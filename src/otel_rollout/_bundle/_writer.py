@@ -364,6 +364,11 @@ class BundleWriter:
         return 0 if self._shards is None else self._shards.last_shard
 
     @property
+    def cuts_payloads(self) -> bool:
+        """Schema 3 with ``max_payload_bytes``: payloads and model items may be cut."""
+        return self._capture is not None and self._capture.max_payload_bytes is not None
+
+    @property
     def partial_payloads(self) -> bool:
         """Schema 3: whether a size limit truncated or omitted a payload."""
         return self._capture is not None and self._capture.partial
