@@ -6,9 +6,10 @@ precede the events that refer to them. Schema 2: the caller numbered the payload
 (refs are in the event). Schema 3: a ref names its shard, known only here, so the
 caller's event holds placeholder refs that the writer thread swaps for the real ones
 (numbering each payload, in queue order), adding the prepared prompt of an inference
-request; the open shard is sealed at the end of every batch, then the batch's events
-are appended. The thread wakes on the first event after an idle period and writes within
-:data:`FLUSH_INTERVAL_S`, well inside the 100 ms durability bound.
+request; the open shard is sealed :data:`SEAL_DELAY_S` after the oldest event waiting
+for it was recorded (or at a flush), then those events are appended. The thread wakes on
+the first event after an idle period and writes within :data:`FLUSH_INTERVAL_S`, so an
+event is on disk inside the 100 ms durability bound while the writer keeps up.
 
 The load policy: the queue is bounded (memory), and a full queue makes the recording
 thread wait for room for as long as the writer makes progress (backpressure: nothing
@@ -17,7 +18,9 @@ is lost under load). Only a writer that makes no progress at all for
 being recorded: one warning, the bundle stays a valid prefix, and every event recorded
 for it from then on is counted as lost, so the app never hangs. The 100 ms bound holds
 while the disk keeps up with the recording rate; a faster producer builds a backlog (up
-to the queue bound), then waits for room.
+to the queue bound), then waits for room. The opt-in drop policy never waits: it leaves
+payload bodies out (schema 3, counted), then ends the bundle at a valid prefix
+(:meth:`BackgroundWriter._submit_dropping`).
 
 Each bundle counts its events (recorded, written, dropped, lost, pending);
 :func:`otel_rollout.stats` reads them, and the losses are reported at ``force_flush()``
