@@ -24,6 +24,11 @@ Prints (and with ``--out`` writes) one JSON object:
   reached.
 * ``rss``: peak RSS growth (MiB) over ``--rss-turns`` back-to-back turns after a warm-up,
   in a fresh interpreter (target: at most 32 MiB over 2,000 turns).
+* ``instructions`` (``--instructions``, needs valgrind): instructions of all threads per
+  typical turn, the final flush included, counted by callgrind, which the machine's load
+  does not change: each stack runs twice (``--instr-turns`` and three times as many turns,
+  tmpfs), and the difference is divided by the extra turns (start-up cancels out).
+* ``load``: the load average before and after the run (the machine is shared).
 
 Run: .venv/bin/python benchmarks/load.py [--turns 1000] [--reps 5] [--out FILE]
 """
@@ -211,6 +216,65 @@ def run_rss(root: Path, turns: int) -> dict[str, float]:
     return {"turns": turns, "peak_rss_growth_mib": (after - before) / 1024}
 
 
+def run_instr(stack: str, root: Path, turns: int) -> dict[str, float]:
+    """One stack: 50 warm-up turns, then ``turns`` turns and the final flush (run under
+    callgrind by :func:`_instructions`)."""
+    one, flush, close = _setup(stack, root, turns + 50)
+    for index in range(50):
+        one(index)
+    flush()
+    for index in range(50, 50 + turns):
+        one(index)
+    flush()
+    close()
+    return {"turns": turns}
+
+
+def _callgrind(stack: str, root: Path, turns: int) -> int:
+    """Instructions of all threads of one :func:`run_instr` process."""
+    with tempfile.TemporaryDirectory(prefix="otel-rollout-cg-") as out:
+        target = Path(out) / "callgrind.out"
+        done = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={target}",
+                sys.executable,
+                __file__,
+                "--child",
+                "instr",
+                str(root),
+                stack,
+                str(turns),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-2000:])
+        for line in target.read_text().splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("no callgrind summary")
+
+
+def _instructions(base: Path, turns: int) -> dict[str, Any]:
+    """Instructions per typical turn of each stack (see the module docstring)."""
+    table: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="otel-rollout-load-", dir=base) as tmp:
+        for stack in STACKS:
+            low = _callgrind(stack, Path(tmp) / f"{stack}-low", turns)
+            high = _callgrind(stack, Path(tmp) / f"{stack}-high", 3 * turns)
+            table[stack] = {"instructions_per_turn": (high - low) / (2 * turns)}
+    bare = table["bare_sdk"]["instructions_per_turn"]
+    for stack, row in table.items():
+        if stack != "bare_sdk":
+            row["ratio_to_bare_sdk"] = row["instructions_per_turn"] / bare
+    return table
+
+
 def _child(args: list[str]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
@@ -231,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmpfs", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--disk", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--skip", nargs="*", default=[], help="cost, latency, rss")
+    parser.add_argument("--instructions", action="store_true", help="callgrind counts")
+    parser.add_argument("--instr-turns", type=int, default=100)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -238,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         kind, root = args.child[0], Path(args.child[1])
         if kind == "cost":
             out = run_cost(args.child[2], root, args.turns, args.warmup)
+        elif kind == "instr":
+            out = run_instr(args.child[2], root, int(args.child[3]))
         elif kind == "latency":
             out = run_latency(root, int(args.child[2]), args.latency_s)
         else:
@@ -254,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "reps": args.reps,
         "workload": "turn + 2 inference attempts (4 KB request + 4 KB response) + 1 tool call",
         "events_per_turn": EVENTS_PER_TURN,
+        "load": {"loadavg_at_start": os.getloadavg()},
         "targets": {
             "cpu_ratio_max_tmpfs": 1.5,
             "cpu_ratio_max_disk": 2.0,
@@ -303,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     if "rss" not in args.skip:
         with tempfile.TemporaryDirectory(prefix="otel-rollout-load-", dir=args.tmpfs) as tmp:
             report["rss"] = _child(["rss", str(Path(tmp) / "rss"), *common])
+    if args.instructions:
+        report["instructions"] = _instructions(args.tmpfs, args.instr_turns)
+    report["load"]["loadavg_at_end"] = os.getloadavg()
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

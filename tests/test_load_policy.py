@@ -25,9 +25,16 @@ from otel_rollout import (
     write_state,
 )
 from otel_rollout._bundle._background import BundleSink, PendingEvent, PendingSpanCall
-from otel_rollout._config import WRITER_STALL_TIMEOUT_ENV, writer_stall_timeout_from_env
+from otel_rollout._bundle._payloads import PayloadShardWriter
+from otel_rollout._config import (
+    LOAD_POLICY_ENV,
+    WRITER_STALL_TIMEOUT_ENV,
+    settings_from_env,
+    writer_stall_timeout_from_env,
+)
 from otel_rollout._live import _runtime
 from otel_rollout._otel._exporter import RolloutBundleSpanExporter
+from otel_rollout._reduce._model import RecordingStatus
 from support.codex import codex_reduce
 from support.recording import read_events
 
@@ -175,6 +182,167 @@ def test_a_stuck_writer_stops_its_bundle_within_the_bound_and_the_app_goes_on(
     assert f"{counts.lost} recorded events were lost" in caplog.text
     assert validate_bundle(bundle).ok
     assert not thread.is_enabled()
+
+
+def _omitted_refs(events: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Every top-level payload ref of ``events`` marked ``capture: omitted``."""
+    refs = []
+    for event in events:
+        payload = event["payload"]
+        assert isinstance(payload, dict)
+        for value in payload.values():
+            if isinstance(value, dict) and "raw_payload_id" in value:
+                capture = value.get("capture")
+                if isinstance(capture, dict) and capture.get("status") == "omitted":
+                    refs.append(value)
+    return refs
+
+
+def _hold_the_writer(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Hold the writer thread at its first event until the returned event is set."""
+    gate = threading.Event()
+    original = BundleSink.write
+
+    def held_write(self: BundleSink, item: PendingEvent | PendingSpanCall) -> None:
+        gate.wait(60)
+        original(self, item)
+
+    monkeypatch.setattr(BundleSink, "write", held_write)
+    return gate
+
+
+def test_the_drop_policy_never_waits_and_counts_each_body_it_leaves_out(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    codex_for: Callable[[int], Path],
+) -> None:
+    """``load_policy="drop"`` with a slow disk and a small byte bound: no call waits, the
+    bodies that found the queue full are left out (``capture: omitted``, the bundle
+    ``closed_with_partial_payloads``; requests are kept), and the count is the real loss:
+    one omitted ref per body dropped, every other payload in the bundle; Codex reduces
+    it to our bytes."""
+    gate = _hold_the_writer(monkeypatch)
+    exporter = RolloutBundleSpanExporter(max_queue_bytes=1024 * 1024)
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter, load_policy="drop")
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    turns = 100  # ~40 fill the queue's megabyte; the rest keep their requests only
+    with caplog.at_level(logging.WARNING):
+        for i in range(turns):
+            typical_turn(thread, i)
+        thread.record_ended()
+        gate.set()
+        assert exporter.force_flush(120_000)
+    assert exporter._writer.full_waits == 0  # never waited
+    [bundle] = tmp_path.glob("trace-*")
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    events = 8 * turns + 5
+    assert counts.recorded == counts.written == events
+    assert counts.lost == counts.dropped == counts.pending == 0
+    on_disk = read_events(bundle)
+    assert len(on_disk) == events
+    omitted = _omitted_refs(on_disk)
+    kinds = {ref["kind"]["type"] for ref in omitted}  # type: ignore[index]
+    assert kinds <= {"inference_response", "tool_invocation", "tool_result"}, kinds
+    assert 0 < counts.payloads_dropped == len(omitted)
+    assert counts.payloads_dropped < 4 * turns  # the first turns' bodies made it
+    assert f"left out {counts.payloads_dropped} payload bodies and 0 events" in caplog.text
+    assert validate_bundle(bundle).ok
+    ours = reduce_bundle(bundle)
+    write_state(ours, tmp_path / "ours.json")
+    assert ours.recording_status == RecordingStatus.CLOSED_WITH_PARTIAL_PAYLOADS
+    done = codex_reduce(codex_for(3), bundle, tmp_path / "theirs.json")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "theirs.json").read_bytes() == (tmp_path / "ours.json").read_bytes()
+
+
+@pytest.mark.parametrize("schema_version", [2, 3], ids=["schema2", "schema3"])
+def test_the_drop_policy_ends_a_bundle_it_cannot_keep_up_with_at_a_valid_prefix(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    codex_for: Callable[[int], Path],
+    schema_version: int,
+) -> None:
+    """Past twice the event bound (schema 3), or when its queue is full (schema 2, which
+    cannot say a body was left out), the drop policy ends the bundle at a valid prefix:
+    each later event is counted as dropped, none as lost, and Codex reads the bundle."""
+    gate = _hold_the_writer(monkeypatch)
+    exporter = RolloutBundleSpanExporter(max_queue_events=32)
+    otel_rollout.configure(
+        trace_root=tmp_path, exporter=exporter, load_policy="drop", schema_version=schema_version
+    )
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    for i in range(20):  # 160 events: past the bound of 32 (schema 2), 64 (schema 3)
+        typical_turn(thread, i)
+    assert not thread.is_enabled()
+    thread.record_ended()
+    gate.set()
+    assert exporter.force_flush(120_000)
+    assert exporter._writer.full_waits == 0
+    [bundle] = tmp_path.glob("trace-*")
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    on_disk = read_events(bundle)
+    assert counts.written == len(on_disk) and counts.dropped == counts.recorded - len(on_disk)
+    bound = 32 if schema_version == 2 else 64  # the queue (its batch taken once, at most)
+    assert bound <= len(on_disk) <= 2 * bound
+    assert counts.dropped > 0 and counts.lost == counts.pending == 0
+    assert validate_bundle(bundle).ok
+    ours = reduce_bundle(bundle)
+    write_state(ours, tmp_path / "ours.json")
+    done = codex_reduce(codex_for(schema_version), bundle, tmp_path / "theirs.json")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "theirs.json").read_bytes() == (tmp_path / "ours.json").read_bytes()
+    assert schema_version == 2 or ours.recording_status == RecordingStatus.UNCLOSED
+
+
+def test_the_load_policy_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(LOAD_POLICY_ENV, "Drop")
+    assert settings_from_env().load_policy == "drop"
+    monkeypatch.setenv(LOAD_POLICY_ENV, "sometimes")
+    with caplog.at_level(logging.WARNING):
+        assert settings_from_env().load_policy == "wait"
+    assert "not wait or drop" in caplog.text
+    with pytest.raises(ValueError, match="load_policy"):
+        otel_rollout.configure(load_policy="sometimes")
+
+
+def test_a_failed_shard_write_counts_every_event_that_waited_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shard write that fails (a full disk) discards every event waiting for that shard:
+    each one is counted as lost, none as written; the bundle is valid up to the failure."""
+    original = PayloadShardWriter.seal
+    seals: list[int] = []
+
+    def failing_seal(self: PayloadShardWriter) -> int:
+        seals.append(self.open_shard)
+        if len(seals) == 2:
+            raise OSError(28, "No space left on device")
+        return original(self)
+
+    monkeypatch.setattr(PayloadShardWriter, "seal", failing_seal)
+    exporter = RolloutBundleSpanExporter()
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter)
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    with caplog.at_level(logging.WARNING):
+        for i in range(4):
+            typical_turn(thread, i)
+            assert exporter.force_flush()  # a shard per turn: the second one fails
+        thread.record_ended()
+        assert exporter.force_flush()
+    [bundle] = tmp_path.glob("trace-*")
+    counts = otel_rollout.stats().bundles[str(bundle)]
+    on_disk = read_events(bundle)
+    assert counts.recorded == 2 + 8 * 4 + 3  # started (rollout, thread), 4 turns, ended (3)
+    assert counts.written == len(on_disk) and counts.pending == 0
+    assert counts.lost == counts.recorded - len(on_disk)
+    assert counts.lost > 8 * 3  # the second turn's waiting events, and every later one
+    turn_1 = [e["payload"]["type"] for e in on_disk if e.get("codex_turn_id") == "turn-1"]
+    assert turn_1 == ["codex_turn_started"]  # it needed no shard; the next event did
+    assert f"{bundle}: {counts.lost} of {counts.recorded};" in caplog.text  # the last report
+    assert validate_bundle(bundle).ok
 
 
 def test_the_stall_timeout_is_read_from_the_environment(
@@ -383,3 +551,53 @@ def test_children_still_running_past_the_exit_grace_period_are_counted_as_lost(
     assert validate_bundle(bundle).ok
     done = codex_reduce(codex_for(3), bundle, tmp_path / "state.json")
     assert done.returncode == 0, done.stderr
+
+
+LATE_SCRIPT = """
+import atexit, sys, threading, time
+atexit.register(time.sleep, 0.3)  # runs after the library's exit report (atexit is LIFO)
+import otel_rollout
+from otel_rollout import ThreadTraceContext
+
+otel_rollout.configure(trace_root=sys.argv[1])
+recording = threading.Event()
+
+def agent():
+    thread = ThreadTraceContext.start_root_or_disabled()
+    i = 0
+    while True:
+        thread.record_turn_started(f"t-{i}")
+        thread.record_turn_ended(f"t-{i}")
+        i += 1
+        recording.set()
+        time.sleep(0.002)
+
+threading.Thread(target=agent, daemon=True).start()
+assert recording.wait(10)
+sys.exit(0)
+"""
+
+
+def test_what_daemon_threads_record_after_the_exit_report_is_reported_too(
+    tmp_path: Path,
+) -> None:
+    """A daemon thread that goes on recording while the interpreter exits: the exit report
+    cannot count its later events, so they are counted and reported as they are lost (at
+    1, 2, 4, ... events), and the bundle stays valid."""
+    env = {**os.environ}
+    env.pop("OTEL_ROLLOUT_STRICT", None)
+    done = subprocess.run(
+        [sys.executable, "-c", LATE_SCRIPT, str(tmp_path / "traces")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    late = [line for line in done.stderr.splitlines() if "after the exit report" in line]
+    assert len(late) >= 3, done.stderr  # 1, 2, 4, ... within 0.3 s at ~1,000 events/s
+    assert "rollout trace: 1 events recorded after the exit report" in late[0]
+    assert "could not be queued" not in done.stderr  # not mistaken for a stuck writer
+    [bundle] = (tmp_path / "traces").glob("trace-*")
+    assert validate_bundle(bundle).ok

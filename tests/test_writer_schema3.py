@@ -318,3 +318,37 @@ def test_a_schema_3_writer_has_no_payload_files(tmp_path: Path) -> None:
         writer.payloads  # noqa: B018
     writer.append(CodeCellWaitTargetResolved(tool_call_id="a", runtime_cell_id="b"))
     writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"model": "m", "input": [{"type": "message", "content": 'héllo "q" \u2028'}, 1.5e-7]},
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 5000}]}]},
+        {"input": "a plain string", "tools": [{"type": "function", "name": "f"}]},
+        {"parallel_tool_calls": None, "tools": None},
+        ["not", "an", "object"],
+    ],
+    ids=["items", "long_item", "string_input", "nulls", "array"],
+)
+def test_prompts_from_raw_request_items_are_the_prompts_of_the_decoded_request(
+    tmp_path: Path, request_body: object
+) -> None:
+    """The writer thread takes a request's input items as their JSON (``msgspec.Raw``,
+    never decoded or encoded again): the prepared prompt records are byte for byte those
+    of the decoded request."""
+    from otel_rollout._bundle._background import _request_for_prompt
+    from otel_rollout._bundle._bodies import prompt_from_request
+
+    body = msgspec.json.encode(request_body)
+    bundles = []
+    for name, request in (
+        ("decoded", msgspec.json.decode(body)),
+        ("raw", _request_for_prompt(body)),
+    ):
+        writer = BundleWriter.create(tmp_path / name, root_thread_id="t")
+        for _ in range(2):  # the second prompt reuses the first one's model items
+            assert writer.write_prepared_prompt("t", prompt_from_request(request)) is not None
+        writer.close()
+        bundles.append(writer.bundle_dir)
+    assert _records(bundles[0]) == _records(bundles[1])

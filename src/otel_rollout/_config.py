@@ -69,6 +69,25 @@ def writer_stall_timeout_from_env() -> float | None:
     )
 
 
+LOAD_POLICY_ENV = "OTEL_ROLLOUT_LOAD_POLICY"
+"""What recording does when the bundle writer's queue is full: ``wait`` (the default:
+backpressure, nothing lost) or ``drop`` (never wait: payload bodies are left out, then the
+bundle ends early)."""
+LOAD_POLICIES = ("wait", "drop")
+
+
+def load_policy_from_env() -> str | None:
+    """:data:`LOAD_POLICY_ENV` (``wait`` or ``drop``), or ``None`` (unset, or invalid:
+    warned about)."""
+    value = os.environ.get(LOAD_POLICY_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value in LOAD_POLICIES:
+        return value
+    logger.warning("rollout trace: ignoring %s=%r (not wait or drop)", LOAD_POLICY_ENV, value)
+    return None
+
+
 EXIT_GRACE_ENV = "OTEL_ROLLOUT_EXIT_GRACE_S"
 """Seconds the exit waits for child threads still recording after their root ended (default 2)."""
 
@@ -129,6 +148,9 @@ class Settings:
     """Regular expressions redacted from payloads and content (the environment's)."""
     redact: Callable[[str], str] | None = None
     """A redaction function (``configure(redact=fn)``), applied after the patterns."""
+    load_policy: str = "wait"
+    """``wait`` (backpressure) or ``drop``, when the writer queue is full
+    (:data:`LOAD_POLICY_ENV`)."""
 
 
 def trace_root_from_env() -> Path | None:
@@ -272,4 +294,5 @@ def settings_from_env() -> Settings:
         schema_version=schema_version,
         max_bytes=max_bytes,
         max_payload_bytes=max_payload_bytes,
+        load_policy=load_policy_from_env() or "wait",
     )

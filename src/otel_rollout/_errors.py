@@ -56,12 +56,17 @@ class BundleStats:
     written: int = 0
     """Events appended to its ``trace.jsonl``."""
     dropped: int = 0
-    """Events left out on purpose by a drop policy (none by default)."""
+    """Events left out on purpose by the drop policy (``load_policy="drop"``; none by
+    default): the bundle ended early, at a valid prefix, and these came after."""
     lost: int = 0
     """Events that will never be written: the bundle stopped (a stuck or failing disk)
     before them, or they were still queued when the process exited."""
     pending: int = 0
     """Events queued for the writer thread, not yet written."""
+    payloads_dropped: int = 0
+    """Payload bodies the drop policy left out (their events are written, each such
+    payload ref marked ``capture: omitted``; the bundle closes
+    ``closed_with_partial_payloads``)."""
 
 
 @dataclass(frozen=True)

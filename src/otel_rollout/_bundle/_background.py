@@ -6,9 +6,10 @@ precede the events that refer to them. Schema 2: the caller numbered the payload
 (refs are in the event). Schema 3: a ref names its shard, known only here, so the
 caller's event holds placeholder refs that the writer thread swaps for the real ones
 (numbering each payload, in queue order), adding the prepared prompt of an inference
-request; the open shard is sealed at the end of every batch, then the batch's events
-are appended. The thread wakes on the first event after an idle period and writes within
-:data:`FLUSH_INTERVAL_S`, well inside the 100 ms durability bound.
+request; the open shard is sealed :data:`SEAL_DELAY_S` after the oldest event waiting
+for it was recorded (or at a flush), then those events are appended. The thread wakes on
+the first event after an idle period and writes within :data:`FLUSH_INTERVAL_S`, so an
+event is on disk inside the 100 ms durability bound while the writer keeps up.
 
 The load policy: the queue is bounded (memory), and a full queue makes the recording
 thread wait for room for as long as the writer makes progress (backpressure: nothing
@@ -17,7 +18,9 @@ is lost under load). Only a writer that makes no progress at all for
 being recorded: one warning, the bundle stays a valid prefix, and every event recorded
 for it from then on is counted as lost, so the app never hangs. The 100 ms bound holds
 while the disk keeps up with the recording rate; a faster producer builds a backlog (up
-to the queue bound), then waits for room.
+to the queue bound), then waits for room. The opt-in drop policy never waits: it leaves
+payload bodies out (schema 3, counted), then ends the bundle at a valid prefix
+(:meth:`BackgroundWriter._submit_dropping`).
 
 Each bundle counts its events (recorded, written, dropped, lost, pending);
 :func:`otel_rollout.stats` reads them, and the losses are reported at ``force_flush()``
@@ -61,8 +64,14 @@ logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.02
 """How long the writer collects a batch after waking up."""
+SEAL_DELAY_S = 0.05
+"""Schema 3: how long after the oldest unsealed event was recorded its shard is sealed
+(the writer batches within :data:`FLUSH_INTERVAL_S`; a flush seals at once)."""
+SEAL_DELAY_NS = int(SEAL_DELAY_S * 1e9)
 DEFAULT_MAX_QUEUE_EVENTS = 16_384
-DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+"""Payload bytes queued at most (the producer waits past it): with the batch being
+written, what recording holds in memory under load."""
 DEFAULT_WRITER_STALL_TIMEOUT_S = 10.0
 """How long the writer may make no progress at all (while a recording thread waits for
 room in the full queue) before that bundle stops; ``writer_stall_timeout_s`` of
@@ -85,9 +94,11 @@ class EventCounts:
 
     __slots__ = (
         "abandoned",
+        "dropped_before_queue",
         "lost_before_queue",
         "lost_in_writer",
         "path",
+        "payloads_dropped",
         "pid",
         "recorded",
         "written",
@@ -105,15 +116,27 @@ class EventCounts:
         """Queued but not written (the bundle had stopped, or its write failed)."""
         self.abandoned = False
         """The process exits with this bundle's queued events unwritten: they are lost."""
+        self.dropped_before_queue = 0
+        """Recorded after the drop policy ended the bundle (never queued)."""
+        self.payloads_dropped = 0
+        """Payload bodies the drop policy left out (their events are queued)."""
 
     def snapshot(self) -> BundleStats:
         """The counts now (pending ones count as lost once abandoned)."""
         written = self.written
+        dropped = self.dropped_before_queue
         lost = self.lost_before_queue + self.lost_in_writer
-        pending = max(self.recorded - written - lost, 0)
+        pending = max(self.recorded - written - dropped - lost, 0)
         if self.abandoned:
             lost, pending = lost + pending, 0
-        return BundleStats(recorded=self.recorded, written=written, lost=lost, pending=pending)
+        return BundleStats(
+            recorded=self.recorded,
+            written=written,
+            dropped=dropped,
+            lost=lost,
+            pending=pending,
+            payloads_dropped=self.payloads_dropped,
+        )
 
 
 _counts_lock = threading.Lock()
@@ -121,10 +144,12 @@ _open_counts: dict[int, EventCounts] = {}
 _finished_counts: collections.deque[tuple[str, BundleStats]] = collections.deque(
     maxlen=FINISHED_KEPT
 )
-_finished_totals = [0, 0, 0, 0]
-"""recorded, written, dropped, lost over bundles whose sink is gone."""
+_finished_totals = [0, 0, 0, 0, 0]
+"""recorded, written, dropped, lost, payloads dropped over bundles whose sink is gone."""
 _reported_lost = 0
 """The total loss last reported (``force_flush()`` reports what is new)."""
+_reported_dropped = (0, 0)
+"""The drop policy's events and payload bodies dropped, as last reported."""
 
 
 def _retire(key: int, counts: EventCounts) -> None:
@@ -139,6 +164,7 @@ def _retire(key: int, counts: EventCounts) -> None:
         _finished_totals[1] += final.written
         _finished_totals[2] += final.dropped
         _finished_totals[3] += final.lost + final.pending
+        _finished_totals[4] += final.payloads_dropped
 
 
 def bundle_stats() -> tuple[dict[str, BundleStats], BundleStats]:
@@ -146,7 +172,7 @@ def bundle_stats() -> tuple[dict[str, BundleStats], BundleStats]:
     with _counts_lock:
         open_counts = list(_open_counts.values())
         finished = list(_finished_counts)
-        recorded, written, dropped, lost = _finished_totals
+        recorded, written, dropped, lost, payloads_dropped = _finished_totals
     bundles: dict[str, BundleStats] = {}
     for path, final in finished:
         bundles[path] = final
@@ -159,8 +185,14 @@ def bundle_stats() -> tuple[dict[str, BundleStats], BundleStats]:
         dropped += snap.dropped
         lost += snap.lost
         pending += snap.pending
+        payloads_dropped += snap.payloads_dropped
     totals = BundleStats(
-        recorded=recorded, written=written, dropped=dropped, lost=lost, pending=pending
+        recorded=recorded,
+        written=written,
+        dropped=dropped,
+        lost=lost,
+        pending=pending,
+        payloads_dropped=payloads_dropped,
     )
     return bundles, totals
 
@@ -169,26 +201,48 @@ _errors.set_bundle_source(bundle_stats)
 
 
 def report_new_losses() -> None:
-    """Warn once about events lost since the last report (``force_flush()``, exit)."""
-    global _reported_lost
+    """Warn once about events lost, and what the drop policy dropped, since the last
+    report (``force_flush()``, exit)."""
+    global _reported_lost, _reported_dropped
     bundles, totals = bundle_stats()
     with _counts_lock:
         new = totals.lost - _reported_lost
         _reported_lost = totals.lost
-    if new <= 0:
-        return
-    where = ", ".join(
-        f"{path}: {counts.lost} of {counts.recorded}"
-        for path, counts in bundles.items()
-        if counts.lost
-    )
-    logger.warning(
-        "rollout trace: %d recorded events were lost (%d in all since start; lost of "
-        "recorded per bundle: %s; otel_rollout.stats() has the counts)",
-        new,
-        totals.lost,
-        where,
-    )
+        dropped_now = (totals.dropped, totals.payloads_dropped)
+        new_dropped = (
+            dropped_now[0] - _reported_dropped[0],
+            dropped_now[1] - _reported_dropped[1],
+        )
+        _reported_dropped = dropped_now
+    if new > 0:
+        where = ", ".join(
+            f"{path}: {counts.lost} of {counts.recorded}"
+            for path, counts in bundles.items()
+            if counts.lost
+        )
+        logger.warning(
+            "rollout trace: %d recorded events were lost (%d in all since start; lost of "
+            "recorded per bundle: %s; otel_rollout.stats() has the counts)",
+            new,
+            totals.lost,
+            where,
+        )
+    if new_dropped[0] > 0 or new_dropped[1] > 0:
+        where = ", ".join(
+            f"{path}: {counts.payloads_dropped} payload bodies, {counts.dropped} events"
+            for path, counts in bundles.items()
+            if counts.payloads_dropped or counts.dropped
+        )
+        logger.warning(
+            "rollout trace: load_policy=drop left out %d payload bodies and %d events "
+            "(%d and %d in all since start; per bundle: %s; otel_rollout.stats() has the "
+            "counts)",
+            new_dropped[1],
+            new_dropped[0],
+            dropped_now[1],
+            dropped_now[0],
+            where,
+        )
 
 
 @dataclass(slots=True)
@@ -204,6 +258,8 @@ class PendingPayload:
     """Schema 2: given by the bundle's payload writer (``BundleWriter.payloads``) in
     ``emit``. Schema 3: a placeholder (``_payloads.PLACEHOLDER_REFS``) until the writer thread
     writes the payload and puts its real ref here."""
+    omitted: int | None = None
+    """Set (to the body's size, the body then emptied) when the drop policy left it out."""
 
 
 @dataclass(slots=True)
@@ -255,14 +311,22 @@ class BundleSink:
         self._completed = False
         """``recording_completed`` was written (the writer is closed)."""
         self._sharded = writer.schema_version == SCHEMA_3
+        self._discarded = 0
+        """How many of ``writer.discarded`` are counted as lost already."""
         self._unmapped: list[PendingEvent | PendingSpanCall] = []
-        """This batch's events and span calls, mapped once the batch is on disk."""
+        """Events and span calls written since the last seal, mapped once on disk."""
+        self._unmapped_since = 0
+        """When the first of them was recorded (wall clock, ns)."""
         self.on_written: Callable[[PendingEvent], None] | None = None
         """Called (span thread) after each event, written or not: maps it to live spans."""
         self.on_span_call: Callable[[PendingSpanCall], None] | None = None
         """Applies a queued span call to its live span (span thread)."""
         self.spans_stopped = False
         """The span thread fell too far behind: this bundle's live spans stopped."""
+        self.drop_under_load = False
+        """The drop policy: a full queue never makes a recording call wait."""
+        self.ended_by_policy = False
+        """The drop policy ended this bundle (what was queued is still written)."""
 
     def write(self, item: PendingEvent | PendingSpanCall) -> None:
         """Write one event and its payloads (writer thread); keep it for the live spans.
@@ -275,7 +339,18 @@ class BundleSink:
                 self._write_sharded(item)
             else:
                 self._write(item)
+        if not self._unmapped:
+            self._unmapped_since = item.time_ns if type(item) is PendingEvent else time.time_ns()
         self._unmapped.append(item)
+
+    def seal_due_in(self, now_ns: int) -> float:
+        """Seconds until this bundle's written events should be sealed: schema 3 keeps
+        its open shard up to :data:`SEAL_DELAY_S` after the oldest of them was recorded
+        (fewer, larger shards for slow producers, inside the 100 ms bound); 0 for
+        schema 2 (its events are on disk once written)."""
+        if not self._sharded or not self._unmapped:
+            return 0.0
+        return (self._unmapped_since + SEAL_DELAY_NS - now_ns) / 1e9
 
     def end_batch(self) -> list[PendingEvent | PendingSpanCall]:
         """Finish the batch on disk (schema 3: seal the open shard, appending the events
@@ -283,6 +358,7 @@ class BundleSink:
         spans (which the span thread builds: no exporter can delay the disk)."""
         if self._sharded and self.writer.is_active:
             self.writer.flush()
+        self._count_discarded()
         done, self._unmapped = self._unmapped, []
         return done
 
@@ -329,6 +405,8 @@ class BundleSink:
                 )
                 self._stop()
                 return
+            if self.on_written is None:
+                payload.body = b""  # on disk, and no live span reads it: memory back
         self._append(item)
 
     def _write_sharded(self, item: PendingEvent) -> None:
@@ -336,16 +414,34 @@ class BundleSink:
         if self.stopped or self._completed or self.writer.failure is not None:
             self.counts.lost_in_writer += 1
             return
+        if not item.payloads:
+            self._append(item, 0)
+            return
         writer = self.writer
         thread_id = item.thread_id
-        bodies: dict[str, bytes] = {}
+        bodies: dict[str, bytes] | None = None if self.on_written is None else {}
         real: dict[int, RawPayloadRef] = {}
         request: Any = None
+        omitted_request: int | None = None
         for payload in item.payloads:
             kind, value = payload.kind, None
             body: bytes | None = payload.body
+            if payload.omitted is not None:  # left out by the drop policy
+                ref = writer.write_omitted(kind, payload.omitted)
+                if ref is None:
+                    self._stop()
+                    return
+                if kind is PayloadKind.INFERENCE_REQUEST:
+                    omitted_request = payload.omitted
+                assert payload.ref is not None
+                real[id(payload.ref)] = payload.ref = ref
+                continue
             if kind is PayloadKind.INFERENCE_REQUEST:
-                request = value = msgspec.json.decode(payload.body)
+                request = value = (
+                    msgspec.json.decode(payload.body)
+                    if writer.cuts_payloads
+                    else _request_for_prompt(payload.body)
+                )
             elif kind is PayloadKind.SESSION_METADATA:
                 value = session_metadata_to(msgspec.json.decode(payload.body), SCHEMA_3)
                 body = None
@@ -358,15 +454,20 @@ class BundleSink:
             assert payload.ref is not None  # a placeholder, from RolloutRecorder.emit
             real[id(payload.ref)] = ref
             payload.ref = ref
+            payload.body = b""  # in the shard now (the live spans read ``bodies``): memory back
         event = item.event
         changes: dict[str, Any] = {}
-        for name in event.__struct_fields__:
-            value = getattr(event, name)
-            if type(value) is RawPayloadRef and id(value) in real:
-                changes[name] = real[id(value)]
-        if isinstance(event, InferenceStarted):
-            prompt = writer.write_prepared_prompt(
-                thread_id, prompt_from_request(request), stored=bodies
+        if real:
+            for name in _ref_fields(type(event)):
+                value = getattr(event, name)
+                if value is not None and id(value) in real:
+                    changes[name] = real[id(value)]
+        if type(event) is InferenceStarted:
+            prompt = (
+                writer.write_prepared_prompt(thread_id, prompt_from_request(request), stored=bodies)
+                if omitted_request is None
+                # its request left out: so is the prompt (the request's size standing in)
+                else writer.write_omitted(PayloadKind.PREPARED_PROMPT, omitted_request)
             )
             if prompt is None:
                 self._stop()
@@ -375,22 +476,32 @@ class BundleSink:
         if changes:
             item.event = msgspec.structs.replace(event, **changes)
         item.bodies = bodies
-        self._append(item)
+        self._append(item, writer.last_shard if real else 0)
 
-    def _append(self, item: PendingEvent) -> None:
-        written = self.writer.append(
+    def _append(self, item: PendingEvent, highest_shard: int = 0) -> None:
+        if not self.writer.append_event(
             item.event,
             thread_id=item.thread_id,
             codex_turn_id=item.codex_turn_id,
             wall_time_unix_ms=item.time_ns // 1_000_000,
-        )
-        if written is None:
+            highest_shard=highest_shard,
+        ):
             self._stop()
             return
         self.counts.written += 1
-        if isinstance(item.event, RecordingCompleted):
+        if type(item.event) is RecordingCompleted:
             self._completed = True
             self.writer.close()
+            self._count_discarded()
+
+    def _count_discarded(self) -> None:
+        """Events the writer accepted and then could not write (a failed shard or line
+        write) move from written to lost, each one counted."""
+        discarded = self.writer.discarded - self._discarded
+        if discarded > 0:
+            self._discarded += discarded
+            self.counts.written -= discarded
+            self.counts.lost_in_writer += discarded
 
     @property
     def lost_events(self) -> int:
@@ -404,6 +515,49 @@ class BundleSink:
             self.writer.close()
         else:
             self.writer.payloads.close()
+        self._count_discarded()
+
+
+class _RequestView(msgspec.Struct):
+    """What a prepared prompt takes from an inference request; its input items raw."""
+
+    input: list[msgspec.Raw] | None = None
+    tools: Any = None
+    parallel_tool_calls: Any = False
+
+
+_request_view = msgspec.json.Decoder(_RequestView)
+
+
+def _request_for_prompt(body: bytes) -> Any:
+    """The request ``body`` as :func:`prompt_from_request` reads it, its input items left
+    as their JSON (``msgspec.Raw``: not decoded here nor encoded again for the shard,
+    whose model item records are those very bytes). A request of another shape is
+    decoded whole."""
+    try:
+        view = _request_view.decode(body)
+    except msgspec.ValidationError:
+        return msgspec.json.decode(body)
+    tools, parallel = view.tools, view.parallel_tool_calls
+    return {"input": view.input, "tools": tools, "parallel_tool_calls": parallel}
+
+
+_KEPT_UNDER_LOAD = frozenset({PayloadKind.INFERENCE_REQUEST, PayloadKind.SESSION_METADATA})
+"""Payload kinds the drop policy never leaves out."""
+_REF_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _ref_fields(event_type: type) -> tuple[str, ...]:
+    """The fields of an event type that may hold a payload ref (cached per type)."""
+    fields = _REF_FIELDS.get(event_type)
+    if fields is None:
+        fields = tuple(
+            field.name
+            for field in msgspec.structs.fields(event_type)
+            if "RawPayloadRef" in str(field.type)
+        )
+        _REF_FIELDS[event_type] = fields
+    return fields
 
 
 class BackgroundWriter:
@@ -439,6 +593,9 @@ class BackgroundWriter:
         self._queued_bytes = 0
         self._submitted = 0
         self._written = 0
+        """Queued items now done: on disk (their batch sealed), or lost."""
+        self._seal_requested = False
+        """A flush wants every open shard sealed now (not at its seal timer)."""
         self._thread: threading.Thread | None = None
         self._first_at = 0.0
         """When the oldest queued event arrived (monotonic seconds)."""
@@ -458,6 +615,8 @@ class BackgroundWriter:
                 return False
             if self._thread is None:
                 self._start()
+            if not self._has_room(nbytes) and item.bundle.drop_under_load:
+                return self._submit_dropping(item)
             if not self._has_room(nbytes):
                 # backpressure: wait while the writer makes progress; give up only after
                 # stall_timeout_s without any (measured from when this wait began at the
@@ -484,6 +643,43 @@ class BackgroundWriter:
                 self._cond.notify_all()
             return True
 
+    def _submit_dropping(self, item: PendingEvent | PendingSpanCall) -> bool:
+        """The drop policy, the queue full (lock held): never wait. Schema 3 leaves the
+        payload bodies out (each counted; its ref will say ``capture: omitted``) and
+        queues the event, up to twice the queue's bounds; past them the bundle ends at a
+        valid prefix (``False``: this event is dropped). Span calls are dropped.
+
+        Kept: inference requests (Codex's reducer reads conversation history through
+        each prepared prompt; one left out changes how 0.171.0 links the next) and
+        session metadata."""
+        sink = item.bundle
+        if type(item) is not PendingEvent:
+            return True  # a call on a live span: dropped (spans are not the bundle)
+        kept = 256
+        dropped = 0
+        if sink._sharded:
+            for payload in item.payloads:
+                if payload.kind in _KEPT_UNDER_LOAD or payload.omitted is not None:
+                    kept += len(payload.body)
+                else:
+                    dropped += 1
+        if (
+            not sink._sharded  # schema 2 cannot say a payload was left out
+            or len(self._queue) >= 2 * self.max_events
+            or self._queued_bytes + kept > 2 * self.max_bytes
+        ):
+            sink.ended_by_policy = True
+            return False
+        for payload in item.payloads:
+            if payload.kind not in _KEPT_UNDER_LOAD and payload.omitted is None:
+                payload.omitted = len(payload.body)
+                payload.body = b""
+        sink.counts.payloads_dropped += dropped
+        self._queue.append(item)
+        self._queued_bytes += kept
+        self._submitted += 1
+        return True
+
     def _has_room(self, nbytes: int) -> bool:
         if not self._queue:
             return True
@@ -497,26 +693,40 @@ class BackgroundWriter:
 
     def _run(self) -> None:
         cond = self._cond
+        unsealed: dict[int, tuple[BundleSink, int]] = {}
+        """Bundles with items written since their last seal (schema 3: not yet on disk),
+        and how many."""
         while True:
             with cond:
-                while not self._queue and not self._closed:
-                    cond.wait()
-                if not self._queue and self._closed:
+                while not self._queue and not self._closed and not self._seal_requested:
+                    if not unsealed:
+                        cond.wait()
+                        continue
+                    now_ns = time.time_ns()
+                    due = min(sink.seal_due_in(now_ns) for sink, _ in unsealed.values())
+                    if due <= 0:
+                        break
+                    cond.wait(due)
+                if not self._queue and self._closed and not unsealed:
                     return
                 # collect a batch for at most FLUSH_INTERVAL_S after its first event arrived
                 # (flush() cuts this short); a backlog is written at once
-                delay = self._first_at + FLUSH_INTERVAL_S - time.monotonic()
-                if delay > 0 and not self._closed:
-                    cond.wait(delay)
+                if self._queue:
+                    delay = self._first_at + FLUSH_INTERVAL_S - time.monotonic()
+                    if delay > 0 and not self._closed and not self._seal_requested:
+                        cond.wait(delay)
                 batch = list(self._queue)
                 self._queue.clear()
                 self._queued_bytes = 0
+                seal_all = self._seal_requested or self._closed
+                self._seal_requested = False
                 self._progress_at = time.monotonic()
                 cond.notify_all()  # room for waiting producers
-            sinks: dict[int, BundleSink] = {}
             for item in batch:
                 sink = item.bundle
-                sinks[id(sink)] = sink
+                key = id(sink)
+                known = unsealed.get(key)
+                unsealed[key] = (sink, 1) if known is None else (sink, known[1] + 1)
                 try:
                     sink.write(item)
                 except Exception:  # never let one bad event kill the writer thread
@@ -525,7 +735,13 @@ class BackgroundWriter:
                         sink.counts.lost_in_writer += 1
                     _errors.background_error(Component.WRITER, "writing an event")
                 self._progress_at = time.monotonic()  # (a plain store: read without the lock)
-            for sink in sinks.values():
+            finished = 0
+            now_ns = time.time_ns()
+            for key, (sink, items) in list(unsealed.items()):
+                if not seal_all and sink.seal_due_in(now_ns) > 0:
+                    continue  # a short seal timer: fewer, larger shards for slow producers
+                del unsealed[key]
+                finished += items
                 try:
                     done = sink.end_batch()
                 except Exception:
@@ -536,9 +752,10 @@ class BackgroundWriter:
                 self._progress_at = time.monotonic()
                 if done and sink.on_written is not None:
                     self._spans.put(sink, done)
-            with cond:
-                self._written += len(batch)
-                cond.notify_all()
+            if finished:
+                with cond:
+                    self._written += finished
+                    cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0, *, spans: bool = True) -> bool:
         """Wait until everything queued so far is written, then (``spans``) until its live
@@ -551,6 +768,7 @@ class BackgroundWriter:
             if self._pid != os.getpid() or current is self._thread:
                 return True  # nothing of ours to flush / the writer cannot wait for itself
             target = self._submitted
+            self._seal_requested = True
             self._cond.notify_all()
             while self._written < target:
                 if self._thread is None or not self._thread.is_alive():
@@ -561,6 +779,7 @@ class BackgroundWriter:
                 if remaining <= 0:
                     return False
                 self._cond.wait(min(remaining, 0.05))
+                self._seal_requested = True
                 self._cond.notify_all()
         return not spans or self._spans.flush(deadline)
 
@@ -688,6 +907,33 @@ def flush_all(timeout_s: float = 30.0) -> bool:
 
 
 _before_exit: list[Callable[[], None]] = []
+_exit_reported = False
+"""The exit report is out: later losses (daemon threads still recording) are reported
+by :func:`note_loss_after_exit`."""
+_losses_after_exit = 0
+
+
+def exit_reported() -> bool:
+    """Whether the exit report is out (the interpreter is exiting)."""
+    return _exit_reported
+
+
+def note_loss_after_exit() -> None:
+    """Count an event lost after the exit report (a daemon thread still recording while
+    the interpreter exits) and report the count at 1, 2, 4, 8, ... such events, so the
+    last line printed before the process ends is at least half the true count."""
+    global _losses_after_exit
+    if not _exit_reported:
+        return
+    with _counts_lock:
+        _losses_after_exit += 1
+        count = _losses_after_exit
+    if count & (count - 1) == 0:
+        logger.warning(
+            "rollout trace: %d events recorded after the exit report by threads still "
+            "running were lost (reported at each power of two)",
+            count,
+        )
 
 
 def before_exit_flush(hook: Callable[[], None]) -> None:
@@ -715,18 +961,26 @@ def _flush_all_at_exit() -> None:
         with _counts_lock:
             for counts in _open_counts.values():
                 counts.abandoned = True
+    global _exit_reported
+    for writer in writers:  # what daemon threads record from now on is lost, and counted
+        with writer._cond:
+            writer._closed = True
+            writer._cond.notify_all()
+        writer.flush(EXIT_FLUSH_TIMEOUT_S, spans=False)  # what they queued meanwhile
     report_new_losses()
+    _exit_reported = True
     for writer in writers:  # the bundles are on disk: now give the live spans their time
         if not writer.flush(EXIT_FLUSH_TIMEOUT_S):
             logger.warning("rollout trace: live spans still being built at exit were not ended")
 
 
 def _after_fork_in_child() -> None:
-    global _reported_lost
+    global _reported_lost, _reported_dropped
     with _counts_lock:  # the parent's bundles are the parent's to count
         _open_counts.clear()
         _finished_counts.clear()
-        _finished_totals[:] = [0, 0, 0, 0]
+        _finished_totals[:] = [0, 0, 0, 0, 0]
         _reported_lost = 0
+        _reported_dropped = (0, 0)
     for writer in list(_live_writers):
         writer._after_fork_in_child()

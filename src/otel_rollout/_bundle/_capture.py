@@ -47,11 +47,26 @@ _mark_numbers = itertools.count()
 class _Hole:
     """A value cut out of a payload: an input item or a long string."""
 
-    __slots__ = ("item", "value")
+    __slots__ = ("item", "marks", "value")
 
     def __init__(self, value: Any, *, item: bool) -> None:
         self.value = value
         self.item = item
+        self.marks: list[str] = []
+        """The marks of one encoding, shared by its holes (the first is the prefix)."""
+
+
+def _hole_mark(hole: Any) -> Any:
+    """The next mark of the encoding ``hole`` belongs to (marks follow the encoding order)."""
+    if type(hole) is _Hole:
+        marks = hole.marks
+        mark = f"{marks[0]}-{len(marks) - 1}"
+        marks.append(mark)
+        return mark
+    raise TypeError(f"{type(hole).__name__} is not JSON")
+
+
+_hole_encoder = msgspec.json.Encoder(enc_hook=_hole_mark)
 
 
 def _fragments(value: Any, holes: list[_Hole]) -> list[str] | None:
@@ -59,26 +74,28 @@ def _fragments(value: Any, holes: list[_Hole]) -> list[str] | None:
 
     ``value`` holds :class:`_Hole` objects where parts go; ``None`` when it holds none.
     """
+    sized = _sized_fragments(value, holes)
+    return None if sized is None else sized[0]
+
+
+def _sized_fragments(value: Any, holes: list[_Hole]) -> tuple[list[str], int] | None:
+    """:func:`_fragments` and their size in UTF-8 bytes."""
     if not holes:
         return None
-    mark = f"otel-rollout-part-{_MARK_PREFIX}-{next(_mark_numbers)}"
-    marks = iter(range(len(holes)))
-
-    def placeholder(hole: Any) -> Any:
-        if isinstance(hole, _Hole):
-            return f"{mark}-{next(marks)}"
-        raise TypeError(f"{type(hole).__name__} is not JSON")
-
-    text = msgspec.json.Encoder(enc_hook=placeholder).encode(value).decode()
+    marks = [f"otel-rollout-part-{_MARK_PREFIX}-{next(_mark_numbers)}"]
+    for hole in holes:
+        hole.marks = marks
+    encoded = _hole_encoder.encode(value)
+    text = encoded.decode()
     fragments: list[str] = []
     start = 0
-    for index in range(len(holes)):
-        quoted = f'"{mark}-{index}"'
+    for mark in marks[1:]:
+        quoted = f'"{mark}"'
         at = text.index(quoted, start)
         fragments.append(text[start:at])
         start = at + len(quoted)
     fragments.append(text[start:])
-    return fragments
+    return fragments, len(encoded) - sum(len(mark) + 2 for mark in marks[1:])
 
 
 class PayloadCapturer:
@@ -148,11 +165,16 @@ class PayloadCapturer:
             text = _Hole(instructions["text"], item=False)
             holes.append(text)
             skeleton["base_instructions"] = {**instructions, "text": text}
-        fragments = _fragments(skeleton, holes) or [encode_compact(skeleton).decode()]
+        sized = _sized_fragments(skeleton, holes)
+        if sized is None:
+            whole = encode_compact(skeleton)
+            sized = [whole.decode()], len(whole)
+        fragments, original = sized
+        bodies: list[bytes] = []
         parts = [
-            self._model_item(hole.value, thread_id)
+            self._model_item(hole.value, thread_id, bodies)
             if hole.item
-            else self._content_value(hole.value)
+            else self._content_value(hole.value, bodies)
             for hole in holes
         ]
         return self.record(
@@ -160,7 +182,7 @@ class PayloadCapturer:
             encode_compact(fragments),
             parts,
             cut=False,
-            original=len(encode_compact(prompt)),
+            original=original + sum(map(len, bodies)),  # the whole prompt's JSON size
         )
 
     def record(
@@ -204,9 +226,14 @@ class PayloadCapturer:
             self._seal()
         return ref
 
-    def _model_item(self, item: Any, thread_id: str | None) -> RawPayloadRef:
-        """The ``model_item`` ref of ``item``, written once per thread."""
+    def _model_item(
+        self, item: Any, thread_id: str | None, bodies: list[bytes] | None = None
+    ) -> RawPayloadRef:
+        """The ``model_item`` ref of ``item``, written once per thread (its compact JSON
+        appended to ``bodies`` if given)."""
         body = encode_compact(item)
+        if bodies is not None:
+            bodies.append(body)
         known = self._model_items.setdefault(thread_id, {})
         ref = known.get(body)
         if ref is None:
@@ -243,9 +270,12 @@ class PayloadCapturer:
             PayloadKind.MODEL_ITEM, fragments_body, parts, cut=False, original=len(body)
         )
 
-    def _content_value(self, text: str) -> RawPayloadRef:
-        """The ``content_value`` ref of a long string, written once per bundle."""
+    def _content_value(self, text: str, bodies: list[bytes] | None = None) -> RawPayloadRef:
+        """The ``content_value`` ref of a long string, written once per bundle (its JSON
+        appended to ``bodies`` if given)."""
         body = encode_compact(text)
+        if bodies is not None:
+            bodies.append(body)
         ref = self._content_values.get(body)
         if ref is None:
             ref = self.record(PayloadKind.CONTENT_VALUE, body, None)

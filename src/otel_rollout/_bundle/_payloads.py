@@ -518,6 +518,12 @@ class PayloadShardWriter:
         return self.sealed_through + 1
 
     @property
+    def last_shard(self) -> int:
+        """The highest shard number any ref given so far names (the open shard once it
+        holds a record)."""
+        return self.sealed_through + 1 if self._records else self.sealed_through
+
+    @property
     def open_bytes(self) -> int:
         """Bytes of the records in the open shard (not yet on disk)."""
         return self._open_bytes
@@ -579,7 +585,7 @@ class PayloadShardWriter:
         """
         if not self._records:
             return 0
-        frame = compress_shard(self._records)
+        frame = compress_shard(self._records, self._open_bytes)
         if self._dir_fd is None:
             self._dir_fd = open_dir(self.directory)
         write_whole(shard_name(self.open_shard), frame, dir_fd=self._dir_fd)

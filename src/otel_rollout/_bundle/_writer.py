@@ -73,6 +73,20 @@ def bundle_dir_name(trace_id: str, root_thread_id: str) -> str:
     return f"trace-{trace_id}-{root_thread_id}"
 
 
+_fork_generation = 0
+"""How many forks lie between the first process and this one (a cheap per-call test
+that a writer belongs to this process: ``os.getpid`` is a system call)."""
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def unix_ms() -> int:
     """Return the wall clock in whole milliseconds since the epoch (0 before it)."""
     return max(time.time_ns() // 1_000_000, 0)
@@ -122,6 +136,10 @@ class BundleWriter:
         self._next_seq = 1
         self._log_size = 0
         self._pid = os.getpid()
+        self._fork_generation = _fork_generation
+        self.discarded = 0
+        """Events given a ``seq`` that never reached ``trace.jsonl`` (waiting for a shard
+        whose write failed, or in a batch of lines whose write failed)."""
         self.failure: BaseException | None = None
         """The error that stopped the writer, or ``None`` while it is healthy."""
 
@@ -215,12 +233,16 @@ class BundleWriter:
     @property
     def is_active(self) -> bool:
         """Whether the writer still accepts events (not failed, closed or forked)."""
-        return self._log_fd is not None and self.failure is None and self._pid == os.getpid()
+        return (
+            self._log_fd is not None
+            and self.failure is None
+            and self._fork_generation == _fork_generation
+        )
 
     @property
     def events_written(self) -> int:
         """How many events reached ``trace.jsonl``."""
-        return self._next_seq - 1 - len(self._waiting)
+        return self._next_seq - 1 - len(self._waiting) - self.discarded
 
     def write_payload(
         self,
@@ -320,6 +342,32 @@ class BundleWriter:
                 capture.shards.stored = None
             return ref if self.failure is None else None
 
+    def write_omitted(self, kind: PayloadKind, original_bytes: int) -> RawPayloadRef | None:
+        """Schema 3: number the next payload and return its ref, left out (``capture:
+        omitted``, ``original_bytes`` long): the drop policy's way to keep its event.
+        ``None`` when the writer is stopped.
+
+        Raises:
+            TypeError: The bundle is schema 2.
+        """
+        if self._capture is None or self._shards is None:
+            raise TypeError("only schema 3 can say a payload was left out")
+        with self._lock:
+            if not self.is_active:
+                return None
+            self._capture.partial = True
+            return self._shards.omitted(self._shards.new_id(), kind, original_bytes)
+
+    @property
+    def last_shard(self) -> int:
+        """Schema 3: the highest shard number any payload ref given so far names."""
+        return 0 if self._shards is None else self._shards.last_shard
+
+    @property
+    def cuts_payloads(self) -> bool:
+        """Schema 3 with ``max_payload_bytes``: payloads and model items may be cut."""
+        return self._capture is not None and self._capture.max_payload_bytes is not None
+
     @property
     def partial_payloads(self) -> bool:
         """Schema 3: whether a size limit truncated or omitted a payload."""
@@ -347,6 +395,28 @@ class BundleWriter:
         """
         if not self.is_active:
             return None
+        draft = self._draft(payload, thread_id, codex_turn_id)
+        needs = 0 if self._shards is None else _highest_shard(payload)
+        placed = self._append_draft(draft, needs, wall_time_unix_ms)
+        if placed is None:
+            return None
+        seq, wall_time = placed
+        return msgspec.structs.replace(draft, seq=seq, wall_time_unix_ms=wall_time)
+
+    def append_event(
+        self,
+        payload: RawTraceEventPayload,
+        *,
+        thread_id: str | None,
+        codex_turn_id: str | None,
+        wall_time_unix_ms: int,
+        highest_shard: int,
+    ) -> bool:
+        """:meth:`append` for the background writer, which knows the highest shard the
+        event's refs name (``highest_shard``; 0 for none) and needs no event back.
+        Returns whether the event was accepted (written, or waiting for its shard)."""
+        if not self.is_active:
+            return False
         draft = RawTraceEvent(
             schema_version=self.schema_version,
             seq=0,
@@ -357,12 +427,57 @@ class BundleWriter:
             payload=payload,
         )
         try:
-            encoded = encode_line(draft)
+            encoded = encode_compact(draft)
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: event %s is not JSON: %s", type(payload).__name__, error)
+            return False
+        with self._lock:
+            if not self.is_active:
+                return False
+            seq = self._next_seq
+            line = b"".join(
+                (
+                    self._line_head % (seq, wall_time_unix_ms),
+                    memoryview(encoded)[len(self._draft_head) :],
+                    b"\n",
+                )
+            )
+            if self._shards is not None and (
+                self._waiting or highest_shard > self._shards.sealed_through
+            ):
+                self._waiting.append((highest_shard, line))
+                self._waiting_bytes += len(line)
+            elif not self._write_line(line):
+                return False
+            self._next_seq = seq + 1
+        return True
+
+    def _draft(
+        self, payload: RawTraceEventPayload, thread_id: str | None, codex_turn_id: str | None
+    ) -> RawTraceEvent:
+        return RawTraceEvent(
+            schema_version=self.schema_version,
+            seq=0,
+            wall_time_unix_ms=0,
+            rollout_id=self.manifest.rollout_id,
+            thread_id=thread_id,
+            codex_turn_id=codex_turn_id,
+            payload=payload,
+        )
+
+    def _append_draft(
+        self, draft: RawTraceEvent, needs: int, wall_time_unix_ms: int | None
+    ) -> tuple[int, int] | None:
+        """Encode ``draft``, splice in its ``seq`` and wall time under the lock, and write
+        it (or queue it behind shard ``needs``); ``(seq, wall time)``, or ``None``."""
+        try:
+            encoded = encode_line(draft)
+        except (TypeError, ValueError, OverflowError) as error:
+            logger.warning(
+                "rollout trace: event %s is not JSON: %s", type(draft.payload).__name__, error
+            )
             return None
         tail = memoryview(encoded)[len(self._draft_head) :]
-        needs = 0 if self._shards is None else _highest_shard(payload)
         with self._lock:
             if not self.is_active:
                 return None
@@ -377,7 +492,7 @@ class BundleWriter:
                 return None
             else:
                 self._next_seq = seq + 1
-        return msgspec.structs.replace(draft, seq=seq, wall_time_unix_ms=wall_time)
+        return seq, wall_time
 
     def flush(self) -> bool:
         """Schema 3: seal the open shard and append every waiting event. A no-op for schema 2.
@@ -433,19 +548,26 @@ class BundleWriter:
             self._stop(error)
             return
         ready = shards.sealed_through
-        while self._waiting and self._waiting[0][0] <= ready:
-            _, line = self._waiting.popleft()
-            self._waiting_bytes -= len(line)
-            if not self._write_line(line):
+        waiting = self._waiting
+        lines: list[bytes] = []
+        while waiting and waiting[0][0] <= ready:
+            lines.append(waiting.popleft()[1])
+        if lines:
+            block = b"".join(lines)
+            self._waiting_bytes -= len(block)
+            if not self._write_line(block, len(lines)):
                 return
 
-    def _write_line(self, line: bytes) -> bool:
-        """Write one whole event line; on failure cut it back and stop (lock held)."""
+    def _write_line(self, line: bytes, accepted: int = 0) -> bool:
+        """Write whole event lines with one ``write``; on failure cut the log back to its
+        last whole line and stop; ``accepted``: how many of the lines were events already
+        accepted (waiting for their shard), now discarded (lock held)."""
         assert self._log_fd is not None
         try:
             _write_all(self._log_fd, line)
         except OSError as error:
             self._undo_partial_line()
+            self.discarded += accepted
             self._stop(error)
             return False
         self._log_size += len(line)
@@ -471,6 +593,7 @@ class BundleWriter:
                 self.events_written,
                 error,
             )
+            self.discarded += len(self._waiting)
             self._waiting.clear()
             self._waiting_bytes = 0
 

@@ -61,13 +61,21 @@ class ForwardingSpan(Span):
     ends the span. What is set here goes to the live span only, not to the bundle.
     """
 
-    __slots__ = ("_context", "_key", "_rec")
+    __slots__ = ("_context_now", "_key", "_rec")
 
-    def __init__(self, rec: RolloutRecorder, key: str, context: SpanContext) -> None:
-        """Stand in for span ``key`` of ``rec``."""
+    def __init__(self, rec: RolloutRecorder, key: str, context: SpanContext | None = None) -> None:
+        """Stand in for span ``key`` of ``rec`` (its context derived when first asked for:
+        a hash per span that most spans never need)."""
         self._rec = rec
         self._key = key
-        self._context = context
+        self._context_now = context
+
+    @property
+    def _context(self) -> SpanContext:
+        context = self._context_now
+        if context is None:
+            context = self._context_now = self._rec.span_context(self._key)
+        return context
 
     @property
     def recorder_pid(self) -> int:
@@ -80,10 +88,10 @@ class ForwardingSpan(Span):
 
     def is_recording(self) -> bool:
         """Whether calls are kept: the span is sampled and its rollout still records."""
-        return self._context.trace_flags.sampled and self._rec.active
+        return self._rec.trace_flags.sampled and self._rec.active
 
     def _forward(self, method: str, *args: Any) -> None:
-        if self._context.trace_flags.sampled:
+        if self._rec.trace_flags.sampled:
             try:
                 self._rec.span_call(self._key, method, args)
             except Exception:
@@ -168,8 +176,14 @@ class RolloutRecorder:
         content_max_bytes: int,
         content_events: ContentEventSink | None = None,
         redactor: Redactor | None = None,
+        live_spans: bool = True,
+        drop_under_load: bool = False,
     ) -> None:
         """Wire a bundle, the writer queue and a live span sink together.
+
+        ``drop_under_load``: the drop policy (a full writer queue never makes a call
+        wait). ``live_spans=False``: nothing would receive the spans (the library's private
+        provider feeding only the bundle), so none are built: the span thread is skipped.
 
         ``redactor`` rewrites every payload body before it is encoded (so before the
         bundle, the schema 3 de-duplication of model items, and the spans see it)."""
@@ -191,8 +205,11 @@ class RolloutRecorder:
             content_events=content_events,
         )
         self.redactor = redactor
-        bundle.on_written = self._on_written
-        bundle.on_span_call = self._on_span_call
+        self.live_spans = live_spans
+        bundle.drop_under_load = drop_under_load
+        if live_spans:
+            bundle.on_written = self._on_written
+            bundle.on_span_call = self._on_span_call
         self._lock = threading.Lock()
         writer = bundle.writer
         self.sharded = writer.schema_version != SCHEMA_2
@@ -269,8 +286,12 @@ class RolloutRecorder:
                 self.bundle, tuple(files), build(refs), thread_id, codex_turn_id, time.time_ns()
             )
             if not self._submit(item, nbytes):
-                counts.lost_before_queue += 1
-                self._lose()
+                if self.bundle.ended_by_policy:
+                    counts.dropped_before_queue += 1
+                    self._end_by_policy()
+                else:
+                    counts.lost_before_queue += 1
+                    self._lose()
                 return False
             return True
 
@@ -282,9 +303,15 @@ class RolloutRecorder:
         with self._lock:
             counts = self.bundle.counts
             counts.recorded += 1
-            counts.lost_before_queue += 1
+            if self.bundle.ended_by_policy:
+                counts.dropped_before_queue += 1
+            else:
+                counts.lost_before_queue += 1
             warn = not self.stopped and not self._warned_late
             self._warned_late = True
+        if _background.exit_reported():
+            _background.note_loss_after_exit()
+            return
         if warn:
             logger.warning(
                 "rollout trace: an event was recorded after its rollout %s (a thread that "
@@ -295,8 +322,10 @@ class RolloutRecorder:
 
     @property
     def stopped(self) -> bool:
-        """Whether this bundle stopped before completing (its later events are lost)."""
-        return self.bundle.stopped and self.pid == os.getpid()
+        """Whether this bundle stopped before completing (its later events are lost, or
+        dropped when the drop policy ended it)."""
+        bundle = self.bundle
+        return (bundle.stopped or bundle.ended_by_policy) and self.pid == os.getpid()
 
     def child_started(self, thread_id: str) -> None:
         """A child thread starts: the rollout completes only once it has ended too."""
@@ -381,7 +410,7 @@ class RolloutRecorder:
 
     def span_call(self, key: str, method: str, args: tuple[Any, ...]) -> None:
         """Queue a call on span ``key``'s real span (a loss never stops the bundle)."""
-        if self.active:
+        if self.active and self.live_spans:
             self._submit(PendingSpanCall(self.bundle, key, method, args), 256)
 
     def _lose(self) -> None:
@@ -389,6 +418,9 @@ class RolloutRecorder:
         self.active = False
         self.bundle.stopped = True
         counts = self.bundle.counts
+        if _background.exit_reported():
+            _background.note_loss_after_exit()
+            return
         logger.warning(
             "rollout trace: an event could not be queued (the writer queue stayed full "
             "and the writer made no progress for its stall timeout, or the exporter was "
@@ -397,6 +429,19 @@ class RolloutRecorder:
             "force_flush() and exit)",
             self.bundle.writer.bundle_dir,
             counts.recorded - 1,
+        )
+
+    def _end_by_policy(self) -> None:
+        """The drop policy ended this bundle (its queue stayed full past the margin for
+        body-less events): a valid prefix; this event and later ones count as dropped."""
+        self.active = False  # what is queued is still written: the bundle is a prefix
+        logger.warning(
+            "rollout trace: the writer queue stayed full under load_policy=drop; recording "
+            "of %s ended after %d recorded events (a valid prefix): this one and every later "
+            "one are dropped and counted (otel_rollout.stats(); reported at force_flush() "
+            "and exit)",
+            self.bundle.writer.bundle_dir,
+            self.bundle.counts.recorded - 1,
         )
 
     def close(self) -> None:

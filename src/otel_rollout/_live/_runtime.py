@@ -24,6 +24,7 @@ from otel_rollout._bundle._redact import redactor_for
 from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._config import (
     CONTENT_MODES,
+    LOAD_POLICIES,
     WRITABLE_SCHEMA_VERSIONS,
     Settings,
     settings_from_env,
@@ -61,6 +62,7 @@ def configure(
     schema_version: int | None = None,
     max_bytes: int | None = None,
     max_payload_bytes: int | None = None,
+    load_policy: str | None = None,
 ) -> None:
     """Configure rollout recording from code instead of (or on top of) the environment.
 
@@ -94,11 +96,18 @@ def configure(
             are omitted; ``None`` reads ``OTEL_ROLLOUT_MAX_BYTES`` (default: no limit).
         max_payload_bytes: Schema 3: payloads past this many bytes are truncated;
             ``None`` reads ``OTEL_ROLLOUT_MAX_PAYLOAD_BYTES`` (default: no limit).
+        load_policy: What a recording call does when the bundle writer's queue is
+            full: ``"wait"`` (backpressure while the writer makes progress: nothing
+            is lost) or ``"drop"`` (never wait: schema 3 leaves payload bodies out,
+            each counted and marked ``capture: omitted``; past twice the queue bound
+            the bundle ends at a valid prefix, later events counted as dropped);
+            ``None`` reads ``OTEL_ROLLOUT_LOAD_POLICY``, default ``"wait"``.
 
     Raises:
         ValueError: ``capture_content`` is not a known value, ``schema_version`` is not
-            2 or 3, a limit is not a positive integer, or a limit is given with schema
-            2 (which cannot say a payload was cut).
+            2 or 3, a limit is not a positive integer, a limit is given with schema
+            2 (which cannot say a payload was cut), or ``load_policy`` is not ``"wait"``
+            or ``"drop"``.
 
     Example:
         >>> import otel_rollout
@@ -112,6 +121,8 @@ def configure(
     for name, limit in (("max_bytes", max_bytes), ("max_payload_bytes", max_payload_bytes)):
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValueError(f"{name} must be a positive integer, not {limit!r}")
+    if load_policy is not None and load_policy not in LOAD_POLICIES:
+        raise ValueError(f"load_policy must be 'wait' or 'drop', not {load_policy!r}")
     env = settings_from_env()
     content = (env.capture_content, env.content_events)
     if isinstance(capture_content, bool):
@@ -150,6 +161,7 @@ def configure(
         max_payload_bytes=limits[1],
         redact_patterns=env.redact_patterns,
         redact=redact,
+        load_policy=env.load_policy if load_policy is None else load_policy,
     )
     with _lock:
         _configured = _Configured(settings, tracer_provider, exporter)
@@ -220,6 +232,19 @@ def _resolve_provider(
     return private
 
 
+def _spans_wanted(provider: Any) -> bool:
+    """Whether live spans on ``provider`` reach anything: not on the library's private
+    provider while its only processors are :class:`RolloutSpanProcessor` (which skips
+    live spans: their events are in the bundle already). Decided when a rollout starts."""
+    if provider is not _private_provider:
+        return True
+    active = getattr(provider, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", None)
+    if not isinstance(processors, tuple):
+        return True
+    return not all(type(processor) is RolloutSpanProcessor for processor in processors)
+
+
 def _tracer_for(provider: Any) -> tuple[trace.Tracer, PendingIdGenerator | None]:
     """A tracer of ``provider`` whose id generator the library owns (SDK tracers)."""
     from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -268,7 +293,8 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
     """
     _generation, settings, provider, exporter = configured()
     exporter = exporter or _shared()
-    tracer, ids = _tracer_for(_resolve_provider(provider, exporter, settings.set_global_provider))
+    provider = _resolve_provider(provider, exporter, settings.set_global_provider)
+    tracer, ids = _tracer_for(provider)
     outer = otel_context.get_current()
     current = trace.get_current_span(outer)
     if isinstance(current, ForwardingSpan) and current.recorder_pid != os.getpid():
@@ -300,4 +326,6 @@ def open_recorder(root: Path, thread_id: str) -> RolloutRecorder:
         content_max_bytes=settings.content_max_bytes,
         content_events=LogContentEvents(otel_trace_id, flags) if settings.content_events else None,
         redactor=redactor_for(settings.redact_patterns, settings.redact),
+        live_spans=settings.content_events or _spans_wanted(provider),
+        drop_under_load=settings.load_policy == "drop",
     )

@@ -58,7 +58,7 @@ class SpanScope:
 
     def attach(self, rec: RolloutRecorder, key: str) -> None:
         """Make span ``key`` of ``rec`` the current span."""
-        span = ForwardingSpan(rec, key, rec.span_context(key))
+        span = ForwardingSpan(rec, key)
         self._token = otel_context.attach(trace.set_span_in_context(span))
 
     def detach(self) -> None:
