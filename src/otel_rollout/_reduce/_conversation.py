@@ -31,6 +31,7 @@ from otel_rollout._reduce._model import (
     ToolProducer,
 )
 from otel_rollout._reduce._normalize import Normalized, normalize_item, normalize_items, token_usage
+from otel_rollout._reduce._payload import is_cut
 from otel_rollout._reduce._state import ReduceError, ReducerState
 from otel_rollout._reduce._tools import CALL_KINDS, OUTPUT_KINDS
 
@@ -39,9 +40,14 @@ def reduce_request(
     state: ReducerState, wall: int, call_id: str, thread_id: str, turn_id: str, payload_ref: Any
 ) -> list[str]:
     """Reconcile an inference request's ``input`` and return the full request item ids."""
+    if is_cut(payload_ref):
+        # Schema 3: a size limit cut the request. 0.171.0 gives it no items and keeps the
+        # thread's snapshot, but the call owns it: a response makes the snapshot that
+        # response alone (its empty request plus its output), so the next full request
+        # reuses only those items and creates the rest again.
+        state.snapshot_owner[thread_id] = call_id
+        return []
     payload = state.read_payload(payload_ref)
-    if payload is None:
-        return []  # schema 3: a size limit cut the request
     pid = payload_ref.raw_payload_id
     if not isinstance(payload, dict) or "input" not in payload:
         raise ReduceError(f"inference request payload {pid} did not contain input")
@@ -93,9 +99,9 @@ def reduce_response(
 
     ``None`` (nothing reduced) if a size limit cut the response (schema 3).
     """
-    payload = state.read_payload(payload_ref)
-    if payload is None:
+    if is_cut(payload_ref):
         return None
+    payload = state.read_payload(payload_ref)
     pid = payload_ref.raw_payload_id
     output_items = payload.get("output_items") if isinstance(payload, dict) else None
     if not isinstance(output_items, list):

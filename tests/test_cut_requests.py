@@ -1,0 +1,144 @@
+"""Inference requests a size limit cut (schema 3 ``capture: omitted``), and the request and
+response bodies schema 2 cannot cut (``null``), each reduced as the real Codex of its schema
+reduces it: verdict, reason and state.
+
+The rule (found by running 0.171.0 on these variants): a cut request gives its call no items
+and keeps the thread's snapshot, but the call owns it, so its response makes the snapshot
+that response alone and the next full request creates again what it does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otel_rollout import BundleError, reduce_bundle
+from otel_rollout._bundle._shards import (
+    compress_shard,
+    decompress_shard,
+    encode_record,
+    iter_records,
+)
+from otel_rollout._reduce import encode_state
+from support.codex import codex_reduce
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SCHEMA_FIXTURES = {2: FIXTURES / "codex-0.169.0", 3: FIXTURES / "codex-0.171.0"}
+
+REQUEST = "request_payload"
+PROMPT = "prepared_prompt_payload"
+
+OMITTED: dict[str, tuple[str, set[int], tuple[str, ...]]] = {
+    "first of two turns": ("two_turns", {0}, (REQUEST,)),
+    "first of two turns, prompt too": ("two_turns", {0}, (REQUEST, PROMPT)),
+    "last": ("two_turns", {1}, (REQUEST,)),
+    "prompt only": ("two_turns", {0}, (PROMPT,)),
+    "a failed attempt without response": ("inference_retry", {1}, (REQUEST,)),
+    "an attempt with a partial response": ("inference_retry", {2}, (REQUEST,)),
+    "two attempts in a row": ("inference_retry", {1, 2}, (REQUEST,)),
+    "every attempt": ("inference_retry", {0, 1, 2, 3}, (REQUEST, PROMPT)),
+    "middle, after tool calls": ("code_mode_yield_wait", {1}, (REQUEST,)),
+    "first two of three": ("code_mode_yield_wait", {0, 1}, (REQUEST,)),
+    "middle, terminal": ("terminal_write_stdin", {1}, (REQUEST,)),
+    "a spawning agent's": ("multi_agent_v2_spawn", {1}, (REQUEST,)),
+    "two threads in a row": ("multi_agent_v2_spawn", {1, 2}, (REQUEST, PROMPT)),
+    "before a compaction": ("compact_remote_manual", {0}, (REQUEST,)),
+    "after a compaction": ("compact_remote_manual", {1}, (REQUEST,)),
+    "first tool call": ("tool_call", {0}, (REQUEST,)),
+}
+"""Variant: (0.171.0 fixture, which inference starts (in log order), which refs are omitted)."""
+
+
+def _copy(schema: int, scenario: str, tmp_path: Path) -> Path:
+    (source,) = (SCHEMA_FIXTURES[schema] / scenario).glob("trace-*")
+    bundle = tmp_path / source.name
+    shutil.copytree(source, bundle)
+    (bundle / "state.json").unlink()
+    return bundle
+
+
+def _edit_log(bundle: Path, edit: Callable[[int, dict[str, Any]], None]) -> None:
+    """Call ``edit(n, payload)`` on the ``n``-th ``inference_started`` event and write back."""
+    log = bundle / "trace.jsonl"
+    lines = [json.loads(line) for line in log.read_bytes().splitlines()]
+    starts = [line["payload"] for line in lines if line["payload"]["type"] == "inference_started"]
+    for number, payload in enumerate(starts):
+        edit(number, payload)
+    log.write_bytes(
+        b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
+    )
+
+
+def _verdicts(codex_bin: Path, bundle: Path) -> tuple[bytes | str, bytes | str]:
+    """(ours, Codex's): the state's bytes, or the reason the bundle was refused."""
+    try:
+        ours: bytes | str = encode_state(reduce_bundle(bundle, warn=lambda _: None))
+    except BundleError as error:
+        ours = error.reason
+    out = bundle.parent / "codex-state.json"
+    done = codex_reduce(codex_bin, bundle, out)
+    theirs: bytes | str = out.read_bytes() if done.returncode == 0 else done.stderr
+    return ours, theirs
+
+
+@pytest.mark.parametrize("variant", OMITTED.values(), ids=OMITTED)
+def test_an_omitted_request_reduces_as_codex_0171(
+    variant: tuple[str, set[int], tuple[str, ...]], tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    scenario, which, fields = variant
+    bundle = _copy(3, scenario, tmp_path)
+
+    def omit(number: int, payload: dict[str, Any]) -> None:
+        if number in which:
+            for field in fields:
+                ref = payload[field]
+                ref["shard"] = None
+                ref["capture"] = {"status": "omitted", "original_bytes": 50_000}
+
+    _edit_log(bundle, omit)
+    ours, theirs = _verdicts(codex_bin_0171, bundle)
+    assert isinstance(theirs, bytes), theirs  # 0.171.0 accepts every such bundle
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("field", ["request_payload", "response_payload"])
+def test_a_null_body_is_refused_as_codex_0169_refuses_it(
+    field: str, tmp_path: Path, codex_bin: Path
+) -> None:
+    """Schema 2 has no cut payloads: a ``null`` request or response is no cut one."""
+    bundle = _copy(2, "two_turns", tmp_path)
+    log = (bundle / "trace.jsonl").read_text()
+    ref = next(
+        json.loads(line)["payload"][field] for line in log.splitlines() if f'"{field}"' in line
+    )
+    (bundle / ref["path"]).write_text("null")
+    ours, theirs = _verdicts(codex_bin, bundle)
+    assert isinstance(ours, str) and isinstance(theirs, str)
+    assert f"Error: {ours}\n" in theirs
+
+
+@pytest.mark.parametrize("field", ["request_payload", "response_payload"])
+def test_a_null_record_is_refused_as_codex_0171_refuses_it(
+    field: str, tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    """Schema 3: a ``null`` record that no limit cut is no cut payload either."""
+    bundle = _copy(3, "two_turns", tmp_path)
+    log = (bundle / "trace.jsonl").read_text()
+    ref = next(
+        json.loads(line)["payload"][field] for line in log.splitlines() if f'"{field}"' in line
+    )
+    shard = bundle / "payloads" / f"{ref['shard']:06d}.zst"
+    whole = decompress_shard(shard.read_bytes())
+    records = [
+        encode_record(ident, b"null" if ident == ref["raw_payload_id"] else whole[at : at + size])
+        for ident, at, size in iter_records(whole)
+    ]
+    shard.write_bytes(compress_shard(records))
+    ours, theirs = _verdicts(codex_bin_0171, bundle)
+    assert isinstance(ours, str) and isinstance(theirs, str)
+    assert f"Error: {ours}\n" in theirs
