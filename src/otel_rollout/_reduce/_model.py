@@ -87,7 +87,11 @@ class SpawnedOrigin(_Tagged, frozen=True, tag="spawned", kw_only=True):
     agent_role: str
 
 
-AgentOrigin: TypeAlias = RootOrigin | SpawnedOrigin
+class UnknownOrigin(_Tagged, frozen=True, tag="unknown"):
+    """Schema 3: a thread other than the root whose metadata a size limit cut."""
+
+
+AgentOrigin: TypeAlias = RootOrigin | SpawnedOrigin | UnknownOrigin
 
 
 class AgentThread(_Node):

@@ -14,7 +14,9 @@ from otel_rollout._reduce._model import (
     ExecutionWindow,
     RootOrigin,
     SpawnedOrigin,
+    UnknownOrigin,
 )
+from otel_rollout._reduce._payload import is_cut
 from otel_rollout._reduce._state import ReduceError, ReducerState
 
 
@@ -47,6 +49,10 @@ def start_thread(
     nickname: str | None = None
     default_model: str | None = None
     origin: AgentOrigin = RootOrigin()
+    if metadata_payload is not None and is_cut(metadata_payload):
+        # Schema 3: 0.171.0 cannot tell where a thread other than the root came from.
+        if thread_id != trace.root_thread_id:
+            origin = UnknownOrigin()
     metadata = None if metadata_payload is None else state.read_payload(metadata_payload)
     if metadata_payload is not None and metadata is not None:
         pid = metadata_payload.raw_payload_id

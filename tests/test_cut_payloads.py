@@ -1,10 +1,10 @@
-"""Inference requests a size limit cut (schema 3 ``capture: omitted``), and the request and
-response bodies schema 2 cannot cut (``null``), each reduced as the real Codex of its schema
-reduces it: verdict, reason and state.
+"""Payloads a size limit cut (schema 3 ``capture: omitted``), and ``null`` bodies, which no
+limit cut, each reduced as the real Codex of its schema reduces it: verdict, reason and state.
 
-The rule (found by running 0.171.0 on these variants): a cut request gives its call no items
+The rules (found by running 0.171.0 on these variants): a cut request gives its call no items
 and keeps the thread's snapshot, but the call owns it, so its response makes the snapshot
-that response alone and the next full request creates again what it does not hold.
+that response alone and the next full request creates again what it does not hold; a thread
+other than the root whose metadata was cut has the origin ``unknown``.
 """
 
 from __future__ import annotations
@@ -96,9 +96,7 @@ def test_an_omitted_request_reduces_as_codex_0171(
     def omit(number: int, payload: dict[str, Any]) -> None:
         if number in which:
             for field in fields:
-                ref = payload[field]
-                ref["shard"] = None
-                ref["capture"] = {"status": "omitted", "original_bytes": 50_000}
+                _omit(payload[field])
 
     _edit_log(bundle, omit)
     ours, theirs = _verdicts(codex_bin_0171, bundle)
@@ -142,3 +140,42 @@ def test_a_null_record_is_refused_as_codex_0171_refuses_it(
     ours, theirs = _verdicts(codex_bin_0171, bundle)
     assert isinstance(ours, str) and isinstance(theirs, str)
     assert f"Error: {ours}\n" in theirs
+
+
+METADATA: dict[str, Callable[[list[dict[str, Any]]], None]] = {
+    "a child's cut": lambda starts: _omit(starts[1]["metadata_payload"]),
+    "a child's cut, at the root's path": lambda starts: (
+        _omit(starts[1]["metadata_payload"]),
+        starts[1].update(agent_path="/root"),
+    ),
+    "the root's cut, at a child's path": lambda starts: (
+        _omit(starts[0]["metadata_payload"]),
+        starts[0].update(agent_path="/root/x"),
+    ),
+    "both cut": lambda starts: (
+        _omit(starts[0]["metadata_payload"]),
+        _omit(starts[1]["metadata_payload"]),
+    ),
+    "a child's absent": lambda starts: starts[1].update(metadata_payload=None),
+}
+
+
+def _omit(ref: dict[str, Any]) -> None:
+    ref["shard"] = None
+    ref["capture"] = {"status": "omitted", "original_bytes": 50_000}
+
+
+@pytest.mark.parametrize("edit", METADATA.values(), ids=METADATA)
+def test_a_cut_thread_metadata_reduces_as_codex_0171(
+    edit: Callable[[list[dict[str, Any]]], None], tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    bundle = _copy(3, "multi_agent_v2_spawn", tmp_path)
+    log = bundle / "trace.jsonl"
+    lines = [json.loads(line) for line in log.read_bytes().splitlines()]
+    edit([line["payload"] for line in lines if line["payload"]["type"] == "thread_started"])
+    log.write_bytes(
+        b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
+    )
+    ours, theirs = _verdicts(codex_bin_0171, bundle)
+    assert isinstance(theirs, bytes), theirs
+    assert ours == theirs
