@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -142,22 +143,37 @@ def test_a_null_record_is_refused_as_codex_0171_refuses_it(
     assert f"Error: {ours}\n" in theirs
 
 
+def _child_cut(starts: list[dict[str, Any]]) -> None:
+    _omit(starts[1]["metadata_payload"])
+
+
+def _child_cut_at_root_path(starts: list[dict[str, Any]]) -> None:
+    _omit(starts[1]["metadata_payload"])
+    starts[1]["agent_path"] = "/root"
+
+
+def _root_cut_at_child_path(starts: list[dict[str, Any]]) -> None:
+    _omit(starts[0]["metadata_payload"])
+    starts[0]["agent_path"] = "/root/x"
+
+
+def _both_cut(starts: list[dict[str, Any]]) -> None:
+    _omit(starts[0]["metadata_payload"])
+    _omit(starts[1]["metadata_payload"])
+
+
+def _child_absent(starts: list[dict[str, Any]]) -> None:
+    starts[1]["metadata_payload"] = None
+
+
 METADATA: dict[str, Callable[[list[dict[str, Any]]], None]] = {
-    "a child's cut": lambda starts: _omit(starts[1]["metadata_payload"]),
-    "a child's cut, at the root's path": lambda starts: (
-        _omit(starts[1]["metadata_payload"]),
-        starts[1].update(agent_path="/root"),
-    ),
-    "the root's cut, at a child's path": lambda starts: (
-        _omit(starts[0]["metadata_payload"]),
-        starts[0].update(agent_path="/root/x"),
-    ),
-    "both cut": lambda starts: (
-        _omit(starts[0]["metadata_payload"]),
-        _omit(starts[1]["metadata_payload"]),
-    ),
-    "a child's absent": lambda starts: starts[1].update(metadata_payload=None),
+    "a child's cut": _child_cut,
+    "a child's cut, at the root's path": _child_cut_at_root_path,
+    "the root's cut, at a child's path": _root_cut_at_child_path,
+    "both cut": _both_cut,
+    "a child's absent": _child_absent,
 }
+"""Edits of the ``thread_started`` events of ``multi_agent_v2_spawn`` (root, then child)."""
 
 
 def _omit(ref: dict[str, Any]) -> None:
@@ -179,3 +195,77 @@ def test_a_cut_thread_metadata_reduces_as_codex_0171(
     ours, theirs = _verdicts(codex_bin_0171, bundle)
     assert isinstance(theirs, bytes), theirs
     assert ours == theirs
+
+
+def _event_refs(bundle: Path) -> list[tuple[int, str]]:
+    """(line index, field) of every payload ref an event names at its top level."""
+    found = []
+    for index, line in enumerate((bundle / "trace.jsonl").read_bytes().splitlines()):
+        payload = json.loads(line)["payload"]
+        for key, value in payload.items():
+            if isinstance(value, dict) and "raw_payload_id" in value:
+                found.append((index, key))
+    return found
+
+
+def _null_body(bundle: Path, index: int, field: str) -> None:
+    """Make the body of the payload the ``index``-th event names in ``field`` JSON ``null``."""
+    ref = json.loads((bundle / "trace.jsonl").read_bytes().splitlines()[index])["payload"][field]
+    if "path" in ref:
+        (bundle / ref["path"]).write_text("null")
+        return
+    shard = bundle / "payloads" / f"{ref['shard']:06d}.zst"
+    whole = decompress_shard(shard.read_bytes())
+    target = ref["raw_payload_id"]
+    records = [
+        encode_record(ident, b"null" if ident == target else whole[at : at + size])
+        for ident, at, size in iter_records(whole)
+    ]
+    shard.write_bytes(compress_shard(records))
+
+
+def _omit_in_log(bundle: Path, index: int, field: str) -> None:
+    log = bundle / "trace.jsonl"
+    lines = [json.loads(line) for line in log.read_bytes().splitlines()]
+    _omit(lines[index]["payload"][field])
+    log.write_bytes(
+        b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
+    )
+
+
+SWEEPS: dict[str, tuple[int, Callable[[Path, int, str], None]]] = {
+    "schema 2, each payload null": (2, _null_body),
+    "schema 3, each payload null": (3, _null_body),
+    "schema 3, each payload omitted": (3, _omit_in_log),
+}
+
+
+@pytest.mark.parametrize("sweep", SWEEPS.values(), ids=SWEEPS)
+def test_each_payload_cut_or_null_reduces_as_codex(
+    sweep: tuple[int, Callable[[Path, int, str], None]],
+    tmp_path: Path,
+    codex_for: Callable[[int], Path],
+) -> None:
+    """Every payload ref of every fixture, one at a time: a ``null`` body is refused where
+    Codex refuses it (a cut payload reads as absent, a ``null`` one does not), an omitted one
+    reduces to Codex's state."""
+    schema, edit = sweep
+    codex = codex_for(schema)
+    bundles = []
+    for scenario in sorted(path.name for path in SCHEMA_FIXTURES[schema].iterdir()):
+        if not (SCHEMA_FIXTURES[schema] / scenario).is_dir():
+            continue
+        (source,) = (SCHEMA_FIXTURES[schema] / scenario).glob("trace-*")
+        for index, field in _event_refs(source):
+            bundle = _copy(schema, scenario, tmp_path / f"{scenario}-{index}-{field}")
+            edit(bundle, index, field)
+            bundles.append((f"{scenario} line {index + 1} {field}", bundle))
+    assert len(bundles) > 100
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        verdicts = list(pool.map(lambda bundle: _verdicts(codex, bundle), [b for _, b in bundles]))
+    differences = [
+        f"{name}: ours {ours[:200]!r}, Codex {theirs[-300:]!r}"
+        for (name, _), (ours, theirs) in zip(bundles, verdicts, strict=True)
+        if (isinstance(ours, bytes) or isinstance(theirs, bytes)) and ours != theirs
+    ]
+    assert differences == []

@@ -363,9 +363,9 @@ def accept_agent_message(
 ) -> None:
     """An accepted inter-agent message enters the thread's history now, from its payload."""
     pid = payload_ref.raw_payload_id
-    value = state.read_payload(payload_ref)
-    if value is None:
+    if is_cut(payload_ref):
         return  # a size limit cut the message
+    value = state.read_payload(payload_ref)
     item = normalize_item(value, pid)
     if item.agent_message is None or item.responses_item_id != item_id:
         raise ReduceError(f"accepted agent message does not match receipt {item_id}")
@@ -392,9 +392,9 @@ def accept_tool_output(
     The item is produced by the tool call of its call id; it is linked to that call (and
     its cell or terminal) only when a request carries it, as 0.171.0 does.
     """
-    value = state.read_payload(payload_ref)
-    if value is None:
+    if is_cut(payload_ref):
         return  # a size limit cut the output
+    value = state.read_payload(payload_ref)
     item = normalize_item(value, payload_ref.raw_payload_id)
     if (thread_id, item_id) in state.items_by_responses_id:
         return
@@ -526,7 +526,7 @@ def reduce_checkpoint(
     pid = payload_ref.raw_payload_id
     histories: list[list[Any]] = []
     for key in ("input_history", "replacement_history"):
-        if payload is None:  # a size limit cut the checkpoint
+        if is_cut(payload_ref):  # a size limit cut the checkpoint
             histories.append([])
             continue
         value = payload.get(key) if isinstance(payload, dict) else None

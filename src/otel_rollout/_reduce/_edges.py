@@ -22,6 +22,7 @@ from otel_rollout._reduce._model import (
     ToolCallAnchor,
     TraceAnchor,
 )
+from otel_rollout._reduce._payload import is_cut
 from otel_rollout._reduce._state import (
     PendingEdge,
     ReduceError,
@@ -206,9 +207,9 @@ def end_from_runtime(
     state: ReducerState, wall: int, tool_call_id: str, kind: str, payload: RawPayloadRef
 ) -> None:
     """Runtime end: sub-agent activity, or the collab end event of an agent tool."""
-    value = state.read_payload(payload)
-    if value is None:
+    if is_cut(payload):
         return  # schema 3: a size limit cut the payload
+    value = state.read_payload(payload)
     pid = payload.raw_payload_id
     if isinstance(value, dict) and "agent_thread_id" in value:
         activity = _parse(value, _ACTIVITY_EVENT, pid)
@@ -293,9 +294,9 @@ def _invocation_message(state: ReducerState, tool_call_id: str) -> str | None:
             f"agent activity tool call {tool_call_id} referenced missing invocation payload "
             f"{payload_id}"
         )
-    invocation = state.read_payload(ref)
-    if invocation is None:
+    if is_cut(ref):
         return None
+    invocation = state.read_payload(ref)
     inner = invocation.get("payload") if isinstance(invocation, dict) else None
     arguments = inner.get("arguments") if isinstance(inner, dict) else None
     if not isinstance(arguments, str):

@@ -149,7 +149,7 @@ class ReducerState:
         """Read a payload's JSON, confined to the bundle.
 
         Schema 3: parts are assembled, and a payload a size limit cut reads as ``None``
-        (see ``_payload``).
+        (see ``_payload``); callers tell it from a ``null`` body by ``_payload.is_cut``.
 
         Raises:
             ReduceError: The file is missing, unreadable, not JSON or outside the bundle.

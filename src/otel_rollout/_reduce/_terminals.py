@@ -29,6 +29,7 @@ from otel_rollout._reduce._model import (
     TerminalSession,
     WriteStdinRequest,
 )
+from otel_rollout._reduce._payload import is_cut
 from otel_rollout._reduce._state import (
     JSON_DECODER,
     ReduceError,
@@ -129,9 +130,9 @@ def start_from_invocation(
     """A write_stdin call's operation, from its dispatch invocation payload (if it parses)."""
     if kind_tag != "write_stdin" or invocation is None:
         return None
-    value = state.read_payload(invocation)
-    if value is None:
+    if is_cut(invocation):
         return None  # schema 3: a size limit cut the payload
+    value = state.read_payload(invocation)
     parsed = _parse_write_stdin_invocation(value, invocation.raw_payload_id)
     if parsed is None:
         return None
@@ -235,9 +236,9 @@ def start_from_runtime(
     if kind_tag not in TERMINAL_KINDS:
         return None
     kind = kind_tag
-    value = state.read_payload(runtime)
-    if value is None:
+    if is_cut(runtime):
         return None  # schema 3: a size limit cut the payload
+    value = state.read_payload(runtime)
     pid = runtime.raw_payload_id
     command = value.get("command") if isinstance(value, dict) else None
     cwd = value.get("cwd") if isinstance(value, dict) else None
@@ -298,7 +299,7 @@ def end_operation(
     result: TerminalResult | None = None
     process_id: str | None = None
     value = None if payload is None else state.read_payload(payload)
-    if payload is not None and value is not None:
+    if payload is not None and not is_cut(payload):
         if operation.kind == "exec_command":
             process_id, result = _exec_end(value, payload.raw_payload_id)
         else:

@@ -54,7 +54,7 @@ def start_thread(
         if thread_id != trace.root_thread_id:
             origin = UnknownOrigin()
     metadata = None if metadata_payload is None else state.read_payload(metadata_payload)
-    if metadata_payload is not None and metadata is not None:
+    if metadata_payload is not None and not is_cut(metadata_payload):
         pid = metadata_payload.raw_payload_id
         if not isinstance(metadata, dict):
             raise ReduceError(f"parse thread metadata {pid}: not an object")
