@@ -4,7 +4,8 @@ Each mutant is a fixture changed one way (schema 2 judged by Codex 0.169.0, sche
 0.171.0), chosen by a seeded generator: an integer
 at or past a width, a field given twice, a struct as an array, a unit variant as a map,
 an event inserted, two events swapped (``seq`` renumbered), the log truncated, a payload
-corrupted (a payload file, or a shard record). Codex and ``reduce`` must agree on accept or
+corrupted (a payload file, or a shard record), payloads omitted by a size limit (schema 3;
+schema 2: a payload ``null``). Codex and ``reduce`` must agree on accept or
 reject, and on the state bytes when both accept; a difference outside the allowlist of
 docs/reducer-errors.md fails.
 """
@@ -93,7 +94,27 @@ def corrupted_payload(lines: Lines, rng: random.Random, bundle: Path) -> None:
     path.write_bytes(compress_shard(encode_record(*record) for record in records))
 
 
+def omitted_capture(lines: Lines, rng: random.Random, bundle: Path) -> None:
+    """Schema 3: one to three payload refs of events ``capture: omitted`` (no record), as
+    a size limit leaves them; schema 2, which cannot cut one, one payload file ``null``."""
+    refs = [
+        value
+        for line in lines
+        for value in line["payload"].values()
+        if isinstance(value, dict) and "raw_payload_id" in value
+    ]
+    if not refs:
+        return
+    if lines[0]["schema_version"] == 2:
+        (bundle / rng.choice(refs)["path"]).write_text("null")
+        return
+    for ref in rng.sample(refs, min(len(refs), rng.randint(1, 3))):
+        ref["shard"] = None
+        ref["capture"] = {"status": "omitted", "original_bytes": rng.randrange(1, 1 << 20)}
+
+
 MUTATIONS: list[Callable[[Lines, random.Random, Path], None]] = [
+    omitted_capture,
     wide_integer,
     inserted_event,
     swapped_events,
