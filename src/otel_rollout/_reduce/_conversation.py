@@ -78,12 +78,11 @@ def traced_response_snapshot(
     state: ReducerState, thread_id: str, response_id: str
 ) -> list[str] | None:
     """Request plus response ids of the first call (key order) in the thread with that response."""
-    calls = state.trace.inference_calls
-    for key in sorted(calls):
-        call = calls[key]
-        if call.thread_id == thread_id and call.response_id == response_id:
-            return call.request_item_ids + call.response_item_ids
-    return None
+    keys = state.calls_by_response_id.get((thread_id, response_id))
+    if not keys:
+        return None
+    call = state.trace.inference_calls[min(keys)]
+    return call.request_item_ids + call.response_item_ids
 
 
 def reduce_response(

@@ -122,6 +122,12 @@ class ReducerState:
     """model-visible call id -> tool calls (any thread)."""
     inferences_by_response_item: dict[str, list[str]] = field(default_factory=dict)
     """conversation item -> inference calls whose response contains it."""
+    calls_by_response_id: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(thread, Responses response id) -> inference calls that completed with it."""
+    requests_by_compaction: dict[str, list[str]] = field(default_factory=dict)
+    """compaction id -> its compaction requests, in start order."""
+    session_members: set[tuple[str, str]] = field(default_factory=set)
+    """(terminal session, operation) pairs: the ``operation_ids`` of each session, as a set."""
     edge_target_items: set[str] = field(default_factory=set)
     edges_by_source_tool: dict[str, list[str]] = field(default_factory=dict)
     deliveries: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
