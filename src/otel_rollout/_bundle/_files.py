@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -90,4 +91,25 @@ def write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(temporary, dir_fd=dir_fd)
+        raise
+
+
+def write_chunks_whole(path: str, chunks: Iterable[bytes], *, buffer_bytes: int = 1 << 20) -> None:
+    """Write the concatenated ``chunks`` to ``path`` whole or not at all, as :func:`write_whole`,
+    holding about ``buffer_bytes`` of them at a time.
+
+    Raises:
+        OSError: The file could not be written; ``path`` is unchanged.
+    """
+    head, sep, name = path.rpartition("/")
+    temporary = f"{head}{sep}.{name}.tmp"
+    fd = os.open(temporary, _CREATE_FLAGS, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb", buffering=buffer_bytes) as file:
+            for chunk in chunks:
+                file.write(chunk)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
         raise

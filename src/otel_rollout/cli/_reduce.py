@@ -28,9 +28,8 @@ def command(bundle: Path, output: Path | None) -> int:
     malformed bundle is reported as PATH:LINE: REASON (exit 1); a torn last line,
     left by a crash, is dropped with a warning.
     """
-    from otel_rollout._bundle._files import write_whole
     from otel_rollout._bundle._reader import BundleError
-    from otel_rollout._reduce import encode_state, reduce_bundle
+    from otel_rollout._reduce import reduce_bundle, write_state
 
     target = output if output is not None else bundle / "state.json"
     try:
@@ -38,10 +37,8 @@ def command(bundle: Path, output: Path | None) -> int:
     except BundleError as failure:
         error(str(failure))
         return EXIT_USAGE if failure.unreadable else EXIT_INVALID
-    data = encode_state(trace)
-    del trace
     try:
-        write_whole(str(target), data)  # owner-only: it holds the conversation
+        write_state(trace, target)  # owner-only: it holds the conversation
     except OSError as failure:
         error(f"cannot write {target}: {failure.strerror}")
         return EXIT_USAGE
