@@ -220,9 +220,10 @@ def sighted(
         existing.body.parts = list(item.parts)  # schema 3: as the first request carries it
     if existing.responses_item_id is None and item.responses_item_id is not None:
         existing.responses_item_id = item.responses_item_id
-        state.items_by_responses_id.setdefault(
-            (existing.thread_id, item.responses_item_id), []
-        ).append(item_id)
+        key = (existing.thread_id, item.responses_item_id)
+        state.items_by_responses_id.setdefault(key, []).append(item_id)
+        if item_id in state.receipts or item_id in state.floating_outputs:
+            state.receipts_by_responses_id.setdefault(key, []).append(item_id)
     for producer in producers:
         if producer not in existing.produced_by:
             existing.produced_by.append(producer)
@@ -268,7 +269,7 @@ def _receipt(
     if rid is None:
         return None
     conversation = state.trace.conversation_items
-    for candidate in state.items_by_responses_id.get((thread_id, rid), ()):
+    for candidate in state.receipts_by_responses_id.get((thread_id, rid), ()):
         if candidate in used:
             continue
         if candidate in state.floating_outputs:
@@ -366,6 +367,7 @@ def accept_agent_message(
         return
     new_id = create_item(state, thread_id, turn_id, wall, item, [])
     state.receipts.add(new_id)
+    _index_receipt(state, thread_id, item, new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
     sighted(state, new_id, item, [])
@@ -398,8 +400,16 @@ def accept_tool_output(
             producers.append(ToolProducer(tool_call_id))
     new_id = create_item(state, thread_id, turn_id, wall, item, producers)
     state.floating_outputs.add(new_id)
+    _index_receipt(state, thread_id, item, new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
+
+
+def _index_receipt(state: ReducerState, thread_id: str, item: Normalized, item_id: str) -> None:
+    """Index a receipt or floating output (just created: last of its Responses id)."""
+    rid = item.responses_item_id
+    if rid is not None:
+        state.receipts_by_responses_id.setdefault((thread_id, rid), []).append(item_id)
 
 
 def ensure_call_id_consistency(state: ReducerState, thread_id: str, item: Normalized) -> None:
