@@ -49,24 +49,30 @@ def command(bundle: tuple[Path, ...], output: Path | None) -> int:
 
 
 def _reduce(bundle: Path, output: Path | None) -> int:
+    # The reducer makes no reference cycles and its heap only grows: the cyclic collector's
+    # full passes over it (each longer than the last) are pure cost, a fifth of the CPU at
+    # 100k events and growing with the bundle. This process is ours: the collector is off
+    # until the trace is written and gone (then a pass costs nothing).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _reduce_and_write(bundle, output)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _reduce_and_write(bundle: Path, output: Path | None) -> int:
     from otel_rollout._bundle._files import make_private_dirs
     from otel_rollout._bundle._reader import BundleError
     from otel_rollout._reduce import reduce_bundle, write_state
 
     target = output if output is not None else bundle / "state.json"
-    # The reducer makes no reference cycles and its heap only grows: the cyclic collector's
-    # full passes over it (each longer than the last) are pure cost, a fifth of the CPU at
-    # 100k events and growing with the bundle. This process is ours: it goes off meanwhile.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         trace = reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
     except BundleError as failure:
         error(str(failure))
         return EXIT_USAGE if failure.unreadable else EXIT_INVALID
-    finally:
-        if collecting:
-            gc.enable()
     try:
         if output is not None and not target.parent.is_dir():
             make_private_dirs(target.parent)
