@@ -75,7 +75,19 @@ def write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
     Raises:
         OSError: The file could not be written; ``path`` is unchanged.
     """
-    write_chunks_whole(path, (data,), dir_fd=dir_fd)
+    head, sep, name = path.rpartition("/")
+    temporary = f"{head}{sep}.{name}.tmp"
+    fd = os.open(temporary, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=dir_fd)
+        raise
 
 
 def write_chunks_whole(
@@ -86,7 +98,8 @@ def write_chunks_whole(
     buffer_bytes: int = 1 << 20,
 ) -> None:
     """Write the concatenated ``chunks`` to ``path`` as :func:`write_whole` writes, holding
-    about ``buffer_bytes`` of them at a time (one chunk: one write).
+    about ``buffer_bytes`` of them at a time (``state.json``, written as it is encoded).
+    Kept apart from :func:`write_whole`, which the live writer calls for every payload file.
 
     Raises:
         OSError: The file could not be written; ``path`` is unchanged.
