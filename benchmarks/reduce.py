@@ -5,15 +5,23 @@ Each run is a fresh process, timed with a monotonic clock. Its peak RSS comes fr
 ``wait4``, where a child's peak starts at this launcher's RSS (``launcher_peak_rss_mb``,
 kept small by generating bundles in a child process).
 Runs alternate between the two tools, ``--repeat`` times each, and the medians are
-reported with ratios ours/codex.
-Workloads: the two large Codex fixtures, a generated bundle of at least 100,000 events
-shaped as ~1,000 turns of ~100 events (tools, children, compactions), and a tenth of
-that. Codex's time grows about quadratically with the events of such a rollout: it
-takes 12 to 17 minutes on the big one (ours 8 to 17 s), so use --repeat-generated 1. Both
-outputs are compared byte for byte. Prints JSON on stdout. Not run by CI.
+reported with ratios ours/codex; CPU is user + system time of the process and its children.
+Workloads: the two large Codex fixtures, and generated bundles of both schemas shaped as
+turns of ~100 events (tools, children, compactions): ~10,000 and ~100,000 events, and
+~1,000,000 with ``--with-1m`` (minutes, gigabytes). Codex (0.169.0 for schema 2,
+0.171.0 for schema 3) runs only up to ``--codex-max-events`` (default 20,000): its time
+grows about quadratically with the events of such a rollout (12 to 17 minutes at
+100,000). Both outputs are compared byte for byte where both ran. Each result has
+``cpu_us_per_event`` and ``peak_rss_over_state`` (peak RSS / bytes of the state.json
+written); ``scaling`` compares CPU per event of the largest generated bundle with the
+smallest's, per schema. Prints JSON on stdout. Not run by CI.
 
-    .venv/bin/python benchmarks/reduce.py [--repeat 3] [--repeat-generated 1] [--work DIR]
-        [--only long_tools,many_turns,generated_100_turns]
+    python benchmarks/reduce.py [--repeat 3] [--repeat-generated 1] [--work DIR]
+        [--only long_tools,many_turns,generated_10k_s2,...] [--with-1m]
+        [--codex-max-events N]
+
+``otel-rollout`` is the console script beside this Python if there is one (run with this
+tree's ``src`` first on the path), else ``python -m otel_rollout``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 TESTS_DIR = REPO / "tests"
 """Home of the test support package (the bundle generator lives in tests/support)."""
 LARGE_FIXTURES = REPO / "tests" / "fixtures" / "codex-0.169.0-large"
-OURS = REPO / ".venv" / "bin" / "otel-rollout"
+_SCRIPT = Path(sys.executable).parent / "otel-rollout"
+OURS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "otel_rollout"]
 
 GENERATED_SEED = 20261126
 _SHAPE = {
@@ -48,18 +57,25 @@ _SHAPE = {
     "crash": False,
 }
 GENERATED = {
-    "generated_1000_turns": {"turns": 860, **_SHAPE},
-    "generated_100_turns": {"turns": 86, **_SHAPE},
+    f"generated_{size}_s{schema}": {"turns": turns, "schema_version": schema, **_SHAPE}
+    for size, turns in (("10k", 86), ("100k", 860), ("1m", 8600))
+    for schema in (2, 3)
 }
-"""Generated workloads: ~1,000 turns (root and children) of ~100 events, > 100,000 events;
-and a tenth of it, which Codex reduces in seconds rather than many minutes."""
-MIN_EVENTS = {"generated_1000_turns": 100_000}
-"""Grown (more turns) until this many events, whatever the generator's current mix."""
+"""Generated workloads: turns (root and children) of ~100 events, ~10,000, ~100,000 and
+~1,000,000 events, in both schemas."""
+LARGE_ONLY = ("generated_1m_s2", "generated_1m_s3")
+"""Only with --with-1m."""
+CODEX_VERSIONS = {2: "0.169.0", 3: "0.171.0"}
 
 
-def _codex() -> Path:
+def _codex(schema: int) -> Path:
+    env = {**os.environ, "CODEX_VERSION": CODEX_VERSIONS[schema]}
     done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "get-codex")], capture_output=True, text=True, check=True
+        ["bash", str(REPO / "scripts" / "get-codex")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return Path(done.stdout.strip())
 
@@ -68,8 +84,8 @@ GNU_TIME = Path("/usr/bin/time")
 """Measures a child forked from its own small process; without it, ``wait4`` is used."""
 
 
-def _run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run ``argv`` to completion; return (wall seconds, peak RSS in bytes)."""
+def _run(argv: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """Run ``argv`` to completion; return (wall seconds, peak RSS in bytes, CPU seconds)."""
     with tempfile.NamedTemporaryFile(prefix="bench-rss-") as report:
         if GNU_TIME.exists():
             argv = [str(GNU_TIME), "-f", "%M", "-o", report.name, *argv]
@@ -83,9 +99,10 @@ def _run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
             process.stderr.close()
         if process.returncode != 0:
             raise RuntimeError(f"{argv} exited {process.returncode}: {stderr[-400:]}")
+        cpu = usage.ru_utime + usage.ru_stime  # GNU time waited for its child: included
         if GNU_TIME.exists():
-            return wall, int(Path(report.name).read_text().split()[-1]) * 1024
-    return wall, usage.ru_maxrss * 1024  # Linux reports KiB
+            return wall, int(Path(report.name).read_text().split()[-1]) * 1024, cpu
+    return wall, usage.ru_maxrss * 1024, cpu  # Linux reports KiB
 
 
 def _size(bundle: Path) -> tuple[int, int]:
@@ -118,20 +135,14 @@ def _generated(work: Path, name: str) -> Path:
     if existing and (root / "complete").exists():
         return existing[0]
     options = dict(GENERATED[name])
-    while True:
-        shutil.rmtree(root, ignore_errors=True)
-        argv = [sys.executable, "-c", _GENERATE, str(root), str(GENERATED_SEED)]
-        done = subprocess.run(
-            [*argv, json.dumps(options), str(TESTS_DIR)], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"generating {name} failed: {done.stderr[-400:]}")
-        bundle = Path(done.stdout.strip())
-        events, _ = _size(bundle)
-        if events >= MIN_EVENTS.get(name, 0):
-            break
-        # The generator's mix changed: grow the rollout until it is big enough.
-        options["turns"] = int(options["turns"] * 1.1) + 1
+    shutil.rmtree(root, ignore_errors=True)
+    argv = [sys.executable, "-c", _GENERATE, str(root), str(GENERATED_SEED)]
+    done = subprocess.run(
+        [*argv, json.dumps(options), str(TESTS_DIR)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"generating {name} failed: {done.stderr[-400:]}")
+    bundle = Path(done.stdout.strip())
     (root / "complete").write_text(json.dumps(options))
     return bundle
 
@@ -145,44 +156,98 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _measure(name: str, bundle: Path, codex: Path, repeat: int, work: Path) -> dict[str, Any]:
+def _schema(bundle: Path) -> int:
+    schema: int = json.loads((bundle / "manifest.json").read_bytes())["schema_version"]
+    return schema
+
+
+def _measure(
+    name: str, bundle: Path, repeat: int, work: Path, codex_max_events: int
+) -> dict[str, Any]:
     events, size = _size(bundle)
+    schema = _schema(bundle)
     home = work / "codex-home"
     home.mkdir(exist_ok=True)
-    env = {**os.environ, "CODEX_HOME": str(home)}
-    ours_out, codex_out = work / f"{name}.ours.json", work / f"{name}.codex.json"
-    commands = {
-        "ours": [str(OURS), "reduce", str(bundle), "-o", str(ours_out)],
-        "codex": [str(codex), "debug", "trace-reduce", str(bundle), "-o", str(codex_out)],
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "CODEX_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
     }
-    samples: dict[str, list[tuple[float, int]]] = {"ours": [], "codex": []}
+    ours_out, codex_out = work / f"{name}.ours.json", work / f"{name}.codex.json"
+    commands = {"ours": [*OURS, "reduce", str(bundle), "-o", str(ours_out)]}
+    if events <= codex_max_events:
+        codex = _codex(schema)
+        commands["codex"] = [
+            str(codex), "debug", "trace-reduce", str(bundle), "-o", str(codex_out)
+        ]  # fmt: skip
+    samples: dict[str, list[tuple[float, int, float]]] = {tool: [] for tool in commands}
     for _ in range(repeat):
         for tool, argv in commands.items():
             samples[tool].append(_run(argv, env))
+    state_bytes = ours_out.stat().st_size
     result: dict[str, Any] = {
         "workload": name,
+        "schema": schema,
         "events": events,
         "bytes": size,
+        "state_json_bytes": state_bytes,
         "repeat": repeat,
-        "identical_output": _digest(ours_out) == _digest(codex_out),
+        "identical_output": _digest(ours_out) == _digest(codex_out)
+        if "codex" in commands
+        else None,
         "rss_from": str(GNU_TIME) if GNU_TIME.exists() else "wait4",
         "launcher_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     for tool, runs in samples.items():
         wall = statistics.median(run[0] for run in runs)
         rss = statistics.median(run[1] for run in runs)
+        cpu = statistics.median(run[2] for run in runs)
         result[tool] = {
             "wall_s": round(wall, 4),
             "wall_s_min": round(min(run[0] for run in runs), 4),
+            "cpu_s": round(cpu, 4),
+            "cpu_us_per_event": round(cpu / events * 1e6, 1),
             "events_per_s": round(events / wall),
             "mb_per_s": round(size / wall / 1e6, 2),
             "peak_rss_mb": round(rss / 2**20, 1),
+            "peak_rss_over_state": round(rss / state_bytes, 2),
         }
-    result["ratio_ours_over_codex"] = {
-        "wall": round(result["ours"]["wall_s"] / result["codex"]["wall_s"], 2),
-        "peak_rss": round(result["ours"]["peak_rss_mb"] / result["codex"]["peak_rss_mb"], 2),
-    }
+    if "codex" in samples:
+        result["ratio_ours_over_codex"] = {
+            "wall": round(result["ours"]["wall_s"] / result["codex"]["wall_s"], 2),
+            "cpu": round(result["ours"]["cpu_s"] / max(result["codex"]["cpu_s"], 1e-6), 2),
+            "peak_rss": round(result["ours"]["peak_rss_mb"] / result["codex"]["peak_rss_mb"], 2),
+        }
     return result
+
+
+def _scaling(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per schema: CPU per event of the largest generated bundle over the smallest's."""
+    scaling: dict[str, Any] = {}
+    for schema in (2, 3):
+        runs = sorted(
+            (
+                r
+                for r in results
+                if r["workload"].startswith("generated_") and r["schema"] == schema
+            ),
+            key=lambda run: run["events"],
+        )
+        if len(runs) >= 2:
+            small, large = runs[0], runs[-1]
+            scaling[f"schema_{schema}"] = {
+                "events": [small["events"], large["events"]],
+                "cpu_us_per_event": [
+                    small["ours"]["cpu_us_per_event"],
+                    large["ours"]["cpu_us_per_event"],
+                ],
+                "ratio": round(
+                    large["ours"]["cpu_us_per_event"] / small["ours"]["cpu_us_per_event"], 2
+                ),
+            }
+    return scaling
 
 
 def main() -> None:
@@ -191,7 +256,14 @@ def main() -> None:
     parser.add_argument(
         "--repeat-generated",
         type=int,
-        help="runs per tool on generated_1000_turns (default: --repeat; Codex takes 12+ min)",
+        help="runs per tool on the generated bundles of 100k events and more (default: --repeat)",
+    )
+    parser.add_argument("--with-1m", action="store_true", help="add the 1M-event bundles")
+    parser.add_argument(
+        "--codex-max-events",
+        type=int,
+        default=20_000,
+        help="run Codex only on bundles of at most this many events (it is quadratic)",
     )
     parser.add_argument("--work", type=Path, help="keep outputs and the generated bundle here")
     parser.add_argument(
@@ -201,9 +273,6 @@ def main() -> None:
         + ")",
     )
     args = parser.parse_args()
-    if not OURS.exists():
-        sys.exit(f"{OURS} is missing: install the package first (bash scripts/test)")
-    codex = _codex()
     temporary = None
     if args.work is None:
         temporary = tempfile.TemporaryDirectory(prefix="bench-reduce-")
@@ -220,6 +289,8 @@ def main() -> None:
         for name in GENERATED:
             if args.only and name not in args.only.split(","):
                 continue
+            if name in LARGE_ONLY and not args.with_1m:
+                continue
             started = time.perf_counter()
             bundle = _generated(work, name)
             print(f"{name} ready in {time.perf_counter() - started:.1f}s", file=sys.stderr)
@@ -230,11 +301,11 @@ def main() -> None:
             _measure(
                 name,
                 path,
-                codex,
                 args.repeat_generated or args.repeat
-                if name == "generated_1000_turns"
+                if name.startswith(("generated_100k", "generated_1m"))
                 else args.repeat,
                 work,
+                args.codex_max_events,
             )
             for name, path in workloads
         ]
@@ -245,8 +316,10 @@ def main() -> None:
         "benchmark": "reduce",
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
-        "codex": str(codex),
+        "codex": {schema: str(_codex(schema)) for schema in CODEX_VERSIONS},
+        "load_average_at_end": os.getloadavg(),
         "results": results,
+        "scaling": _scaling(results),
     }
     json.dump(report, sys.stdout, indent=2)
     print()

@@ -43,9 +43,12 @@ OS_FILE_CALLS = {"replace", "remove", "link", "symlink", "truncate"}
 """``os`` functions that change a file by its name (other receivers mean other things)."""
 
 ALLOWED_FILE_CALLS: dict[tuple[str, str], tuple[int, str]] = {
-    ("_bundle/_files.py", "os.open"): (2, "whole-file writes and dir fds, for the callers' paths"),
-    ("_bundle/_files.py", "os.replace"): (1, "the rename of a whole-file write"),
-    ("_bundle/_files.py", "os.unlink"): (1, "removes a failed write's temporary file"),
+    ("_bundle/_files.py", "os.open"): (
+        3,
+        "whole-file writes (of bytes, of chunks) and dir fds, for the callers' paths",
+    ),
+    ("_bundle/_files.py", "os.replace"): (2, "the rename of a whole-file write (bytes, chunks)"),
+    ("_bundle/_files.py", "os.unlink"): (2, "removes a failed write's temporary file (both)"),
     ("_bundle/_writer.py", "os.open"): (1, "creates trace.jsonl"),
     ("_bundle/_bounded.py", "os.open"): (
         1,

@@ -69,8 +69,8 @@ if TYPE_CHECKING:
     from otel_rollout._reduce._model import RolloutTrace as RolloutTrace
     from otel_rollout._reduce._reducer import reduce_bundle as reduce_bundle
 
-__version__: str = package_version()
-"""The installed distribution's version."""
+__version__: str
+"""The installed distribution's version (looked up on first use, by ``__getattr__``)."""
 
 _EXPORTS: dict[str, str] = {
     "AgentResultTracePayload": "otel_rollout._bundle._bodies",
@@ -189,6 +189,8 @@ def __getattr__(name: str) -> Any:
             stacklevel=2,
         )
         return getattr(importlib.import_module(module_name), new_name)
+    if name == "__version__":
+        return package_version()
     if name in _SUBMODULES:
         return importlib.import_module(f"otel_rollout.{name}")
     home = _EXPORTS.get(name)

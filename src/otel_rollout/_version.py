@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from functools import cache
 
 DISTRIBUTION = "otel-rollout"
@@ -10,7 +9,13 @@ DISTRIBUTION = "otel-rollout"
 
 @cache
 def package_version() -> str:
-    """The installed version of ``otel-rollout``, ``"0+unknown"`` when run from a bare tree."""
+    """The installed version of ``otel-rollout``, ``"0+unknown"`` when run from a bare tree.
+
+    ``importlib.metadata`` is imported here, on first use: it costs command start-up
+    tens of milliseconds that no command but ``--version`` needs.
+    """
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:

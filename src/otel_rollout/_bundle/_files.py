@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -79,11 +80,7 @@ def write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
     fd = os.open(temporary, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
     try:
         try:
-            written = os.write(fd, data)
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    view = view[os.write(fd, view) :]
+            _write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -91,3 +88,50 @@ def write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary, dir_fd=dir_fd)
         raise
+
+
+def write_chunks_whole(
+    path: str,
+    chunks: Iterable[bytes],
+    *,
+    dir_fd: int | None = None,
+    buffer_bytes: int = 1 << 20,
+) -> None:
+    """Write the concatenated ``chunks`` to ``path`` as :func:`write_whole` writes, holding
+    about ``buffer_bytes`` of them at a time (``state.json``, written as it is encoded).
+    Kept apart from :func:`write_whole`, which the live writer calls for every payload file.
+
+    Raises:
+        OSError: The file could not be written; ``path`` is unchanged.
+    """
+    head, sep, name = path.rpartition("/")
+    temporary = f"{head}{sep}.{name}.tmp"
+    fd = os.open(temporary, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+    try:
+        try:
+            pending: list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= buffer_bytes:
+                    _write_all(fd, pending[0] if len(pending) == 1 else b"".join(pending))
+                    pending.clear()
+                    size = 0
+            if pending:
+                _write_all(fd, pending[0] if len(pending) == 1 else b"".join(pending))
+        finally:
+            os.close(fd)
+        os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=dir_fd)
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]

@@ -13,13 +13,13 @@ file. Pass such a value as :class:`msgspec.Raw` at the top level of a dict and
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any, Final
 
 import msgspec
 
 _encoder = msgspec.json.Encoder()
-_RAW_MARK: Final = f"otel-rollout-raw-{uuid.uuid4().hex}-"
+_RAW_MARK: Final = f"otel-rollout-raw-{os.urandom(16).hex()}-"
 """Placeholder prefix for verbatim values; random per process, so no payload holds it."""
 
 

@@ -278,7 +278,7 @@ class PayloadShards(PayloadStore):
         bundle_dir: str | os.PathLike[str],
         *,
         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
-        max_cached_bytes: int = 256 << 20,
+        max_cached_bytes: int = 32 << 20,
     ) -> None:
         """Read the shards of the bundle at ``bundle_dir``; nothing is read yet."""
         self._files = PayloadFiles(bundle_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,8 +42,15 @@ _event_decoder = msgspec.json.Decoder(RawTraceEvent)
 _encoder = msgspec.json.Encoder()
 _FIELD_NAMES = struct_field_names(vars(_models).values())
 """Every field name of the bundle models: a duplicate of one of these is refused."""
-_EVENT_INFO = msgspec.inspect.type_info(RawTraceEvent)
-_MANIFEST_INFO = msgspec.inspect.type_info(TraceBundleManifest)
+
+
+@cache
+def _type_info(kind: type) -> msgspec.inspect.Type:
+    """msgspec's description of ``kind``, built on first need (a decoding error):
+    describing every event type costs each command's start-up otherwise."""
+    return msgspec.inspect.type_info(kind)
+
+
 T = TypeVar("T")
 TOO_DEEP = "bad JSON: nested too deeply (more than about 1000 levels)"
 """msgspec's decoder recurses; past its depth an event or manifest is refused."""
@@ -96,7 +104,7 @@ def decode_event(line: bytes, schema_version: int | None = None) -> RawTraceEven
     try:
         event = _event_decoder.decode(line)
     except msgspec.DecodeError as error:
-        alternative = _alternative(line, _event_decoder, _EVENT_INFO)
+        alternative = _alternative(line, _event_decoder, _type_info(RawTraceEvent))
         if alternative is None:
             raise ValueError(_explain(line, error)) from None
         event = alternative
@@ -147,7 +155,7 @@ def decode_manifest(data: bytes) -> TraceBundleManifest:
     try:
         manifest = _manifest_decoder.decode(data)
     except msgspec.DecodeError as error:
-        alternative = _alternative(data, _manifest_decoder, _MANIFEST_INFO)
+        alternative = _alternative(data, _manifest_decoder, _type_info(TraceBundleManifest))
         if alternative is None:
             raise ValueError(_explain_manifest(data, error)) from None
         return alternative

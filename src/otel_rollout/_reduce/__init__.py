@@ -9,24 +9,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from otel_rollout._bundle._files import write_whole
-from otel_rollout._bundle._json import encode_pretty
+from otel_rollout._bundle._files import write_chunks_whole
 from otel_rollout._reduce._model import RolloutTrace
 from otel_rollout._reduce._reducer import reduce_bundle
+from otel_rollout._reduce._state_json import encode_state, state_chunks
 
 __all__ = ["RolloutTrace", "encode_state", "reduce_bundle", "write_state"]
-
-
-def encode_state(trace: RolloutTrace) -> bytes:
-    """Serialize a trace as Codex writes ``state.json``: 2-space indent, no final newline."""
-    return encode_pretty(trace)
 
 
 def write_state(trace: RolloutTrace, path: str | os.PathLike[str]) -> Path:
     """Write ``trace`` to ``path`` as ``state.json`` bytes and return the path.
 
-    The file is owner-only (0600: it holds the conversation) and replaced whole.
+    The file is owner-only (0600: it holds the conversation) and replaced whole; it is
+    written as it is encoded, never whole in memory.
     """
     target = Path(path)
-    write_whole(os.fspath(target), encode_state(trace))
+    write_chunks_whole(os.fspath(target), state_chunks(trace))
     return target

@@ -34,6 +34,7 @@ def start_request(
         raw_request_payload_id=event.request_payload.raw_payload_id,
         raw_response_payload_id=None,
     )
+    state.requests_by_compaction.setdefault(event.compaction_id, []).append(request_id)
 
 
 def finish_request(
@@ -81,11 +82,7 @@ def install(
     input_ids, marker_id, replacement_ids = _conversation.reduce_checkpoint(
         state, wall, thread_id, turn_id, compaction_id, event.checkpoint_payload
     )
-    request_ids = sorted(
-        request.compaction_request_id
-        for request in trace.compaction_requests.values()
-        if request.compaction_id == compaction_id
-    )
+    request_ids = sorted(state.requests_by_compaction.get(compaction_id, ()))
     state.pending_replacements[thread_id] = list(replacement_ids)
     trace.compactions[compaction_id] = Compaction(
         compaction_id=compaction_id,

@@ -84,12 +84,11 @@ def traced_response_snapshot(
     state: ReducerState, thread_id: str, response_id: str
 ) -> list[str] | None:
     """Request plus response ids of the first call (key order) in the thread with that response."""
-    calls = state.trace.inference_calls
-    for key in sorted(calls):
-        call = calls[key]
-        if call.thread_id == thread_id and call.response_id == response_id:
-            return call.request_item_ids + call.response_item_ids
-    return None
+    keys = state.calls_by_response_id.get((thread_id, response_id))
+    if not keys:
+        return None
+    call = state.trace.inference_calls[min(keys)]
+    return call.request_item_ids + call.response_item_ids
 
 
 def reduce_response(
@@ -227,9 +226,10 @@ def sighted(
         existing.body.parts = list(item.parts)  # schema 3: as the first request carries it
     if existing.responses_item_id is None and item.responses_item_id is not None:
         existing.responses_item_id = item.responses_item_id
-        state.items_by_responses_id.setdefault(
-            (existing.thread_id, item.responses_item_id), []
-        ).append(item_id)
+        key = (existing.thread_id, item.responses_item_id)
+        state.items_by_responses_id.setdefault(key, []).append(item_id)
+        if item_id in state.receipts or item_id in state.floating_outputs:
+            state.receipts_by_responses_id.setdefault(key, []).append(item_id)
     for producer in producers:
         if producer not in existing.produced_by:
             existing.produced_by.append(producer)
@@ -275,7 +275,7 @@ def _receipt(
     if rid is None:
         return None
     conversation = state.trace.conversation_items
-    for candidate in state.items_by_responses_id.get((thread_id, rid), ()):
+    for candidate in state.receipts_by_responses_id.get((thread_id, rid), ()):
         if candidate in used:
             continue
         if candidate in state.floating_outputs:
@@ -373,6 +373,7 @@ def accept_agent_message(
         return
     new_id = create_item(state, thread_id, turn_id, wall, item, [])
     state.receipts.add(new_id)
+    _index_receipt(state, thread_id, item, new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
     sighted(state, new_id, item, [])
@@ -405,8 +406,16 @@ def accept_tool_output(
             producers.append(ToolProducer(tool_call_id))
     new_id = create_item(state, thread_id, turn_id, wall, item, producers)
     state.floating_outputs.add(new_id)
+    _index_receipt(state, thread_id, item, new_id)
     state.append_thread_items(thread_id, [new_id])
     state.history_items.add(new_id)
+
+
+def _index_receipt(state: ReducerState, thread_id: str, item: Normalized, item_id: str) -> None:
+    """Index a receipt or floating output (just created: last of its Responses id)."""
+    rid = item.responses_item_id
+    if rid is not None:
+        state.receipts_by_responses_id.setdefault((thread_id, rid), []).append(item_id)
 
 
 def ensure_call_id_consistency(state: ReducerState, thread_id: str, item: Normalized) -> None:

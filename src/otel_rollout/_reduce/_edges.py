@@ -7,7 +7,6 @@ waiting when the replay ends fall back to the child thread; others are dropped.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
@@ -180,6 +179,8 @@ def _valid_status(status: Any) -> bool:
 
 
 def _is_uuid(text: str) -> bool:
+    import uuid  # on first use: it costs start-up
+
     try:
         uuid.UUID(text)
     except ValueError:

@@ -77,6 +77,8 @@ def finish(
     response_ids = None
     if payload is not None:
         response_ids = _conversation.reduce_response(state, wall, call_id, payload)
+    if call.response_id != response_id:
+        _index_response_id(state, call_id, call.thread_id, call.response_id, response_id)
     call.response_id = response_id
     execution = call.execution
     if execution.status is ExecutionStatus.RUNNING:
@@ -96,6 +98,17 @@ def finish(
             owners = index.setdefault(item_id, [])
             if call_id not in owners:
                 owners.append(call_id)
+
+
+def _index_response_id(
+    state: ReducerState, call_id: str, thread_id: str, old: str | None, new: str | None
+) -> None:
+    """Move ``call_id`` from the calls with response id ``old`` to those with ``new``."""
+    index = state.calls_by_response_id
+    if old is not None:
+        index[(thread_id, old)].remove(call_id)
+    if new is not None:
+        index.setdefault((thread_id, new), []).append(call_id)
 
 
 def _payload_id(ref: RawPayloadRef | UnsetType) -> str | UnsetType:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Final
 
 import msgspec
@@ -177,12 +176,21 @@ def content_parts(content: Any, pid: str) -> list[ConversationPart]:
                     parts.append(PayloadRefPart(label="text", raw_payload_id=cut))
             continue
         label = part_type if isinstance(part_type, str) else "content"
-        digest = hashlib.sha256(_canonical.encode(entry)).hexdigest()
+        digest = _sha256_hex(_canonical.encode(entry))
         parts.append(PayloadRefPart(label=label, raw_payload_id=pid, content_sha256=digest))
     return parts
 
 
 _canonical = msgspec.json.Encoder(order="sorted")
+
+
+def _sha256_hex(data: bytes) -> str:
+    """SHA-256 of ``data`` in hex; hashlib (OpenSSL) loads on first use, not at start-up."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
 """Canonical JSON of a content entry (keys sorted), the input of ``content_sha256``."""
 
 

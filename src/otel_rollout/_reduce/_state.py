@@ -118,10 +118,19 @@ class ReducerState:
     """(thread, call_id) -> conversation items with that call id, in creation order."""
     items_by_responses_id: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """(thread, Responses item id) -> conversation items with it, in creation order."""
+    receipts_by_responses_id: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """The part of ``items_by_responses_id`` that are receipts or (ever) floating outputs,
+    in the same order: the only candidates a request may reuse by Responses id."""
     tools_by_call_id: dict[str, list[str]] = field(default_factory=dict)
     """model-visible call id -> tool calls (any thread)."""
     inferences_by_response_item: dict[str, list[str]] = field(default_factory=dict)
     """conversation item -> inference calls whose response contains it."""
+    calls_by_response_id: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(thread, Responses response id) -> inference calls that completed with it."""
+    requests_by_compaction: dict[str, list[str]] = field(default_factory=dict)
+    """compaction id -> its compaction requests, in start order."""
+    session_members: set[tuple[str, str]] = field(default_factory=set)
+    """(terminal session, operation) pairs: the ``operation_ids`` of each session, as a set."""
     edge_target_items: set[str] = field(default_factory=set)
     edges_by_source_tool: dict[str, list[str]] = field(default_factory=dict)
     deliveries: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
@@ -245,7 +254,7 @@ class ReducerState:
             if target is None:
                 conversation.append(item_id)
             else:
-                conversation.insert(conversation.index(target), item_id)
+                conversation.insert(_index_near_end(conversation, target), item_id)
 
     def append_thread_items(self, thread_id: str, item_ids: list[str]) -> None:
         """Append items to a thread's conversation, each once, in order."""
@@ -287,6 +296,17 @@ def new_trace(
         interaction_edges={},
         raw_payloads={},
     )
+
+
+def _index_near_end(items: list[str], item: str, window: int = 64) -> int:
+    """``items.index(item)`` for an item held once, looked for near the end first: a
+    floating output is one of the thread's latest items, and a search from the start made
+    every insertion cost the thread's length.
+    """
+    try:
+        return items.index(item, max(0, len(items) - window))
+    except ValueError:
+        return items.index(item)
 
 
 def push_unique(items: list[str], item: str) -> None:

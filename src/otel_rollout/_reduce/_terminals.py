@@ -98,7 +98,10 @@ def _join_session(
             f"terminal session {session_id} belongs to thread {session.thread_id}, not {thread_id}"
         )
     operation.terminal_id = session_id
-    push_unique(session.operation_ids, operation.operation_id)
+    member = (session_id, operation.operation_id)
+    if member not in state.session_members:
+        state.session_members.add(member)
+        session.operation_ids.append(operation.operation_id)
 
 
 def _own_session(state: ReducerState, thread_id: str, operation: TerminalOperation) -> str:
@@ -501,7 +504,9 @@ def _leave_session(state: ReducerState, operation: TerminalOperation) -> None:
     session_id = operation.terminal_id
     session = sessions.get(session_id) if session_id is not None else None
     if session is not None and session_id is not None:
-        if operation.operation_id in session.operation_ids:
+        member = (session_id, operation.operation_id)
+        if member in state.session_members:
+            state.session_members.discard(member)
             session.operation_ids.remove(operation.operation_id)
         if not session.operation_ids:
             del sessions[session_id]

@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING
 import click
 
 from otel_rollout.cli import EXIT_OK, InvalidInput, UnreadablePath, error
+from otel_rollout.cli._targets import bundles_argument
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
+
+    from otel_rollout._otel._replay import OtlpTarget
 
 PROGRESS_THRESHOLD = 1000
 """Show a progress bar by default (on a terminal) from this many spans on."""
 
 
 @click.command("replay")
-@click.argument(
-    "bundle",
-    type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
-)
+@bundles_argument()
 @click.option(
     "--endpoint",
     metavar="URL",
@@ -51,14 +51,17 @@ PROGRESS_THRESHOLD = 1000
     help=f"Progress bar on stderr (default: on a terminal, from {PROGRESS_THRESHOLD} spans).",
 )
 def command(
-    bundle: Path,
+    bundle: tuple[Path, ...],
     endpoint: str | None,
     protocol: str | None,
     headers: tuple[str, ...],
     capture_content: bool | None,
     progress: bool | None,
 ) -> int:
-    """Send BUNDLE's rollout as OTLP spans, span events and links.
+    """Send each BUNDLE's rollout as OTLP spans, span events and links.
+
+    A directory that is not a bundle is searched for bundles (symbolic links are not
+    followed); each is replayed, even when some fail, and a last line counts them.
 
     Uses the same mapping as live recording: ids come from the bundle, so replaying
     twice (or after a live export) gives one trace, with the recorded timestamps.
@@ -66,18 +69,39 @@ def command(
     is invalid or the endpoint refused or did not answer, 2 on a usage error (a bad
     endpoint, protocol or header) or an unreadable bundle.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from otel_rollout._otel._replay import ExportError, resolve_target
+    from otel_rollout.cli._targets import find_bundles, run_each
 
-    from otel_rollout._bundle._reader import BundleError
-    from otel_rollout._otel._replay import ExportError, bundle_spans, export_spans, resolve_target
-    from otel_rollout._reduce import reduce_bundle
-
-    console = Console(stderr=True)
     try:
         target = resolve_target(endpoint, protocol, headers)
     except ExportError as failure:  # a bad endpoint, protocol or header: a usage error
         raise click.UsageError(str(failure)) from None
+    targets = find_bundles(bundle)
+    if not targets.many:
+        return _replay(targets.bundles[0], target, capture_content, progress)
+
+    def replay_one(one: Path) -> int:
+        try:
+            return _replay(one, target, capture_content, False)
+        except click.ClickException as failure:
+            error(failure.format_message())
+            return failure.exit_code
+
+    return run_each(targets, "replayed", replay_one)
+
+
+def _replay(
+    bundle: Path, target: OtlpTarget, capture_content: bool | None, progress: bool | None
+) -> int:
+    """Replay one bundle, reporting on stdout; a failure raises a ``ClickException``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from otel_rollout._bundle._reader import BundleError
+    from otel_rollout._otel._replay import ExportError, bundle_spans, export_spans
+    from otel_rollout._reduce import reduce_bundle
+
+    console = Console(stderr=True)
 
     def read() -> list[ReadableSpan]:
         # The reducer first: replay sends only what reduce accepts, judged the same way
@@ -117,6 +141,6 @@ def command(
     traces = ", ".join(f"{trace_id:032x}" for trace_id in result.trace_ids) or "none"
     click.echo(
         f"replayed {result.spans} spans of trace {traces} in {result.requests} request(s) "
-        f"to {result.url} ({target.protocol}) in {result.seconds:.2f} s"
+        f"to {result.url} ({target.protocol}) in {result.seconds:.2f} s ({bundle})"
     )
     return EXIT_OK

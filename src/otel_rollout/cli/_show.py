@@ -10,6 +10,7 @@ import click
 
 from otel_rollout._show import DEFAULT_MAX_ITEMS
 from otel_rollout.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, error
+from otel_rollout.cli._targets import bundles_argument
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,10 +48,7 @@ _KIND_STYLE: dict[str, str] = {
 
 
 @click.command("show")
-@click.argument(
-    "bundle",
-    type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
-)
+@bundles_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print the tree as JSON instead.")
 @click.option(
     "--max-items",
@@ -82,7 +80,7 @@ _KIND_STYLE: dict[str, str] = {
     help="Render at this width (default: the terminal's).",
 )
 def command(
-    bundle: Path,
+    bundle: tuple[Path, ...],
     as_json: bool,
     max_items: int,
     depth: int,
@@ -96,7 +94,26 @@ def command(
     the edges between threads (spawn, task, message, agent result, close) under
     the tool call or turn that caused them. On a terminal, lines are cut at its
     width; piped, they are not. The JSON shape is in docs/show.md.
+
+    A directory that is not a bundle is searched for bundles (symbolic links are not
+    followed): one found is shown; several are listed, one line each.
     """
+    from otel_rollout.cli._targets import find_bundles, list_bundles
+
+    targets = find_bundles(bundle)
+    if len(targets.bundles) != 1:
+        return max(targets.exit_code, list_bundles(targets.bundles))
+    return _show(targets.bundles[0], as_json, max_items, depth, threads, width)
+
+
+def _show(
+    bundle: Path,
+    as_json: bool,
+    max_items: int,
+    depth: int,
+    threads: tuple[str, ...],
+    width: int | None,
+) -> int:
     import msgspec
 
     from otel_rollout._bundle._json import encode_pretty

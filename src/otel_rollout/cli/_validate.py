@@ -1,4 +1,4 @@
-"""``otel-rollout validate BUNDLE``."""
+"""``otel-rollout validate BUNDLE|DIR...``."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from pathlib import Path
 import click
 
 from otel_rollout.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, error
+from otel_rollout.cli._targets import bundles_argument
 
 
 @click.command("validate")
-@click.argument(
-    "bundle",
-    type=click.Path(exists=True, file_okay=False, readable=True, path_type=Path),
-)
+@bundles_argument()
 @click.option(
     "--max-problems",
     type=click.IntRange(min=1),
@@ -21,13 +19,22 @@ from otel_rollout.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, error
     show_default=True,
     help="Report at most this many problems.",
 )
-def command(bundle: Path, max_problems: int) -> int:
-    """Check BUNDLE's manifest, every event line and every payload reference.
+def command(bundle: tuple[Path, ...], max_problems: int) -> int:
+    """Check each bundle's manifest, every event line and every payload reference.
 
-    Problems go to stderr as PATH:LINE: REASON (line 0 is manifest.json), a torn
-    last line as a warning; on success one summary line goes to stdout. Exit 0 when
-    valid, 1 when not, 2 when the bundle cannot be read.
+    A directory that is not a bundle is searched for bundles (symbolic links are not
+    followed). Problems go to stderr as PATH:LINE: REASON (line 0 is manifest.json), a
+    torn last line as a warning; a valid bundle gets one summary line on stdout, many
+    bundles a last line counting them. Exit 0 when all are valid, 1 when one is not, 2
+    when one cannot be read.
     """
+    from otel_rollout.cli._targets import find_bundles, run_each
+
+    targets = find_bundles(bundle)
+    return run_each(targets, "validated", lambda bundle: _validate(bundle, max_problems))
+
+
+def _validate(bundle: Path, max_problems: int) -> int:
     from otel_rollout._bundle._validate import validate_bundle
 
     report = validate_bundle(bundle, max_problems=max_problems)
