@@ -95,13 +95,22 @@ def test_back_to_back_turns_at_default_settings_lose_nothing(tmp_path: Path) -> 
 def test_a_slow_writer_makes_the_producer_wait_and_nothing_is_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A disk slower than the producer (each batch takes 0.8 s): the default queue fills,
-    the producer waits for room (backpressure, well inside the 10 s stall timeout) and
-    every event reaches the bundle."""
+    """A disk slower than the producer (a batch finishes only once the producer has had to
+    wait, or has ended): the default queue fills, the producer waits for room
+    (backpressure, well inside the 10 s stall timeout) and every event reaches the bundle.
+    Not a race with the machine's speed: without backpressure the producer never waits and
+    the writer holds its batch until the producer is done."""
     original = BundleSink.end_batch
+    producer_done = threading.Event()
 
     def slow_end_batch(self: BundleSink) -> list[PendingEvent | PendingSpanCall]:
-        time.sleep(0.8)
+        deadline = time.monotonic() + 30
+        while (
+            exporter._writer.full_waits == 0
+            and not producer_done.is_set()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.005)
         return original(self)
 
     monkeypatch.setattr(BundleSink, "end_batch", slow_end_batch)
@@ -111,6 +120,7 @@ def test_a_slow_writer_makes_the_producer_wait_and_nothing_is_lost(
     turns = 2_500  # 20,000 events: past the default bound of 16,384 queued events
     for i in range(turns):
         typical_turn(thread, i)
+    producer_done.set()
     thread.record_ended()
     assert exporter.force_flush(120_000)
     assert exporter._writer.full_waits > 0  # the queue filled: the producer waited
