@@ -104,6 +104,23 @@ def _converted(value: Any) -> Any:
 
 _check_encoder = msgspec.json.Encoder()
 
+_KINDS = (AgentSpanData, FunctionSpanData, GenerationSpanData, HandoffSpanData, ResponseSpanData)
+_kind_by_type: dict[type, type | None] = {}
+
+
+def _kind(data: Any) -> type | None:
+    """Which of the span data classes this processor reads ``data`` is (``None``: another).
+
+    By its type, looked up once per type: ``isinstance`` on the SDK's abstract span data
+    classes costs an ABC check per class per span."""
+    data_type = type(data)
+    try:
+        return _kind_by_type[data_type]
+    except KeyError:
+        kind = next((cls for cls in _KINDS if isinstance(data, cls)), None)
+        _kind_by_type[data_type] = kind
+        return kind
+
 
 def _input_item(item: Any) -> Any:
     """An input item in the Responses API's full form: a shorthand message (``role`` and
@@ -301,13 +318,14 @@ class RolloutTracingProcessor(TracingProcessor):
             agent=parent.agent if parent else None, tool=parent.tool if parent else None
         )
         data = span.span_data
-        if isinstance(data, AgentSpanData):
+        kind = _kind(data)
+        if kind is AgentSpanData:
             agent = self._agent_started(rollout, data.name, state)
             if agent is None:
                 rollout.disabled = True
                 return
             state = _SpanState(agent=agent, own_agent=True, spawned_by=state.tool)
-        elif isinstance(data, FunctionSpanData) and state.agent is not None:
+        elif kind is FunctionSpanData and state.agent is not None:
             turn_id = state.agent.turn_id
             if turn_id is not None:
                 call = self._take_call(state.agent, data.name)
@@ -453,15 +471,16 @@ class RolloutTracingProcessor(TracingProcessor):
             return
         data = span.span_data
         agent = state.agent
-        if isinstance(data, ResponseSpanData):
+        kind = _kind(data)
+        if kind is ResponseSpanData:
             self._response_ended(agent, data, span)
-        elif isinstance(data, GenerationSpanData):
+        elif kind is GenerationSpanData:
             self._generation_ended(agent, data, span)
-        elif isinstance(data, FunctionSpanData) and state.tool is not None:
+        elif kind is FunctionSpanData and state.tool is not None:
             self._function_ended(state.tool, data, span)
-        elif isinstance(data, HandoffSpanData):
+        elif kind is HandoffSpanData:
             self._handoff_ended(rollout, agent, data)
-        elif isinstance(data, AgentSpanData) and state.own_agent:
+        elif kind is AgentSpanData and state.own_agent:
             self._agent_ended(agent, span, state.spawned_by)
 
     def _response_ended(self, agent: _Agent, data: ResponseSpanData, span: Span[Any]) -> None:
