@@ -45,16 +45,7 @@ SCRIPT = {
                 "agent-as-tool call without the model's call id (research: None, not call_t1)",
             ),
         ),
-        pytest.param(
-            "openinference",
-            "",
-            "responses",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: with a Responses API model OpenInference's spans give the "
-                "researcher's reply twice",
-            ),
-        ),
+        ("openinference", "", "responses"),
     ],
     ids=[
         "openai-agents-v2",
