@@ -24,7 +24,8 @@ Per run: warm-up turns, a flush, the measured turns, a final flush. Reported per
 of the whole process (all threads, the writer's and exporters' too) from the first measured
 turn to the end of the final flush, wall time including that flush, the caller's CPU, and
 peak RSS growth over the measured turns (VmHWM after ``clear_refs``). Ratios are per
-repetition (stack / ``bare_otel`` of the same repetition): median, min, max. Targets: the
+repetition (stack / ``bare_otel`` of the same repetition): median, min, max; the machine's
+load average (1, 5, 15 min) before and after the run. Targets: the
 native processor at most 1.5x ``bare_otel`` and at least 3x cheaper than either bridge.
 
 Run with the agents framework venv's Python (``bash scripts/install-frameworks agents``):
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         stack, root, sink_url = args.child
         print(json.dumps(run_once(stack, Path(root), args.turns, args.warmup, sink_url)))
         return 0
+    load_before = os.getloadavg()
     sink = subprocess.Popen(
         [sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL
     )
@@ -362,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "reps": args.reps,
         "dir": str(args.dir),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "workload": "perf-peers.md: turn span + 2 generation spans (4 KB request + 4 KB "
         "response) + 1 function span, in one trace and one agent span",
         "targets": {"native_cpu_ratio_to_bare_otel_max": 1.5, "bridge_cpu_over_native_min": 3.0},

@@ -149,6 +149,44 @@ def test_agents_as_tools_handoffs_and_turns(
     assert_codex_accepts(bundle, codex_for(schema_version), tmp_path)
 
 
+@pytest.mark.parametrize("schema_version", [3, 2])
+def test_an_agent_called_twice_as_a_tool_gets_a_task_edge_the_second_time(
+    tmp_path: Path, codex_for: Callable[[int], Path], schema_version: int
+) -> None:
+    """The first call spawns the helper's thread; the second assigns it a task (Codex's
+    ``assign_agent_task`` shape: the task delivered into the helper's next turn); both
+    answers come back as ``agent_result`` edges."""
+    records = [
+        agent(1, 0, "triage", 0, 100),
+        chat(2, 1, 1, 2, "rates?", ("call_1", "research", '{"input": "rates"}')),
+        tool(3, 1, "research", 3, 20, gen_ai__tool__call__arguments='{"input": "rates"}'),
+        agent(4, 3, "researcher", 4, 19),
+        chat(5, 4, 5, 6, "rates", "5%."),
+        chat(6, 1, 21, 22, "and fees?", ("call_2", "research", '{"input": "fees"}')),
+        tool(7, 1, "research", 23, 40, gen_ai__tool__call__arguments='{"input": "fees"}'),
+        agent(8, 7, "researcher", 24, 39),
+        chat(9, 8, 25, 26, "fees", "$1."),
+        chat(10, 1, 41, 42, "and?", "5% and $1."),
+    ]
+    [shape] = shapes(records, tmp_path, schema_version)
+    assert set(shape.threads) == {"/root", "/root/researcher"}
+    triage, researcher = shape.threads["/root"], shape.threads["/root/researcher"]
+    assert triage.tools == [
+        ("research", "call_1", "spawn_agent"),
+        ("research", "call_2", "assign_agent_task"),
+    ]
+    assert triage.arguments == {"call_1": '{"input": "rates"}', "call_2": '{"input": "fees"}'}
+    assert (researcher.turns, researcher.replies) == (2, ["5%.", "$1."])
+    assert shape.edges == [
+        ("agent_result", "/root/researcher", "/root", None),
+        ("agent_result", "/root/researcher", "/root", None),
+        ("assign_agent_task", "/root", "/root/researcher", "call_2"),
+        ("spawn_agent", "/root", "/root/researcher", "call_1"),
+    ]
+    [bundle] = tmp_path.glob("trace-*")
+    assert_codex_accepts(bundle, codex_for(schema_version), tmp_path)
+
+
 def test_work_under_app_spans_goes_to_its_nearest_agent(tmp_path: Path) -> None:
     records = [
         agent(1, 0, "planner", 0, 50),

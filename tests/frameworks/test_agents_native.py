@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from otel_rollout import Bundle, ExecutionStatus, reduce_bundle, validate_bundle, write_state
-from otel_rollout._bundle._models import SpawnAgentKind
+from otel_rollout._bundle._models import AssignAgentTaskKind, SpawnAgentKind
 from otel_rollout._reduce._model import (
     ConversationItemAnchor,
     RolloutTrace,
@@ -184,6 +184,30 @@ def test_the_processor_records_agents_turns_tools_handoffs_and_agents_as_tools(
     bundle = _only_bundle(tmp_path / "traces")
     trace = _codex_agrees(codex_bin_0171, bundle, tmp_path)
     _check_the_whole_run(trace, bundle, app)
+
+
+def test_an_agent_called_twice_as_a_tool_is_spawned_then_assigned_a_task(
+    tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    app = _run("twice", tmp_path / "traces")
+    assert app["outputs"] == ["5% and $1."]
+    trace = _codex_agrees(codex_bin_0171, _only_bundle(tmp_path / "traces"), tmp_path)
+    threads = _threads(trace)
+    assert set(threads) == {"/root", "/root/researcher"}
+    turns = _per_thread(trace, [turn.thread_id for turn in trace.codex_turns.values()])
+    assert turns == {"/root": 1, "/root/researcher": 2}
+    tools = {tool.tool_call_id: tool for tool in trace.tool_calls.values()}
+    assert set(tools) == {"call_a1", "call_a2"}
+    assert isinstance(tools["call_a1"].kind, SpawnAgentKind)
+    assert isinstance(tools["call_a2"].kind, AssignAgentTaskKind)
+    edges = sorted((edge.kind, _anchor(trace, edge.source), _anchor(trace, edge.target)) for edge
+                   in trace.interaction_edges.values())  # fmt: skip
+    assert edges == [
+        ("agent_result", "/root/researcher", "/root"),
+        ("agent_result", "/root/researcher", "/root"),
+        ("assign_agent_task", "tool:call_a2", "/root/researcher"),
+        ("spawn_agent", "tool:call_a1", "/root/researcher"),
+    ]
 
 
 def test_a_failing_tool_and_a_failing_model_call_are_recorded_as_failed(

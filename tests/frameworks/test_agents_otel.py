@@ -30,15 +30,37 @@ SCRIPT = {
 
 
 @pytest.mark.parametrize(
-    ("bridge", "genai_flag"),
-    [("openai-agents-v2", ""), ("openinference", ""), ("openinference", "true")],
-    ids=["openai-agents-v2", "openinference", "openinference-with-genai-semconv"],
+    ("bridge", "genai_flag", "api"),
+    [
+        ("openai-agents-v2", "", "chat"),
+        ("openinference", "", "chat"),
+        ("openinference", "true", "chat"),
+        pytest.param(
+            "openai-agents-v2",
+            "",
+            "responses",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known gap: with a Responses API model the v2 bridge's spans leave the "
+                "agent-as-tool call without the model's call id (research: None, not call_t1)",
+            ),
+        ),
+        ("openinference", "", "responses"),
+    ],
+    ids=[
+        "openai-agents-v2",
+        "openinference",
+        "openinference-with-genai-semconv",
+        "openai-agents-v2-responses-api",
+        "openinference-responses-api",
+    ],
 )
 def test_agents_sdk_through_an_otel_bridge(
-    bridge: str, genai_flag: str, tmp_path: Path, codex_for: Callable[[int], Path]
+    bridge: str, genai_flag: str, api: str, tmp_path: Path, codex_for: Callable[[int], Path]
 ) -> None:
     """``openinference-with-genai-semconv``: OpenInference's GenAI flag also writes GenAI
-    attributes (a handoff as ``execute_tool``): OpenInference's own attributes still decide."""
+    attributes (a handoff as ``execute_tool``): OpenInference's own attributes still decide.
+    ``api``: the agents' models speak Chat Completions or the Responses API."""
     python = framework_python("agents")
     traces = tmp_path / "traces"
     with scripted_server(SCRIPT) as server:
@@ -50,7 +72,7 @@ def test_agents_sdk_through_an_otel_bridge(
             OPENINFERENCE_ENABLE_GENAI_SEMCONV=genai_flag,
         )
         done = subprocess.run(
-            [python, APP, bridge], env=env, capture_output=True, text=True, timeout=120
+            [python, APP, bridge, api], env=env, capture_output=True, text=True, timeout=120
         )
     assert done.returncode == 0, done.stderr
     assert not server.unscripted

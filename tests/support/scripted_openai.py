@@ -3,7 +3,8 @@
 Each model name has its own queue of scripted replies, consumed in order: the app gives each
 agent its own model name, so each agent's calls get that agent's script whatever the order the
 framework makes them in. Serves Chat Completions (``POST /v1/chat/completions``, also streamed)
-and records every request body for the test to check what the app sent.
+and the Responses API (``POST /v1/responses``), and records every request body for the test to
+check what the app sent.
 """
 
 from __future__ import annotations
@@ -68,6 +69,56 @@ def _completion(model: str, index: int, reply: Reply) -> dict[str, Any]:
     }
 
 
+def _response(model: str, index: int, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """``reply`` as a Responses API response (echoing the request's instructions and tools)."""
+    output: list[dict[str, Any]] = []
+    if reply.text is not None:
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_{model}_{index}",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
+            }
+        )
+    output += [
+        {
+            "type": "function_call",
+            "id": f"fc_{call_id}",
+            "call_id": call_id,
+            "name": name,
+            "arguments": args,
+            "status": "completed",
+        }
+        for name, args, call_id in reply.tool_calls
+    ]
+    return {
+        "id": f"resp_{model}_{index}",
+        "object": "response",
+        "created_at": 1_700_000_000 + index,
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": request.get("instructions"),
+        "metadata": {},
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "temperature": 1.0,
+        "tool_choice": "auto",
+        "tools": request.get("tools", []),
+        "top_p": 1.0,
+        "usage": {
+            "input_tokens": 10 + index,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 15 + index,
+        },
+    }
+
+
 def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The completion as stream chunks: one delta with everything, then the usage."""
     choice = completion["choices"][0]
@@ -110,6 +161,10 @@ def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedS
                 else:
                     state.unscripted.append(model)
                     reply = say("(unscripted)")
+            if self.path.rstrip("/").endswith("/responses"):
+                response = _response(model, index, body, reply)
+                self._send(200, "application/json", json.dumps(response).encode())
+                return
             completion = _completion(model, index, reply)
             if not body.get("stream"):
                 self._send(200, "application/json", json.dumps(completion).encode())

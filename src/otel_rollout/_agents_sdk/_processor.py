@@ -10,6 +10,8 @@ The SDK's spans drive the recording API's handles as they start and end:
 - a ``function`` span is a tool call (the model's ``call_id`` and exact arguments);
 - an agent run inside a function span (``Agent.as_tool``) is a child thread spawned by that
   call (Codex's ``spawn_agent`` shape), its final answer sent back as an ``agent_result``;
+  a later call of that agent is a new turn of the same thread, the task assigned by the call
+  (Codex's ``assign_agent_task`` shape: the task delivered into the child's turn);
 - a ``handoff`` span is the handing-off agent's ``transfer_to_*`` call spawning the target's
   thread, where the target's turns go.
 
@@ -49,6 +51,7 @@ from otel_rollout._bundle._bodies import (
     spawn_activity,
 )
 from otel_rollout._bundle._models import (
+    AssignAgentTaskKind,
     ExecutionStatus,
     RolloutStatus,
     SpawnAgentKind,
@@ -100,6 +103,23 @@ def _converted(value: Any) -> Any:
 
 
 _check_encoder = msgspec.json.Encoder()
+
+_KINDS = (AgentSpanData, FunctionSpanData, GenerationSpanData, HandoffSpanData, ResponseSpanData)
+_kind_by_type: dict[type, type | None] = {}
+
+
+def _kind(data: Any) -> type | None:
+    """Which of the span data classes this processor reads ``data`` is (``None``: another).
+
+    By its type, looked up once per type: ``isinstance`` on the SDK's abstract span data
+    classes costs an ABC check per class per span."""
+    data_type = type(data)
+    try:
+        return _kind_by_type[data_type]
+    except KeyError:
+        kind = next((cls for cls in _KINDS if isinstance(data, cls)), None)
+        _kind_by_type[data_type] = kind
+        return kind
 
 
 def _input_item(item: Any) -> Any:
@@ -298,13 +318,14 @@ class RolloutTracingProcessor(TracingProcessor):
             agent=parent.agent if parent else None, tool=parent.tool if parent else None
         )
         data = span.span_data
-        if isinstance(data, AgentSpanData):
+        kind = _kind(data)
+        if kind is AgentSpanData:
             agent = self._agent_started(rollout, data.name, state)
             if agent is None:
                 rollout.disabled = True
                 return
             state = _SpanState(agent=agent, own_agent=True, spawned_by=state.tool)
-        elif isinstance(data, FunctionSpanData) and state.agent is not None:
+        elif kind is FunctionSpanData and state.agent is not None:
             turn_id = state.agent.turn_id
             if turn_id is not None:
                 call = self._take_call(state.agent, data.name)
@@ -333,12 +354,39 @@ class RolloutTracingProcessor(TracingProcessor):
                 agent = _Agent(name, self._start_child(rollout, parent, name, tool))
             rollout.agents[name] = agent
         elif tool is not None and tool.dispatch is None:
-            self._dispatch(tool, spawn=False)
+            self._dispatch(tool, spawn=False, task=True)
+            agent.turn_id = new_id()
+            agent.thread.record_turn_started(agent.turn_id)
+            self._assign_task(tool, agent, agent.turn_id)
+            tool.child = agent
+            return agent
         if tool is not None:
             tool.child = agent
         agent.turn_id = new_id()
         agent.thread.record_turn_started(agent.turn_id)
         return agent
+
+    @staticmethod
+    def _assign_task(tool: _Tool, agent: _Agent, turn_id: str) -> None:
+        """A later call of an agent as a tool: its task delivered into the agent's new turn,
+        and the runtime's ``interacted`` activity that ties the call to it (the edge)."""
+        dispatch = tool.dispatch
+        if dispatch is None or dispatch.tool_call_id is None:
+            return
+        caller, thread = tool.agent.thread, agent.thread
+        task = _task_message(tool.call.get("arguments") if tool.call is not None else None)
+        item = agent_message_item(caller.agent_path, thread.agent_path, task)
+        thread.record_history_item_accepted(turn_id, item["id"], agent_message=item)
+        activity = {
+            "event_id": dispatch.tool_call_id,
+            "occurred_at_ms": unix_ms(),
+            "agent_thread_id": thread.thread_id,
+            "agent_path": thread.agent_path,
+            "kind": "interacted",
+        }
+        caller.record_tool_call_runtime_ended(
+            tool.turn_id, dispatch.tool_call_id, ExecutionStatus.COMPLETED, activity
+        )
 
     def _start_root(self, name: str) -> ThreadTraceContext:
         metadata = ThreadStartedTraceMetadata(nickname=name, provider_name=PROVIDER)
@@ -391,12 +439,16 @@ class RolloutTracingProcessor(TracingProcessor):
                 return item
         return None
 
-    def _dispatch(self, tool: _Tool, *, spawn: bool, arguments: str | None = None) -> None:
+    def _dispatch(
+        self, tool: _Tool, *, spawn: bool, task: bool = False, arguments: str | None = None
+    ) -> None:
         call = tool.call
         call_id = str(call["call_id"]) if call is not None else new_id()
         if call is not None:
             arguments = str(call.get("arguments", ""))
-        if spawn:  # Codex's spawn_agent arguments: the task as a message (the model's exact
+        if task:  # Codex's assign_agent_task arguments: the task as a message
+            arguments = json.dumps({"message": _task_message(arguments)}, separators=(",", ":"))
+        elif spawn:  # Codex's spawn_agent arguments: the task as a message (the model's exact
             # arguments stay in the response's function_call item)
             arguments = json.dumps(
                 {"message": _task_message(arguments), "task_name": tool.spawn_name},
@@ -407,7 +459,7 @@ class RolloutTracingProcessor(TracingProcessor):
             tool_name=tool.name,
             arguments=arguments,
             tool_call_id=call_id,
-            kind=SpawnAgentKind() if spawn else None,
+            kind=SpawnAgentKind() if spawn else AssignAgentTaskKind() if task else None,
         )
         tool.dispatch = tool.agent.thread.start_tool_dispatch_trace(lambda: invocation)
 
@@ -419,15 +471,16 @@ class RolloutTracingProcessor(TracingProcessor):
             return
         data = span.span_data
         agent = state.agent
-        if isinstance(data, ResponseSpanData):
+        kind = _kind(data)
+        if kind is ResponseSpanData:
             self._response_ended(agent, data, span)
-        elif isinstance(data, GenerationSpanData):
+        elif kind is GenerationSpanData:
             self._generation_ended(agent, data, span)
-        elif isinstance(data, FunctionSpanData) and state.tool is not None:
+        elif kind is FunctionSpanData and state.tool is not None:
             self._function_ended(state.tool, data, span)
-        elif isinstance(data, HandoffSpanData):
+        elif kind is HandoffSpanData:
             self._handoff_ended(rollout, agent, data)
-        elif isinstance(data, AgentSpanData) and state.own_agent:
+        elif kind is AgentSpanData and state.own_agent:
             self._agent_ended(agent, span, state.spawned_by)
 
     def _response_ended(self, agent: _Agent, data: ResponseSpanData, span: Span[Any]) -> None:

@@ -191,8 +191,9 @@ def _flattened_messages(attrs: Mapping[str, Any], prefix: str) -> list[dict[str,
             parts.append({"type": "tool_call_response", "id": call_id, "response": content})
         elif isinstance(content, str) and content:
             parts.append({"type": "text", "content": content})
-        texts = _indexed(attrs, base + "contents", "message_content.text")
-        parts.extend({"type": "text", "content": str(text)} for text in texts)
+        if not (isinstance(content, str) and content):  # the same text, as content parts
+            texts = _indexed(attrs, base + "contents", "message_content.text")
+            parts.extend({"type": "text", "content": str(text)} for text in texts)
         calls = sorted(
             {
                 key[len(base + "tool_calls.") :].split(".", 1)[0]

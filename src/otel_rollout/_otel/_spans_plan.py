@@ -40,6 +40,7 @@ from otel_rollout._bundle import _bodies as bodies
 from otel_rollout._bundle._messages import items_from_messages
 from otel_rollout._bundle._models import (
     AgentResultObserved,
+    AssignAgentTaskKind,
     CodexTurnEnded,
     CodexTurnStarted,
     ExecutionStatus,
@@ -384,6 +385,8 @@ class _RolloutPlanner:
         self.threads: list[_Thread] = []
         self.spawns: dict[int, tuple[_Turn, SpanRecord]] = {}
         """Spawning call span id -> (the child's first turn, the call)."""
+        self.tasks: dict[int, tuple[_Turn, SpanRecord]] = {}
+        """A tool call that ran an agent whose thread it spawned before -> (the turn it ran)."""
         self._keyed: list[tuple[tuple[int, int, float, int], PlannedEvent]] = []
         self.without_content = 0
         self._assign_threads()
@@ -476,6 +479,9 @@ class _RolloutPlanner:
                 if spawned_by is not None:
                     self.spawns[spawned_by.span_id] = (self._add_turn(thread, run), spawned_by)
                     continue
+            elif spawned_by is not None and spawned_by.operation == sc.OPERATION_EXECUTE_TOOL:
+                self.tasks[spawned_by.span_id] = (self._add_turn(thread, run), spawned_by)
+                continue
             self._add_turn(thread, run)
         for record in self.work:
             owner = self.owner[record.span_id]
@@ -497,7 +503,8 @@ class _RolloutPlanner:
             if ancestor.span_id == outer.span_id:
                 return None
             if ancestor.operation == sc.OPERATION_EXECUTE_TOOL:
-                return None if ancestor.span_id in self.spawns else ancestor
+                taken = ancestor.span_id in self.spawns or ancestor.span_id in self.tasks
+                return None if taken else ancestor
         return None
 
     def _handoff_to(self, run: SpanRecord, handoffs: list[SpanRecord]) -> SpanRecord | None:
@@ -539,6 +546,8 @@ class _RolloutPlanner:
                 self._plan_inference(record, turn, calls)
             elif record.span_id in self.spawns:
                 self._plan_spawn(record, turn, seen_calls, calls)
+            elif record.span_id in self.tasks:
+                self._plan_task(record, turn, seen_calls, calls)
             else:
                 self._plan_tool(record, turn, seen_calls, calls)
         ended = RolloutEnded(status=RolloutStatus.FAILED if last.error else RolloutStatus.COMPLETED)
@@ -826,6 +835,74 @@ class _RolloutPlanner:
             )
             return
         self._tool_ended(record, turn, tool_call_id, output)
+        self._plan_result(record, turn, child_turn, output)
+
+    def _plan_task(
+        self, record: SpanRecord, turn: _Turn, seen_calls: set[str], calls: _ModelCalls
+    ) -> None:
+        """A tool call that ran an agent again, in the thread its first call spawned: Codex's
+        ``assign_agent_task`` shape. The task (the call's arguments) is delivered into the
+        child's new turn as an inter-agent message (the reducer's edge from the call to it);
+        the answer comes back as in a spawn."""
+        child_turn, _ = self.tasks[record.span_id]
+        child, parent = child_turn.thread, turn.thread
+        child_run = next(run for run in child.runs if self.turns[run.span_id] is child_turn)
+        name, visible, tool_call_id, arguments = self._tool_call(record, turn, seen_calls, calls)
+        kind = AssignAgentTaskKind()
+        self._tool_started(record, turn, name, visible, tool_call_id, arguments, kind)
+        item_id = f"amsg_task_{_span_uuid(self.trace_id, record.span_id)}"
+        task = bodies.agent_message_item(
+            parent.agent_path, child.agent_path, arguments, item_id=item_id
+        )
+        self._add(
+            _OPENING,
+            child.depth + 0.6,
+            PlannedEvent(
+                child_run.start_ns,
+                lambda ref: HistoryItemAccepted(item_id=item_id, agent_message_payload=ref),
+                child.thread_id,
+                child_turn.turn_id,
+                PlannedPayload(PayloadKind.PROTOCOL_EVENT, task),
+            ),
+        )
+        task_end = {
+            "call_id": tool_call_id,
+            "sender_thread_id": parent.thread_id,
+            "receiver_thread_id": child.thread_id,
+            "prompt": arguments,
+            "receiver_agent_nickname": child.name,
+            "receiver_agent_role": None,
+            "status": "running",
+            "completed_at_ms": child_run.start_ns // 1_000_000,
+        }
+        self._add(
+            _OPENING,
+            child.depth + 0.75,
+            PlannedEvent(
+                child_run.start_ns,
+                lambda ref: (
+                    None
+                    if ref is None
+                    else ToolCallRuntimeEnded(
+                        tool_call_id=tool_call_id,
+                        status=ExecutionStatus.COMPLETED,
+                        runtime_payload=ref,
+                    )
+                ),
+                parent.thread_id,
+                turn.turn_id,
+                PlannedPayload(PayloadKind.TOOL_RUNTIME_EVENT, task_end),
+            ),
+        )
+        output = _result_text(record)
+        self._tool_ended(record, turn, tool_call_id, output)
+        self._plan_result(record, turn, child_turn, output)
+
+    def _plan_result(self, record: SpanRecord, turn: _Turn, child_turn: _Turn, output: str) -> None:
+        """An agent run as a tool sends its answer back: an ``agent_result`` edge from its
+        turn to the inter-agent message delivering it into the caller's history."""
+        child, parent = child_turn.thread, turn.thread
+        child_run = next(run for run in child.runs if self.turns[run.span_id] is child_turn)
         if record.error is not None or child_run.error is not None:
             return
         edge = f"edge:agent_result:{child.thread_id}:{child_turn.turn_id}:{parent.thread_id}"

@@ -8,7 +8,8 @@ did (the requests the model received, the final outputs).
 Modes (argv[1]): ``processor`` adds the processor in code; ``instrument`` relies on
 ``opentelemetry-instrument``; ``bridge`` also installs the OTel contrib bridge on an SDK
 TracerProvider; ``slow`` sleeps in the billing agent's tool until killed; ``errors`` runs
-another app: a tool that raises, then a model call the API fails.
+another app: a tool that raises, then a model call the API fails; ``twice`` another: triage
+calls the researcher as a tool twice.
 """
 
 from __future__ import annotations
@@ -83,6 +84,32 @@ async def run_errors(url: str) -> dict[str, Any]:
     return {"outputs": [first.final_output], "error": None}
 
 
+TWICE_SCRIPT: Script = {
+    "You research.": [[message("5%.", "msg_a1")], [message("$1.", "msg_a2")]],
+    "You triage.": [
+        [function_call("research", '{"input":"rates"}', "call_a1", "fc_a1")],
+        [function_call("research", '{"input": "fees"}', "call_a2", "fc_a2")],
+        [message("5% and $1.", "msg_a3")],
+    ],
+}
+
+
+async def run_twice(url: str) -> dict[str, Any]:
+    """Triage asks the researcher (an agent as a tool) twice in one run."""
+    client = AsyncOpenAI(base_url=url, api_key="sk-scripted")
+    model = OpenAIResponsesModel("scripted-model", client)
+    researcher = Agent(name="researcher", instructions="You research.", model=model)
+    triage = Agent(
+        name="triage",
+        instructions="You triage.",
+        model=model,
+        tools=[researcher.as_tool("research", "Research a question.")],
+    )
+    with trace("two questions"):
+        done = await Runner.run(triage, "Rates and fees?")
+    return {"outputs": [done.final_output]}
+
+
 @function_tool
 def invoice() -> str:
     """The current invoice."""
@@ -115,7 +142,7 @@ async def run(url: str) -> dict[str, Any]:
 
 def main() -> None:
     provider = None
-    if MODE in ("processor", "slow", "errors"):
+    if MODE in ("processor", "slow", "errors", "twice"):
         from agents import add_trace_processor
 
         from otel_rollout.openai_agents import RolloutTracingProcessor
@@ -135,8 +162,10 @@ def main() -> None:
         otel_trace.set_tracer_provider(provider)
         add_trace_processor(RolloutTracingProcessor())  # first: the bridge's span is not current
         OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
-    with scripted_server(ERROR_SCRIPT if MODE == "errors" else SCRIPT) as (url, requests):
-        done = asyncio.run(run_errors(url) if MODE == "errors" else run(url))
+    script = {"errors": ERROR_SCRIPT, "twice": TWICE_SCRIPT}.get(MODE, SCRIPT)
+    runs = {"errors": run_errors, "twice": run_twice}
+    with scripted_server(script) as (url, requests):
+        done = asyncio.run(runs.get(MODE, run)(url))
     done["requests"] = requests
     if provider is not None:
         provider.shutdown()

@@ -6,7 +6,8 @@ off to a billing agent (which calls a function tool); a second user turn in the 
 goes to triage again. Each agent has its own model name on the scripted loopback server.
 
 argv[1]: ``openai-agents-v2`` (opentelemetry-instrumentation-openai-agents-v2) or
-``openinference`` (openinference-instrumentation-openai-agents). The model server's URL is
+``openinference`` (openinference-instrumentation-openai-agents); argv[2]: the model API,
+``chat`` (Chat Completions) or ``responses`` (the Responses API). The model server's URL is
 ``OPENAI_BASE_URL``; bundles go to ``OTEL_ROLLOUT_TRACE_ROOT``.
 """
 
@@ -19,6 +20,7 @@ import sys
 from agents import (  # type: ignore[import-not-found, unused-ignore]
     Agent,
     OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
     Runner,
     function_tool,
     set_trace_processors,
@@ -30,6 +32,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_rollout import RolloutSpanProcessor
 
 BRIDGE = sys.argv[1]
+API = sys.argv[2] if len(sys.argv) > 2 else "chat"
 
 provider = TracerProvider()
 provider.add_span_processor(RolloutSpanProcessor())
@@ -60,7 +63,9 @@ def invoice() -> str:
 async def main() -> None:
     client = AsyncOpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key="sk-scripted")
 
-    def model(name: str) -> OpenAIChatCompletionsModel:
+    def model(name: str) -> OpenAIChatCompletionsModel | OpenAIResponsesModel:
+        if API == "responses":
+            return OpenAIResponsesModel(model=name, openai_client=client)
         return OpenAIChatCompletionsModel(model=name, openai_client=client)
 
     researcher = Agent(
