@@ -812,21 +812,7 @@ class _RolloutPlanner:
         self._add(
             _OPENING if not handoff else _CLOSING,
             child.depth + 0.75 if not handoff else -(parent.depth + 1.5),
-            PlannedEvent(
-                spawned_ns,
-                lambda ref: (
-                    None
-                    if ref is None
-                    else ToolCallRuntimeEnded(
-                        tool_call_id=tool_call_id,
-                        status=ExecutionStatus.COMPLETED,
-                        runtime_payload=ref,
-                    )
-                ),
-                parent.thread_id,
-                turn.turn_id,
-                PlannedPayload(PayloadKind.TOOL_RUNTIME_EVENT, spawn_end),
-            ),
+            _runtime_ended(spawned_ns, tool_call_id, parent.thread_id, turn.turn_id, spawn_end),
         )
         output = _result_text(record)
         if handoff:
@@ -878,20 +864,8 @@ class _RolloutPlanner:
         self._add(
             _OPENING,
             child.depth + 0.75,
-            PlannedEvent(
-                child_run.start_ns,
-                lambda ref: (
-                    None
-                    if ref is None
-                    else ToolCallRuntimeEnded(
-                        tool_call_id=tool_call_id,
-                        status=ExecutionStatus.COMPLETED,
-                        runtime_payload=ref,
-                    )
-                ),
-                parent.thread_id,
-                turn.turn_id,
-                PlannedPayload(PayloadKind.TOOL_RUNTIME_EVENT, task_end),
+            _runtime_ended(
+                child_run.start_ns, tool_call_id, parent.thread_id, turn.turn_id, task_end
             ),
         )
         output = _result_text(record)
@@ -1103,3 +1077,23 @@ def _token_usage(input_tokens: int | None, output_tokens: int | None) -> dict[st
         "reasoning_output_tokens": 0,
         "total_tokens": (input_tokens or 0) + (output_tokens or 0),
     }
+
+
+def _runtime_ended(
+    time_ns: int, tool_call_id: str, thread_id: str, turn_id: str, body: dict[str, Any]
+) -> PlannedEvent:
+    """The completed runtime end of a multi-agent tool call (a spawn's or a task's), carrying
+    ``body``; no event when its payload could not be written."""
+    return PlannedEvent(
+        time_ns,
+        lambda ref: (
+            None
+            if ref is None
+            else ToolCallRuntimeEnded(
+                tool_call_id=tool_call_id, status=ExecutionStatus.COMPLETED, runtime_payload=ref
+            )
+        ),
+        thread_id,
+        turn_id,
+        PlannedPayload(PayloadKind.TOOL_RUNTIME_EVENT, body),
+    )
