@@ -417,17 +417,8 @@ class BundleWriter:
         Returns whether the event was accepted (written, or waiting for its shard)."""
         if not self.is_active:
             return False
-        draft = RawTraceEvent(
-            schema_version=self.schema_version,
-            seq=0,
-            wall_time_unix_ms=0,
-            rollout_id=self.manifest.rollout_id,
-            thread_id=thread_id,
-            codex_turn_id=codex_turn_id,
-            payload=payload,
-        )
         try:
-            encoded = encode_compact(draft)
+            encoded = encode_compact(self._draft(payload, thread_id, codex_turn_id))
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: event %s is not JSON: %s", type(payload).__name__, error)
             return False

@@ -843,12 +843,8 @@ class _RolloutPlanner:
         self._add(
             _OPENING,
             child.depth + 0.6,
-            PlannedEvent(
-                child_run.start_ns,
-                lambda ref: HistoryItemAccepted(item_id=item_id, agent_message_payload=ref),
-                child.thread_id,
-                child_turn.turn_id,
-                PlannedPayload(PayloadKind.PROTOCOL_EVENT, task),
+            _message_accepted(
+                child_run.start_ns, item_id, child.thread_id, child_turn.turn_id, task
             ),
         )
         task_end = {
@@ -899,13 +895,7 @@ class _RolloutPlanner:
         self._add(
             _CLOSING,
             -(parent.depth + 0.75),
-            PlannedEvent(
-                record.end_ns,
-                lambda ref: HistoryItemAccepted(item_id=item_id, agent_message_payload=ref),
-                parent.thread_id,
-                turn.turn_id,
-                PlannedPayload(PayloadKind.PROTOCOL_EVENT, delivered),
-            ),
+            _message_accepted(record.end_ns, item_id, parent.thread_id, turn.turn_id, delivered),
         )
 
 
@@ -1096,4 +1086,18 @@ def _runtime_ended(
         thread_id,
         turn_id,
         PlannedPayload(PayloadKind.TOOL_RUNTIME_EVENT, body),
+    )
+
+
+def _message_accepted(
+    time_ns: int, item_id: str, thread_id: str, turn_id: str, body: dict[str, Any]
+) -> PlannedEvent:
+    """An inter-agent message (``body``) accepted into a thread's history: a task delivered
+    to a child, or a child's answer delivered back."""
+    return PlannedEvent(
+        time_ns,
+        lambda ref: HistoryItemAccepted(item_id=item_id, agent_message_payload=ref),
+        thread_id,
+        turn_id,
+        PlannedPayload(PayloadKind.PROTOCOL_EVENT, body),
     )
