@@ -30,7 +30,7 @@ LAYERS: dict[str, set[str]] = {
     "otel": {"leaf", "bundle", "semconv"},
     "live": {"leaf", "bundle", "otel", "semconv"},
     "show": {"leaf"},
-    "view": {"leaf", "bundle", "reduce"},
+    "view": {"leaf", "bundle", "reduce", "show"},
     "events": {"bundle"},
     "semconv": set(),
     "cli": {"leaf", "bundle", "reduce", "otel", "show", "view", "cli"},

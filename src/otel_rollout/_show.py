@@ -327,7 +327,7 @@ class _Builder:
         requester = tool.get("requester") or {}
         node = _timed("tool", tool_id, tool.get("execution"))
         node.update(
-            name=_tool_name(kind),
+            name=tool_name(kind),
             tool_kind=kind.get("type"),
             requester=requester.get("type"),
             label=summary.get("label"),
@@ -731,7 +731,8 @@ def _requesting_cell(tool: Mapping[str, Any]) -> Any:
     return requester.get("code_cell_id") if requester.get("type") == "code_cell" else None
 
 
-def _tool_name(kind: Mapping[str, Any]) -> str:
+def tool_name(kind: Mapping[str, Any]) -> str:
+    """A reduced tool kind as people read it: its type, ``mcp SERVER.TOOL`` or the tool's name."""
     kind_type = str(kind.get("type") or "tool")
     if kind_type == "mcp":
         return f"mcp {kind.get('server')}.{kind.get('tool')}"

@@ -21,6 +21,7 @@ from otel_rollout._bundle._files import write_whole
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce import reduce_bundle
 from otel_rollout._reduce._model import RolloutTrace
+from otel_rollout._show import tool_name
 from otel_rollout._version import package_version
 from otel_rollout._view._facts import Facts, part_text, read_facts
 from otel_rollout._view._payloads import pack_payloads
@@ -158,7 +159,7 @@ class _PageBuilder:
                 tool.thread_id,
                 tool.started_by_codex_turn_id,
                 tool.execution,
-                _tool_name(kind),
+                tool_name(kind),
                 raw=[
                     p
                     for p in (
@@ -428,12 +429,3 @@ def _cut(text: str | None) -> str | None:
     if not text:
         return None
     return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "\n… (cut; see the raw payload)"
-
-
-def _tool_name(kind: Mapping[str, Any]) -> str:
-    kind_type = str(kind.get("type") or "tool")
-    if kind_type == "mcp":
-        return f"mcp {kind.get('server')}.{kind.get('tool')}"
-    if kind_type == "other":
-        return str(kind.get("name") or "other")
-    return kind_type
