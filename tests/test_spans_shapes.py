@@ -330,6 +330,31 @@ def test_the_agents_bridge_repr_messages_and_result_parts_are_read(tmp_path: Pat
     assert [item["call_id"] for item in outputs] == ["c0"]
 
 
+def test_the_agents_bridge_repr_of_a_responses_function_call_gives_the_models_call(
+    tmp_path: Path,
+) -> None:
+    """With a Responses API model the bridge writes the ``function_call`` item as its pydantic
+    ``repr``: the call is read back (literals only), so the tool span gets the model's call id
+    and arguments; a repr that is not one stays text."""
+    repr_text = (
+        "ResponseFunctionToolCall(arguments='{\"input\": \"x\"}', call_id='call_9', "
+        "name='research', type='function_call', id='fc_9', async_=None, status='completed')"
+    )
+    not_a_call = "ResponseFunctionToolCall(arguments=open('/etc/passwd'), call_id='c', name='n')"
+    records = [
+        agent(1, 0, "a", 0, 20),
+        chat(2, 1, 1, 2, "go", "placeholder"),
+        tool(3, 1, "research", 3, 4),
+        chat(4, 1, 5, 6, "go", not_a_call),
+    ]
+    output = [{"role": "assistant", "parts": [{"type": "text", "content": repr_text}]}]
+    records[1].attributes["gen_ai.output.messages"] = json.dumps(output)
+    [shape] = shapes(records, tmp_path)
+    assert shape.threads["/root"].tools == [("research", "call_9", "other")]
+    assert shape.threads["/root"].arguments == {"call_9": '{"input": "x"}'}
+    assert shape.threads["/root"].replies == [not_a_call]
+
+
 def test_a_genai_trace_with_no_bundle_warns_once_and_other_traces_stay_silent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
