@@ -18,7 +18,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel import _spans_only
 from otel_rollout._otel._spans_only import write_plan
-from otel_rollout._otel._spans_plan import SpanRecord, plan_rollouts
+from otel_rollout._otel._spans_plan import (
+    SpanRecord,
+    conversation_of,
+    plan_conversation,
+    plan_rollouts,
+)
 from support.rollout_shape import RolloutShape, assert_codex_accepts, rollout_shape
 
 TRACE_ID = 0x5EED
@@ -353,6 +358,34 @@ def test_the_agents_bridge_repr_of_a_responses_function_call_gives_the_models_ca
     assert shape.threads["/root"].tools == [("research", "call_9", "other")]
     assert shape.threads["/root"].arguments == {"call_9": '{"input": "x"}'}
     assert shape.threads["/root"].replies == [not_a_call]
+
+
+def test_a_conversations_traces_join_one_turn_per_trace_without_content(tmp_path: Path) -> None:
+    """Traces joined by ``gen_ai.conversation.id``; with no content to tell a user message from
+    tool results, each trace is a turn. Agent runs, or two ids, join nothing."""
+
+    def bare_chat(span_id: int, start: int, conversation: str = "c1") -> SpanRecord:
+        return span(
+            span_id,
+            0,
+            "chat m",
+            start,
+            start + 1,
+            gen_ai__operation__name="chat",
+            gen_ai__request__model="m",
+            gen_ai__conversation__id=conversation,
+        )
+
+    traces = [[bare_chat(1, 0)], [bare_chat(2, 5)]]
+    assert [conversation_of(records) for records in traces] == ["c1", "c1"]
+    assert conversation_of([bare_chat(3, 0), bare_chat(4, 2, "c2")]) is None
+    assert conversation_of([agent(5, 0, "a", 0, 9), bare_chat(6, 1)]) is None
+    plan = plan_conversation(TRACE_ID, traces)
+    assert plan is not None
+    path = write_plan(tmp_path, plan)
+    assert path is not None
+    root = rollout_shape(path).threads["/root"]
+    assert (root.nickname, root.turns, root.inferences) == ("m", 2, 2)
 
 
 def test_a_genai_trace_with_no_bundle_warns_once_and_other_traces_stay_silent(
