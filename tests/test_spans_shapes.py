@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel import _spans_only
@@ -386,6 +387,35 @@ def test_a_conversations_traces_join_one_turn_per_trace_without_content(tmp_path
     assert path is not None
     root = rollout_shape(path).threads["/root"]
     assert (root.nickname, root.turns, root.inferences) == ("m", 2, 2)
+
+
+@pytest.mark.parametrize("max_spans", [_spans_only.MAX_CONVERSATION_SPANS, 1])
+def test_the_exporter_joins_a_conversations_traces_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_spans: int
+) -> None:
+    """Through the exporter, as spans end: two traces of conversation ``c1`` give one bundle
+    of two turns; a trace that would take the conversation past its bound of spans starts a
+    bundle of its own."""
+    monkeypatch.setattr(_spans_only, "MAX_CONVERSATION_SPANS", max_spans)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(RolloutBundleSpanExporter(tmp_path)))
+    tracer = provider.get_tracer("an.instrumentation")
+    for user in ("hi", "again"):
+        messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": user}]}])
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "m",
+            "gen_ai.conversation.id": "c1",
+            "gen_ai.input.messages": messages,
+        }
+        with tracer.start_as_current_span("chat m", attributes=attributes):
+            pass
+    provider.shutdown()
+    bundles = [rollout_shape(path) for path in sorted(tmp_path.glob("trace-*"))]
+    turns = sorted(shape.threads["/root"].turns for shape in bundles)
+    assert turns == ([2] if max_spans > 1 else [1, 1])
+    if max_spans > 1:
+        assert bundles[0].threads["/root"].user_texts == ["hi", "again"]
 
 
 def test_a_genai_trace_with_no_bundle_warns_once_and_other_traces_stay_silent(

@@ -72,6 +72,10 @@ _MAX_FLUSHED_TRACES = 4096
 MAX_CONVERSATIONS = 256
 """Conversations whose traces are kept to join later ones (the least recent forgotten: a
 later trace of a forgotten conversation starts a bundle of its own)."""
+MAX_CONVERSATION_SPANS = 10_000
+"""A trace that would take a conversation past this many spans starts a bundle of its own
+(the conversation's bundle is rewritten whole as each trace joins: this bounds the memory and
+the work of one join)."""
 
 _record_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(SpanRecord)
@@ -335,15 +339,24 @@ class SpansOnlyAssembler:
         conversation = conversation_of(records)
         if conversation is not None:
             first, earlier = self._conversations.get(conversation, (trace_id, []))
+            if sum(map(len, earlier)) + len(records) > MAX_CONVERSATION_SPANS:
+                first, earlier = trace_id, []
             plan = plan_conversation(first, [*earlier, records])
             if plan is not None:
                 if final:
-                    self._conversations.pop(conversation, None)
-                    self._conversations[conversation] = (first, [*earlier, records])
-                    if len(self._conversations) > MAX_CONVERSATIONS:
-                        del self._conversations[next(iter(self._conversations))]
+                    self._keep_conversation(conversation, first, [*earlier, records])
                 return [plan]
         return list(plan_rollouts(trace_id, records))
+
+    def _keep_conversation(
+        self, conversation: str, first: int, traces: list[list[SpanRecord]]
+    ) -> None:
+        """Keep a conversation's traces to join later ones, the most recent
+        :data:`MAX_CONVERSATIONS` (hold the write lock)."""
+        self._conversations.pop(conversation, None)
+        self._conversations[conversation] = (first, traces)
+        if len(self._conversations) > MAX_CONVERSATIONS:
+            del self._conversations[next(iter(self._conversations))]
 
     def _write_plan(self, root: Path, plan: RolloutPlan) -> Path | None:
         return write_plan(
