@@ -379,6 +379,8 @@ def test_a_conversations_traces_join_one_turn_per_trace_without_content(tmp_path
 
     traces = [[bare_chat(1, 0)], [bare_chat(2, 5)]]
     assert [conversation_of(records) for records in traces] == ["c1", "c1"]
+    openinference = span(7, 0, "llm", 0, 1, openinference__span__kind="LLM", session__id="c1")
+    assert conversation_of([openinference]) == "c1"  # OpenInference's session id
     assert conversation_of([bare_chat(3, 0), bare_chat(4, 2, "c2")]) is None
     assert conversation_of([agent(5, 0, "a", 0, 9), bare_chat(6, 1)]) is None
     plan = plan_conversation(TRACE_ID, traces)

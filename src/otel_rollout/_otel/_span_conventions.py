@@ -7,7 +7,8 @@ span by span, what other instrumentations say into those attributes:
   ``LLM`` -> ``chat`` (``llm.model_name``, ``llm.provider``/``llm.system``, the flattened
   ``llm.input_messages.*`` / ``llm.output_messages.*``, ``llm.token_count.*``), ``TOOL`` ->
   ``execute_tool`` (``tool.name``, ``input.value`` the arguments, ``output.value`` the
-  result; the Agents SDK's ``handoff to X`` tool -> ``agent_handoff``);
+  result; the Agents SDK's ``handoff to X`` tool -> ``agent_handoff``; ``session.id`` ->
+  ``gen_ai.conversation.id``);
 * OpenLLMetry (``traceloop.*``): tool arguments and results unwrapped from LangChain's
   callback envelopes;
 * bridge quirks of GenAI messages: the OpenAI Agents bridge's assistant message (a Chat
@@ -67,6 +68,8 @@ def to_genai(name: str, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = attributes.get(_OI_KIND)
     if isinstance(kind, str):
         found = _from_openinference(name, kind.upper(), attributes)
+        if found and sc.GEN_AI_CONVERSATION_ID not in attributes:
+            _copy(found, attributes, sc.GEN_AI_CONVERSATION_ID, "session.id")
     elif "traceloop.span.kind" in attributes:
         found = _from_openllmetry(attributes)
     return {**attributes, **found} if found else None
