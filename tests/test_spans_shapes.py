@@ -14,11 +14,17 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor
 from otel_rollout._otel import _spans_only
 from otel_rollout._otel._spans_only import write_plan
-from otel_rollout._otel._spans_plan import SpanRecord, plan_rollouts
+from otel_rollout._otel._spans_plan import (
+    SpanRecord,
+    conversation_of,
+    plan_conversation,
+    plan_rollouts,
+)
 from support.rollout_shape import RolloutShape, assert_codex_accepts, rollout_shape
 
 TRACE_ID = 0x5EED
@@ -328,6 +334,90 @@ def test_the_agents_bridge_repr_messages_and_result_parts_are_read(tmp_path: Pat
     items = shape.state["conversation_items"].values()
     outputs = [item for item in items if item["kind"] == "function_call_output"]
     assert [item["call_id"] for item in outputs] == ["c0"]
+
+
+def test_the_agents_bridge_repr_of_a_responses_function_call_gives_the_models_call(
+    tmp_path: Path,
+) -> None:
+    """With a Responses API model the bridge writes the ``function_call`` item as its pydantic
+    ``repr``: the call is read back (literals only), so the tool span gets the model's call id
+    and arguments; a repr that is not one stays text."""
+    repr_text = (
+        "ResponseFunctionToolCall(arguments='{\"input\": \"x\"}', call_id='call_9', "
+        "name='research', type='function_call', id='fc_9', async_=None, status='completed')"
+    )
+    not_a_call = "ResponseFunctionToolCall(arguments=open('/etc/passwd'), call_id='c', name='n')"
+    records = [
+        agent(1, 0, "a", 0, 20),
+        chat(2, 1, 1, 2, "go", "placeholder"),
+        tool(3, 1, "research", 3, 4),
+        chat(4, 1, 5, 6, "go", not_a_call),
+    ]
+    output = [{"role": "assistant", "parts": [{"type": "text", "content": repr_text}]}]
+    records[1].attributes["gen_ai.output.messages"] = json.dumps(output)
+    [shape] = shapes(records, tmp_path)
+    assert shape.threads["/root"].tools == [("research", "call_9", "other")]
+    assert shape.threads["/root"].arguments == {"call_9": '{"input": "x"}'}
+    assert shape.threads["/root"].replies == [not_a_call]
+
+
+def test_a_conversations_traces_join_one_turn_per_trace_without_content(tmp_path: Path) -> None:
+    """Traces joined by ``gen_ai.conversation.id``; with no content to tell a user message from
+    tool results, each trace is a turn. Agent runs, or two ids, join nothing."""
+
+    def bare_chat(span_id: int, start: int, conversation: str = "c1") -> SpanRecord:
+        return span(
+            span_id,
+            0,
+            "chat m",
+            start,
+            start + 1,
+            gen_ai__operation__name="chat",
+            gen_ai__request__model="m",
+            gen_ai__conversation__id=conversation,
+        )
+
+    traces = [[bare_chat(1, 0)], [bare_chat(2, 5)]]
+    assert [conversation_of(records) for records in traces] == ["c1", "c1"]
+    openinference = span(7, 0, "llm", 0, 1, openinference__span__kind="LLM", session__id="c1")
+    assert conversation_of([openinference]) == "c1"  # OpenInference's session id
+    assert conversation_of([bare_chat(3, 0), bare_chat(4, 2, "c2")]) is None
+    assert conversation_of([agent(5, 0, "a", 0, 9), bare_chat(6, 1)]) is None
+    plan = plan_conversation(TRACE_ID, traces)
+    assert plan is not None
+    path = write_plan(tmp_path, plan)
+    assert path is not None
+    root = rollout_shape(path).threads["/root"]
+    assert (root.nickname, root.turns, root.inferences) == ("m", 2, 2)
+
+
+@pytest.mark.parametrize("max_spans", [_spans_only.MAX_CONVERSATION_SPANS, 1])
+def test_the_exporter_joins_a_conversations_traces_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_spans: int
+) -> None:
+    """Through the exporter, as spans end: two traces of conversation ``c1`` give one bundle
+    of two turns; a trace that would take the conversation past its bound of spans starts a
+    bundle of its own."""
+    monkeypatch.setattr(_spans_only, "MAX_CONVERSATION_SPANS", max_spans)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(RolloutBundleSpanExporter(tmp_path)))
+    tracer = provider.get_tracer("an.instrumentation")
+    for user in ("hi", "again"):
+        messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": user}]}])
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "m",
+            "gen_ai.conversation.id": "c1",
+            "gen_ai.input.messages": messages,
+        }
+        with tracer.start_as_current_span("chat m", attributes=attributes):
+            pass
+    provider.shutdown()
+    bundles = [rollout_shape(path) for path in sorted(tmp_path.glob("trace-*"))]
+    turns = sorted(shape.threads["/root"].turns for shape in bundles)
+    assert turns == ([2] if max_spans > 1 else [1, 1])
+    if max_spans > 1:
+        assert bundles[0].threads["/root"].user_texts == ["hi", "again"]
 
 
 def test_a_genai_trace_with_no_bundle_warns_once_and_other_traces_stay_silent(

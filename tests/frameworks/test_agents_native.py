@@ -32,12 +32,9 @@ from otel_rollout._reduce._model import (
 )
 from support.codex import codex_reduce
 from support.frameworks import REPO_ROOT, framework_env, framework_python
+from support.scripted_openai import call, say, scripted_server
 
 APPS = Path(__file__).resolve().parent / "apps"
-sys.path.insert(0, str(APPS))  # the apps' scripted model server, as the apps import it
-
-from agents_native_model import function_call, message, scripted_server  # noqa: E402
-
 APP = APPS / "agents_native_app.py"
 
 pytestmark = pytest.mark.slow
@@ -63,6 +60,7 @@ def _run(mode: str, trace_root: Path, **env: str) -> dict[str, Any]:
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    assert result["unscripted"] == []
     return result
 
 
@@ -392,15 +390,13 @@ def test_the_readme_snippet_records_a_handoff(tmp_path: Path, codex_bin_0171: Pa
     (block,) = [code for code in blocks if "RolloutTracingProcessor" in code]
     (tmp_path / "app.py").write_text(block, encoding="utf-8")
     script = {
-        "Hand weather questions off.": [
-            [function_call("transfer_to_weather", "{}", "call_handoff", "fc_1")]
-        ],
+        "Hand weather questions off.": [call("transfer_to_weather", "{}", "call_handoff")],
         "Answer about the weather.": [
-            [function_call("forecast", '{"city":"Paris"}', "call_forecast", "fc_2")],
-            [message("Sunny in Paris.", "msg_1")],
+            call("forecast", '{"city":"Paris"}', "call_forecast"),
+            say("Sunny in Paris."),
         ],
     }
-    with scripted_server(script) as (url, requests):
+    with scripted_server(script) as server:
         done = subprocess.run(
             [str(framework_python("agents")), "app.py"],
             capture_output=True,
@@ -408,11 +404,11 @@ def test_the_readme_snippet_records_a_handoff(tmp_path: Path, codex_bin_0171: Pa
             timeout=120,
             check=False,
             cwd=tmp_path,
-            env=framework_env(OPENAI_BASE_URL=url, OPENAI_API_KEY="sk-scripted"),
+            env=framework_env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-scripted"),
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Sunny in Paris."
-    assert len(requests) == 3
+    assert (len(server.received), server.unscripted) == (3, [])
     bundle = _only_bundle(tmp_path / "rollout-traces")
     trace = _codex_agrees(codex_bin_0171, bundle, tmp_path)
     threads = _threads(trace)

@@ -22,6 +22,11 @@ SCRIPT = {
         say("It ships today."),
     ],
     "helper-model": [say("Not late.")],
+    "loop-model": [
+        call("lookup", '{"q":"order 7"}', "call_lookup"),
+        say("It ships today."),
+        say("You are welcome."),
+    ],
 }
 LATEST = {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}
 
@@ -141,3 +146,55 @@ def test_the_recording_api_and_openai_v2_on_one_provider_write_one_bundle(
     [bundle] = traces.glob("trace-*")  # the rollout's own; openai-v2's span made none
     assert rollout_shape(bundle).threads["/root"].origin == "root"
     assert done.stdout.split()[-1] == "1"  # the chat span: left out, and counted
+
+
+def test_a_loop_without_a_span_joins_its_traces_by_conversation_id(
+    tmp_path: Path, codex_for: Callable[[int], Path]
+) -> None:
+    """No span around the loop: each chat call and tool span is a trace of its own. The
+    conversation id they carry (put there by the app) joins them into one bundle: one
+    thread, one turn per user message (the call given the tool's result goes on the turn)."""
+    traces = tmp_path / "traces"
+    run_app(
+        "loop",
+        traces,
+        OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="span_only",
+        CONVERSATION_ID="conv-7",
+        **LATEST,
+    )
+    [bundle] = traces.glob("trace-*")
+    assert_codex_accepts(bundle, codex_for(3), tmp_path)
+    shape = rollout_shape(bundle)
+    [root] = shape.threads.values()
+    assert (root.nickname, root.model, root.turns, root.inferences) == (
+        "loop-model",
+        "loop-model",
+        2,
+        3,
+    )
+    assert root.tools == [("lookup", "call_lookup", "other")]
+    assert root.arguments == {"call_lookup": '{"q":"order 7"}'}
+    assert root.replies == ["It ships today.", "You are welcome."]
+    assert (root.user_texts, root.instructions) == (
+        ["Where is my order?", "Thanks"],
+        ["You support."],
+    )
+    turns = sorted(
+        shape.state["codex_turns"].values(), key=lambda turn: turn["execution"]["started_seq"]
+    )
+    calls = shape.state["inference_calls"].values()
+    per_turn = [sum(c["codex_turn_id"] == t["codex_turn_id"] for c in calls) for t in turns]
+    assert per_turn == [2, 1]  # the call given the tool's result went on the first turn
+    assert shape.edges == []
+
+
+def test_a_loop_without_a_span_or_conversation_id_gives_a_bundle_per_trace(
+    tmp_path: Path,
+) -> None:
+    """Nothing joins the traces: one bundle each (3 chat calls, 1 tool span)."""
+    traces = tmp_path / "traces"
+    run_app(
+        "loop", traces, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="span_only", **LATEST
+    )
+    shapes = [rollout_shape(bundle) for bundle in traces.glob("trace-*")]
+    assert sorted(shape.threads["/root"].inferences for shape in shapes) == [0, 1, 1, 1]

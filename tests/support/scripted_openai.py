@@ -1,10 +1,14 @@
 """A scripted OpenAI-compatible server on loopback: framework apps talk to it, never to a model.
 
-Each model name has its own queue of scripted replies, consumed in order: the app gives each
-agent its own model name, so each agent's calls get that agent's script whatever the order the
-framework makes them in. Serves Chat Completions (``POST /v1/chat/completions``, also streamed)
-and the Responses API (``POST /v1/responses``), and records every request body for the test to
-check what the app sent.
+Each agent has its own queue of scripted replies, consumed in order, so each agent's calls get
+that agent's script whatever the order the framework makes them in. A request's queue is its
+agent's: the one named by its model (apps that give each agent a model of its own), else by its
+instructions (the Responses API's ``instructions``, Chat Completions' first system message: apps
+whose agents share a model), else ``"*"``. Serves Chat Completions (``POST
+/v1/chat/completions``, also streamed) and the Responses API (``POST /v1/responses``), and
+records every request body for the test to check what the app sent. Response ids count the
+requests (``resp_1``, ``chatcmpl-1``, ...). Only the standard library: the framework apps run it
+in their own venvs too.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted reply: assistant text, or tool calls (name, JSON arguments, call id)."""
+    """One scripted reply: assistant text, or tool calls (name, JSON arguments, call id), or
+    the API failing with an HTTP status."""
 
     text: str | None = None
     tool_calls: tuple[tuple[str, str, str], ...] = ()
+    status: int = 200
 
 
 def say(text: str) -> Reply:
@@ -36,17 +42,44 @@ def call(name: str, arguments: str, call_id: str) -> Reply:
     return Reply(tool_calls=((name, arguments, call_id),))
 
 
+def calls(*tool_calls: tuple[str, str, str]) -> Reply:
+    """A reply calling several tools at once (each: name, exact arguments, call id)."""
+    return Reply(tool_calls=tool_calls)
+
+
+def fail(status: int) -> Reply:
+    """The API answering the request with HTTP ``status``."""
+    return Reply(status=status)
+
+
 @dataclass
 class ScriptedServer:
     """The running server: its base URL and the request bodies it received, per model."""
 
     base_url: str
     requests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Script key (see the module) -> the request bodies its replies answered, in order."""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    """Every request body, in the order received."""
     unscripted: list[str] = field(default_factory=list)
-    """Models asked for a reply past the end of their script."""
+    """Script keys asked for a reply past the end of their script."""
 
 
-def _completion(model: str, index: int, reply: Reply) -> dict[str, Any]:
+def _script_key(body: dict[str, Any], script: Mapping[str, Any]) -> str:
+    """Whose script answers ``body``: its model's, else its instructions', else ``"*"``."""
+    model = str(body.get("model"))
+    if model in script:
+        return model
+    instructions = body.get("instructions")
+    if instructions is None:
+        system = [m for m in body.get("messages") or () if m.get("role") == "system"]
+        instructions = system[0].get("content") if system else None
+    if isinstance(instructions, str) and instructions in script:
+        return instructions
+    return "*"
+
+
+def _completion(model: str, number: int, index: int, reply: Reply) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text}
     if reply.tool_calls:
         message["tool_calls"] = [
@@ -54,7 +87,7 @@ def _completion(model: str, index: int, reply: Reply) -> dict[str, Any]:
             for name, args, call_id in reply.tool_calls
         ]
     return {
-        "id": f"chatcmpl-{model}-{index}",
+        "id": f"chatcmpl-{number}",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
@@ -69,14 +102,16 @@ def _completion(model: str, index: int, reply: Reply) -> dict[str, Any]:
     }
 
 
-def _response(model: str, index: int, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+def _response(
+    model: str, number: int, index: int, request: dict[str, Any], reply: Reply
+) -> dict[str, Any]:
     """``reply`` as a Responses API response (echoing the request's instructions and tools)."""
     output: list[dict[str, Any]] = []
     if reply.text is not None:
         output.append(
             {
                 "type": "message",
-                "id": f"msg_{model}_{index}",
+                "id": f"msg_{number}",
                 "role": "assistant",
                 "status": "completed",
                 "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
@@ -94,7 +129,7 @@ def _response(model: str, index: int, request: dict[str, Any], reply: Reply) -> 
         for name, args, call_id in reply.tool_calls
     ]
     return {
-        "id": f"resp_{model}_{index}",
+        "id": f"resp_{number}",
         "object": "response",
         "created_at": 1_700_000_000 + index,
         "status": "completed",
@@ -139,8 +174,8 @@ def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedServer]:
-    """Serve ``script`` (model name -> its replies in order; ``"*"``: any other model) on
-    127.0.0.1 for a ``with`` block."""
+    """Serve ``script`` (model name or instructions -> its replies in order; ``"*"``: any
+    other request) on 127.0.0.1 for a ``with`` block."""
     queues = {model: list(replies) for model, replies in script.items()}
     lock = threading.Lock()
     state = ScriptedServer(base_url="")
@@ -150,22 +185,29 @@ def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedS
             """Quiet."""
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
             model = str(body.get("model"))
+            key = _script_key(body, queues)
             with lock:
-                state.requests.setdefault(model, []).append(body)
-                index = len(state.requests[model]) - 1
-                queue = queues.get(model, queues.get("*", []))
+                state.received.append(body)
+                number = len(state.received)
+                state.requests.setdefault(key, []).append(body)
+                index = len(state.requests[key]) - 1
+                queue = queues.get(key, [])
                 if queue:
                     reply = queue.pop(0)
                 else:
-                    state.unscripted.append(model)
+                    state.unscripted.append(key)
                     reply = say("(unscripted)")
+            if reply.status != 200:
+                error = {"error": {"message": "scripted failure", "type": "server_error"}}
+                self._send(reply.status, "application/json", json.dumps(error).encode())
+                return
             if self.path.rstrip("/").endswith("/responses"):
-                response = _response(model, index, body, reply)
+                response = _response(model, number, index, body, reply)
                 self._send(200, "application/json", json.dumps(response).encode())
                 return
-            completion = _completion(model, index, reply)
+            completion = _completion(model, number, index, reply)
             if not body.get("stream"):
                 self._send(200, "application/json", json.dumps(completion).encode())
                 return

@@ -7,11 +7,13 @@ span by span, what other instrumentations say into those attributes:
   ``LLM`` -> ``chat`` (``llm.model_name``, ``llm.provider``/``llm.system``, the flattened
   ``llm.input_messages.*`` / ``llm.output_messages.*``, ``llm.token_count.*``), ``TOOL`` ->
   ``execute_tool`` (``tool.name``, ``input.value`` the arguments, ``output.value`` the
-  result; the Agents SDK's ``handoff to X`` tool -> ``agent_handoff``);
+  result; the Agents SDK's ``handoff to X`` tool -> ``agent_handoff``; ``session.id`` ->
+  ``gen_ai.conversation.id``);
 * OpenLLMetry (``traceloop.*``): tool arguments and results unwrapped from LangChain's
   callback envelopes;
-* bridge quirks of GenAI messages: the OpenAI Agents bridge's assistant message written as
-  Python ``repr`` text, ``tool_call_response`` parts with ``result`` for ``response``, tool
+* bridge quirks of GenAI messages: the OpenAI Agents bridge's assistant message (a Chat
+  Completions message, or a Responses API ``function_call`` item) written as Python ``repr``
+  text, ``tool_call_response`` parts with ``result`` for ``response``, tool
   calls without ``arguments``.
 
 LangChain names the agent that made each call (``lc_agent_name``, in OpenInference's
@@ -52,6 +54,7 @@ HANDOFF_TO: Final = "gen_ai.handoff.to_agent"
 _OI_KIND: Final = "openinference.span.kind"
 _LC_AGENT_TL: Final = "traceloop.association.properties.lc_agent_name"
 _HANDOFF_PREFIX: Final = "handoff to "
+_REPR_FUNCTION_CALL: Final = "ResponseFunctionToolCall"
 
 
 def to_genai(name: str, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -65,6 +68,8 @@ def to_genai(name: str, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
     kind = attributes.get(_OI_KIND)
     if isinstance(kind, str):
         found = _from_openinference(name, kind.upper(), attributes)
+        if found and sc.GEN_AI_CONVERSATION_ID not in attributes:
+            _copy(found, attributes, sc.GEN_AI_CONVERSATION_ID, "session.id")
     elif "traceloop.span.kind" in attributes:
         found = _from_openllmetry(attributes)
     return {**attributes, **found} if found else None
@@ -267,6 +272,8 @@ def _repaired_part(role: str, part: dict[str, Any]) -> list[dict[str, Any]]:
         content = part.get("content")
         if isinstance(content, str) and content.startswith("{'") and "'role': " in content:
             return _repr_message_parts(content) or [part]
+        if isinstance(content, str) and content.startswith(_REPR_FUNCTION_CALL + "("):
+            return _repr_function_call_parts(content) or [part]
     return [part]
 
 
@@ -294,6 +301,38 @@ def _repr_message_parts(text: str) -> list[dict[str, Any]] | None:
                 }
             )
     return parts
+
+
+def _repr_function_call_parts(text: str) -> list[dict[str, Any]] | None:
+    """The tool call in a Responses API ``function_call`` item the OpenAI Agents bridge wrote
+    as its pydantic ``repr`` (``ResponseFunctionToolCall(arguments='...', call_id='...',
+    name='...', ...)``): only literal keyword values are read, nothing is evaluated."""
+    try:
+        tree = ast.parse(text, mode="eval").body
+        if not (
+            isinstance(tree, ast.Call)
+            and isinstance(tree.func, ast.Name)
+            and tree.func.id == _REPR_FUNCTION_CALL
+        ):
+            return None
+        fields = {
+            keyword.arg: ast.literal_eval(keyword.value)
+            for keyword in tree.keywords
+            if keyword.arg in ("arguments", "call_id", "name")
+        }
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(fields.get("name"), str) or not isinstance(fields.get("call_id"), str):
+        return None
+    arguments = fields.get("arguments")
+    return [
+        {
+            "type": "tool_call",
+            "id": fields["call_id"],
+            "name": fields["name"],
+            "arguments": "{}" if arguments is None else arguments_text(arguments),
+        }
+    ]
 
 
 def _json(value: Any) -> Any:

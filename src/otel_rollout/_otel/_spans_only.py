@@ -15,6 +15,11 @@ that ended, and the starts of what has not, as a killed live recording does), wr
 staging directory and swapped in place of the previous checkpoint. A ``kill -9`` or SIGTERM
 then leaves a valid bundle of everything that ended before the latest checkpoint; the
 trace's end replaces it with the complete bundle.
+
+Traces of one conversation join: a trace whose work (under no agent run) carries one
+``gen_ai.conversation.id`` is planned with the earlier traces of that conversation
+(:func:`~otel_rollout._otel._spans_plan.plan_conversation`) into the bundle of the first,
+rewritten as each ends.
 """
 
 from __future__ import annotations
@@ -50,13 +55,27 @@ from otel_rollout._config import CAPTURE_CONTENT_ENV
 from otel_rollout._errors import Component
 from otel_rollout._otel._ownership import is_trace_owned
 from otel_rollout._otel._span_conventions import is_genai
-from otel_rollout._otel._spans_plan import RolloutPlan, SpanRecord, plan_rollouts, span_record
+from otel_rollout._otel._spans_plan import (
+    RolloutPlan,
+    SpanRecord,
+    conversation_of,
+    plan_conversation,
+    plan_rollouts,
+    span_record,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUFFERED_BYTES = 32 * 1024 * 1024
 """Past this many buffered bytes, the biggest trace buffer is spilled to disk."""
 _MAX_FLUSHED_TRACES = 4096
+MAX_CONVERSATIONS = 256
+"""Conversations whose traces are kept to join later ones (the least recent forgotten: a
+later trace of a forgotten conversation starts a bundle of its own)."""
+MAX_CONVERSATION_SPANS = 10_000
+"""A trace that would take a conversation past this many spans starts a bundle of its own
+(the conversation's bundle is rewritten whole as each trace joins: this bounds the memory and
+the work of one join)."""
 
 _record_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(SpanRecord)
@@ -125,6 +144,9 @@ class SpansOnlyAssembler:
         self._writing = 0
         self._idle = threading.Condition(self._lock)
         """Notified when the background thread has written every ended trace."""
+        self._conversations: dict[str, tuple[int, list[list[SpanRecord]]]] = {}
+        """Conversation id -> its first trace id and its ended traces' records, oldest first
+        (least recently joined first; guarded by the write lock)."""
 
     def started(self, span: ReadableSpan) -> None:
         """A span started (the processor path): the trace's checkpoints show it running."""
@@ -248,11 +270,11 @@ class SpansOnlyAssembler:
             if is_trace_owned(trace_id):
                 continue  # its end leaves it out (and removes its checkpoints)
             started = time.monotonic()
-            plans = [_cut(plan) for plan in plan_rollouts(trace_id, records)]
             with self._write_lock:
                 with self._lock:
                     if trace_id in self._flushed or self._closed:
                         continue  # its end was written meanwhile
+                plans = [_cut(plan) for plan in self._plans(trace_id, records, final=False)]
                 try:
                     self._replace(trace_id, plans)
                     elapsed = time.monotonic() - started
@@ -272,7 +294,7 @@ class SpansOnlyAssembler:
         written: set[str] = set()
         for plan in plans:
             name = bundle_dir_name(plan.trace_id, plan.root_thread_id)
-            if not previous and final:
+            if not previous and final and not (self.trace_root / name).exists():
                 path = self._write_plan(self.trace_root, plan)
             else:
                 make_private_dirs(staging)
@@ -309,6 +331,32 @@ class SpansOnlyAssembler:
         with self._write_lock:
             for name in self._checkpoints.pop(trace_id, set()):
                 shutil.rmtree(self.trace_root / name, ignore_errors=True)
+
+    def _plans(self, trace_id: int, records: list[SpanRecord], *, final: bool) -> list[RolloutPlan]:
+        """The trace's rollouts: its conversation's, joined with the earlier traces of that
+        conversation (``final``: kept to join later ones), else one per local root (hold the
+        write lock)."""
+        conversation = conversation_of(records)
+        if conversation is not None:
+            first, earlier = self._conversations.get(conversation, (trace_id, []))
+            if sum(map(len, earlier)) + len(records) > MAX_CONVERSATION_SPANS:
+                first, earlier = trace_id, []
+            plan = plan_conversation(first, [*earlier, records])
+            if plan is not None:
+                if final:
+                    self._keep_conversation(conversation, first, [*earlier, records])
+                return [plan]
+        return list(plan_rollouts(trace_id, records))
+
+    def _keep_conversation(
+        self, conversation: str, first: int, traces: list[list[SpanRecord]]
+    ) -> None:
+        """Keep a conversation's traces to join later ones, the most recent
+        :data:`MAX_CONVERSATIONS` (hold the write lock)."""
+        self._conversations.pop(conversation, None)
+        self._conversations[conversation] = (first, traces)
+        if len(self._conversations) > MAX_CONVERSATIONS:
+            del self._conversations[next(iter(self._conversations))]
 
     def _write_plan(self, root: Path, plan: RolloutPlan) -> Path | None:
         return write_plan(
@@ -358,33 +406,38 @@ class SpansOnlyAssembler:
             return
         records += buffer.open.values()  # shut down while they run: planned as running
         try:
-            plans = list(plan_rollouts(trace_id, records))
-            if buffer.open:
-                plans = [_cut(plan) for plan in plans]
-            if not plans:
-                warn_once(
-                    "no agent work",
-                    "rollout trace: a trace's GenAI spans hold no agent run, inference or "
-                    "tool call (operations: %s), so it has no bundle",
-                    ", ".join(sorted(_operations(records))) or "none",
-                )
-            if any(plan.without_content for plan in plans):
-                warn_once(
-                    "no content",
-                    "rollout trace: GenAI inference spans carry no message content, so "
-                    "bundles hold no requests or replies: set %s=span_only (or "
-                    "span_and_event); "
-                    "opentelemetry-instrumentation-openai-v2 also needs "
-                    "OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental (its legacy mode "
-                    "puts content in log events only)",
-                    CAPTURE_CONTENT_ENV,
-                )
             with self._write_lock:
+                plans = self._plans(trace_id, records, final=True)
+                if buffer.open:
+                    plans = [_cut(plan) for plan in plans]
                 self._replace(trace_id, plans, final=True)
+            _warn_about(plans, records)
         except OSError as error:
             logger.warning("rollout trace: writing a bundle from spans failed: %s", error)
         except Exception:
             _errors.background_error(Component.SPANS_ONLY, "building a bundle from spans")
+
+
+def _warn_about(plans: list[RolloutPlan], records: list[SpanRecord]) -> None:
+    """Warn (once per reason) when a GenAI trace gave no bundle, or bundles without content."""
+    if not plans:
+        warn_once(
+            "no agent work",
+            "rollout trace: a trace's GenAI spans hold no agent run, inference or "
+            "tool call (operations: %s), so it has no bundle",
+            ", ".join(sorted(_operations(records))) or "none",
+        )
+    if any(plan.without_content for plan in plans):
+        warn_once(
+            "no content",
+            "rollout trace: GenAI inference spans carry no message content, so "
+            "bundles hold no requests or replies: set %s=span_only (or "
+            "span_and_event); "
+            "opentelemetry-instrumentation-openai-v2 also needs "
+            "OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental (its legacy mode "
+            "puts content in log events only)",
+            CAPTURE_CONTENT_ENV,
+        )
 
 
 def _cut(plan: RolloutPlan) -> RolloutPlan:

@@ -197,6 +197,56 @@ def plan_rollouts(trace_id: int, records: list[SpanRecord]) -> Iterator[RolloutP
         yield _RolloutPlanner(trace_id, structure, root, runs, work).plan()
 
 
+def conversation_of(records: list[SpanRecord]) -> str | None:
+    """The conversation a trace's work joins: the one ``gen_ai.conversation.id`` its
+    inference and tool spans carry, when it holds no agent run (``None``: no such id, more
+    than one, or agent runs, whose threads the id already keys)."""
+    found: set[str] = set()
+    for record in records:
+        attributes = conventions.to_genai(record.name, record.attributes) or record.attributes
+        operation = attributes.get(sc.GEN_AI_OPERATION_NAME)
+        if operation == sc.OPERATION_INVOKE_AGENT:
+            return None
+        conversation = attributes.get(sc.GEN_AI_CONVERSATION_ID)
+        if operation in _WORK_OPERATIONS and isinstance(conversation, str) and conversation:
+            found.add(conversation)
+    return found.pop() if len(found) == 1 else None
+
+
+def plan_conversation(trace_id: int, traces: list[list[SpanRecord]]) -> RolloutPlan | None:
+    """Plan one bundle of a conversation's traces (oldest first), each holding work under no
+    agent run (:func:`conversation_of`): one root thread, one turn per user message.
+
+    A trace starts a new turn unless it only carries on the previous one: it has no
+    inference (a tool call), or its first inference's input ends with tool results (the
+    model called again with what its tools answered). ``trace_id`` (the first trace's) names
+    the bundle; ``None`` when the traces hold agent runs or no work.
+    """
+    groups: list[list[SpanRecord]] = []
+    for records in traces:
+        normalized = [_normalized(record) for record in records]
+        if not groups or _starts_turn(normalized):
+            groups.append([])
+        groups[-1].extend(normalized)
+    structure = _Structure([record for group in groups for record in group])
+    if structure.runs or not structure.work:
+        return None
+    turns = [[r for r in group if r.operation in _WORK_OPERATIONS] for group in groups]
+    turns = [turn for turn in turns if turn]
+    local_root = structure.by_id.get(structure.local_root(turns[0][0]))
+    return _RolloutPlanner(trace_id, structure, local_root, [], structure.work, turns).plan()
+
+
+def _starts_turn(records: list[SpanRecord]) -> bool:
+    """Whether a trace of a conversation starts a turn (see :func:`plan_conversation`)."""
+    inferences = [r for r in records if r.operation in _INFERENCE_OPERATIONS]
+    if not inferences:
+        return False
+    first = min(inferences, key=lambda record: (record.start_ns, record.span_id))
+    messages = conventions.genai_messages(first.attributes.get(sc.GEN_AI_INPUT_MESSAGES))
+    return not messages or messages[-1]["role"] != "tool"
+
+
 def _normalized(record: SpanRecord) -> SpanRecord:
     """``record`` with other conventions' attributes read as GenAI ones."""
     attributes = conventions.to_genai(record.name, record.attributes)
@@ -362,7 +412,10 @@ class _RolloutPlanner:
         local_root: SpanRecord | None,
         runs: list[SpanRecord],
         work: list[SpanRecord],
+        turns: list[list[SpanRecord]] | None = None,
     ) -> None:
+        """``turns``: the work under no agent run in groups, one turn of the root each
+        (default: one turn)."""
         self.trace_id = trace_id
         self.structure = structure
         self.work = work
@@ -370,17 +423,26 @@ class _RolloutPlanner:
         self.owner = {record.span_id: structure.run_of(record) for record in work}
         orphans = [record for record in work if self.owner[record.span_id] is None]
         self.synthetic: SpanRecord | None = None
+        """The synthetic root agent of work under no agent run (its first turn)."""
+        self.synthetic_turns: list[SpanRecord] = []
+        self.synthetic_of: dict[int, SpanRecord] = {}
+        """Work under no agent run -> its synthetic turn."""
         if orphans or not self.runs:
-            members = [*self.runs, *work]
-            self.synthetic = SpanRecord(
-                span_id=0,
-                parent_id=0,
-                name=_synthetic_name(local_root, work),
-                start_ns=min(record.start_ns for record in members),
-                end_ns=max(record.end_ns for record in members),
-                error=None,
-                attributes={sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT},
-            )
+            groups = turns or [orphans]
+            for index, group in enumerate(groups):
+                members = [*self.runs, *work] if len(groups) == 1 else group
+                turn = SpanRecord(
+                    span_id=0 if index == 0 else group[0].span_id,
+                    parent_id=0,
+                    name=_synthetic_name(local_root, work),
+                    start_ns=min(record.start_ns for record in members),
+                    end_ns=max(record.end_ns for record in members),
+                    error=None,
+                    attributes={sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT},
+                )
+                self.synthetic_turns.append(turn)
+                self.synthetic_of.update((record.span_id, turn) for record in group)
+            self.synthetic = self.synthetic_turns[0]
         self.turns: dict[int, _Turn] = {}
         self.threads: list[_Thread] = []
         self.spawns: dict[int, tuple[_Turn, SpanRecord]] = {}
@@ -444,8 +506,8 @@ class _RolloutPlanner:
         )
         root_name = root_run.name if self.synthetic else _agent_name(root_run)
         root = self._new_thread(root_run, root_name, None)
-        if self.synthetic is not None:
-            self._add_turn(root, self.synthetic)
+        for synthetic_turn in self.synthetic_turns:
+            self._add_turn(root, synthetic_turn)
         handoffs = sorted(
             (
                 r
@@ -484,9 +546,8 @@ class _RolloutPlanner:
                 continue
             self._add_turn(thread, run)
         for record in self.work:
-            owner = self.owner[record.span_id]
-            owner_turn = self.turns[owner.span_id] if owner is not None else self.turns[0]
-            self.turns[record.span_id] = owner_turn
+            owner = self.owner[record.span_id] or self.synthetic_of[record.span_id]
+            self.turns[record.span_id] = self.turns[owner.span_id]
 
     def _add_turn(self, thread: _Thread, run: SpanRecord) -> _Turn:
         thread.runs.append(run)

@@ -2,7 +2,9 @@
 
 A triage agent uses a researcher agent as a tool (which calls a function tool), then hands
 off to a billing agent; a second user turn in the same trace goes to triage again. The
-model is a scripted Responses API server on loopback. Prints one JSON line: what the app
+model is the tests' scripted OpenAI server (``tests/support/scripted_openai.py``; the agents
+share one model, so each agent's script is keyed by its instructions), on loopback in this
+process. Prints one JSON line: what the app
 did (the requests the model received, the final outputs).
 
 Modes (argv[1]): ``processor`` adds the processor in code; ``instrument`` relies on
@@ -19,30 +21,33 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, trace
-from agents_native_model import Script, function_call, message, scripted_server
 from openai import AsyncOpenAI
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the support package
+from support.scripted_openai import Reply, call, calls, fail, say, scripted_server
+
+Script = Mapping[str, Sequence[Reply]]
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "processor"
 
 SCRIPT: Script = {
     "You research.": [
-        [  # two calls of one tool in one response: run concurrently
-            function_call("lookup", '{"q": "rates",  "exact":true}', "call_r1", "fc_r1"),
-            function_call("lookup", '{"q":"fees","exact":false}', "call_r2", "fc_r2"),
-        ],
-        [message("Rates are 5%.", "msg_r1")],
+        calls(  # two calls of one tool in one response: run concurrently
+            ("lookup", '{"q": "rates",  "exact":true}', "call_r1"),
+            ("lookup", '{"q":"fees","exact":false}', "call_r2"),
+        ),
+        say("Rates are 5%."),
     ],
-    "You handle billing.": [
-        [function_call("invoice", "{}", "call_b1", "fc_b1")],
-        [message("Your bill is $10.", "msg_b1")],
-    ],
+    "You handle billing.": [call("invoice", "{}", "call_b1"), say("Your bill is $10.")],
     "You triage.": [
-        [function_call("research", '{"input":"find rates"}', "call_t1", "fc_t1")],
-        [function_call("transfer_to_billing", "{}", "call_t2", "fc_t2")],
-        [message("Anything else?", "msg_t3")],
+        call("research", '{"input":"find rates"}', "call_t1"),
+        call("transfer_to_billing", "{}", "call_t2"),
+        say("Anything else?"),
     ],
 }
 
@@ -61,11 +66,8 @@ def explode() -> str:
 
 
 ERROR_SCRIPT: Script = {
-    "You check.": [
-        [function_call("explode", "{}", "call_x", "fc_x")],
-        [message("It failed.", "msg_x")],
-    ],
-    "You fail.": [{"error": 500}],
+    "You check.": [call("explode", "{}", "call_x"), say("It failed.")],
+    "You fail.": [fail(500)],
 }
 
 
@@ -85,11 +87,11 @@ async def run_errors(url: str) -> dict[str, Any]:
 
 
 TWICE_SCRIPT: Script = {
-    "You research.": [[message("5%.", "msg_a1")], [message("$1.", "msg_a2")]],
+    "You research.": [say("5%."), say("$1.")],
     "You triage.": [
-        [function_call("research", '{"input":"rates"}', "call_a1", "fc_a1")],
-        [function_call("research", '{"input": "fees"}', "call_a2", "fc_a2")],
-        [message("5% and $1.", "msg_a3")],
+        call("research", '{"input":"rates"}', "call_a1"),
+        call("research", '{"input": "fees"}', "call_a2"),
+        say("5% and $1."),
     ],
 }
 
@@ -164,9 +166,10 @@ def main() -> None:
         OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
     script = {"errors": ERROR_SCRIPT, "twice": TWICE_SCRIPT}.get(MODE, SCRIPT)
     runs = {"errors": run_errors, "twice": run_twice}
-    with scripted_server(script) as (url, requests):
-        done = asyncio.run(runs.get(MODE, run)(url))
-    done["requests"] = requests
+    with scripted_server(script) as server:
+        done = asyncio.run(runs.get(MODE, run)(server.base_url))
+    done["requests"] = server.received
+    done["unscripted"] = server.unscripted
     if provider is not None:
         provider.shutdown()
         import otel_rollout

@@ -10,6 +10,10 @@ argv[1]:
   (otel-rollout's ``opentelemetry_post_instrument`` entry point).
 * ``recording``: a recording-API rollout on the same provider as openai-v2, its chat call
   inside the rollout: the rollout's own bundle, and no second one from openai-v2's span.
+* ``loop``: an agent loop with no span around it (each chat call and tool span a trace of
+  its own), then a second user message; with ``CONVERSATION_ID`` set, the app puts it in
+  the baggage and copies it onto every span as ``gen_ai.conversation.id`` (what
+  ``opentelemetry-processor-baggage``'s ``BaggageSpanProcessor`` does).
 
 The model server is ``OPENAI_BASE_URL``; bundles go to ``OTEL_ROLLOUT_TRACE_ROOT``. Prints
 ``otel_rollout.stats().foreign_spans_left_out`` last.
@@ -23,9 +27,10 @@ import sys
 from typing import Any
 
 import openai
-from opentelemetry import trace
+from opentelemetry import baggage, context, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
 import otel_rollout
 from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor, ThreadTraceContext
@@ -33,6 +38,19 @@ from otel_rollout import RolloutBundleSpanExporter, RolloutSpanProcessor, Thread
 MODE = sys.argv[1]
 exporter = RolloutBundleSpanExporter()
 provider = TracerProvider()
+CONVERSATION = "gen_ai.conversation.id"
+
+
+class ConversationIdFromBaggage(SpanProcessor):
+    """Copies the baggage's conversation id onto each span as it starts."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        value = baggage.get_baggage(CONVERSATION, parent_context)
+        if isinstance(value, str):
+            span.set_attribute(CONVERSATION, value)
+
+
+provider.add_span_processor(ConversationIdFromBaggage())
 if MODE == "zero-code":  # opentelemetry-instrument instruments openai and adds the processor
     tracer = trace.get_tracer("support.app")
 else:
@@ -96,7 +114,40 @@ def run_tool(name: str, arguments: dict[str, Any]) -> str:
     return f"found {arguments['q']}"
 
 
-if MODE in ("agents", "zero-code"):
+def loop_without_a_span(model: str, users: list[str]) -> None:
+    """The agent loop with no span around it; each user message after the last answer."""
+    messages: list[Any] = [{"role": "system", "content": "You support."}]
+    for user in users:
+        messages.append({"role": "user", "content": user})
+        while True:
+            reply = client.chat.completions.create(model=model, messages=messages, tools=TOOLS)
+            message = reply.choices[0].message
+            messages.append(message.model_dump(exclude_none=True))
+            if not message.tool_calls:
+                break
+            for tool_call in message.tool_calls:
+                assert tool_call.type == "function"
+                name, arguments = tool_call.function.name, tool_call.function.arguments
+                with tracer.start_as_current_span(
+                    f"execute_tool {name}",
+                    attributes={
+                        "gen_ai.operation.name": "execute_tool",
+                        "gen_ai.tool.name": name,
+                        "gen_ai.tool.call.id": tool_call.id,
+                        "gen_ai.tool.call.arguments": arguments,
+                    },
+                ) as span:
+                    result = f"found {json.loads(arguments)['q']}"
+                    span.set_attribute("gen_ai.tool.call.result", result)
+                messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": result})
+
+
+if MODE == "loop":
+    conversation = os.environ.get("CONVERSATION_ID")
+    if conversation:
+        context.attach(baggage.set_baggage(CONVERSATION, conversation))
+    loop_without_a_span("loop-model", ["Where is my order?", "Thanks"])
+elif MODE in ("agents", "zero-code"):
     with tracer.start_as_current_span("POST /support"):
         invoke_agent("support", "support-model", "You support.", "Where is my order?")
 else:
