@@ -35,6 +35,7 @@ from otel_rollout._otel._replay import (
 from otel_rollout._reduce import reduce_bundle
 from otel_rollout.cli import main
 from otel_rollout.cli._replay import checked_spans
+from support.otlp_sink import start_sink
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "codex-0.169.0"
 
@@ -468,3 +469,13 @@ def test_the_reducers_verdict_comes_before_replays_own(
     assert ":1:" not in reduce_err
     assert main(["replay", str(bundle), "--endpoint", "http://127.0.0.1:9"]) == 1
     assert capsys.readouterr().err == reduce_err
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_the_benchmarks_minimal_sink_acknowledges_both_protocols(protocol: str) -> None:
+    """The replay benchmark's receiver (tests/support/otlp_sink.py) takes every request."""
+    spans = bundle_spans(fixture_bundle("multi_agent_v2_spawn"))
+    with start_sink() as sink:
+        endpoint = sink.grpc if protocol == "grpc" else sink.http
+        sent = export_spans(spans, resolve_target(endpoint, protocol, timeout=5))
+    assert sent.spans == len(spans) and sent.requests == 1

@@ -101,6 +101,8 @@ def start_sink() -> Iterator[Sink]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 if __name__ == "__main__":
