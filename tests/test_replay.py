@@ -20,7 +20,7 @@ from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlag
 
 from otel_rollout._bundle._models import RawPayloadRef
 from otel_rollout._bundle._payloads import PayloadStore
-from otel_rollout._bundle._reader import Bundle
+from otel_rollout._bundle._reader import Bundle, BundleError
 from otel_rollout._otel import _replay
 from otel_rollout._otel._mapping import derive_span_id, trace_id_from_uuid
 from otel_rollout._otel._replay import (
@@ -479,3 +479,14 @@ def test_the_benchmarks_minimal_sink_acknowledges_both_protocols(protocol: str) 
         endpoint = sink.grpc if protocol == "grpc" else sink.http
         sent = export_spans(spans, resolve_target(endpoint, protocol, timeout=5))
     assert sent.spans == len(spans) and sent.requests == 1
+
+
+def test_a_trace_id_that_is_not_a_uuid_is_blamed_before_any_line(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fixture_bundle("plain"), bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    manifest["trace_id"] = "not-a-uuid"
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (bundle / "trace.jsonl").write_bytes(b"not json\n")
+    with pytest.raises(BundleError, match="manifest.json:0: trace_id is not a UUID"):
+        bundle_spans(bundle)

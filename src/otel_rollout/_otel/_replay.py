@@ -600,7 +600,8 @@ def bundle_spans(
         resource=resource,
         redact=redact,
     )
-    for line in bundle.lines():
+    lines = () if builder.refused else bundle.lines()  # the manifest's refusal comes first
+    for line in lines:
         if not line.data.strip():
             continue
         try:
