@@ -495,6 +495,29 @@ def test_bounded_messages_drop_oldest_then_shorten_and_stay_json() -> None:
     assert json.loads(value).endswith("...[truncated]")
 
 
+def test_bounded_messages_keep_what_dropping_one_message_at_a_time_keeps() -> None:
+    """Sizes measured once per message give the result of re-measuring the list after each
+    drop (the quadratic way), non-ASCII text included."""
+
+    def one_at_a_time(messages: list[dict[str, Any]], max_bytes: int) -> list[dict[str, Any]]:
+        kept = list(messages)
+        while len(kept) > 1 and len(_messages.dumps(kept).encode()) > max_bytes:
+            kept.pop(0)
+        return kept
+
+    messages = [
+        {"role": "user", "parts": [{"type": "text", "content": f"{n} é✓ " * (n % 7 + 1)}]}
+        for n in range(60)
+    ]
+    for bound in range(40, len(_messages.dumps(messages).encode()) + 2, 37):
+        text = _messages.bounded_messages(messages, bound)
+        kept = one_at_a_time(messages, bound)
+        if len(_messages.dumps(kept).encode()) <= bound:
+            assert text == _messages.dumps(kept), bound
+        else:  # one message left, too big: its text is shortened
+            assert text is None or json.loads(text)[0]["role"] == kept[0]["role"]
+
+
 def test_redactor_keeps_ids_keys_and_json_arguments_valid() -> None:
     redactor = Redactor(pattern_redact([r"sk-[a-z0-9]+"]))
     body = {

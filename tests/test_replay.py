@@ -18,7 +18,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
-from otel_rollout._bundle._reader import Bundle
+from otel_rollout._bundle._models import RawPayloadRef
+from otel_rollout._bundle._payloads import PayloadStore
+from otel_rollout._bundle._reader import Bundle, BundleError
 from otel_rollout._otel import _replay
 from otel_rollout._otel._mapping import derive_span_id, trace_id_from_uuid
 from otel_rollout._otel._replay import (
@@ -30,7 +32,10 @@ from otel_rollout._otel._replay import (
     plan_requests,
     resolve_target,
 )
+from otel_rollout._reduce import reduce_bundle
 from otel_rollout.cli import main
+from otel_rollout.cli._replay import checked_spans
+from support.otlp_sink import start_sink
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "codex-0.169.0"
 
@@ -408,3 +413,80 @@ def test_replay_refuses_what_reduce_refuses_before_sending(
     assert capsys.readouterr().err == reduce_err
     assert reduce_err.startswith(f"otel-rollout: {bundle / 'trace.jsonl'}:")
     assert receiver.requests == []
+
+
+# --- one pass: the command's reduce check and the span build share one read ---
+
+
+@BOTH_SCHEMAS
+@pytest.mark.parametrize("capture", [False, True])
+def test_the_command_builds_the_same_spans_from_the_checks_reads(
+    version: str, capture: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check and the build share each event and its payload bytes: the spans are the
+    ones a build alone gives, and the build reads no payload the check did not read."""
+    bundle = fixture_bundle("multi_agent_v2_spawn", version)
+    alone = [span.to_json() for span in bundle_spans(bundle, capture_content=capture)]
+    store = type(Bundle(bundle).payloads)
+    reads: list[str] = []
+    read = store.read
+
+    def counting(self: PayloadStore, ref: RawPayloadRef | str) -> bytes:
+        reads.append(ref if isinstance(ref, str) else ref.raw_payload_id)
+        return read(self, ref)
+
+    monkeypatch.setattr(store, "read", counting)
+    reduce_bundle(bundle)
+    by_the_check = sorted(reads)
+    assert by_the_check, "the check reads every payload"
+    reads.clear()
+    spans = checked_spans(bundle, capture)
+    assert [span.to_json() for span in spans] == alone
+    assert sorted(reads) == by_the_check
+
+
+def _bad_time_then_unknown_tool_call(bundle: Path) -> None:
+    """Line 1 has a wall time OTLP cannot carry; a later line is a reducer-level defect."""
+    _tool_end_of_an_unknown_call(bundle)
+    log = bundle / "trace.jsonl"
+    first, rest = log.read_bytes().split(b"\n", 1)
+    event = json.loads(first)
+    event["wall_time_unix_ms"] = 1 << 62
+    log.write_bytes(json.dumps(event, separators=(",", ":")).encode() + b"\n" + rest)
+
+
+def test_the_reducers_verdict_comes_before_replays_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Built in the same pass, the spans' own refusal (a time OTLP cannot carry, line 1)
+    waits for the reducer: a bundle reduce refuses is refused as reduce says."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fixture_bundle("tool_call"), bundle)
+    (bundle / "state.json").unlink()
+    _bad_time_then_unknown_tool_call(bundle)
+    assert main(["reduce", str(bundle), "-o", str(tmp_path / "state.json")]) == 1
+    reduce_err = capsys.readouterr().err
+    assert ":1:" not in reduce_err
+    assert main(["replay", str(bundle), "--endpoint", "http://127.0.0.1:9"]) == 1
+    assert capsys.readouterr().err == reduce_err
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_the_benchmarks_minimal_sink_acknowledges_both_protocols(protocol: str) -> None:
+    """The replay benchmark's receiver (tests/support/otlp_sink.py) takes every request."""
+    spans = bundle_spans(fixture_bundle("multi_agent_v2_spawn"))
+    with start_sink() as sink:
+        endpoint = sink.grpc if protocol == "grpc" else sink.http
+        sent = export_spans(spans, resolve_target(endpoint, protocol, timeout=5))
+    assert sent.spans == len(spans) and sent.requests == 1
+
+
+def test_a_trace_id_that_is_not_a_uuid_is_blamed_before_any_line(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fixture_bundle("plain"), bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    manifest["trace_id"] = "not-a-uuid"
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (bundle / "trace.jsonl").write_bytes(b"not json\n")
+    with pytest.raises(BundleError, match="manifest.json:0: trace_id is not a UUID"):
+        bundle_spans(bundle)

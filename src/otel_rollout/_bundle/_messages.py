@@ -222,10 +222,16 @@ def bounded_messages(messages: list[dict[str, Any]], max_bytes: int) -> str | No
     text = dumps(messages)
     if len(text.encode()) <= max_bytes:
         return text
-    kept = [dict(m, parts=[dict(p) for p in m.get("parts", ())]) for m in messages]
-    while len(kept) > 1 and _size(kept) > max_bytes:
-        kept.pop(0)
-    if _size(kept) > max_bytes and not _shorten_texts(kept, max_bytes):
+    # Compact JSON of a list is "[" + ",".join(items) + "]": drop the oldest messages by
+    # their sizes, each measured once (not the whole list again after every drop).
+    sizes = [_size(message) for message in messages]
+    total = len(text.encode())
+    first = 0
+    while first < len(messages) - 1 and total > max_bytes:
+        total -= sizes[first] + 1
+        first += 1
+    kept = [dict(m, parts=[dict(p) for p in m.get("parts", ())]) for m in messages[first:]]
+    if total > max_bytes and not _shorten_texts(kept, max_bytes):
         return None
     return dumps(kept)
 

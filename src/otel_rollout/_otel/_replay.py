@@ -14,6 +14,7 @@ import re
 import socket
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,13 +28,15 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
 from otel_rollout._bundle._models import RawPayloadRef, RawTraceEvent
-from otel_rollout._bundle._reader import Bundle, BundleError
+from otel_rollout._bundle._payloads import PayloadStore
+from otel_rollout._bundle._reader import Bundle, BundleError, decode_event
+from otel_rollout._bundle._schema import schema_problem
 from otel_rollout._otel._mapping import (
     Attributes,
     LinkSpec,
+    SpanMapper,
     SpanStart,
     derived_span_context,
-    map_events,
     trace_id_from_uuid,
 )
 from otel_rollout._version import package_version
@@ -438,40 +441,140 @@ def replay_resource() -> Resource:
     return resource
 
 
-def _payload_reader(bundle: Bundle) -> Callable[[RawPayloadRef], bytes | None]:
-    """Read payload bytes through the bundle's store; ``None`` when missing or refused."""
-    read_payload = bundle.payloads.read
+class _SharedReads(PayloadStore):
+    """A bundle's payload store that keeps the bodies read for the current event.
 
-    def read(ref: RawPayloadRef) -> bytes | None:
-        try:
-            return read_payload(ref)
-        except ValueError:
-            return None
+    One event's payloads are read once, whoever reads first: the reduce check before the
+    span build (one pass over the bundle), or the mapping reading a body for its size and
+    hash and again for the fields it decodes. :meth:`forget` drops them (after each event),
+    so memory stays one event's payloads.
+    """
 
-    return read
+    def __init__(self, store: PayloadStore) -> None:
+        self.store = store
+        self._recent: dict[int, tuple[RawPayloadRef | str, bytes]] = {}
+
+    def read(self, ref: RawPayloadRef | str) -> bytes:
+        kept = self._recent.get(id(ref))
+        if kept is not None and kept[0] is ref:
+            return kept[1]
+        data = self.store.read(ref)
+        self._recent[id(ref)] = (ref, data)
+        return data
+
+    def describe(self, ref: RawPayloadRef | str) -> str:
+        return self.store.describe(ref)
+
+    def forget(self) -> None:
+        self._recent.clear()
 
 
 _MAX_UNIX_MS: Final = ((1 << 64) - 1) // 1_000_000
 """The latest wall time OTLP's unsigned nanoseconds hold (in the year 2554)."""
-
-
-def _sendable(bundle: Bundle) -> Iterator[RawTraceEvent]:
-    """The bundle's events, refusing a wall time OTLP cannot carry (before 1970, after 2554).
-
-    Raises:
-        BundleError: At the line of the first such event.
-    """
-    if not 0 <= bundle.manifest.started_at_unix_ms <= _MAX_UNIX_MS:
-        reason = f"started_at_unix_ms {bundle.manifest.started_at_unix_ms} {_UNSENDABLE}"
-        raise BundleError(bundle.manifest_path, 0, reason)
-    for number, event in bundle.events():
-        if not 0 <= event.wall_time_unix_ms <= _MAX_UNIX_MS:
-            reason = f"wall_time_unix_ms {event.wall_time_unix_ms} {_UNSENDABLE}"
-            raise BundleError(bundle.event_log_path, number, reason)
-        yield event
-
-
 _UNSENDABLE: Final = "cannot be sent as OTLP time (unsigned nanoseconds: 1970 to 2554)"
+
+
+class BundleSpans:
+    """A bundle's spans, built one event at a time as a reader of the bundle hands them over.
+
+    :func:`bundle_spans` reads the events itself; the ``replay`` command hands over the events
+    its reduce check reads, so the bundle is read (and each payload read) once. What replay
+    alone refuses (a line its schema refuses, a time OTLP cannot carry, a trace id that is
+    not a UUID) is raised by :meth:`spans`, at its line, after that reader had its say.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        capture_content: bool | None = None,
+        content_max_bytes: int | None = None,
+        resource: Resource | None = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        """Prepare the mapping of ``bundle``; see :func:`bundle_spans` for the arguments."""
+        from otel_rollout._bundle._redact import redactor_for
+        from otel_rollout._config import (
+            content_max_bytes_from_env,
+            content_mode_from_env,
+            redact_patterns_from_env,
+        )
+        from otel_rollout._otel._content_events import LogContentEvents
+        from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
+
+        self.bundle = bundle
+        manifest = bundle.manifest
+        self._reads = _SharedReads(bundle.payloads)
+        bundle.payloads = self._reads
+        self._refused: BundleError | None = None
+        self._last_ns = 0
+        self._schema = bundle.schema_version
+        try:
+            trace_id = trace_id_from_uuid(manifest.trace_id)
+        except ValueError:
+            trace_id = 0
+            self._refused = BundleError(bundle.manifest_path, 0, "trace_id is not a UUID")
+        if self._refused is None and not 0 <= manifest.started_at_unix_ms <= _MAX_UNIX_MS:
+            reason = f"started_at_unix_ms {manifest.started_at_unix_ms} {_UNSENDABLE}"
+            self._refused = BundleError(bundle.manifest_path, 0, reason)
+        self.collector = SpanCollector(
+            trace_id,
+            resource or replay_resource(),
+            InstrumentationScope(LIVE_SCOPE_NAME, package_version()),
+        )
+        on_spans, as_events = content_mode_from_env()
+        self._mapper = SpanMapper(
+            self.collector,
+            trace_id=manifest.trace_id if trace_id else str(uuid.UUID(int=0)),
+            rollout_id=manifest.rollout_id,
+            read_payload=self._read_payload,
+            capture_content=on_spans if capture_content is None else capture_content,
+            content_max_bytes=(
+                content_max_bytes_from_env() if content_max_bytes is None else content_max_bytes
+            ),
+            content_events=(
+                LogContentEvents(trace_id, TraceFlags(TraceFlags.SAMPLED)) if as_events else None
+            ),
+            redactor=redactor_for(redact_patterns_from_env(), redact),
+        )
+
+    def _read_payload(self, ref: RawPayloadRef) -> bytes | None:
+        """Payload bytes through the bundle's store; ``None`` when missing or refused."""
+        try:
+            return self._reads.read(ref)
+        except ValueError:
+            return None
+
+    def add(self, number: int, event: RawTraceEvent) -> None:
+        """Map the event of ``trace.jsonl`` line ``number`` (events in file order)."""
+        if self._refused is None:
+            problem = None if self._schema is None else schema_problem(event.payload, self._schema)
+            if problem is not None:
+                self._refused = BundleError(self.bundle.event_log_path, number, problem)
+            elif not 0 <= event.wall_time_unix_ms <= _MAX_UNIX_MS:
+                reason = f"wall_time_unix_ms {event.wall_time_unix_ms} {_UNSENDABLE}"
+                self._refused = BundleError(self.bundle.event_log_path, number, reason)
+            else:
+                self._mapper.map_raw_event(event)
+                self._last_ns = event.wall_time_unix_ms * 1_000_000
+        self._reads.forget()
+
+    @property
+    def refused(self) -> bool:
+        """Whether replay refuses the bundle (:meth:`spans` raises why); later events are
+        not mapped."""
+        return self._refused is not None
+
+    def spans(self) -> list[ReadableSpan]:
+        """End what is still open (at the last event's time) and return every span.
+
+        Raises:
+            BundleError: What replay refuses, at the first line refused.
+        """
+        if self._refused is not None:
+            raise self._refused
+        self._mapper.finish(self._last_ns)
+        return self.collector.spans
 
 
 def bundle_spans(
@@ -489,46 +592,26 @@ def bundle_spans(
     and goes out as log events too when the content switch says so. Raises
     :class:`~otel_rollout.BundleError` for an unreadable bundle.
     """
-    from otel_rollout._bundle._redact import redactor_for
-    from otel_rollout._config import (
-        content_max_bytes_from_env,
-        content_mode_from_env,
-        redact_patterns_from_env,
-    )
-    from otel_rollout._otel._content_events import LogContentEvents
-    from otel_rollout._otel._live_spans import LIVE_SCOPE_NAME
-
     bundle = Bundle(bundle_dir)
-    manifest = bundle.manifest
-
-    read_payload = _payload_reader(bundle)
-
-    try:
-        trace_id = trace_id_from_uuid(manifest.trace_id)
-    except ValueError:
-        raise BundleError(bundle.manifest_path, 0, "trace_id is not a UUID") from None
-    collector = SpanCollector(
-        trace_id,
-        resource or replay_resource(),
-        InstrumentationScope(LIVE_SCOPE_NAME, package_version()),
+    builder = BundleSpans(
+        bundle,
+        capture_content=capture_content,
+        content_max_bytes=content_max_bytes,
+        resource=resource,
+        redact=redact,
     )
-    on_spans, as_events = content_mode_from_env()
-    map_events(
-        _sendable(bundle),
-        collector,
-        trace_id=manifest.trace_id,
-        rollout_id=manifest.rollout_id,
-        read_payload=read_payload,
-        capture_content=on_spans if capture_content is None else capture_content,
-        content_max_bytes=(
-            content_max_bytes_from_env() if content_max_bytes is None else content_max_bytes
-        ),
-        content_events=(
-            LogContentEvents(trace_id, TraceFlags(TraceFlags.SAMPLED)) if as_events else None
-        ),
-        redactor=redactor_for(redact_patterns_from_env(), redact),
-    )
-    return collector.spans
+    lines = () if builder.refused else bundle.lines()  # the manifest's refusal comes first
+    for line in lines:
+        if not line.data.strip():
+            continue
+        try:
+            event = decode_event(line.data)  # the schema's own refusals: in add()
+        except ValueError as error:
+            raise BundleError(bundle.event_log_path, line.number, str(error)) from None
+        builder.add(line.number, event)
+        if builder.refused:
+            break
+    return builder.spans()
 
 
 def export_bundle(

@@ -65,18 +65,23 @@ Handler = Callable[[ReducerState, RawTraceEvent, Any], None]
 
 
 def reduce_bundle(
-    path: str | os.PathLike[str], *, warn: Callable[[str], None] | None = None
+    path: str | os.PathLike[str] | Bundle,
+    *,
+    warn: Callable[[str], None] | None = None,
+    on_event: Callable[[int, RawTraceEvent], None] | None = None,
 ) -> RolloutTrace:
     """Reduce the bundle at ``path`` to a :class:`RolloutTrace`, as ``codex debug trace-reduce``.
 
     Strict where Codex 0.169.0 is strict: any malformed line, envelope, reference or
     payload raises. A torn last line (bytes after the last newline, from a crash) is
     dropped with a warning, passed to ``warn`` (default: the ``otel_rollout`` logger).
+    ``path`` may be a :class:`Bundle` already open; ``on_event`` is given each event the
+    reducer accepted, with its line number, once its payloads were read (replay maps it then).
 
     Raises:
         BundleError: The bundle is malformed; names the file, the line and the reason.
     """
-    bundle = Bundle(path)
+    bundle = path if isinstance(path, Bundle) else Bundle(path)
     manifest = bundle.manifest
     schema = manifest.schema_version
     if schema not in SCHEMA_VERSIONS:
@@ -142,6 +147,8 @@ def reduce_bundle(
             _HANDLERS[type(payload)](state, event, payload)
         except ReduceError as error:
             raise BundleError(log_path, number, str(error)) from None
+        if on_event is not None:
+            on_event(number, event)
         if type(payload) is RecordingCompleted:
             completed = True
     torn = bundle.torn_tail_size()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,25 @@ def command(
     return run_each(targets, "replayed", replay_one)
 
 
+def checked_spans(
+    bundle: Path, capture_content: bool | None, warn: Callable[[str], None] | None = None
+) -> list[ReadableSpan]:
+    """The bundle's spans, once the reducer accepts the bundle.
+
+    Replay sends only what ``reduce`` accepts, judged the same way (every payload read and
+    parsed), and says why at the same line (a :class:`BundleError`) before sending anything.
+    The spans are built in the same pass, from the events and payload bytes the check read.
+    """
+    from otel_rollout._bundle._reader import Bundle
+    from otel_rollout._otel._replay import BundleSpans
+    from otel_rollout._reduce import reduce_bundle
+
+    opened = Bundle(bundle)
+    build = BundleSpans(opened, capture_content=capture_content)
+    reduce_bundle(opened, warn=warn, on_event=build.add)  # one pass: check and build
+    return build.spans()
+
+
 def _replay(
     bundle: Path, target: OtlpTarget, capture_content: bool | None, progress: bool | None
 ) -> int:
@@ -98,16 +118,14 @@ def _replay(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from otel_rollout._bundle._reader import BundleError
-    from otel_rollout._otel._replay import ExportError, bundle_spans, export_spans
-    from otel_rollout._reduce import reduce_bundle
+    from otel_rollout._otel._replay import ExportError, export_spans
 
     console = Console(stderr=True)
 
     def read() -> list[ReadableSpan]:
-        # The reducer first: replay sends only what reduce accepts, judged the same way
-        # (every payload read and parsed), and says why at the same line before sending.
-        reduce_bundle(bundle, warn=lambda message: error(f"warning: {message}"))
-        return bundle_spans(bundle, capture_content=capture_content)
+        return checked_spans(
+            bundle, capture_content, warn=lambda message: error(f"warning: {message}")
+        )
 
     try:
         if console.is_terminal and progress is not False:
