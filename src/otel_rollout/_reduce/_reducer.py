@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -58,8 +57,6 @@ from otel_rollout._reduce import (
 )
 from otel_rollout._reduce._model import RecordingStatus, RolloutTrace
 from otel_rollout._reduce._state import ReduceError, ReducerState, new_trace
-
-logger = logging.getLogger("otel_rollout")
 
 Handler = Callable[[ReducerState, RawTraceEvent, Any], None]
 
@@ -151,7 +148,9 @@ def reduce_bundle(
             "last newline)"
         )
         if warn is None:
-            logger.warning("%s", message)
+            import logging  # only here: the command line passes ``warn``, and starts faster
+
+            logging.getLogger("otel_rollout").warning("%s", message)
         else:
             warn(message)
     try:
