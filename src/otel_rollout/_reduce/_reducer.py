@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from msgspec.structs import force_setattr
+
 from otel_rollout._bundle._models import (
     SCHEMA_2,
     SCHEMA_VERSIONS,
@@ -28,7 +30,9 @@ from otel_rollout._bundle._models import (
     InferenceStarted,
     McpToolCallCorrelationAssigned,
     Other,
+    PayloadKind,
     ProtocolEventObserved,
+    RawPayloadKind,
     RawPayloadRef,
     RawTraceEvent,
     RecordingCompleted,
@@ -42,7 +46,6 @@ from otel_rollout._bundle._models import (
     ToolCallRuntimeEnded,
     ToolCallRuntimeStarted,
     ToolCallStarted,
-    payload_refs,
 )
 from otel_rollout._bundle._reader import Bundle, BundleError, decode_event
 from otel_rollout._reduce import (
@@ -99,6 +102,7 @@ def reduce_bundle(
     completed = False
     rollout_id = manifest.rollout_id
     raw_payloads = state.trace.raw_payloads
+    ids: dict[str, str] = {}
     number = 0
     for line in bundle.lines():
         number = line.number
@@ -128,12 +132,9 @@ def reduce_bundle(
                 f"event of another rollout ({event.rollout_id}, manifest says {rollout_id})",
             )
         expected_seq += 1
+        _share_ids(ids, event)
         payload = event.payload
-        refs = payload_refs(payload)
-        for ref in refs:
-            raw_payloads[ref.raw_payload_id] = ref
-            if ref.parts:
-                _keep_parts(raw_payloads, ref)
+        refs = _keep_refs(raw_payloads, payload)
         try:
             state.load_event_payloads(refs)
             _HANDLERS[type(payload)](state, event, payload)
@@ -168,13 +169,56 @@ def reduce_bundle(
     return trace
 
 
-def _keep_parts(raw_payloads: dict[str, RawPayloadRef], ref: RawPayloadRef) -> None:
-    """Schema 3: a ref's nested ``parts`` are payloads of the trace too."""
+def _share_ids(ids: dict[str, str], event: RawTraceEvent) -> None:
+    """Give the event the thread and turn id strings earlier events had (one copy of each
+    in memory, however many items, calls and keys of the trace hold it)."""
+    for name in ("thread_id", "codex_turn_id"):
+        value = getattr(event, name)
+        if value is not None:
+            shared = ids.setdefault(value, value)
+            if shared is not value:
+                force_setattr(event, name, shared)
+
+
+def _keep_refs(raw_payloads: dict[str, RawPayloadRef], payload: Any) -> list[RawPayloadRef]:
+    """Keep the payload refs of an event in ``raw_payloads`` (a later ref replaces one of
+    the same id, as in Codex's map) and return them, in Codex's order.
+
+    A ref equal to the one kept for its id (a payload that many events name, as schema 3's
+    shared prompt items) is replaced, in the event, by the kept one: the trace holds one.
+    """
+    if isinstance(payload, Other):
+        payload.payloads[:] = [_keep_ref(raw_payloads, ref) for ref in payload.payloads]
+        return list(payload.payloads)
+    refs: list[RawPayloadRef] = []
+    for name in payload.__struct_fields__:
+        value = getattr(payload, name)
+        if isinstance(value, RawPayloadRef):
+            kept = _keep_ref(raw_payloads, value)
+            if kept is not value:
+                force_setattr(payload, name, kept)
+            refs.append(kept)
+    return refs
+
+
+def _keep_ref(raw_payloads: dict[str, RawPayloadRef], ref: RawPayloadRef) -> RawPayloadRef:
+    """``ref``, or the equal ref already kept; kept, with its nested ``parts`` (schema 3)."""
+    kept = raw_payloads.get(ref.raw_payload_id)
+    if kept is not None:
+        if kept == ref:
+            return kept
+        force_setattr(ref, "raw_payload_id", kept.raw_payload_id)
+    kind = _KINDS.setdefault(ref.kind.type, ref.kind)
+    if kind is not ref.kind:
+        force_setattr(ref, "kind", kind)
+    raw_payloads[ref.raw_payload_id] = ref
     if isinstance(ref.parts, list):
-        for part in ref.parts:
-            raw_payloads[part.raw_payload_id] = part
-            if part.parts:
-                _keep_parts(raw_payloads, part)
+        ref.parts[:] = [_keep_ref(raw_payloads, part) for part in ref.parts]
+    return ref
+
+
+_KINDS: dict[PayloadKind, RawPayloadKind] = {}
+"""One (immutable) ``RawPayloadKind`` per kind, shared by every ref."""
 
 
 def _recording_status(completed: bool, raw_payloads: dict[str, RawPayloadRef]) -> RecordingStatus:
