@@ -129,7 +129,7 @@ def duplicate_field(data: bytes, fields: frozenset[str]) -> str | None:
     serde refuses a struct field given twice (``duplicate field `seq```); msgspec keeps
     the last. Keys outside ``fields`` (unknown fields, which serde skips) are not checked.
     """
-    import json  # only here, on a path taken once per refused line: not at start-up
+    import json  # only here: a command that meets no suspect text never loads it
 
     found: list[str] = []
 
