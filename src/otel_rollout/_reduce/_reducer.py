@@ -161,6 +161,7 @@ def reduce_bundle(
         raise BundleError(log_path, number, str(error)) from None
     _conversation.apply_acceptances(state)
     trace = state.trace
+    del state, bundle  # the indexes and the payload cache go before the maps are copied sorted
     if schema == SCHEMA_2:
         trace.recording_complete = completed
     else:
@@ -170,14 +171,20 @@ def reduce_bundle(
 
 
 def _share_ids(ids: dict[str, str], event: RawTraceEvent) -> None:
-    """Give the event the thread and turn id strings earlier events had (one copy of each
-    in memory, however many items, calls and keys of the trace hold it)."""
-    for name in ("thread_id", "codex_turn_id"):
-        value = getattr(event, name)
-        if value is not None:
-            shared = ids.setdefault(value, value)
-            if shared is not value:
-                force_setattr(event, name, shared)
+    """Give the event the thread and turn ids, models and providers earlier events named,
+    as the very strings they had: one copy of each in memory, however many items, calls and
+    index keys of the trace hold it."""
+    for holder in (event, event.payload):
+        for name in _SHARED_FIELDS:
+            value = getattr(holder, name, None)
+            if type(value) is str:
+                shared = ids.setdefault(value, value)
+                if shared is not value:
+                    force_setattr(holder, name, shared)
+
+
+_SHARED_FIELDS = ("thread_id", "codex_turn_id", "model", "provider_name")
+"""Fields, of an event or its payload, whose few values every event repeats."""
 
 
 def _keep_refs(raw_payloads: dict[str, RawPayloadRef], payload: Any) -> list[RawPayloadRef]:
