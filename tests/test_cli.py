@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import stat
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from otel_rollout._bundle import _validate
-from otel_rollout.cli import main
+from otel_rollout.cli import _COMMANDS, main
 
 PLAIN = next((Path(__file__).parent / "fixtures" / "codex-0.169.0" / "plain").glob("trace-*"))
 CONSOLE_SCRIPT = Path(sys.executable).parent / "otel-rollout"
@@ -108,6 +109,13 @@ def test_help_exits_0(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([flag]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Usage: otel-rollout") and "validate" in out
+
+
+def test_help_lists_each_command_with_the_summary_of_its_own_help() -> None:
+    for name, (module, summary) in _COMMANDS.items():
+        command = importlib.import_module(module).command
+        assert command.name == name
+        assert " ".join(command.help.split("\n\n")[0].split()) == summary, name
 
 
 def test_validate_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_rollout import BundleError, reduce_bundle
+from otel_rollout._bundle._bounded import nested_too_deep
 from otel_rollout._bundle._payloads import PayloadFiles
 from otel_rollout._bundle._reader import decode_event, decode_manifest
 
@@ -95,3 +96,27 @@ def test_reducing_mutated_bundles_raises_only_bundle_error(data: st.DataObject) 
             reduce_bundle(bundle, warn=lambda _: None)
         except BundleError:
             pass
+
+
+_tricky_text = st.text(alphabet='[]{}"\\/bfnrtux0 é', max_size=12)
+"""Strings full of what the depth check must see through: brackets, quotes and escapes."""
+_nested_values = st.recursive(
+    st.none() | st.integers() | _tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(_nested_values, st.booleans(), st.integers(min_value=1, max_value=6))
+def test_nesting_depth_is_measured_outside_strings(value: Any, ascii: bool, limit: int) -> None:
+    data = json.dumps(value, ensure_ascii=ascii).encode()
+    assert nested_too_deep(data, limit) == (_depth(value) >= limit), data

@@ -414,11 +414,25 @@ def duplicate_in_payload(bundle: Path) -> None:
     _write_lines(bundle, lines)
 
 
+def duplicate_in_manifest(bundle: Path) -> None:
+    """A manifest field twice."""
+    manifest = bundle / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes().replace(b"{", b'{"rollout_id":"x",', 1))
+
+
+def duplicate_in_manifest_escaped(bundle: Path) -> None:
+    """A manifest field twice, once with an escape in its name (serde unescapes keys)."""
+    manifest = bundle / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes().replace(b"{", b'{"rollout\\u005fid":"x",', 1))
+
+
 DUPLICATES = [
     _duplicate("seq", 99),
     _duplicate("thread_id", "x"),
     _duplicate("unknown", 1),
     duplicate_in_payload,
+    duplicate_in_manifest,
+    duplicate_in_manifest_escaped,
 ]
 
 

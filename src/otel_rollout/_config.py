@@ -6,16 +6,20 @@ values over these. Nothing is read at import time; bad values are logged and fal
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-logger = logging.getLogger(__name__)
+
+def _warn(message: str, *args: object) -> None:
+    """Warn on this module's logger (``logging`` is imported only when a warning is due:
+    the command line starts without it)."""
+    import logging
+
+    logging.getLogger(__name__).warning(message, *args)
+
 
 TRACE_ROOT_ENV = "OTEL_ROLLOUT_TRACE_ROOT"
 """Directory holding bundles; unset or empty disables recording."""
@@ -84,7 +88,7 @@ def load_policy_from_env() -> str | None:
         return None
     if value in LOAD_POLICIES:
         return value
-    logger.warning("rollout trace: ignoring %s=%r (not wait or drop)", LOAD_POLICY_ENV, value)
+    _warn("rollout trace: ignoring %s=%r (not wait or drop)", LOAD_POLICY_ENV, value)
     return None
 
 
@@ -120,7 +124,7 @@ def _from_env(
     except ValueError:
         parsed = None
     if parsed is None or not valid(parsed):
-        logger.warning("rollout trace: ignoring %s=%r (%s)%s", name, value, expected, then)
+        _warn("rollout trace: ignoring %s=%r (%s)%s", name, value, expected, then)
         return None
     return parsed
 
@@ -168,7 +172,7 @@ def content_mode_from_env() -> tuple[bool, bool]:
         return False, False
     mode = CONTENT_MODES.get(value)
     if mode is None:
-        logger.warning(
+        _warn(
             "rollout trace: ignoring %s=%r (not one of %s), capturing no content",
             CAPTURE_CONTENT_ENV,
             value,
@@ -190,6 +194,9 @@ def redact_patterns_from_env() -> tuple[str, ...]:
     value = os.environ.get(REDACT_PATTERNS_ENV, "").strip()
     if not value:
         return ()
+    import json
+    import re
+
     patterns = [value]
     if value.startswith("["):
         try:
@@ -206,7 +213,7 @@ def redact_patterns_from_env() -> tuple[str, ...]:
                 raise re.error("not a JSON array of strings")
             re.compile(pattern)
     except re.error as error:
-        logger.warning(
+        _warn(
             "rollout trace: %s is not valid (%s); redacting every string instead",
             REDACT_PATTERNS_ENV,
             error,
@@ -253,7 +260,7 @@ def schema_version_from_env() -> int | None:
         return None
     if value in ("2", "3"):
         return int(value)
-    logger.warning(
+    _warn(
         "rollout trace: ignoring %s=%r (not 2 or 3), writing the default schema",
         SCHEMA_VERSION_ENV,
         value,
@@ -277,7 +284,7 @@ def settings_from_env() -> Settings:
     max_bytes = size_limit_from_env(MAX_BYTES_ENV)
     max_payload_bytes = size_limit_from_env(MAX_PAYLOAD_BYTES_ENV)
     if schema_version == 2 and (max_bytes is not None or max_payload_bytes is not None):
-        logger.warning(
+        _warn(
             "rollout trace: ignoring %s/%s (size limits exist in schema 3 only, and %s=2)",
             MAX_BYTES_ENV,
             MAX_PAYLOAD_BYTES_ENV,

@@ -21,6 +21,8 @@ _CHUNK: Final = 1 << 20
 SERDE_DEPTH_LIMIT: Final = 128
 """serde_json's recursion limit: JSON nested this many levels or more is refused."""
 _NOT_STRUCTURE: Final = bytes(byte for byte in range(256) if byte not in b'[]{}"')
+_NOT_ESCAPE: Final = bytes(byte for byte in range(256) if byte not in b'[]{}"\\/bfnrtu')
+"""All but brackets, quotes, backslashes and what a JSON escape puts after a backslash."""
 _ONE_KIND: Final = bytes.maketrans(b"{}", b"[]")
 """Objects and arrays count alike for depth: one kind of bracket, so one pass is one level."""
 
@@ -160,9 +162,13 @@ def nested_too_deep(data: bytes, limit: int = SERDE_DEPTH_LIMIT) -> bool:
     """
     if data.count(b"[") + data.count(b"{") < limit:
         return False
-    # Escaped backslashes, then escaped quotes, go; the quotes left delimit the strings
-    # (even pieces are outside them); only brackets, of one kind, stay.
-    text = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(_ONE_KIND, _NOT_STRUCTURE)
+    # First only the bytes escapes need stay: a backslash is still followed by the character
+    # it escapes, so escaped backslashes, then escaped quotes, go as from the whole text (in a
+    # third of it). The quotes left delimit the strings (even pieces are outside them); only
+    # brackets, of one kind, stay. Two quotes in a row go first: the parity of the quotes
+    # before each bracket, so whether it is in a string, stays (and most pieces go).
+    text = data.translate(None, _NOT_ESCAPE).replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = text.translate(_ONE_KIND, _NOT_STRUCTURE).replace(b'""', b"")
     skeleton = b"".join(text.split(b'"')[::2])
     for _ in range(limit - 1):  # each pass removes the innermost level
         if not skeleton:

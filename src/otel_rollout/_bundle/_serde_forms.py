@@ -9,7 +9,6 @@ again. Only the failure path pays; the writer keeps writing the canonical form.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -130,6 +129,8 @@ def duplicate_field(data: bytes, fields: frozenset[str]) -> str | None:
     serde refuses a struct field given twice (``duplicate field `seq```); msgspec keeps
     the last. Keys outside ``fields`` (unknown fields, which serde skips) are not checked.
     """
+    import json  # only here: a command that meets no suspect text never loads it
+
     found: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-import zstandard
+# zstandard is imported where it is used: a command that never meets schema 3 never loads it.
 
 SHARD_SUFFIX: Final = ".zst"
 RECORD_HEADER: Final = struct.Struct("<HQ")
@@ -57,6 +57,8 @@ def compress_shard(records: Iterable[bytes], size: int | None = None) -> bytes:
 
     Given their total ``size``, the records are streamed into the frame, never joined
     (a shard's worth of memory less while the writer seals)."""
+    import zstandard
+
     compressor = zstandard.ZstdCompressor(
         level=COMPRESSION_LEVEL, write_checksum=True, write_content_size=True
     )
@@ -79,6 +81,8 @@ def decompress_shard(frame: bytes, max_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> 
             a bad checksum or is followed by bytes that are not a frame, or more than
             ``max_bytes`` of content in all.
     """
+    import zstandard
+
     chunks: list[bytes] = []
     size = 0
     offset = 0
@@ -115,6 +119,8 @@ def _frame_size(frame: bytes | memoryview, has_checksum: bool) -> int:
     Raises:
         ShardError: A block runs past the end (a truncated frame) or is of a reserved type.
     """
+    import zstandard
+
     offset = zstandard.frame_header_size(frame)
     end = len(frame)
     while True:

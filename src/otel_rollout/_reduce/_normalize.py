@@ -57,7 +57,8 @@ class Normalized:
         self.responses_item_id = responses_item_id
 
 
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_ROLES = {role: role for role in ("system", "developer", "user", "assistant", "tool")}
+"""Each role, as the one string every item of that role holds (not a copy per payload)."""
 _PHASES = {"commentary": "commentary", "final_answer": "final", "summary": "summary"}
 _TEXT_TYPES = frozenset({"input_text", "output_text", "text"})
 _ENCRYPTED = "encrypted_content"
@@ -87,8 +88,10 @@ def normalize_item(item: Any, pid: str) -> Normalized:
         role = item.get("role")
         if not isinstance(role, str):
             raise ReduceError(f"message item in payload {pid} did not contain a string role")
-        if role not in _ROLES:
+        known = _ROLES.get(role)
+        if known is None:
             raise ReduceError(f"unsupported message role {role} in payload {pid}")
+        role = known
         phase = item.get("phase")
         channel = _PHASES.get(phase) if isinstance(phase, str) else None
         return Normalized(
@@ -105,9 +108,12 @@ def normalize_item(item: Any, pid: str) -> Normalized:
             rid,
         )
     if item_type == "function_call_output" or item_type == "custom_tool_call_output":
-        return Normalized(
-            "tool", "commentary", item_type, _tool_output(item, pid), call_id, None, rid
+        kind = (  # the constant, not the payload's copy
+            "function_call_output"
+            if item_type == "function_call_output"
+            else "custom_tool_call_output"
         )
+        return Normalized("tool", "commentary", kind, _tool_output(item, pid), call_id, None, rid)
     if item_type == "reasoning":
         return Normalized(
             "assistant", "analysis", "reasoning", _reasoning_parts(item, pid), None, None, rid

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from typing import Any
+
+from msgspec.structs import force_setattr
 
 from otel_rollout._bundle._models import (
     SCHEMA_2,
@@ -29,7 +30,9 @@ from otel_rollout._bundle._models import (
     InferenceStarted,
     McpToolCallCorrelationAssigned,
     Other,
+    PayloadKind,
     ProtocolEventObserved,
+    RawPayloadKind,
     RawPayloadRef,
     RawTraceEvent,
     RecordingCompleted,
@@ -43,7 +46,6 @@ from otel_rollout._bundle._models import (
     ToolCallRuntimeEnded,
     ToolCallRuntimeStarted,
     ToolCallStarted,
-    payload_refs,
 )
 from otel_rollout._bundle._reader import Bundle, BundleError, decode_event
 from otel_rollout._reduce import (
@@ -58,8 +60,6 @@ from otel_rollout._reduce import (
 )
 from otel_rollout._reduce._model import RecordingStatus, RolloutTrace
 from otel_rollout._reduce._state import ReduceError, ReducerState, new_trace
-
-logger = logging.getLogger("otel_rollout")
 
 Handler = Callable[[ReducerState, RawTraceEvent, Any], None]
 
@@ -107,6 +107,7 @@ def reduce_bundle(
     completed = False
     rollout_id = manifest.rollout_id
     raw_payloads = state.trace.raw_payloads
+    ids: dict[str, str] = {}
     number = 0
     for line in bundle.lines():
         number = line.number
@@ -136,12 +137,9 @@ def reduce_bundle(
                 f"event of another rollout ({event.rollout_id}, manifest says {rollout_id})",
             )
         expected_seq += 1
+        _share_ids(ids, event)
         payload = event.payload
-        refs = payload_refs(payload)
-        for ref in refs:
-            raw_payloads[ref.raw_payload_id] = ref
-            if ref.parts:
-                _keep_parts(raw_payloads, ref)
+        refs = _keep_refs(raw_payloads, payload)
         try:
             state.load_event_payloads(refs)
             _HANDLERS[type(payload)](state, event, payload)
@@ -158,7 +156,9 @@ def reduce_bundle(
             "last newline)"
         )
         if warn is None:
-            logger.warning("%s", message)
+            import logging  # only here: the command line passes ``warn``, and starts faster
+
+            logging.getLogger("otel_rollout").warning("%s", message)
         else:
             warn(message)
     try:
@@ -168,6 +168,7 @@ def reduce_bundle(
         raise BundleError(log_path, number, str(error)) from None
     _conversation.apply_acceptances(state)
     trace = state.trace
+    del state, bundle  # the indexes and the payload cache go before the maps are copied sorted
     if schema == SCHEMA_2:
         trace.recording_complete = completed
     else:
@@ -176,13 +177,62 @@ def reduce_bundle(
     return trace
 
 
-def _keep_parts(raw_payloads: dict[str, RawPayloadRef], ref: RawPayloadRef) -> None:
-    """Schema 3: a ref's nested ``parts`` are payloads of the trace too."""
+def _share_ids(ids: dict[str, str], event: RawTraceEvent) -> None:
+    """Give the event the thread and turn ids, models and providers earlier events named,
+    as the very strings they had: one copy of each in memory, however many items, calls and
+    index keys of the trace hold it."""
+    for holder in (event, event.payload):
+        for name in _SHARED_FIELDS:
+            value = getattr(holder, name, None)
+            if type(value) is str:
+                shared = ids.setdefault(value, value)
+                if shared is not value:
+                    force_setattr(holder, name, shared)
+
+
+_SHARED_FIELDS = ("thread_id", "codex_turn_id", "model", "provider_name")
+"""Fields, of an event or its payload, whose few values every event repeats."""
+
+
+def _keep_refs(raw_payloads: dict[str, RawPayloadRef], payload: Any) -> list[RawPayloadRef]:
+    """Keep the payload refs of an event in ``raw_payloads`` (a later ref replaces one of
+    the same id, as in Codex's map) and return them, in Codex's order.
+
+    A ref equal to the one kept for its id (a payload that many events name, as schema 3's
+    shared prompt items) is replaced, in the event, by the kept one: the trace holds one.
+    """
+    if isinstance(payload, Other):
+        payload.payloads[:] = [_keep_ref(raw_payloads, ref) for ref in payload.payloads]
+        return list(payload.payloads)
+    refs: list[RawPayloadRef] = []
+    for name in payload.__struct_fields__:
+        value = getattr(payload, name)
+        if isinstance(value, RawPayloadRef):
+            kept = _keep_ref(raw_payloads, value)
+            if kept is not value:
+                force_setattr(payload, name, kept)
+            refs.append(kept)
+    return refs
+
+
+def _keep_ref(raw_payloads: dict[str, RawPayloadRef], ref: RawPayloadRef) -> RawPayloadRef:
+    """``ref``, or the equal ref already kept; kept, with its nested ``parts`` (schema 3)."""
+    kept = raw_payloads.get(ref.raw_payload_id)
+    if kept is not None:
+        if kept == ref:
+            return kept
+        force_setattr(ref, "raw_payload_id", kept.raw_payload_id)
+    kind = _KINDS.setdefault(ref.kind.type, ref.kind)
+    if kind is not ref.kind:
+        force_setattr(ref, "kind", kind)
+    raw_payloads[ref.raw_payload_id] = ref
     if isinstance(ref.parts, list):
-        for part in ref.parts:
-            raw_payloads[part.raw_payload_id] = part
-            if part.parts:
-                _keep_parts(raw_payloads, part)
+        ref.parts[:] = [_keep_ref(raw_payloads, part) for part in ref.parts]
+    return ref
+
+
+_KINDS: dict[PayloadKind, RawPayloadKind] = {}
+"""One (immutable) ``RawPayloadKind`` per kind, shared by every ref."""
 
 
 def _recording_status(completed: bool, raw_payloads: dict[str, RawPayloadRef]) -> RecordingStatus:

@@ -7,10 +7,10 @@ the quadratic cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from msgspec import field
 
 from otel_rollout._bundle._models import SCHEMA_2, RawPayloadRef, RolloutStatus
 from otel_rollout._bundle._reader import Bundle
@@ -39,8 +39,7 @@ class ReduceError(Exception):
     """A reducer rule rejected the bundle; the message is Codex's reason (or ours)."""
 
 
-@dataclass
-class PendingEdge:
+class PendingEdge(msgspec.Struct):
     """An agent delivery edge waiting for its recipient-side conversation item."""
 
     edge_id: str
@@ -55,8 +54,7 @@ class PendingEdge:
     carried_raw_payload_ids: list[str]
 
 
-@dataclass
-class PendingCodeCellStart:
+class PendingCodeCellStart(msgspec.Struct):
     """A code-cell start waiting for its model-visible ``custom_tool_call`` item."""
 
     seq: int
@@ -69,8 +67,7 @@ class PendingCodeCellStart:
     source_js: str
 
 
-@dataclass
-class PendingCodeCellEvent:
+class PendingCodeCellEvent(msgspec.Struct):
     """An initial-response or end event of a code cell whose start is still queued."""
 
     seq: int
@@ -81,16 +78,14 @@ class PendingCodeCellEvent:
     payload_id: str | None
 
 
-@dataclass
-class TerminalProcess:
+class TerminalProcess(msgspec.Struct):
     """The process a terminal operation runs (exec) or writes to (write_stdin)."""
 
     process_id: str | None
     target_process_id: str | None
 
 
-@dataclass
-class ReducerState:
+class ReducerState(msgspec.Struct):
     """Everything one replay needs, besides the event being applied."""
 
     bundle: Bundle

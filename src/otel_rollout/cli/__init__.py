@@ -19,15 +19,31 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
-_COMMANDS: dict[str, str] = {
-    "convert": "otel_rollout.cli._convert",
-    "reduce": "otel_rollout.cli._reduce",
-    "validate": "otel_rollout.cli._validate",
-    "show": "otel_rollout.cli._show",
-    "replay": "otel_rollout.cli._replay",
-    "view": "otel_rollout.cli._view",
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": (
+        "otel_rollout.cli._convert",
+        "Write BUNDLE again in another schema, for the Codex version that reads it.",
+    ),
+    "reduce": (
+        "otel_rollout.cli._reduce",
+        "Replay each bundle and write its reduced state as JSON, like `codex debug trace-reduce`.",
+    ),
+    "validate": (
+        "otel_rollout.cli._validate",
+        "Check each bundle's manifest, every event line and every payload reference.",
+    ),
+    "show": ("otel_rollout.cli._show", "Reduce BUNDLE and show what the agent did as a tree."),
+    "replay": (
+        "otel_rollout.cli._replay",
+        "Send each BUNDLE's rollout as OTLP spans, span events and links.",
+    ),
+    "view": (
+        "otel_rollout.cli._view",
+        "Write BUNDLE as one self-contained HTML page and print its path.",
+    ),
 }
-"""Subcommand name -> module defining ``command``, imported only when that subcommand runs."""
+"""Subcommand name -> (module defining ``command``, imported only when that subcommand runs;
+the first paragraph of its help, for ``--help``, which so imports none of them)."""
 
 
 class InvalidInput(click.ClickException):
@@ -49,11 +65,20 @@ class _LazyGroup(click.Group):
         return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module_name = _COMMANDS.get(cmd_name)
-        if module_name is None:
+        if cmd_name not in _COMMANDS:
             return None
-        command: click.Command = importlib.import_module(module_name).command
+        command: click.Command = importlib.import_module(_COMMANDS[cmd_name][0]).command
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their short help, as click lists them, from ``_COMMANDS``."""
+        limit = formatter.width - 6 - max(map(len, _COMMANDS))
+        rows = [
+            (name, click.Command(name, help=summary).get_short_help_str(limit))
+            for name, (_, summary) in sorted(_COMMANDS.items())
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+import msgspec
 
 from otel_rollout.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, error
 
@@ -42,14 +42,13 @@ def bundles_argument() -> Callable[[Callable[..., int]], Callable[..., int]]:
     )
 
 
-@dataclass
-class Targets:
+class Targets(msgspec.Struct):
     """The bundles a command's paths name, in path order (each directory's sorted)."""
 
-    bundles: list[Path] = field(default_factory=list)
+    bundles: list[Path] = msgspec.field(default_factory=list)
     many: bool = False
     """More than one path, or a directory searched: the command reports per bundle."""
-    roots: dict[Path, Path] = field(default_factory=dict)
+    roots: dict[Path, Path] = msgspec.field(default_factory=dict)
     """bundle -> the path given that found it (for output names relative to it)."""
     exit_code: int = EXIT_OK
     """EXIT_USAGE if a directory could not be searched, EXIT_INVALID if one held no bundle."""
