@@ -266,24 +266,27 @@ class RolloutRecorder:
             if not self.active:
                 self._count_after_stop()
                 return False
-            counts = self.bundle.counts
+            bundle = self.bundle
+            counts = bundle.counts
             counts.recorded += 1
-            refs: list[RawPayloadRef | None] = []
-            files: list[PendingPayload] = []
-            nbytes = 256
-            new_ref = self._new_payload_ref
-            for index, payload in enumerate(payloads):
+            files: tuple[PendingPayload, ...]
+            if not payloads:
+                refs: Sequence[RawPayloadRef | None] = ()
+                files, nbytes = (), 256
+            elif len(payloads) == 1:  # the common event: one payload, or none
+                payload = payloads[0]
                 if payload is None:
-                    refs.append(None)
-                    continue
-                ref = payload.ref = (
-                    PLACEHOLDER_REFS[index] if new_ref is None else new_ref(payload.kind)
-                )
-                refs.append(ref)
-                files.append(payload)
-                nbytes += len(payload.body)
+                    refs, files, nbytes = (None,), (), 256
+                else:
+                    new_ref = self._new_payload_ref
+                    ref = payload.ref = (
+                        PLACEHOLDER_REFS[0] if new_ref is None else new_ref(payload.kind)
+                    )
+                    refs, files, nbytes = (ref,), (payload,), 256 + len(payload.body)
+            else:
+                refs, files, nbytes = self._number(payloads)
             item = PendingEvent(
-                self.bundle, tuple(files), build(refs), thread_id, codex_turn_id, time.time_ns()
+                bundle, files, build(refs), thread_id, codex_turn_id, time.time_ns()
             )
             if not self._submit(item, nbytes):
                 if self.bundle.ended_by_policy:
@@ -294,6 +297,27 @@ class RolloutRecorder:
                     self._lose()
                 return False
             return True
+
+    def _number(
+        self, payloads: Sequence[PendingPayload | None]
+    ) -> tuple[list[RawPayloadRef | None], tuple[PendingPayload, ...], int]:
+        """An event's payload refs (schema 2: numbered here), the payloads to write, and
+        their size (lock held)."""
+        refs: list[RawPayloadRef | None] = []
+        files: list[PendingPayload] = []
+        nbytes = 256
+        new_ref = self._new_payload_ref
+        for index, payload in enumerate(payloads):
+            if payload is None:
+                refs.append(None)
+                continue
+            ref = payload.ref = (
+                PLACEHOLDER_REFS[index] if new_ref is None else new_ref(payload.kind)
+            )
+            refs.append(ref)
+            files.append(payload)
+            nbytes += len(payload.body)
+        return refs, tuple(files), nbytes
 
     def _count_after_stop(self) -> None:
         """An event recorded after this bundle stopped or completed: lost (a forked child's

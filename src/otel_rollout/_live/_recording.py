@@ -188,6 +188,46 @@ def start_root(root: Path, metadata: ThreadStartedTraceMetadata | None) -> Threa
     return thread
 
 
+def record_inference_call(
+    thread: ThreadTraceContext,
+    turn_id: str,
+    model: str,
+    provider_name: str,
+    request: Any,
+    output_items: Sequence[Any],
+    *,
+    response_id: str,
+    token_usage: Mapping[str, Any] | None = None,
+    response_model: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record one inference attempt seen only once it is over (an integration's model call
+    span): started with ``request``, then completed with ``output_items`` (or failed with
+    ``error``, the items received a partial response). The same events as the attempt
+    handle's calls; on a recording thread without building the handles."""
+    if type(thread) is _RecordingThread:
+        thread._record_inference_call(
+            turn_id,
+            model,
+            provider_name,
+            request,
+            output_items,
+            response_id=response_id,
+            token_usage=token_usage,
+            response_model=response_model,
+            error=error,
+        )
+        return
+    attempt = thread.inference_trace_context(turn_id, model, provider_name).start_attempt()
+    attempt.record_started(request)
+    if error is not None:
+        attempt.record_failed(error, output_items=output_items)
+    else:
+        attempt.record_completed(
+            response_id, output_items, token_usage=token_usage, response_model=response_model
+        )
+
+
 # --- thread ---
 
 _ROLLOUT_STATUS_ON_EXIT: Final = {
@@ -409,6 +449,74 @@ class _RecordingThread(ThreadTraceContext):
     ) -> InferenceTraceContext:
         return _RecordingInference(
             self._rec, self.thread_id, turn_id, model, provider_name, server_address, server_port
+        )
+
+    @_guarded
+    def _record_inference_call(
+        self,
+        turn_id: str,
+        model: str,
+        provider_name: str,
+        request: Any,
+        output_items: Sequence[Any],
+        *,
+        response_id: str,
+        token_usage: Mapping[str, Any] | None,
+        response_model: str | None,
+        error: str | None,
+    ) -> None:
+        """:func:`record_inference_call` on a recording thread: the events and payloads of
+        ``inference_trace_context(...).start_attempt()``, ``record_started`` and
+        ``record_completed`` (or ``record_failed``), without the handles in between."""
+        rec, thread_id, call_id = self._rec, self.thread_id, new_id()
+        started = rec.record(
+            lambda refs: InferenceStarted(
+                inference_call_id=call_id,
+                thread_id=thread_id,
+                codex_turn_id=turn_id,
+                model=model,
+                provider_name=provider_name,
+                request_payload=_required(refs),
+            ),
+            thread_id,
+            turn_id,
+            PayloadKind.INFERENCE_REQUEST,
+            request,
+            required=True,
+        )
+        if not started:
+            return
+        if error is not None:
+            partial = (
+                _bodies.inference_response(None, None, None, output_items) if output_items else None
+            )
+            rec.record(
+                lambda refs: InferenceFailed(
+                    inference_call_id=call_id,
+                    upstream_request_id=None,
+                    error=error,
+                    partial_response_payload=refs[0],
+                ),
+                thread_id,
+                turn_id,
+                None if partial is None else PayloadKind.INFERENCE_RESPONSE,
+                partial,
+            )
+            return
+        rec.record(
+            lambda refs: InferenceCompleted(
+                inference_call_id=call_id,
+                response_id=response_id,
+                upstream_request_id=None,
+                response_payload=_required(refs),
+            ),
+            thread_id,
+            turn_id,
+            PayloadKind.INFERENCE_RESPONSE,
+            _bodies.inference_response(
+                response_id, None, token_usage, output_items, response_model
+            ),
+            required=True,
         )
 
     def compaction_trace_context(
