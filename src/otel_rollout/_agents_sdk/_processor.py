@@ -64,7 +64,7 @@ from otel_rollout._live._handles import (
     ToolDispatchInvocation,
     ToolDispatchTraceContext,
 )
-from otel_rollout._live._recording import record_inference_call
+from otel_rollout._live._recording import record_inference_call, record_tool_call
 from otel_rollout._otel import _ownership
 from otel_rollout._otel._mapping import trace_id_from_uuid
 
@@ -471,6 +471,13 @@ class RolloutTracingProcessor(TracingProcessor):
     def _dispatch(
         self, tool: _Tool, *, spawn: bool, task: bool = False, arguments: str | None = None
     ) -> None:
+        invocation = self._invocation(tool, spawn=spawn, task=task, arguments=arguments)
+        tool.dispatch = tool.agent.thread.start_tool_dispatch_trace(lambda: invocation)
+
+    @staticmethod
+    def _invocation(
+        tool: _Tool, *, spawn: bool, task: bool = False, arguments: str | None = None
+    ) -> ToolDispatchInvocation:
         call = tool.call
         call_id = str(call["call_id"]) if call is not None else new_id()
         if call is not None:
@@ -483,14 +490,13 @@ class RolloutTracingProcessor(TracingProcessor):
                 {"message": _task_message(arguments), "task_name": tool.spawn_name},
                 separators=(",", ":"),
             )
-        invocation = ToolDispatchInvocation(
+        return ToolDispatchInvocation(
             turn_id=tool.turn_id,
             tool_name=tool.name,
             arguments=arguments,
             tool_call_id=call_id,
             kind=SpawnAgentKind() if spawn else AssignAgentTaskKind() if task else None,
         )
-        tool.dispatch = tool.agent.thread.start_tool_dispatch_trace(lambda: invocation)
 
     # --- span ends ---
 
@@ -585,8 +591,15 @@ class RolloutTracingProcessor(TracingProcessor):
         agent.used_calls.clear()
 
     def _function_ended(self, tool: _Tool, data: FunctionSpanData, span: Span[Any]) -> None:
-        if tool.dispatch is None:
-            self._dispatch(tool, spawn=False, arguments=data.input)
+        if tool.dispatch is None:  # a plain function tool (no agent ran inside): at once
+            output = data.output
+            record_tool_call(
+                tool.agent.thread,
+                self._invocation(tool, spawn=False, arguments=data.input),
+                output if isinstance(output, str) else str(output),
+                error=None if span.error is None else _error_text(span.error),
+            )
+            return
         dispatch = tool.dispatch
         assert dispatch is not None
         if span.error is not None:

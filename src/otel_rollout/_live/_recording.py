@@ -159,6 +159,11 @@ def _exit_status(exc: BaseException | None) -> ExecutionStatus:
     return ExecutionStatus.FAILED
 
 
+def _execution_status(status: ExecutionStatus | str) -> ExecutionStatus:
+    """``status`` as the enum (given as one, the usual case, without the enum's call)."""
+    return status if type(status) is ExecutionStatus else ExecutionStatus(status)
+
+
 def _error_text(exc: object) -> str:
     """An error as recorded: an exception as ``"<class name>: <message>"`` (so ``error.type``
     can name its class), anything else as its text."""
@@ -228,6 +233,26 @@ def record_inference_call(
         )
 
 
+def record_tool_call(
+    thread: ThreadTraceContext,
+    invocation: ToolDispatchInvocation,
+    result: Any = None,
+    *,
+    error: str | None = None,
+) -> None:
+    """Record one tool call seen only once it is over (an integration's tool span): the
+    events of ``start_tool_dispatch_trace`` then ``record_completed(result)`` (or
+    ``record_failed(error)``); on a recording thread without the dispatch handle's calls."""
+    if type(thread) is _RecordingThread:
+        thread._record_tool_call(invocation, result, error)
+        return
+    dispatch = thread.start_tool_dispatch_trace(lambda: invocation)
+    if error is not None:
+        dispatch.record_failed(error)
+    else:
+        dispatch.record_completed(result)
+
+
 # --- thread ---
 
 _ROLLOUT_STATUS_ON_EXIT: Final = {
@@ -293,7 +318,8 @@ class _RecordingThread(ThreadTraceContext):
     def record_ended(self, status: RolloutStatus = RolloutStatus.COMPLETED) -> None:
         if not _first_terminal(self._ended, "record_ended", "thread", self.thread_id):
             return
-        rec, thread_id, status = self._rec, self.thread_id, RolloutStatus(status)
+        rec, thread_id = self._rec, self.thread_id
+        status = status if type(status) is RolloutStatus else RolloutStatus(status)
         rec.emit(lambda _: ThreadEnded(thread_id=thread_id, status=status), None, None)
         final = rec.thread_ended(thread_id, status)
         if (
@@ -329,7 +355,7 @@ class _RecordingThread(ThreadTraceContext):
     def record_turn_ended(
         self, turn_id: str, status: ExecutionStatus = ExecutionStatus.COMPLETED
     ) -> None:
-        status = ExecutionStatus(status)
+        status = _execution_status(status)
         self._rec.emit(
             lambda _: CodexTurnEnded(codex_turn_id=turn_id, status=status),
             self.thread_id,
@@ -437,6 +463,19 @@ class _RecordingThread(ThreadTraceContext):
         tool = _RecordingToolDispatch(self._rec, self.thread_id, invocation)
         tool._record_started()
         return tool
+
+    @_guarded
+    def _record_tool_call(
+        self, invocation: ToolDispatchInvocation, result: Any, error: str | None
+    ) -> None:
+        """:func:`record_tool_call` on a recording thread."""
+        tool = _RecordingToolDispatch(self._rec, self.thread_id, invocation)
+        tool._record_started()
+        if error is not None:
+            tool._record_ended(ExecutionStatus.FAILED, _bodies.tool_error(error))
+            return
+        call_id = invocation.model_visible_call_id or invocation.tool_call_id
+        tool._record_ended(ExecutionStatus.COMPLETED, _bodies.tool_output(call_id, result))
 
     def inference_trace_context(
         self,
@@ -1076,7 +1115,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
             return
         invocation = self._invocation
         call_id = invocation.model_visible_call_id or invocation.tool_call_id
-        self._record_ended(ExecutionStatus(status), _bodies.tool_output(call_id, result))
+        self._record_ended(_execution_status(status), _bodies.tool_output(call_id, result))
 
     @_guarded
     def record_failed(self, error: object) -> None:
