@@ -124,10 +124,29 @@ def _kind(data: Any) -> type | None:
         return kind
 
 
+def _input_items(items: Any) -> Any:
+    """A request's input items, JSON-able and each in the Responses API's full form
+    (:func:`_input_item`). Plain data already in that form (what the SDK mostly holds) is
+    encoded once, here, and given as those bytes (``msgspec.Raw``), which the recorder
+    writes as they are (and decodes for its redactor, if one is set)."""
+    try:
+        encoded = _check_encoder.encode(items)
+    except TypeError:
+        return [_input_item(item) for item in _converted(items)]
+    if any(_is_shorthand(item) for item in items):
+        return [_input_item(item) for item in items]
+    return msgspec.Raw(encoded)
+
+
+def _is_shorthand(item: Any) -> bool:
+    """Whether :func:`_input_item` completes ``item`` (a message without its ``type``)."""
+    return isinstance(item, dict) and "type" not in item and "role" in item
+
+
 def _input_item(item: Any) -> Any:
     """An input item in the Responses API's full form: a shorthand message (``role`` and
     string ``content``, which the API also takes) gets its ``type`` and content parts."""
-    if not isinstance(item, dict) or "type" in item or "role" not in item:
+    if not _is_shorthand(item):
         return item
     content = item.get("content")
     if isinstance(content, str):
@@ -529,7 +548,7 @@ class RolloutTracingProcessor(TracingProcessor):
         raw_input = data.input
         if isinstance(raw_input, str):
             raw_input = [{"role": "user", "content": raw_input}]
-        request["input"] = [_input_item(item) for item in _plain(raw_input or [])]
+        request["input"] = _input_items(raw_input or [])
         if response is not None and response.tools:
             request["tools"] = _plain(response.tools)
         output = [_plain(item) for item in response.output] if response is not None else []
@@ -554,12 +573,13 @@ class RolloutTracingProcessor(TracingProcessor):
         if agent.turn_id is None:
             return
         model = str(data.model or "")
-        messages = _plain(list(data.input or []))
-        request = {"model": model, "input": [_input_item(item) for item in messages]}
+        request = {"model": model, "input": _input_items(list(data.input or []))}
         output: list[dict[str, Any]] = []
-        for number, message in enumerate(_plain(list(data.output or []))):
-            if not isinstance(message, dict):
-                continue
+        for number, message in enumerate(data.output or []):
+            if type(message) is not dict:  # (a dict's content is not copied: only read)
+                message = _plain(message)
+                if not isinstance(message, dict):
+                    continue
             content = message.get("content")
             if isinstance(content, str) and content:
                 output.append(
@@ -571,7 +591,7 @@ class RolloutTracingProcessor(TracingProcessor):
                         "content": [{"type": "output_text", "text": content, "annotations": []}],
                     }
                 )
-            for call in message.get("tool_calls") or []:
+            for call in _plain(message.get("tool_calls")) or []:
                 function = call.get("function") or {}
                 output.append(
                     {

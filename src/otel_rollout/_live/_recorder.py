@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from opentelemetry.trace import Span, SpanContext, StatusCode, TraceFlags
 from opentelemetry.trace.status import Status
 from opentelemetry.util import types
@@ -235,10 +236,13 @@ class RolloutRecorder:
         return self._current.get(ref.raw_payload_id)
 
     def encode(self, kind: PayloadKind, value: Any) -> PendingPayload | None:
-        """Encode a payload body (outside the lock); ``None`` if it is not JSON."""
+        """Encode a payload body (outside the lock); ``None`` if it is not JSON.
+
+        A value of a top-level key given pre-encoded (``msgspec.Raw``: an integration's
+        bytes, encoded once) is written as is, or decoded first for the redactor."""
         try:
             if self.redactor is not None:
-                value = self.redactor.body(value)
+                value = self.redactor.body(_raw_decoded(value))
             body = encode_compact(value)
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
@@ -487,6 +491,17 @@ class RolloutRecorder:
             is_remote=False,
             trace_flags=self.trace_flags,
         )
+
+
+def _raw_decoded(value: Any) -> Any:
+    """``value`` with its top-level pre-encoded values (``msgspec.Raw``) decoded, so the
+    redactor sees their text."""
+    if type(value) is dict and any(type(item) is msgspec.Raw for item in value.values()):
+        return {
+            key: msgspec.json.decode(item) if type(item) is msgspec.Raw else item
+            for key, item in value.items()
+        }
+    return value
 
 
 _live_recorders: weakref.WeakSet[RolloutRecorder] = weakref.WeakSet()
