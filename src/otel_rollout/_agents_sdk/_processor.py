@@ -40,6 +40,7 @@ from agents.tracing.span_data import (
     HandoffSpanData,
     ResponseSpanData,
 )
+from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
 from otel_rollout import _errors
@@ -63,6 +64,7 @@ from otel_rollout._live._handles import (
     ToolDispatchInvocation,
     ToolDispatchTraceContext,
 )
+from otel_rollout._live._recording import record_inference_call, record_tool_call
 from otel_rollout._otel import _ownership
 from otel_rollout._otel._mapping import trace_id_from_uuid
 
@@ -122,10 +124,29 @@ def _kind(data: Any) -> type | None:
         return kind
 
 
+def _input_items(items: Any) -> Any:
+    """A request's input items, JSON-able and each in the Responses API's full form
+    (:func:`_input_item`). Plain data already in that form (what the SDK mostly holds) is
+    encoded once, here, and given as those bytes (``msgspec.Raw``), which the recorder
+    writes as they are (and decodes for its redactor, if one is set)."""
+    try:
+        encoded = _check_encoder.encode(items)
+    except TypeError:
+        return [_input_item(item) for item in _converted(items)]
+    if any(_is_shorthand(item) for item in items):
+        return [_input_item(item) for item in items]
+    return msgspec.Raw(encoded)
+
+
+def _is_shorthand(item: Any) -> bool:
+    """Whether :func:`_input_item` completes ``item`` (a message without its ``type``)."""
+    return isinstance(item, dict) and "type" not in item and "role" in item
+
+
 def _input_item(item: Any) -> Any:
     """An input item in the Responses API's full form: a shorthand message (``role`` and
     string ``content``, which the API also takes) gets its ``type`` and content parts."""
-    if not isinstance(item, dict) or "type" in item or "role" not in item:
+    if not _is_shorthand(item):
         return item
     content = item.get("content")
     if isinstance(content, str):
@@ -163,7 +184,7 @@ def _last_text(output: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Agent:
     """One agent's thread and its open turn."""
 
@@ -176,7 +197,7 @@ class _Agent:
     """``call_id``s already dispatched."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tool:
     """A function span: dispatched at its end, or when an agent starts inside it."""
 
@@ -193,17 +214,38 @@ class _Tool:
     tool start in the response's order, and may end in any order)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _SpanState:
+    """What a span is attributed to (shared, unchanged, by spans that add nothing to it)."""
+
     agent: _Agent | None
     tool: _Tool | None = None
     """The nearest enclosing function span not yet crossed by an agent span."""
     own_agent: bool = False
     spawned_by: _Tool | None = None
     """For an agent span run inside a function span (``Agent.as_tool``): that tool."""
+    inner: _SpanState | None = None
+    """For an agent span's state: the state of the spans inside it (made once)."""
 
 
-@dataclass
+_OUTSIDE_AGENTS = _SpanState(agent=None)
+"""The state of a span under no agent span."""
+
+
+def _inner_state(parent: _SpanState | None) -> _SpanState:
+    """The state of a span inside ``parent`` that starts no agent or tool: the parent's own
+    (no object per span), or, inside an agent span, that agent with the parent's tool."""
+    if parent is None:
+        return _OUTSIDE_AGENTS
+    if not parent.own_agent:
+        return parent
+    inner = parent.inner
+    if inner is None:
+        inner = parent.inner = _SpanState(agent=parent.agent, tool=parent.tool)
+    return inner
+
+
+@dataclass(slots=True)
 class _Rollout:
     """One SDK trace being recorded."""
 
@@ -217,6 +259,8 @@ class _Rollout:
     (claimed, so their spans stay out of spans-only bundles: one bundle per rollout)."""
     claimed: list[int] = field(default_factory=list)
     """The ones this processor claimed (released when the trace ends)."""
+    seen_context: object = None
+    """The OTel context the last span started in (its trace is already looked at)."""
 
 
 class RolloutTracingProcessor(TracingProcessor):
@@ -305,18 +349,21 @@ class RolloutTracingProcessor(TracingProcessor):
 
     @staticmethod
     def _claim_current_trace(rollout: _Rollout) -> None:
-        """Own the OTel trace in context (an OTel bridge's) if it is not this rollout's."""
-        trace_id = otel_trace.get_current_span().get_span_context().trace_id
+        """Own the OTel trace in context (an OTel bridge's) if it is not this rollout's
+        (looked at again only when the OTel context changed since the last span)."""
+        context = otel_context.get_current()
+        if context is rollout.seen_context:
+            return
+        rollout.seen_context = context
+        trace_id = otel_trace.get_current_span(context).get_span_context().trace_id
         if trace_id and trace_id not in rollout.otel_trace_ids:
             rollout.otel_trace_ids.add(trace_id)
             rollout.claimed.append(trace_id)
             _ownership.claim_trace(trace_id)
 
     def _span_started(self, rollout: _Rollout, span: Span[Any]) -> None:
-        parent = rollout.spans.get(span.parent_id) if span.parent_id else None
-        state = _SpanState(
-            agent=parent.agent if parent else None, tool=parent.tool if parent else None
-        )
+        parent_id = span.parent_id
+        state = _inner_state(rollout.spans.get(parent_id) if parent_id else None)
         data = span.span_data
         kind = _kind(data)
         if kind is AgentSpanData:
@@ -329,7 +376,8 @@ class RolloutTracingProcessor(TracingProcessor):
             turn_id = state.agent.turn_id
             if turn_id is not None:
                 call = self._take_call(state.agent, data.name)
-                state.tool = _Tool(state.agent, turn_id, data.name, call=call)
+                tool = _Tool(state.agent, turn_id, data.name, call=call)
+                state = _SpanState(agent=state.agent, tool=tool)
         rollout.spans[span.span_id] = state
 
     def _agent_started(self, rollout: _Rollout, name: str, state: _SpanState) -> _Agent | None:
@@ -442,6 +490,13 @@ class RolloutTracingProcessor(TracingProcessor):
     def _dispatch(
         self, tool: _Tool, *, spawn: bool, task: bool = False, arguments: str | None = None
     ) -> None:
+        invocation = self._invocation(tool, spawn=spawn, task=task, arguments=arguments)
+        tool.dispatch = tool.agent.thread.start_tool_dispatch_trace(lambda: invocation)
+
+    @staticmethod
+    def _invocation(
+        tool: _Tool, *, spawn: bool, task: bool = False, arguments: str | None = None
+    ) -> ToolDispatchInvocation:
         call = tool.call
         call_id = str(call["call_id"]) if call is not None else new_id()
         if call is not None:
@@ -454,14 +509,13 @@ class RolloutTracingProcessor(TracingProcessor):
                 {"message": _task_message(arguments), "task_name": tool.spawn_name},
                 separators=(",", ":"),
             )
-        invocation = ToolDispatchInvocation(
+        return ToolDispatchInvocation(
             turn_id=tool.turn_id,
             tool_name=tool.name,
             arguments=arguments,
             tool_call_id=call_id,
             kind=SpawnAgentKind() if spawn else AssignAgentTaskKind() if task else None,
         )
-        tool.dispatch = tool.agent.thread.start_tool_dispatch_trace(lambda: invocation)
 
     # --- span ends ---
 
@@ -494,23 +548,23 @@ class RolloutTracingProcessor(TracingProcessor):
         raw_input = data.input
         if isinstance(raw_input, str):
             raw_input = [{"role": "user", "content": raw_input}]
-        request["input"] = [_input_item(item) for item in _plain(raw_input or [])]
+        request["input"] = _input_items(raw_input or [])
         if response is not None and response.tools:
             request["tools"] = _plain(response.tools)
         output = [_plain(item) for item in response.output] if response is not None else []
-        attempt = agent.thread.inference_trace_context(agent.turn_id, model, PROVIDER)
-        attempt_handle = attempt.start_attempt()
-        attempt_handle.record_started(request)
         if span.error is not None:
-            attempt_handle.record_failed(_error_text(span.error), output_items=output)
+            record_inference_call(
+                agent.thread, agent.turn_id, model, PROVIDER, request, output,
+                response_id="", error=_error_text(span.error),
+            )  # fmt: skip
         else:
             response_id = str(getattr(response, "id", "") or data._response_id or "")
-            attempt_handle.record_completed(
-                response_id or new_id(),
-                output,
+            record_inference_call(
+                agent.thread, agent.turn_id, model, PROVIDER, request, output,
+                response_id=response_id or new_id(),
                 token_usage=_token_usage(getattr(response, "usage", None)),
                 response_model=model or None,
-            )
+            )  # fmt: skip
         agent.last_output = output
         agent.used_calls.clear()
 
@@ -519,12 +573,13 @@ class RolloutTracingProcessor(TracingProcessor):
         if agent.turn_id is None:
             return
         model = str(data.model or "")
-        messages = _plain(list(data.input or []))
-        request = {"model": model, "input": [_input_item(item) for item in messages]}
+        request = {"model": model, "input": _input_items(list(data.input or []))}
         output: list[dict[str, Any]] = []
-        for number, message in enumerate(_plain(list(data.output or []))):
-            if not isinstance(message, dict):
-                continue
+        for number, message in enumerate(data.output or []):
+            if type(message) is not dict:  # (a dict's content is not copied: only read)
+                message = _plain(message)
+                if not isinstance(message, dict):
+                    continue
             content = message.get("content")
             if isinstance(content, str) and content:
                 output.append(
@@ -536,7 +591,7 @@ class RolloutTracingProcessor(TracingProcessor):
                         "content": [{"type": "output_text", "text": content, "annotations": []}],
                     }
                 )
-            for call in message.get("tool_calls") or []:
+            for call in _plain(message.get("tool_calls")) or []:
                 function = call.get("function") or {}
                 output.append(
                     {
@@ -547,19 +602,24 @@ class RolloutTracingProcessor(TracingProcessor):
                         "arguments": function.get("arguments", ""),
                     }
                 )
-        attempt = agent.thread.inference_trace_context(agent.turn_id, model, PROVIDER)
-        handle = attempt.start_attempt()
-        handle.record_started(request)
-        if span.error is not None:
-            handle.record_failed(_error_text(span.error), output_items=output)
-        else:
-            handle.record_completed(f"gen_{span.span_id}", output, response_model=model or None)
+        record_inference_call(
+            agent.thread, agent.turn_id, model, PROVIDER, request, output,
+            response_id=f"gen_{span.span_id}", response_model=model or None,
+            error=None if span.error is None else _error_text(span.error),
+        )  # fmt: skip
         agent.last_output = output
         agent.used_calls.clear()
 
     def _function_ended(self, tool: _Tool, data: FunctionSpanData, span: Span[Any]) -> None:
-        if tool.dispatch is None:
-            self._dispatch(tool, spawn=False, arguments=data.input)
+        if tool.dispatch is None:  # a plain function tool (no agent ran inside): at once
+            output = data.output
+            record_tool_call(
+                tool.agent.thread,
+                self._invocation(tool, spawn=False, arguments=data.input),
+                output if isinstance(output, str) else str(output),
+                error=None if span.error is None else _error_text(span.error),
+            )
+            return
         dispatch = tool.dispatch
         assert dispatch is not None
         if span.error is not None:

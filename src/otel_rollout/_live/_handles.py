@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 _S = TypeVar("_S", bound="_Scoped")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ToolDispatchInvocation:
     """One tool call as dispatched (Codex's ``ToolDispatchInvocation``)."""
 
@@ -55,6 +55,7 @@ class ToolDispatchInvocation:
     arguments: Any = None
     """The call's arguments: a string (e.g. the model's JSON arguments) or JSON-able data."""
     tool_call_id: str = field(default_factory=new_id)
+    """A new id unless given."""
     tool_namespace: str | None = None
     model_visible_call_id: str | None = None
     """The model's ``call_id``; defaults to ``tool_call_id`` for model-requested calls."""
@@ -65,6 +66,34 @@ class ToolDispatchInvocation:
     """Override Codex's name-based kind (``exec_command``, ``spawn_agent``, ...)."""
     target_agent_path: str | None = None
     """For agent tools (send/assign/close): the addressed agent, recorded as an edge."""
+
+    def __init__(
+        self,
+        turn_id: str,
+        tool_name: str,
+        arguments: Any = None,
+        tool_call_id: str | None = None,
+        tool_namespace: str | None = None,
+        model_visible_call_id: str | None = None,
+        runtime_cell_id: str | None = None,
+        runtime_tool_call_id: str | None = None,
+        kind: ToolCallKind | None = None,
+        target_agent_path: str | None = None,
+    ) -> None:
+        """The fields, set at once (a frozen dataclass's own ``__init__`` sets each one
+        through ``object.__setattr__``: twice the cost, on every tool call)."""
+        self.__dict__.update(
+            turn_id=turn_id,
+            tool_name=tool_name,
+            arguments=arguments,
+            tool_call_id=new_id() if tool_call_id is None else tool_call_id,
+            tool_namespace=tool_namespace,
+            model_visible_call_id=model_visible_call_id,
+            runtime_cell_id=runtime_cell_id,
+            runtime_tool_call_id=runtime_tool_call_id,
+            kind=kind,
+            target_agent_path=target_agent_path,
+        )
 
 
 class _Scoped(abc.ABC):

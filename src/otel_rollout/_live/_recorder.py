@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from opentelemetry.trace import Span, SpanContext, StatusCode, TraceFlags
 from opentelemetry.trace.status import Status
 from opentelemetry.util import types
@@ -235,10 +236,13 @@ class RolloutRecorder:
         return self._current.get(ref.raw_payload_id)
 
     def encode(self, kind: PayloadKind, value: Any) -> PendingPayload | None:
-        """Encode a payload body (outside the lock); ``None`` if it is not JSON."""
+        """Encode a payload body (outside the lock); ``None`` if it is not JSON.
+
+        A value of a top-level key given pre-encoded (``msgspec.Raw``: an integration's
+        bytes, encoded once) is written as is, or decoded first for the redactor."""
         try:
             if self.redactor is not None:
-                value = self.redactor.body(value)
+                value = self.redactor.body(_raw_decoded(value))
             body = encode_compact(value)
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
@@ -266,24 +270,27 @@ class RolloutRecorder:
             if not self.active:
                 self._count_after_stop()
                 return False
-            counts = self.bundle.counts
+            bundle = self.bundle
+            counts = bundle.counts
             counts.recorded += 1
-            refs: list[RawPayloadRef | None] = []
-            files: list[PendingPayload] = []
-            nbytes = 256
-            new_ref = self._new_payload_ref
-            for index, payload in enumerate(payloads):
+            files: tuple[PendingPayload, ...]
+            if not payloads:
+                refs: Sequence[RawPayloadRef | None] = ()
+                files, nbytes = (), 256
+            elif len(payloads) == 1:  # the common event: one payload, or none
+                payload = payloads[0]
                 if payload is None:
-                    refs.append(None)
-                    continue
-                ref = payload.ref = (
-                    PLACEHOLDER_REFS[index] if new_ref is None else new_ref(payload.kind)
-                )
-                refs.append(ref)
-                files.append(payload)
-                nbytes += len(payload.body)
+                    refs, files, nbytes = (None,), (), 256
+                else:
+                    new_ref = self._new_payload_ref
+                    ref = payload.ref = (
+                        PLACEHOLDER_REFS[0] if new_ref is None else new_ref(payload.kind)
+                    )
+                    refs, files, nbytes = (ref,), (payload,), 256 + len(payload.body)
+            else:
+                refs, files, nbytes = self._number(payloads)
             item = PendingEvent(
-                self.bundle, tuple(files), build(refs), thread_id, codex_turn_id, time.time_ns()
+                bundle, files, build(refs), thread_id, codex_turn_id, time.time_ns()
             )
             if not self._submit(item, nbytes):
                 if self.bundle.ended_by_policy:
@@ -294,6 +301,27 @@ class RolloutRecorder:
                     self._lose()
                 return False
             return True
+
+    def _number(
+        self, payloads: Sequence[PendingPayload | None]
+    ) -> tuple[list[RawPayloadRef | None], tuple[PendingPayload, ...], int]:
+        """An event's payload refs (schema 2: numbered here), the payloads to write, and
+        their size (lock held)."""
+        refs: list[RawPayloadRef | None] = []
+        files: list[PendingPayload] = []
+        nbytes = 256
+        new_ref = self._new_payload_ref
+        for index, payload in enumerate(payloads):
+            if payload is None:
+                refs.append(None)
+                continue
+            ref = payload.ref = (
+                PLACEHOLDER_REFS[index] if new_ref is None else new_ref(payload.kind)
+            )
+            refs.append(ref)
+            files.append(payload)
+            nbytes += len(payload.body)
+        return refs, tuple(files), nbytes
 
     def _count_after_stop(self) -> None:
         """An event recorded after this bundle stopped or completed: lost (a forked child's
@@ -463,6 +491,17 @@ class RolloutRecorder:
             is_remote=False,
             trace_flags=self.trace_flags,
         )
+
+
+def _raw_decoded(value: Any) -> Any:
+    """``value`` with its top-level pre-encoded values (``msgspec.Raw``) decoded, so the
+    redactor sees their text."""
+    if type(value) is dict and any(type(item) is msgspec.Raw for item in value.values()):
+        return {
+            key: msgspec.json.decode(item) if type(item) is msgspec.Raw else item
+            for key, item in value.items()
+        }
+    return value
 
 
 _live_recorders: weakref.WeakSet[RolloutRecorder] = weakref.WeakSet()

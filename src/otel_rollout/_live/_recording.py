@@ -159,6 +159,11 @@ def _exit_status(exc: BaseException | None) -> ExecutionStatus:
     return ExecutionStatus.FAILED
 
 
+def _execution_status(status: ExecutionStatus | str) -> ExecutionStatus:
+    """``status`` as the enum (given as one, the usual case, without the enum's call)."""
+    return status if type(status) is ExecutionStatus else ExecutionStatus(status)
+
+
 def _error_text(exc: object) -> str:
     """An error as recorded: an exception as ``"<class name>: <message>"`` (so ``error.type``
     can name its class), anything else as its text."""
@@ -186,6 +191,66 @@ def start_root(root: Path, metadata: ThreadStartedTraceMetadata | None) -> Threa
     thread = _RecordingThread(rec, metadata.thread_id, metadata.agent_path, 0)
     thread._record_started(metadata, None)
     return thread
+
+
+def record_inference_call(
+    thread: ThreadTraceContext,
+    turn_id: str,
+    model: str,
+    provider_name: str,
+    request: Any,
+    output_items: Sequence[Any],
+    *,
+    response_id: str,
+    token_usage: Mapping[str, Any] | None = None,
+    response_model: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record one inference attempt seen only once it is over (an integration's model call
+    span): started with ``request``, then completed with ``output_items`` (or failed with
+    ``error``, the items received a partial response). The same events as the attempt
+    handle's calls; on a recording thread without building the handles."""
+    if type(thread) is _RecordingThread:
+        thread._record_inference_call(
+            turn_id,
+            model,
+            provider_name,
+            request,
+            output_items,
+            response_id=response_id,
+            token_usage=token_usage,
+            response_model=response_model,
+            error=error,
+        )
+        return
+    attempt = thread.inference_trace_context(turn_id, model, provider_name).start_attempt()
+    attempt.record_started(request)
+    if error is not None:
+        attempt.record_failed(error, output_items=output_items)
+    else:
+        attempt.record_completed(
+            response_id, output_items, token_usage=token_usage, response_model=response_model
+        )
+
+
+def record_tool_call(
+    thread: ThreadTraceContext,
+    invocation: ToolDispatchInvocation,
+    result: Any = None,
+    *,
+    error: str | None = None,
+) -> None:
+    """Record one tool call seen only once it is over (an integration's tool span): the
+    events of ``start_tool_dispatch_trace`` then ``record_completed(result)`` (or
+    ``record_failed(error)``); on a recording thread without the dispatch handle's calls."""
+    if type(thread) is _RecordingThread:
+        thread._record_tool_call(invocation, result, error)
+        return
+    dispatch = thread.start_tool_dispatch_trace(lambda: invocation)
+    if error is not None:
+        dispatch.record_failed(error)
+    else:
+        dispatch.record_completed(result)
 
 
 # --- thread ---
@@ -253,7 +318,8 @@ class _RecordingThread(ThreadTraceContext):
     def record_ended(self, status: RolloutStatus = RolloutStatus.COMPLETED) -> None:
         if not _first_terminal(self._ended, "record_ended", "thread", self.thread_id):
             return
-        rec, thread_id, status = self._rec, self.thread_id, RolloutStatus(status)
+        rec, thread_id = self._rec, self.thread_id
+        status = status if type(status) is RolloutStatus else RolloutStatus(status)
         rec.emit(lambda _: ThreadEnded(thread_id=thread_id, status=status), None, None)
         final = rec.thread_ended(thread_id, status)
         if (
@@ -289,7 +355,7 @@ class _RecordingThread(ThreadTraceContext):
     def record_turn_ended(
         self, turn_id: str, status: ExecutionStatus = ExecutionStatus.COMPLETED
     ) -> None:
-        status = ExecutionStatus(status)
+        status = _execution_status(status)
         self._rec.emit(
             lambda _: CodexTurnEnded(codex_turn_id=turn_id, status=status),
             self.thread_id,
@@ -398,6 +464,19 @@ class _RecordingThread(ThreadTraceContext):
         tool._record_started()
         return tool
 
+    @_guarded
+    def _record_tool_call(
+        self, invocation: ToolDispatchInvocation, result: Any, error: str | None
+    ) -> None:
+        """:func:`record_tool_call` on a recording thread."""
+        tool = _RecordingToolDispatch(self._rec, self.thread_id, invocation)
+        tool._record_started()
+        if error is not None:
+            tool._record_ended(ExecutionStatus.FAILED, _bodies.tool_error(error))
+            return
+        call_id = invocation.model_visible_call_id or invocation.tool_call_id
+        tool._record_ended(ExecutionStatus.COMPLETED, _bodies.tool_output(call_id, result))
+
     def inference_trace_context(
         self,
         turn_id: str,
@@ -409,6 +488,74 @@ class _RecordingThread(ThreadTraceContext):
     ) -> InferenceTraceContext:
         return _RecordingInference(
             self._rec, self.thread_id, turn_id, model, provider_name, server_address, server_port
+        )
+
+    @_guarded
+    def _record_inference_call(
+        self,
+        turn_id: str,
+        model: str,
+        provider_name: str,
+        request: Any,
+        output_items: Sequence[Any],
+        *,
+        response_id: str,
+        token_usage: Mapping[str, Any] | None,
+        response_model: str | None,
+        error: str | None,
+    ) -> None:
+        """:func:`record_inference_call` on a recording thread: the events and payloads of
+        ``inference_trace_context(...).start_attempt()``, ``record_started`` and
+        ``record_completed`` (or ``record_failed``), without the handles in between."""
+        rec, thread_id, call_id = self._rec, self.thread_id, new_id()
+        started = rec.record(
+            lambda refs: InferenceStarted(
+                inference_call_id=call_id,
+                thread_id=thread_id,
+                codex_turn_id=turn_id,
+                model=model,
+                provider_name=provider_name,
+                request_payload=_required(refs),
+            ),
+            thread_id,
+            turn_id,
+            PayloadKind.INFERENCE_REQUEST,
+            request,
+            required=True,
+        )
+        if not started:
+            return
+        if error is not None:
+            partial = (
+                _bodies.inference_response(None, None, None, output_items) if output_items else None
+            )
+            rec.record(
+                lambda refs: InferenceFailed(
+                    inference_call_id=call_id,
+                    upstream_request_id=None,
+                    error=error,
+                    partial_response_payload=refs[0],
+                ),
+                thread_id,
+                turn_id,
+                None if partial is None else PayloadKind.INFERENCE_RESPONSE,
+                partial,
+            )
+            return
+        rec.record(
+            lambda refs: InferenceCompleted(
+                inference_call_id=call_id,
+                response_id=response_id,
+                upstream_request_id=None,
+                response_payload=_required(refs),
+            ),
+            thread_id,
+            turn_id,
+            PayloadKind.INFERENCE_RESPONSE,
+            _bodies.inference_response(
+                response_id, None, token_usage, output_items, response_model
+            ),
+            required=True,
         )
 
     def compaction_trace_context(
@@ -968,7 +1115,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
             return
         invocation = self._invocation
         call_id = invocation.model_visible_call_id or invocation.tool_call_id
-        self._record_ended(ExecutionStatus(status), _bodies.tool_output(call_id, result))
+        self._record_ended(_execution_status(status), _bodies.tool_output(call_id, result))
 
     @_guarded
     def record_failed(self, error: object) -> None:
