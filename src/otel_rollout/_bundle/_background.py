@@ -68,6 +68,10 @@ SEAL_DELAY_S = 0.05
 """Schema 3: how long after the oldest unsealed event was recorded its shard is sealed
 (the writer batches within :data:`FLUSH_INTERVAL_S`; a flush seals at once)."""
 SEAL_DELAY_NS = int(SEAL_DELAY_S * 1e9)
+SEAL_ITEMS = 256
+"""Schema 3: a bundle with this many items written since its last seal is sealed at the
+end of the writer's batch, not at its timer: under a high rate the timer would add its
+full delay to every event, while a shard of this many events is already large."""
 DEFAULT_MAX_QUEUE_EVENTS = 16_384
 DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
 """Payload bytes queued at most (the producer waits past it): with the batch being
@@ -738,7 +742,7 @@ class BackgroundWriter:
             finished = 0
             now_ns = time.time_ns()
             for key, (sink, items) in list(unsealed.items()):
-                if not seal_all and sink.seal_due_in(now_ns) > 0:
+                if not seal_all and items < SEAL_ITEMS and sink.seal_due_in(now_ns) > 0:
                     continue  # a short seal timer: fewer, larger shards for slow producers
                 del unsealed[key]
                 finished += items
