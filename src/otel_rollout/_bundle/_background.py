@@ -415,21 +415,22 @@ class BundleSink:
 
     def _write_sharded(self, item: PendingEvent) -> None:
         """Schema 3: write the payloads (real refs for the placeholders), then append."""
-        if self.stopped or self._completed or self.writer.failure is not None:
+        writer = self.writer
+        if self.stopped or self._completed or writer.failure is not None:
             self.counts.lost_in_writer += 1
             return
-        if not item.payloads:
+        payloads = item.payloads
+        if not payloads:
             self._append(item, 0)
             return
-        writer = self.writer
         thread_id = item.thread_id
         bodies: dict[str, bytes] | None = None if self.on_written is None else {}
         real: dict[int, RawPayloadRef] = {}
         request: Any = None
         omitted_request: int | None = None
-        for payload in item.payloads:
-            kind, value = payload.kind, None
-            body: bytes | None = payload.body
+        for payload in payloads:
+            kind = payload.kind
+            placeholder = payload.ref
             if payload.omitted is not None:  # left out by the drop policy
                 ref = writer.write_omitted(kind, payload.omitted)
                 if ref is None:
@@ -437,35 +438,35 @@ class BundleSink:
                     return
                 if kind is PayloadKind.INFERENCE_REQUEST:
                     omitted_request = payload.omitted
-                assert payload.ref is not None
-                real[id(payload.ref)] = payload.ref = ref
-                continue
-            if kind is PayloadKind.INFERENCE_REQUEST:
-                request = value = (
-                    msgspec.json.decode(payload.body)
-                    if writer.cuts_payloads
-                    else _request_for_prompt(payload.body)
+            else:
+                value: Any = None
+                body: bytes | None = payload.body
+                if kind is PayloadKind.INFERENCE_REQUEST:
+                    request = value = (
+                        msgspec.json.decode(body)
+                        if writer.cuts_payloads
+                        else _request_for_prompt(body)
+                    )
+                elif kind is PayloadKind.SESSION_METADATA:
+                    value = session_metadata_to(msgspec.json.decode(body), SCHEMA_3)
+                    body = None
+                ref = writer.write_payload(
+                    kind, value, encoded=body, thread_id=thread_id, stored=bodies
                 )
-            elif kind is PayloadKind.SESSION_METADATA:
-                value = session_metadata_to(msgspec.json.decode(payload.body), SCHEMA_3)
-                body = None
-            ref = writer.write_payload(
-                kind, value, encoded=body, thread_id=thread_id, stored=bodies
-            )
-            if ref is None:
-                self._stop()
-                return
-            assert payload.ref is not None  # a placeholder, from RolloutRecorder.emit
-            real[id(payload.ref)] = ref
-            payload.ref = ref
-            payload.body = b""  # in the shard now (the live spans read ``bodies``): memory back
+                if ref is None:
+                    self._stop()
+                    return
+                payload.body = b""  # in the shard now (the live spans read ``bodies``)
+            assert placeholder is not None  # a placeholder, from RolloutRecorder.emit
+            real[id(placeholder)] = payload.ref = ref
         event = item.event
         changes: dict[str, Any] = {}
-        if real:
-            for name in _ref_fields(type(event)):
-                value = getattr(event, name)
-                if value is not None and id(value) in real:
-                    changes[name] = real[id(value)]
+        for name in _ref_fields(type(event)):
+            value = getattr(event, name)
+            if value is not None:
+                ref = real.get(id(value))
+                if ref is not None:
+                    changes[name] = ref
         if type(event) is InferenceStarted:
             prompt = (
                 writer.write_prepared_prompt(thread_id, prompt_from_request(request), stored=bodies)
@@ -480,7 +481,7 @@ class BundleSink:
         if changes:
             item.event = msgspec.structs.replace(event, **changes)
         item.bodies = bodies
-        self._append(item, writer.last_shard if real else 0)
+        self._append(item, writer.last_shard)
 
     def _append(self, item: PendingEvent, highest_shard: int = 0) -> None:
         if not self.writer.append_event(
