@@ -440,7 +440,8 @@ class BundleSink:
                     omitted_request = payload.omitted
             else:
                 value: Any = None
-                body: bytes | None = payload.body
+                body = payload.body
+                encoded: bytes | None = body
                 if kind is PayloadKind.INFERENCE_REQUEST:
                     request = value = (
                         msgspec.json.decode(body)
@@ -449,9 +450,9 @@ class BundleSink:
                     )
                 elif kind is PayloadKind.SESSION_METADATA:
                     value = session_metadata_to(msgspec.json.decode(body), SCHEMA_3)
-                    body = None
+                    encoded = None
                 ref = writer.write_payload(
-                    kind, value, encoded=body, thread_id=thread_id, stored=bodies
+                    kind, value, encoded=encoded, thread_id=thread_id, stored=bodies
                 )
                 if ref is None:
                     self._stop()
