@@ -24,6 +24,7 @@ from otel_rollout import (
     validate_bundle,
     write_state,
 )
+from otel_rollout._bundle import _background
 from otel_rollout._bundle._background import BundleSink, PendingEvent, PendingSpanCall
 from otel_rollout._bundle._payloads import PayloadShardWriter
 from otel_rollout._config import (
@@ -316,6 +317,32 @@ def test_the_load_policy_is_read_from_the_environment(
     assert "not wait or drop" in caplog.text
     with pytest.raises(ValueError, match="load_policy"):
         otel_rollout.configure(load_policy="sometimes")
+
+
+def test_many_events_waiting_for_a_seal_are_sealed_without_waiting_for_the_timer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 3: once ``SEAL_ITEMS`` items wait for their shard, the writer seals at the end
+    of its batch (at a high rate the seal timer would add its whole delay to every event).
+    With the timer set to an hour, those events still reach the disk with no flush."""
+    monkeypatch.setattr(_background, "SEAL_DELAY_NS", 3600 * 10**9)
+    exporter = RolloutBundleSpanExporter()
+    otel_rollout.configure(trace_root=tmp_path, exporter=exporter)
+    thread = ThreadTraceContext.start_root_or_disabled(ThreadStartedTraceMetadata(thread_id="root"))
+    turns = _background.SEAL_ITEMS // 8 + 1
+    for i in range(turns):
+        typical_turn(thread, i)
+    [bundle] = tmp_path.glob("trace-*")
+    log = bundle / "trace.jsonl"
+    deadline = time.monotonic() + 30
+    while log.read_bytes().count(b"\n") < _background.SEAL_ITEMS:
+        assert time.monotonic() < deadline, "the waiting events were never sealed"
+        time.sleep(0.01)
+    assert list((bundle / "payloads").glob("*.zst"))
+    thread.record_ended()
+    assert exporter.force_flush()
+    events = 8 * turns + 5
+    assert len(read_events(bundle)) == events and validate_bundle(bundle).ok
 
 
 def test_a_failed_shard_write_counts_every_event_that_waited_for_it(
