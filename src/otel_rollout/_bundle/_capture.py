@@ -41,6 +41,8 @@ _UNCUT: Final = frozenset({PayloadKind.PREPARED_PROMPT})
 
 _EMPTY_INPUT_HEAD: Final = b'{"input":[]'
 """How a prompt's JSON starts when ``input`` is its first key, empty."""
+_PROMPT_ENDS_KEPT: Final = 64
+"""How many prompts' first and last fragments are kept (prompts differ by their tools)."""
 _MARK_PREFIX = uuid.uuid4().hex
 """Random once per process: a ``uuid4`` per payload cost ~100 us of ``os.urandom`` on a busy VM."""
 _mark_numbers = itertools.count()
@@ -128,6 +130,8 @@ class PayloadCapturer:
         """Whether a limit cut any payload (the bundle closes ``closed_with_partial_payloads``)."""
         self._model_items: dict[str | None, dict[bytes, RawPayloadRef]] = {}
         self._content_values: dict[bytes, RawPayloadRef] = {}
+        self._prompt_ends: dict[bytes, tuple[str, str]] = {}
+        """A prompt's JSON with ``input`` empty -> its first and last fragments."""
 
     def payload(
         self, kind: PayloadKind, body: bytes, value: Any, thread_id: str | None
@@ -206,10 +210,16 @@ class PayloadCapturer:
         ):
             return None  # the long instructions may be a part too
         empty = encode_compact({**prompt, "input": []})
-        if not empty.startswith(_EMPTY_INPUT_HEAD):
-            return None  # ``input`` is not the first key
-        head = len(_EMPTY_INPUT_HEAD) - 1
-        fragments = [empty[:head].decode(), *[","] * (len(items) - 1), empty[head:].decode()]
+        ends = self._prompt_ends.get(empty)
+        if ends is None:
+            if not empty.startswith(_EMPTY_INPUT_HEAD):
+                return None  # ``input`` is not the first key
+            head = len(_EMPTY_INPUT_HEAD) - 1
+            ends = empty[:head].decode(), empty[head:].decode()
+            if len(self._prompt_ends) >= _PROMPT_ENDS_KEPT:
+                self._prompt_ends.clear()
+            self._prompt_ends[empty] = ends
+        fragments = [ends[0], *[","] * (len(items) - 1), ends[1]]
         bodies: list[bytes] = []
         parts = [self._model_item(item, thread_id, bodies) for item in items]
         return self.record(
