@@ -621,33 +621,40 @@ class BackgroundWriter:
                 return False
             if self._thread is None:
                 self._start()
-            if not self._has_room(nbytes) and item.bundle.drop_under_load:
-                return self._submit_dropping(item)
-            if not self._has_room(nbytes):
-                # backpressure: wait while the writer makes progress; give up only after
-                # stall_timeout_s without any (measured from when this wait began at the
-                # earliest, so an idle writer that just woke up is not "stalled")
-                began = time.monotonic()
-                self.full_waits += 1
-                while not self._has_room(nbytes) and not self._closed:
-                    now = time.monotonic()
-                    stalled_for = now - max(self._progress_at, began)
-                    if stalled_for >= self.stall_timeout_s:
-                        self.lost_events += 1
-                        return False
-                    self._cond.notify_all()
-                    self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
-                if self._closed:
+            queue = self._queue
+            if queue and (
+                len(queue) >= self.max_events or self._queued_bytes + nbytes > self.max_bytes
+            ):  # full (an empty queue takes any item): the policy decides
+                if item.bundle.drop_under_load:
+                    return self._submit_dropping(item)
+                if not self._wait_for_room(nbytes):
                     return False
-            was_empty = not self._queue
-            if was_empty:
+            if queue:
+                queue.append(item)
+            else:
                 self._first_at = time.monotonic()
-            self._queue.append(item)
+                queue.append(item)
+                self._cond.notify_all()
             self._queued_bytes += nbytes
             self._submitted += 1
-            if was_empty:
-                self._cond.notify_all()
             return True
+
+    def _wait_for_room(self, nbytes: int) -> bool:
+        """Backpressure (lock held): wait while the writer makes progress; give up only
+        after ``stall_timeout_s`` without any (measured from when this wait began at the
+        earliest, so an idle writer that just woke up is not "stalled"). ``False``: the
+        event is lost (counted) or the writer closed."""
+        began = time.monotonic()
+        self.full_waits += 1
+        while not self._has_room(nbytes) and not self._closed:
+            now = time.monotonic()
+            stalled_for = now - max(self._progress_at, began)
+            if stalled_for >= self.stall_timeout_s:
+                self.lost_events += 1
+                return False
+            self._cond.notify_all()
+            self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
+        return not self._closed
 
     def _submit_dropping(self, item: PendingEvent | PendingSpanCall) -> bool:
         """The drop policy, the queue full (lock held): never wait. Schema 3 leaves the
