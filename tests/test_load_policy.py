@@ -592,7 +592,19 @@ def test_children_still_running_past_the_exit_grace_period_are_counted_as_lost(
 
 LATE_SCRIPT = """
 import atexit, sys, threading, time
-atexit.register(time.sleep, 0.3)  # runs after the library's exit report (atexit is LIFO)
+
+
+def wait_for_late_losses():
+    # runs after the library's exit report (atexit is LIFO): until 4 events were lost after
+    # it (3 reports), not for a set time that a loaded machine may not give the thread
+    from otel_rollout._bundle import _background
+
+    deadline = time.monotonic() + 30
+    while _background._losses_after_exit < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+atexit.register(wait_for_late_losses)
 import otel_rollout
 from otel_rollout import ThreadTraceContext
 
@@ -633,7 +645,7 @@ def test_what_daemon_threads_record_after_the_exit_report_is_reported_too(
     )
     assert done.returncode == 0, done.stderr
     late = [line for line in done.stderr.splitlines() if "after the exit report" in line]
-    assert len(late) >= 3, done.stderr  # 1, 2, 4, ... within 0.3 s at ~1,000 events/s
+    assert len(late) >= 3, done.stderr  # 1, 2, 4, ...
     assert "rollout trace: 1 events recorded after the exit report" in late[0]
     assert "could not be queued" not in done.stderr  # not mistaken for a stuck writer
     [bundle] = (tmp_path / "traces").glob("trace-*")
