@@ -18,6 +18,11 @@ Prints (and with ``--out`` writes) one JSON object:
 * ``throughput``: events/s the writer sustains for the stacks above (events / wall time
   from the first turn to the end of the final flush; the producer outruns the writer, so
   the writer bounds it).
+* ``writer``: the writer thread's own capacity: the queued items of ``--turns`` turns are
+  captured, then written in one thread (sealed every ``SEAL_ITEMS`` items, as under load):
+  its CPU per event and the events/s that makes (no producer sharing the GIL; median of
+  ``--reps`` fresh interpreters).
+* ``loadavg_1m`` beside the writer's and each latency figure: the machine's load then.
 * ``latency``: one producer thread paced at 1k, 10k and 20k events/s (whole turns) for
   ``--latency-s`` seconds: per event, time from recorded (the event's timestamp) to its line
   written to ``trace.jsonl`` (end of the writer's batch), p50/p99/max in ms, and the rate
@@ -154,6 +159,53 @@ def run_cost(stack: str, root: Path, turns: int, warmup: int) -> dict[str, float
     }
 
 
+def run_writer(root: Path, turns: int) -> dict[str, float]:
+    """The writer thread alone: capture the items ``turns`` turns queue, then write them
+    (and seal every ``SEAL_ITEMS``) in this thread; its CPU per event."""
+    from otel_rollout._bundle import _background
+
+    captured: list[tuple[Any, Any]] = []
+    write, end_batch = _background.BundleSink.write, _background.BundleSink.end_batch
+    capturing = False
+
+    def capture_write(self: Any, item: Any) -> None:
+        if capturing:
+            captured.append((self, item))
+        else:
+            write(self, item)
+
+    def capture_end_batch(self: Any) -> Any:
+        return [] if capturing else end_batch(self)
+
+    _background.BundleSink.write = capture_write  # type: ignore[method-assign]
+    _background.BundleSink.end_batch = capture_end_batch  # type: ignore[method-assign]
+    one, flush, close = _setup("otel_rollout", root, turns)
+    for index in range(100):
+        one(index)
+    flush()
+    capturing = True
+    for index in range(100, 100 + turns):
+        one(index)
+    flush()
+    capturing = False
+    seal_items = getattr(_background, "SEAL_ITEMS", 256)
+    events = sum(1 for _, item in captured if type(item) is _background.PendingEvent)
+    cpu0 = time.thread_time()
+    for count, (sink, item) in enumerate(captured, 1):
+        write(sink, item)
+        if count % seal_items == 0:
+            end_batch(sink)
+    end_batch(sink)
+    cpu1 = time.thread_time()
+    close()
+    per_event = (cpu1 - cpu0) / events
+    return {
+        "cpu_us_per_event": per_event * 1e6,
+        "events_per_s": 1 / per_event,
+        "loadavg_1m": os.getloadavg()[0],
+    }
+
+
 def run_latency(root: Path, rate: int, seconds: float) -> dict[str, float]:
     """Pace whole turns at ``rate`` events/s; per event, recorded -> line written (ms)."""
     from otel_rollout._bundle import _background
@@ -198,6 +250,7 @@ def run_latency(root: Path, rate: int, seconds: float) -> dict[str, float]:
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "max_ms": ordered[-1] / 1e6,
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
@@ -294,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-turns", type=int, default=2000)
     parser.add_argument("--tmpfs", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--disk", type=Path, default=Path(tempfile.gettempdir()))
-    parser.add_argument("--skip", nargs="*", default=[], help="cost, latency, rss")
+    parser.add_argument("--skip", nargs="*", default=[], help="cost, writer, latency, rss")
     parser.add_argument("--instructions", action="store_true", help="callgrind counts")
     parser.add_argument("--instr-turns", type=int, default=100)
     parser.add_argument("--out", type=Path)
@@ -306,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             out = run_cost(args.child[2], root, args.turns, args.warmup)
         elif kind == "instr":
             out = run_instr(args.child[2], root, int(args.child[3]))
+        elif kind == "writer":
+            out = run_writer(root, args.turns)
         elif kind == "latency":
             out = run_latency(root, int(args.child[2]), args.latency_s)
         else:
@@ -360,6 +415,15 @@ def main(argv: list[str] | None = None) -> int:
                     table[stack]["ratio_to_bare_sdk"] = ratios
             cost[place] = {"dir": str(base), "stacks": table}
         report["cost"] = cost
+    if "writer" not in args.skip:
+        with tempfile.TemporaryDirectory(prefix="otel-rollout-load-", dir=args.tmpfs) as tmp:
+            writer_runs = [
+                _child(["writer", str(Path(tmp) / f"writer-{rep}"), *common])
+                for rep in range(args.reps)
+            ]
+        report["writer"] = {
+            key: statistics.median(run[key] for run in writer_runs) for key in writer_runs[0]
+        }
     if "latency" not in args.skip:
         latency: dict[str, Any] = {}
         for place, base in places.items():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
-from otel_rollout._bundle._capture import join_fragments
+from otel_rollout._bundle._bodies import prompt_from_request
+from otel_rollout._bundle._capture import PayloadCapturer, join_fragments
 from otel_rollout._bundle._models import (
     CodeCellWaitTargetResolved,
     CodexTurnEnded,
@@ -19,6 +21,7 @@ from otel_rollout._bundle._models import (
     ExecutionStatus,
     PayloadKind,
     ProtocolEventObserved,
+    RawPayloadRef,
     RecordingCompleted,
     RolloutEnded,
     RolloutStarted,
@@ -27,7 +30,7 @@ from otel_rollout._bundle._models import (
     ThreadResumed,
     ThreadStarted,
 )
-from otel_rollout._bundle._payloads import PayloadShards
+from otel_rollout._bundle._payloads import PayloadShards, PayloadShardWriter
 from otel_rollout._bundle._shards import decompress_shard, iter_records
 from otel_rollout._bundle._writer import BundleWriter
 from support.codex import codex_reduce
@@ -352,3 +355,37 @@ def test_prompts_from_raw_request_items_are_the_prompts_of_the_decoded_request(
         writer.close()
         bundles.append(writer.bundle_dir)
     assert _records(bundles[0]) == _records(bundles[1])
+
+
+QUICK_PROMPTS: list[dict[str, Any]] = [
+    {"input": [{"type": "message", "content": [{"type": "input_text", "text": 'é "x"'}]}]},
+    {"input": [msgspec.Raw(b'{"a":1}'), {"b": [1, 2]}, {"c": "\u2028"}], "tools": [{"x": 1}]},
+    {"input": [{"a": 1}], "base_instructions": {"text": "long instructions " * 8}},
+    {"tools": [], "input": [{"a": 1}]},  # input not first: the general way
+    {"input": []},
+]
+
+
+@pytest.mark.parametrize("limit", [None, 16], ids=["no-limit", "max-payload-bytes"])
+def test_the_usual_prepared_prompt_is_split_as_the_marks_split_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    """The quick split of a prepared prompt (its JSON with ``input`` empty, cut after
+    ``{"input":[``) gives the records and refs the general way (marks) gives, each prompt
+    twice (the second from the kept ends)."""
+
+    def capture(directory: Path) -> tuple[list[RawPayloadRef], bytes]:
+        directory.mkdir()
+        shards = PayloadShardWriter.create(directory)
+        capturer = PayloadCapturer(
+            shards, seal=lambda: None, used_bytes=lambda: 0, max_payload_bytes=limit
+        )
+        refs = [
+            capturer.prepared_prompt(prompt_from_request(prompt) if i % 2 else prompt, "t")
+            for i, prompt in enumerate(QUICK_PROMPTS * 2)
+        ]
+        return refs, bytes(shards._records)
+
+    quick = capture(tmp_path / "quick")
+    monkeypatch.setattr(PayloadCapturer, "_quick_prompt", lambda *_: None)
+    assert quick == capture(tmp_path / "marks")

@@ -68,6 +68,10 @@ SEAL_DELAY_S = 0.05
 """Schema 3: how long after the oldest unsealed event was recorded its shard is sealed
 (the writer batches within :data:`FLUSH_INTERVAL_S`; a flush seals at once)."""
 SEAL_DELAY_NS = int(SEAL_DELAY_S * 1e9)
+SEAL_ITEMS = 256
+"""Schema 3: a bundle with this many items written since its last seal is sealed at the
+end of the writer's batch, not at its timer: under a high rate the timer would add its
+full delay to every event, while a shard of this many events is already large."""
 DEFAULT_MAX_QUEUE_EVENTS = 16_384
 DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
 """Payload bytes queued at most (the producer waits past it): with the batch being
@@ -411,21 +415,22 @@ class BundleSink:
 
     def _write_sharded(self, item: PendingEvent) -> None:
         """Schema 3: write the payloads (real refs for the placeholders), then append."""
-        if self.stopped or self._completed or self.writer.failure is not None:
+        writer = self.writer
+        if self.stopped or self._completed or writer.failure is not None:
             self.counts.lost_in_writer += 1
             return
-        if not item.payloads:
+        payloads = item.payloads
+        if not payloads:
             self._append(item, 0)
             return
-        writer = self.writer
         thread_id = item.thread_id
         bodies: dict[str, bytes] | None = None if self.on_written is None else {}
         real: dict[int, RawPayloadRef] = {}
         request: Any = None
         omitted_request: int | None = None
-        for payload in item.payloads:
-            kind, value = payload.kind, None
-            body: bytes | None = payload.body
+        for payload in payloads:
+            kind = payload.kind
+            placeholder = payload.ref
             if payload.omitted is not None:  # left out by the drop policy
                 ref = writer.write_omitted(kind, payload.omitted)
                 if ref is None:
@@ -433,35 +438,36 @@ class BundleSink:
                     return
                 if kind is PayloadKind.INFERENCE_REQUEST:
                     omitted_request = payload.omitted
-                assert payload.ref is not None
-                real[id(payload.ref)] = payload.ref = ref
-                continue
-            if kind is PayloadKind.INFERENCE_REQUEST:
-                request = value = (
-                    msgspec.json.decode(payload.body)
-                    if writer.cuts_payloads
-                    else _request_for_prompt(payload.body)
+            else:
+                value: Any = None
+                body = payload.body
+                encoded: bytes | None = body
+                if kind is PayloadKind.INFERENCE_REQUEST:
+                    request = value = (
+                        msgspec.json.decode(body)
+                        if writer.cuts_payloads
+                        else _request_for_prompt(body)
+                    )
+                elif kind is PayloadKind.SESSION_METADATA:
+                    value = session_metadata_to(msgspec.json.decode(body), SCHEMA_3)
+                    encoded = None
+                ref = writer.write_payload(
+                    kind, value, encoded=encoded, thread_id=thread_id, stored=bodies
                 )
-            elif kind is PayloadKind.SESSION_METADATA:
-                value = session_metadata_to(msgspec.json.decode(payload.body), SCHEMA_3)
-                body = None
-            ref = writer.write_payload(
-                kind, value, encoded=body, thread_id=thread_id, stored=bodies
-            )
-            if ref is None:
-                self._stop()
-                return
-            assert payload.ref is not None  # a placeholder, from RolloutRecorder.emit
-            real[id(payload.ref)] = ref
-            payload.ref = ref
-            payload.body = b""  # in the shard now (the live spans read ``bodies``): memory back
+                if ref is None:
+                    self._stop()
+                    return
+                payload.body = b""  # in the shard now (the live spans read ``bodies``)
+            assert placeholder is not None  # a placeholder, from RolloutRecorder.emit
+            real[id(placeholder)] = payload.ref = ref
         event = item.event
         changes: dict[str, Any] = {}
-        if real:
-            for name in _ref_fields(type(event)):
-                value = getattr(event, name)
-                if value is not None and id(value) in real:
-                    changes[name] = real[id(value)]
+        for name in _ref_fields(type(event)):
+            value = getattr(event, name)
+            if value is not None:
+                ref = real.get(id(value))
+                if ref is not None:
+                    changes[name] = ref
         if type(event) is InferenceStarted:
             prompt = (
                 writer.write_prepared_prompt(thread_id, prompt_from_request(request), stored=bodies)
@@ -476,7 +482,7 @@ class BundleSink:
         if changes:
             item.event = msgspec.structs.replace(event, **changes)
         item.bodies = bodies
-        self._append(item, writer.last_shard if real else 0)
+        self._append(item, writer.last_shard)
 
     def _append(self, item: PendingEvent, highest_shard: int = 0) -> None:
         if not self.writer.append_event(
@@ -615,33 +621,40 @@ class BackgroundWriter:
                 return False
             if self._thread is None:
                 self._start()
-            if not self._has_room(nbytes) and item.bundle.drop_under_load:
-                return self._submit_dropping(item)
-            if not self._has_room(nbytes):
-                # backpressure: wait while the writer makes progress; give up only after
-                # stall_timeout_s without any (measured from when this wait began at the
-                # earliest, so an idle writer that just woke up is not "stalled")
-                began = time.monotonic()
-                self.full_waits += 1
-                while not self._has_room(nbytes) and not self._closed:
-                    now = time.monotonic()
-                    stalled_for = now - max(self._progress_at, began)
-                    if stalled_for >= self.stall_timeout_s:
-                        self.lost_events += 1
-                        return False
-                    self._cond.notify_all()
-                    self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
-                if self._closed:
+            queue = self._queue
+            if queue and (
+                len(queue) >= self.max_events or self._queued_bytes + nbytes > self.max_bytes
+            ):  # full (an empty queue takes any item): the policy decides
+                if item.bundle.drop_under_load:
+                    return self._submit_dropping(item)
+                if not self._wait_for_room(nbytes):
                     return False
-            was_empty = not self._queue
-            if was_empty:
+            if queue:
+                queue.append(item)
+            else:
                 self._first_at = time.monotonic()
-            self._queue.append(item)
+                queue.append(item)
+                self._cond.notify_all()
             self._queued_bytes += nbytes
             self._submitted += 1
-            if was_empty:
-                self._cond.notify_all()
             return True
+
+    def _wait_for_room(self, nbytes: int) -> bool:
+        """Backpressure (lock held): wait while the writer makes progress; give up only
+        after ``stall_timeout_s`` without any (measured from when this wait began at the
+        earliest, so an idle writer that just woke up is not "stalled"). ``False``: the
+        event is lost (counted) or the writer closed."""
+        began = time.monotonic()
+        self.full_waits += 1
+        while not self._has_room(nbytes) and not self._closed:
+            now = time.monotonic()
+            stalled_for = now - max(self._progress_at, began)
+            if stalled_for >= self.stall_timeout_s:
+                self.lost_events += 1
+                return False
+            self._cond.notify_all()
+            self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
+        return not self._closed
 
     def _submit_dropping(self, item: PendingEvent | PendingSpanCall) -> bool:
         """The drop policy, the queue full (lock held): never wait. Schema 3 leaves the
@@ -738,7 +751,7 @@ class BackgroundWriter:
             finished = 0
             now_ns = time.time_ns()
             for key, (sink, items) in list(unsealed.items()):
-                if not seal_all and sink.seal_due_in(now_ns) > 0:
+                if not seal_all and items < SEAL_ITEMS and sink.seal_due_in(now_ns) > 0:
                     continue  # a short seal timer: fewer, larger shards for slow producers
                 del unsealed[key]
                 finished += items

@@ -39,6 +39,10 @@ _UNCUT: Final = frozenset({PayloadKind.PREPARED_PROMPT})
 """Kinds whose record is a fragment array: never truncated."""
 
 
+_EMPTY_INPUT_HEAD: Final = b'{"input":[]'
+"""How a prompt's JSON starts when ``input`` is its first key, empty."""
+_PROMPT_ENDS_KEPT: Final = 64
+"""How many prompts' first and last fragments are kept (prompts differ by their tools)."""
 _MARK_PREFIX = uuid.uuid4().hex
 """Random once per process: a ``uuid4`` per payload cost ~100 us of ``os.urandom`` on a busy VM."""
 _mark_numbers = itertools.count()
@@ -126,6 +130,8 @@ class PayloadCapturer:
         """Whether a limit cut any payload (the bundle closes ``closed_with_partial_payloads``)."""
         self._model_items: dict[str | None, dict[bytes, RawPayloadRef]] = {}
         self._content_values: dict[bytes, RawPayloadRef] = {}
+        self._prompt_ends: dict[bytes, tuple[str, str]] = {}
+        """A prompt's JSON with ``input`` empty -> its first and last fragments."""
 
     def payload(
         self, kind: PayloadKind, body: bytes, value: Any, thread_id: str | None
@@ -152,6 +158,9 @@ class PayloadCapturer:
 
     def prepared_prompt(self, prompt: dict[str, Any], thread_id: str | None) -> RawPayloadRef:
         """Capture a prepared prompt: fragments around its model items (and long instructions)."""
+        quick = self._quick_prompt(prompt, thread_id)
+        if quick is not None:
+            return quick
         holes = [_Hole(item, item=True) for item in prompt.get("input") or []]
         skeleton: dict[str, Any] = {**prompt, "input": list(holes)}
         instructions = prompt.get("base_instructions")
@@ -185,6 +194,43 @@ class PayloadCapturer:
             original=original + sum(map(len, bodies)),  # the whole prompt's JSON size
         )
 
+    def _quick_prompt(self, prompt: dict[str, Any], thread_id: str | None) -> RawPayloadRef | None:
+        """:meth:`prepared_prompt` of the usual prompt, ``input`` first and holding items,
+        no instructions to cut: its fragments are the prompt's JSON with ``input`` empty
+        split after ``{"input":[`` (the items' commas between), found without marks;
+        ``None`` for any other prompt."""
+        items = prompt.get("input")
+        if type(items) is not list or not items:
+            return None
+        instructions = prompt.get("base_instructions")
+        if (
+            self.max_payload_bytes is not None
+            and isinstance(instructions, dict)
+            and isinstance(instructions.get("text"), str)
+        ):
+            return None  # the long instructions may be a part too
+        empty = encode_compact({**prompt, "input": []})
+        ends = self._prompt_ends.get(empty)
+        if ends is None:
+            if not empty.startswith(_EMPTY_INPUT_HEAD):
+                return None  # ``input`` is not the first key
+            head = len(_EMPTY_INPUT_HEAD) - 1
+            ends = empty[:head].decode(), empty[head:].decode()
+            if len(self._prompt_ends) >= _PROMPT_ENDS_KEPT:
+                self._prompt_ends.clear()
+            self._prompt_ends[empty] = ends
+        fragments = [ends[0], *[","] * (len(items) - 1), ends[1]]
+        bodies: list[bytes] = []
+        parts = [self._model_item(item, thread_id, bodies) for item in items]
+        return self.record(
+            PayloadKind.PREPARED_PROMPT,
+            encode_compact(fragments),
+            parts,
+            cut=False,
+            # the whole prompt's JSON size: the fragments' (commas included) and the items'
+            original=len(empty) + len(items) - 1 + sum(map(len, bodies)),
+        )
+
     def record(
         self,
         kind: PayloadKind,
@@ -201,8 +247,14 @@ class PayloadCapturer:
         (``original_bytes`` when omitted), ``len(body)`` by default.
         """
         shards = self.shards
-        payload_id = shards.new_id()
         listed: list[RawPayloadRef] | msgspec.UnsetType = msgspec.UNSET if not parts else parts
+        if self.max_bytes is None and self.max_payload_bytes is None:  # no limits: kept whole
+            ref = shards.add(shards.new_id(), kind, body, parts=listed)
+            self.kept_bytes += len(body)
+            if shards.open_bytes >= shards.seal_bytes:
+                self._seal()
+            return ref
+        payload_id = shards.new_id()
         original = len(body) if original is None else original
         limit = self.max_payload_bytes
         capture: PayloadCapture | msgspec.UnsetType = msgspec.UNSET

@@ -47,10 +47,10 @@ from otel_rollout._bundle._models import (
 from otel_rollout._bundle._shards import (
     DEFAULT_MAX_SHARD_BYTES,
     ShardError,
-    compress_shard,
+    append_record,
     decompress_shard,
-    encode_record,
     iter_records,
+    shard_compressor,
     shard_name,
 )
 
@@ -490,8 +490,9 @@ class PayloadShardWriter:
         self.seal_bytes = seal_bytes
         """Seal the open shard once its records reach this many bytes."""
         self._ordinals = itertools.count(1)
-        self._records: list[bytes] = []
-        self._open_bytes = 0
+        self._records = bytearray()
+        """The open shard's records, one after the other (compressed in one call)."""
+        self._compressor = shard_compressor()
         self.sealed_through = 0
         """The highest shard number on disk (0 before the first seal)."""
         self.stored: dict[str, bytes] | None = None
@@ -526,7 +527,7 @@ class PayloadShardWriter:
     @property
     def open_bytes(self) -> int:
         """Bytes of the records in the open shard (not yet on disk)."""
-        return self._open_bytes
+        return len(self._records)
 
     def new_id(self) -> str:
         """Number the next payload: ``raw_payload:<n>``, ``n`` from 1 in call order."""
@@ -545,11 +546,9 @@ class PayloadShardWriter:
 
         Seals nothing: the caller seals (``open_bytes`` against ``seal_bytes``).
         """
-        record = encode_record(payload_id, body)
+        append_record(self._records, payload_id, body)
         if self.stored is not None:
             self.stored[payload_id] = body
-        self._records.append(record)
-        self._open_bytes += len(record)
         return RawPayloadRef(
             raw_payload_id=payload_id,
             kind=PAYLOAD_KINDS[kind],
@@ -585,12 +584,11 @@ class PayloadShardWriter:
         """
         if not self._records:
             return 0
-        frame = compress_shard(self._records, self._open_bytes)
+        frame = self._compressor.compress(self._records)
         if self._dir_fd is None:
             self._dir_fd = open_dir(self.directory)
         write_whole(shard_name(self.open_shard), frame, dir_fd=self._dir_fd)
-        self._records = []
-        self._open_bytes = 0
+        self._records = bytearray()
         self.sealed_through += 1
         return len(frame)
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import zstandard
 
 # zstandard is imported where it is used: a command that never meets schema 3 never loads it.
 
@@ -52,16 +55,31 @@ def encode_record(payload_id: str, body: bytes) -> bytes:
     return RECORD_HEADER.pack(len(ident), len(body)) + ident + body
 
 
+def append_record(buffer: bytearray, payload_id: str, body: bytes) -> None:
+    """Append one record (:func:`encode_record`'s bytes) to ``buffer``, ``body`` copied once."""
+    ident = payload_id.encode()
+    buffer += RECORD_HEADER.pack(len(ident), len(body))
+    buffer += ident
+    buffer += body
+
+
+def shard_compressor() -> zstandard.ZstdCompressor:
+    """A compressor of shard frames (checksum and content size); reusable, one thread at a
+    time. Its ``compress(records)`` of a whole shard is one call, which releases the GIL
+    for all of it (other threads run beside it)."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(
+        level=COMPRESSION_LEVEL, write_checksum=True, write_content_size=True
+    )
+
+
 def compress_shard(records: Iterable[bytes], size: int | None = None) -> bytes:
     """One zstd frame holding ``records`` (from :func:`encode_record`), with checksum and size.
 
     Given their total ``size``, the records are streamed into the frame, never joined
     (a shard's worth of memory less while the writer seals)."""
-    import zstandard
-
-    compressor = zstandard.ZstdCompressor(
-        level=COMPRESSION_LEVEL, write_checksum=True, write_content_size=True
-    )
+    compressor = shard_compressor()
     if size is None:
         return compressor.compress(b"".join(records))
     stream = compressor.compressobj(size=size)

@@ -414,25 +414,38 @@ class BundleWriter:
     ) -> bool:
         """:meth:`append` for the background writer, which knows the highest shard the
         event's refs name (``highest_shard``; 0 for none) and needs no event back.
-        Returns whether the event was accepted (written, or waiting for its shard)."""
-        if not self.is_active:
-            return False
-        try:
-            encoded = encode_compact(self._draft(payload, thread_id, codex_turn_id))
-        except (TypeError, ValueError, OverflowError) as error:
-            logger.warning("rollout trace: event %s is not JSON: %s", type(payload).__name__, error)
-            return False
+        Returns whether the event was accepted (written, or waiting for its shard).
+
+        One thread calls it for a bundle, so the line is encoded whole under the lock
+        (``seq`` known): no draft to splice."""
         with self._lock:
-            if not self.is_active:
+            if (
+                self._log_fd is None
+                or self.failure is not None
+                or self._fork_generation != _fork_generation
+            ):
                 return False
             seq = self._next_seq
-            line = b"".join(
-                (
-                    self._line_head % (seq, wall_time_unix_ms),
-                    memoryview(encoded)[len(self._draft_head) :],
-                    b"\n",
+            try:
+                line = (
+                    encode_compact(
+                        RawTraceEvent(
+                            schema_version=self.schema_version,
+                            seq=seq,
+                            wall_time_unix_ms=wall_time_unix_ms,
+                            rollout_id=self.manifest.rollout_id,
+                            thread_id=thread_id,
+                            codex_turn_id=codex_turn_id,
+                            payload=payload,
+                        )
+                    )
+                    + b"\n"  # a short line: cheaper than encode_line's buffer
                 )
-            )
+            except (TypeError, ValueError, OverflowError) as error:
+                logger.warning(
+                    "rollout trace: event %s is not JSON: %s", type(payload).__name__, error
+                )
+                return False
             if self._shards is not None and (
                 self._waiting or highest_shard > self._shards.sealed_through
             ):
