@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import random
 import signal
 import subprocess
@@ -373,3 +374,18 @@ def test_a_disk_failure_stops_that_bundle_with_one_warning_and_never_raises(
     report = validate_bundle(bundle)
     assert report.ok, report.problems
     assert event_types(bundle).count("inference_started") == 1  # the valid prefix
+    assert _descriptors_into(bundle) == []  # the stopped bundle's files are closed
+
+
+def _descriptors_into(directory: Path) -> list[str]:
+    """The paths under ``directory`` this process holds open (Linux's /proc)."""
+    inside = str(directory.resolve()) + os.sep
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed since
+            continue
+        if target.startswith(inside) or target == inside[:-1]:
+            held.append(target)
+    return held

@@ -360,8 +360,8 @@ class BundleSink:
         """Finish the batch on disk (schema 3: seal the open shard, appending the events
         waiting for it) and return its events and span calls, in order, for the live
         spans (which the span thread builds: no exporter can delay the disk)."""
-        if self._sharded and self.writer.is_active:
-            self.writer.flush()
+        if self._sharded and self.writer.is_active and not self.writer.flush():
+            self.writer.close()  # the seal failed and stopped the bundle: its files closed
         self._count_discarded()
         done, self._unmapped = self._unmapped, []
         return done
@@ -515,12 +515,10 @@ class BundleSink:
         return self.counts.snapshot().lost
 
     def _stop(self) -> None:
+        """Stop this bundle after a failed write: its files closed, what waits counted lost."""
         self.counts.lost_in_writer += 1
         self.stopped = True
-        if self._sharded:
-            self.writer.close()
-        else:
-            self.writer.payloads.close()
+        self.writer.close()  # the event log's descriptor too: nothing more is written
         self._count_discarded()
 
 
