@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from otel_rollout import BundleError, reduce_bundle
-from otel_rollout._reduce import _request_input, _state, encode_state
+from otel_rollout._reduce import _payload, _request_input, _state, encode_state
 from support.codex import codex_reduce
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -146,3 +146,51 @@ def test_a_hostile_request_gets_the_verdict_of_the_whole_read(
     assert edited != compact
     path.write_bytes(edited)
     assert _ours(bundle) == _whole(bundle, monkeypatch)
+
+
+def _part_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Ids of the prompt parts read from the store (not from the last prompt's texts)."""
+    reads: list[str] = []
+    part_text = _payload._part_text
+
+    def counted(store: Any, part: Any) -> bytes:
+        reads.append(part.raw_payload_id)
+        return part_text(store, part)
+
+    monkeypatch.setattr(_payload, "_part_text", counted)
+    return reads
+
+
+def test_a_prompt_reads_only_the_parts_the_last_one_lacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _part_reads(monkeypatch)
+    reduce_bundle(next((FIXTURES / "codex-0.171.0" / "two_turns").glob("trace-*")))
+    assert reads[:3] == ["raw_payload:6", "raw_payload:7", "raw_payload:8"]
+    assert "raw_payload:15" in reads[3:]
+    assert not {"raw_payload:6", "raw_payload:7", "raw_payload:8"} & set(reads[3:])
+
+
+def test_a_shared_part_named_in_another_shard_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second prompt names its first part (which the first prompt held) in a shard
+    that does not exist: the error of the whole read, not the text held."""
+    (source,) = (FIXTURES / "codex-0.171.0" / "two_turns").glob("trace-*")
+    bundle = tmp_path / source.name
+    shutil.copytree(source, bundle)
+    log = bundle / "trace.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    prompt = b'"raw_payload_id":"raw_payload:17","kind":{"type":"prepared_prompt"},"shard":1,'
+    first_part = b'"parts":[{"raw_payload_id":"raw_payload:6","kind":{"type":"model_item"},"shard":'
+    (index,) = [number for number, line in enumerate(lines) if prompt in line]
+    lines[index] = lines[index].replace(prompt + first_part + b"1", prompt + first_part + b"99")
+    log.write_bytes(b"".join(lines))
+    ours = _ours(bundle)
+    assert isinstance(ours, str)
+    assert "000099" in ours  # the shard named
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            _payload.PartTexts, "text", lambda _, store, part: _payload._part_text(store, part)
+        )
+        assert ours == _ours(bundle)
