@@ -50,7 +50,7 @@ def read_value(
     texts: PartTexts | None = None,
 ) -> Any:
     """The JSON value of payload ``ref``; ``None`` if a size limit cut it (parts read with
-    ``texts``, as :func:`read_text`).
+    ``texts``, as :func:`payload_text`).
 
     Raises:
         PayloadReadError: A body (or part) is missing or not JSON, or the fragments do
@@ -58,7 +58,7 @@ def read_value(
     """
     if is_cut(ref):
         return None
-    return decode_text(store, ref, read_text(store, ref, texts), decoder)
+    return decode_text(store, ref, payload_text(store, ref, texts), decoder)
 
 
 class PartTexts:
@@ -90,7 +90,7 @@ class PartTexts:
         self._current = {}
 
 
-def read_text(store: PayloadStore, ref: RawPayloadRef, texts: PartTexts | None = None) -> bytes:
+def payload_text(store: PayloadStore, ref: RawPayloadRef, texts: PartTexts | None = None) -> bytes:
     """The JSON text of payload ``ref`` (not cut): its body, or its parts assembled (the
     texts of parts the last payload read with ``texts`` held are not read again).
 
@@ -114,7 +114,7 @@ def read_text(store: PayloadStore, ref: RawPayloadRef, texts: PartTexts | None =
 def decode_text(
     store: PayloadStore, ref: RawPayloadRef, text: bytes, decoder: msgspec.json.Decoder[Any]
 ) -> Any:
-    """Decode ``text``, from :func:`read_text`, as :func:`read_value` does.
+    """Decode ``text``, from :func:`payload_text`, as :func:`read_value` does.
 
     Raises:
         PayloadReadError: The text is not JSON (or nests too deep).

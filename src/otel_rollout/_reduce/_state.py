@@ -15,7 +15,7 @@ from msgspec import field
 from otel_rollout._bundle._models import SCHEMA_2, PayloadKind, RawPayloadRef, RolloutStatus
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce._model import AgentThread, RolloutTrace
-from otel_rollout._reduce._payload import PartTexts, decode_text, is_cut, read_text, read_value
+from otel_rollout._reduce._payload import PartTexts, decode_text, is_cut, payload_text, read_value
 from otel_rollout._reduce._request_input import ItemMemo, RequestInput, split_request
 
 
@@ -212,7 +212,7 @@ class ReducerState(msgspec.Struct):
                 text = store.read(ref)
                 split = split_request(text, self.item_memo, JSON_DECODER)
                 return split if split is not None else store.decode(ref, text, JSON_DECODER)
-            text = read_text(store, ref, self.part_texts)
+            text = payload_text(store, ref, self.part_texts)
             split = split_request(text, self.item_memo, JSON_DECODER)
             return split if split is not None else decode_text(store, ref, text, JSON_DECODER)
         except ValueError as error:
