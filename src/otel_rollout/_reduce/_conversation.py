@@ -14,7 +14,9 @@ accepted (``history_item_accepted``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from otel_rollout._reduce import _code_cells, _edges, _tools
 from otel_rollout._reduce._model import (
@@ -32,6 +34,7 @@ from otel_rollout._reduce._model import (
 )
 from otel_rollout._reduce._normalize import Normalized, normalize_item, normalize_items, token_usage
 from otel_rollout._reduce._payload import is_cut
+from otel_rollout._reduce._request_input import Known, RequestInput
 from otel_rollout._reduce._state import ReduceError, ReducerState
 from otel_rollout._reduce._tools import CALL_KINDS, OUTPUT_KINDS
 
@@ -47,18 +50,23 @@ def reduce_request(
         # reuses only those items and creates the rest again.
         state.snapshot_owner[thread_id] = call_id
         return []
-    payload = state.read_payload(payload_ref)
+    payload = state.read_request(payload_ref)
     pid = payload_ref.raw_payload_id
-    if not isinstance(payload, dict) or "input" not in payload:
-        raise ReduceError(f"inference request payload {pid} did not contain input")
-    request_items = payload["input"]
-    if not isinstance(request_items, list):
-        raise ReduceError(f"inference request payload {pid} had non-array input")
-    items = normalize_items(request_items, pid)
-    previous_response_id = payload.get("previous_response_id")
+    if type(payload) is RequestInput:
+        items = _normalize_known(state, payload, pid)
+        previous_response_id = payload.fields.get("previous_response_id")
+    else:
+        if not isinstance(payload, dict) or "input" not in payload:
+            raise ReduceError(f"inference request payload {pid} did not contain input")
+        request_items = payload["input"]
+        if not isinstance(request_items, list):
+            raise ReduceError(f"inference request payload {pid} had non-array input")
+        items = normalize_items(request_items, pid)
+        previous_response_id = payload.get("previous_response_id")
+        del request_items
     if not isinstance(previous_response_id, str):
         previous_response_id = None
-    del payload, request_items
+    del payload
     override = None
     if previous_response_id is None:
         override = state.pending_replacements.get(thread_id)
@@ -78,6 +86,62 @@ def reduce_request(
     state.snapshots[thread_id] = list(ids)
     state.snapshot_owner[thread_id] = call_id
     return ids
+
+
+_PLACEHOLDER_ID: Final = "".join(("<payload id", ">"))
+"""The payload id a :class:`Known` item's parts hold, filled in per request (a string
+object of its own: parts hold it, never an equal string read from a payload)."""
+
+
+def _normalize_known(state: ReducerState, request: RequestInput, pid: str) -> list[Normalized]:
+    """Normalize a request's input items, reusing those a recent request held (by bytes)."""
+    known_items: dict[bytes, Known] = {}
+    items: list[Normalized] = []
+    for key, value in zip(request.keys, request.values, strict=True):
+        if type(value) is Known:
+            known = value
+        else:
+            try:
+                item = normalize_item(value, _PLACEHOLDER_ID)
+            except ReduceError:
+                normalize_item(value, pid)  # raises the same error, naming the payload
+                raise
+            known = Known(item, any(_names_placeholder(part) for part in item.parts))
+        known_items[key] = known
+        items.append(_with_payload_id(known, pid))
+    state.item_memo.remember(pid, known_items)
+    return items
+
+
+def _names_placeholder(part: Any) -> bool:
+    kind = type(part)
+    return (kind is JsonPart or kind is PayloadRefPart) and part.raw_payload_id is _PLACEHOLDER_ID
+
+
+def _with_payload_id(known: Known, pid: str) -> Normalized:
+    """A known item as request ``pid`` normalizes it: its parts name ``pid``."""
+    item: Normalized = known.item
+    if not known.with_payload_id:
+        return item
+    parts = [
+        (
+            JsonPart(summary=part.summary, raw_payload_id=pid)
+            if type(part) is JsonPart
+            else msgspec.structs.replace(part, raw_payload_id=pid)
+        )
+        if _names_placeholder(part)
+        else part
+        for part in item.parts
+    ]
+    return Normalized(
+        item.role,
+        item.channel,
+        item.kind,
+        parts,
+        item.call_id,
+        item.agent_message,
+        item.responses_item_id,
+    )
 
 
 def traced_response_snapshot(

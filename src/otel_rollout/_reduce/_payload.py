@@ -43,8 +43,14 @@ def unavailable_id(value: Any) -> str | None:
     return None
 
 
-def read_value(store: PayloadStore, ref: RawPayloadRef, decoder: msgspec.json.Decoder[Any]) -> Any:
-    """The JSON value of payload ``ref``; ``None`` if a size limit cut it.
+def read_value(
+    store: PayloadStore,
+    ref: RawPayloadRef,
+    decoder: msgspec.json.Decoder[Any],
+    texts: PartTexts | None = None,
+) -> Any:
+    """The JSON value of payload ``ref``; ``None`` if a size limit cut it (parts read with
+    ``texts``, as :func:`payload_text`).
 
     Raises:
         PayloadReadError: A body (or part) is missing or not JSON, or the fragments do
@@ -52,19 +58,81 @@ def read_value(store: PayloadStore, ref: RawPayloadRef, decoder: msgspec.json.De
     """
     if is_cut(ref):
         return None
+    return decode_text(store, ref, payload_text(store, ref, texts), decoder)
+
+
+class PartTexts:
+    """The checked texts of the whole, unsplit parts the last payload assembled with it held,
+    by (id, shard): a thread's requests share most of their parts (its input items)."""
+
+    __slots__ = ("_current", "_previous")
+
+    def __init__(self) -> None:
+        self._previous: dict[tuple[str, Any], bytes] = {}
+        self._current: dict[tuple[str, Any], bytes] = {}
+
+    def text(self, store: PayloadStore, part: RawPayloadRef) -> bytes:
+        """As ``_part_text``, from the last payload's texts where it held the part."""
+        if is_cut(part) or part.parts:
+            return _part_text(store, part)
+        key = (part.raw_payload_id, part.shard)
+        text = self._previous.get(key)
+        if text is None:
+            text = self._current.get(key)
+            if text is None:
+                text = _part_text(store, part)
+        self._current[key] = text
+        return text
+
+    def assembled(self) -> None:
+        """A payload is assembled: keep its parts' texts only."""
+        self._previous = self._current
+        self._current = {}
+
+
+def payload_text(store: PayloadStore, ref: RawPayloadRef, texts: PartTexts | None = None) -> bytes:
+    """The JSON text of payload ``ref`` (not cut): its body, or its parts assembled (the
+    texts of parts the last payload read with ``texts`` held are not read again).
+
+    Raises:
+        PayloadReadError: A body (or part) is missing or not JSON, or the fragments do
+            not fit the parts.
+    """
     if not ref.parts:
         try:
-            return store.read_json(ref, decoder)
+            return store.read(ref)
         except ValueError as error:
             raise PayloadReadError(str(error)) from None
-    text = _assembled_text(store, ref)
+    if texts is None:
+        return _assembled_text(store, ref)
+    try:
+        return _assembled_text(store, ref, texts)
+    finally:
+        texts.assembled()
+
+
+def decode_text(
+    store: PayloadStore, ref: RawPayloadRef, text: bytes, decoder: msgspec.json.Decoder[Any]
+) -> Any:
+    """Decode ``text``, from :func:`payload_text`, as :func:`read_value` does.
+
+    Raises:
+        PayloadReadError: The text is not JSON (or nests too deep).
+    """
+    if not ref.parts:
+        try:
+            return store.decode(ref, text, decoder)
+        except ValueError as error:
+            raise PayloadReadError(str(error)) from None
     try:
         return decoder.decode(text)
     except (msgspec.DecodeError, RecursionError) as error:
         raise PayloadReadError(f"assembled parts are not JSON: {error}") from None
 
 
-def _assembled_text(store: PayloadStore, ref: RawPayloadRef) -> bytes:
+def _assembled_text(
+    store: PayloadStore, ref: RawPayloadRef, texts: PartTexts | None = None
+) -> bytes:
     """The JSON text of a payload with parts: fragments interleaved with the parts' texts."""
     parts = ref.parts
     assert isinstance(parts, list)
@@ -78,7 +146,7 @@ def _assembled_text(store: PayloadStore, ref: RawPayloadRef) -> bytes:
         raise PayloadReadError(f"invalid payload fragment count in {ref.raw_payload_id}")
     pieces: list[bytes] = [fragments[0].encode()]
     for part, fragment in zip(parts, fragments[1:], strict=True):
-        pieces.append(_part_text(store, part))
+        pieces.append(_part_text(store, part) if texts is None else texts.text(store, part))
         pieces.append(fragment.encode())
     return b"".join(pieces)
 

@@ -12,10 +12,11 @@ from typing import Any
 import msgspec
 from msgspec import field
 
-from otel_rollout._bundle._models import SCHEMA_2, RawPayloadRef, RolloutStatus
+from otel_rollout._bundle._models import SCHEMA_2, PayloadKind, RawPayloadRef, RolloutStatus
 from otel_rollout._bundle._reader import Bundle
 from otel_rollout._reduce._model import AgentThread, RolloutTrace
-from otel_rollout._reduce._payload import read_value
+from otel_rollout._reduce._payload import PartTexts, decode_text, is_cut, payload_text, read_value
+from otel_rollout._reduce._request_input import ItemMemo, RequestInput, split_request
 
 
 def _float_text(text: str) -> msgspec.Raw:
@@ -147,7 +148,13 @@ class ReducerState(msgspec.Struct):
     floating_outputs: set[str] = field(default_factory=set)
     """Schema 3: tool outputs accepted (in their thread) that no request carried yet."""
     event_payloads: dict[str, Any] = field(default_factory=dict)
-    """The values of the current event's payloads, by id (read before its handler runs)."""
+    """The values of the current event's payloads, by id (read before its handler runs);
+    an inference request's may be a :class:`RequestInput` (see :meth:`read_request`)."""
+    item_memo: ItemMemo = field(default_factory=ItemMemo)
+    """Input items of the last few requests, normalized (``_request_input``)."""
+    part_texts: PartTexts = field(default_factory=PartTexts)
+    """Schema 3: the texts of the parts of the last request or prepared prompt read (the
+    thread's input items)."""
 
     def read_payload(self, ref: RawPayloadRef) -> Any:
         """Read a payload's JSON, confined to the bundle.
@@ -160,8 +167,22 @@ class ReducerState(msgspec.Struct):
         """
         values = self.event_payloads
         if ref.raw_payload_id in values:
-            return values[ref.raw_payload_id]
+            value = values[ref.raw_payload_id]
+            if type(value) is not RequestInput:
+                return value
         return self._read_value(ref)
+
+    def read_request(self, ref: RawPayloadRef) -> Any:
+        """Read an inference request: a :class:`RequestInput`, or its value as
+        :meth:`read_payload` gives it.
+
+        Raises:
+            ReduceError: As :meth:`read_payload`.
+        """
+        value = self.event_payloads.get(ref.raw_payload_id)
+        if type(value) is RequestInput:
+            return value
+        return self.read_payload(ref)
 
     def load_event_payloads(self, refs: list[RawPayloadRef]) -> None:
         """Read (so check) every payload an event references, as Codex (0.169.0 and
@@ -175,13 +196,33 @@ class ReducerState(msgspec.Struct):
         values = self.event_payloads
         values.clear()
         for ref in refs:
-            values[ref.raw_payload_id] = self._read_value(ref)
+            kind = ref.kind.type
+            if kind is PayloadKind.INFERENCE_REQUEST and not is_cut(ref):
+                values[ref.raw_payload_id] = self._read_request_input(ref)
+            elif kind is PayloadKind.PREPARED_PROMPT and self.schema != SCHEMA_2:
+                values[ref.raw_payload_id] = self._read_value(ref, self.part_texts)
+            else:
+                values[ref.raw_payload_id] = self._read_value(ref)
 
-    def _read_value(self, ref: RawPayloadRef) -> Any:
+    def _read_request_input(self, ref: RawPayloadRef) -> Any:
+        """An inference request split for reuse, or (if it does not split) its value."""
+        store = self.bundle.payloads
+        try:
+            if self.schema == SCHEMA_2:
+                text = store.read(ref)
+                split = split_request(text, self.item_memo, JSON_DECODER)
+                return split if split is not None else store.decode(ref, text, JSON_DECODER)
+            text = payload_text(store, ref, self.part_texts)
+            split = split_request(text, self.item_memo, JSON_DECODER)
+            return split if split is not None else decode_text(store, ref, text, JSON_DECODER)
+        except ValueError as error:
+            raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
+
+    def _read_value(self, ref: RawPayloadRef, texts: PartTexts | None = None) -> Any:
         try:
             if self.schema == SCHEMA_2:
                 return self.bundle.payloads.read_json(ref, JSON_DECODER)
-            return read_value(self.bundle.payloads, ref, JSON_DECODER)
+            return read_value(self.bundle.payloads, ref, JSON_DECODER, texts)
         except ValueError as error:
             raise ReduceError(f"payload {ref.raw_payload_id}: {error}") from None
 
