@@ -73,9 +73,11 @@ SEAL_ITEMS = 256
 end of the writer's batch, not at its timer: under a high rate the timer would add its
 full delay to every event, while a shard of this many events is already large."""
 DEFAULT_MAX_QUEUE_EVENTS = 16_384
-DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_QUEUE_BYTES = 8 * 1024 * 1024
 """Payload bytes queued at most (the producer waits past it): with the batch being
-written, what recording holds in memory under load."""
+written, what recording holds in memory under load. 8 MiB is ~140 ms of the typical
+turn at 20,000 events/s, past the 100 ms bound already; 16 MiB cost ~37 MiB of peak RSS
+over 2,000 back-to-back turns against ~21 MiB (benchmarks/load.py)."""
 DEFAULT_WRITER_STALL_TIMEOUT_S = 10.0
 """How long the writer may make no progress at all (while a recording thread waits for
 room in the full queue) before that bundle stops; ``writer_stall_timeout_s`` of
