@@ -507,55 +507,25 @@ class _RecordingThread(ThreadTraceContext):
         """:func:`record_inference_call` on a recording thread: the events and payloads of
         ``inference_trace_context(...).start_attempt()``, ``record_started`` and
         ``record_completed`` (or ``record_failed``), without the handles in between."""
-        rec, thread_id, call_id = self._rec, self.thread_id, new_id()
-        started = rec.record(
-            lambda refs: InferenceStarted(
-                inference_call_id=call_id,
-                thread_id=thread_id,
-                codex_turn_id=turn_id,
-                model=model,
-                provider_name=provider_name,
-                request_payload=_required(refs),
-            ),
-            thread_id,
-            turn_id,
-            PayloadKind.INFERENCE_REQUEST,
-            request,
-            required=True,
-        )
-        if not started:
+        ctx = _RecordingInference(self._rec, self.thread_id, turn_id, model, provider_name)
+        call_id = new_id()
+        if not _record_inference_started(ctx, call_id, request):
             return
         if error is not None:
-            partial = (
-                _bodies.inference_response(None, None, None, output_items) if output_items else None
-            )
-            rec.record(
+            _record_inference_unfinished(
+                ctx,
                 lambda refs: InferenceFailed(
                     inference_call_id=call_id,
                     upstream_request_id=None,
                     error=error,
                     partial_response_payload=refs[0],
                 ),
-                thread_id,
-                turn_id,
-                None if partial is None else PayloadKind.INFERENCE_RESPONSE,
-                partial,
+                None,
+                output_items,
             )
             return
-        rec.record(
-            lambda refs: InferenceCompleted(
-                inference_call_id=call_id,
-                response_id=response_id,
-                upstream_request_id=None,
-                response_payload=_required(refs),
-            ),
-            thread_id,
-            turn_id,
-            PayloadKind.INFERENCE_RESPONSE,
-            _bodies.inference_response(
-                response_id, None, token_usage, output_items, response_model
-            ),
-            required=True,
+        _record_inference_completed(
+            ctx, call_id, response_id, None, token_usage, output_items, response_model
         )
 
     def compaction_trace_context(
@@ -730,6 +700,69 @@ class _RecordingInference(InferenceTraceContext):
         return attempt
 
 
+def _record_inference_started(ctx: _RecordingInference, call_id: str, request: Any) -> bool:
+    """Record an attempt's start with its request; whether it was recorded."""
+    return ctx._rec.record(
+        lambda refs: InferenceStarted(
+            inference_call_id=call_id,
+            thread_id=ctx.thread_id,
+            codex_turn_id=ctx.turn_id,
+            model=ctx.model,
+            provider_name=ctx.provider_name,
+            request_payload=_required(refs),
+            server_address=ctx.server_address,
+            server_port=ctx.server_port,
+        ),
+        ctx.thread_id,
+        ctx.turn_id,
+        PayloadKind.INFERENCE_REQUEST,
+        request,
+        required=True,
+    )
+
+
+def _record_inference_completed(
+    ctx: _RecordingInference,
+    call_id: str,
+    response_id: str,
+    upstream_request_id: str | None,
+    token_usage: Mapping[str, Any] | None,
+    output_items: Sequence[Any],
+    response_model: str | None,
+) -> None:
+    """Record an attempt's completion with its response."""
+    ctx._rec.record(
+        lambda refs: InferenceCompleted(
+            inference_call_id=call_id,
+            response_id=response_id,
+            upstream_request_id=upstream_request_id,
+            response_payload=_required(refs),
+        ),
+        ctx.thread_id,
+        ctx.turn_id,
+        PayloadKind.INFERENCE_RESPONSE,
+        _bodies.inference_response(
+            response_id, upstream_request_id, token_usage, output_items, response_model
+        ),
+        required=True,
+    )
+
+
+def _record_inference_unfinished(
+    ctx: _RecordingInference,
+    build: Callable[[_Refs], RawTraceEventPayload],
+    upstream_request_id: str | None,
+    output_items: Sequence[Any],
+) -> None:
+    """Record a failure or cancellation; output items received so far are a partial
+    response payload."""
+    if not output_items:
+        ctx._rec.record(build, ctx.thread_id, ctx.turn_id)
+        return
+    partial = _bodies.inference_response(None, upstream_request_id, None, output_items)
+    ctx._rec.record(build, ctx.thread_id, ctx.turn_id, PayloadKind.INFERENCE_RESPONSE, partial)
+
+
 class _RecordingInferenceAttempt(InferenceTraceAttempt):
     """An inference attempt that records; no terminal event without a recorded start."""
 
@@ -747,24 +780,7 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
 
     @_guarded
     def record_started(self, request: Any) -> None:
-        ctx, call_id = self._ctx, self.inference_call_id
-        self._started = ctx._rec.record(
-            lambda refs: InferenceStarted(
-                inference_call_id=call_id,
-                thread_id=ctx.thread_id,
-                codex_turn_id=ctx.turn_id,
-                model=ctx.model,
-                provider_name=ctx.provider_name,
-                request_payload=_required(refs),
-                server_address=ctx.server_address,
-                server_port=ctx.server_port,
-            ),
-            ctx.thread_id,
-            ctx.turn_id,
-            PayloadKind.INFERENCE_REQUEST,
-            request,
-            required=True,
-        )
+        self._started = _record_inference_started(self._ctx, self.inference_call_id, request)
 
     def _take_terminal(self, call: str) -> bool:
         first = _first_terminal(self._ended, call, "inference attempt", self.inference_call_id)
@@ -782,21 +798,14 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
     ) -> None:
         if not self._take_terminal("record_completed"):
             return
-        ctx, call_id = self._ctx, self.inference_call_id
-        ctx._rec.record(
-            lambda refs: InferenceCompleted(
-                inference_call_id=call_id,
-                response_id=response_id,
-                upstream_request_id=upstream_request_id,
-                response_payload=_required(refs),
-            ),
-            ctx.thread_id,
-            ctx.turn_id,
-            PayloadKind.INFERENCE_RESPONSE,
-            _bodies.inference_response(
-                response_id, upstream_request_id, token_usage, output_items, response_model
-            ),
-            required=True,
+        _record_inference_completed(
+            self._ctx,
+            self.inference_call_id,
+            response_id,
+            upstream_request_id,
+            token_usage,
+            output_items,
+            response_model,
         )
 
     @_guarded
@@ -810,7 +819,8 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         if not self._take_terminal("record_failed"):
             return
         message, call_id = _error_text(error), self.inference_call_id
-        self._record_unfinished(
+        _record_inference_unfinished(
+            self._ctx,
             lambda refs: InferenceFailed(
                 inference_call_id=call_id,
                 upstream_request_id=upstream_request_id,
@@ -832,7 +842,8 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         if not self._take_terminal("record_cancelled"):
             return
         message, call_id = str(reason), self.inference_call_id
-        self._record_unfinished(
+        _record_inference_unfinished(
+            self._ctx,
             lambda refs: InferenceCancelled(
                 inference_call_id=call_id,
                 upstream_request_id=upstream_request_id,
@@ -842,21 +853,6 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
             upstream_request_id,
             output_items,
         )
-
-    def _record_unfinished(
-        self,
-        build: Callable[[_Refs], RawTraceEventPayload],
-        upstream_request_id: str | None,
-        output_items: Sequence[Any],
-    ) -> None:
-        """Record a failure or cancellation; output items received so far are a partial
-        response payload."""
-        ctx = self._ctx
-        if not output_items:
-            ctx._rec.record(build, ctx.thread_id, ctx.turn_id)
-            return
-        partial = _bodies.inference_response(None, upstream_request_id, None, output_items)
-        ctx._rec.record(build, ctx.thread_id, ctx.turn_id, PayloadKind.INFERENCE_RESPONSE, partial)
 
     def __enter__(self) -> InferenceTraceAttempt:
         self._scope.attach(self._ctx._rec, f"inference:{self.inference_call_id}")
