@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -80,21 +81,28 @@ def agent_loop(model: str, system: str, user: str, run_tool: Any) -> str:
         if not message.tool_calls:
             return message.content or ""
         messages.append(message.model_dump(exclude_none=True))
-        for tool_call in message.tool_calls:
-            assert tool_call.type == "function"
-            name, arguments = tool_call.function.name, tool_call.function.arguments
-            with tracer.start_as_current_span(
-                f"execute_tool {name}",
-                attributes={
-                    "gen_ai.operation.name": "execute_tool",
-                    "gen_ai.tool.name": name,
-                    "gen_ai.tool.call.id": tool_call.id,
-                    "gen_ai.tool.call.arguments": arguments,
-                },
-            ) as span:
-                result = run_tool(name, json.loads(arguments))
-                span.set_attribute("gen_ai.tool.call.result", result)
-            messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": result})
+        answer_tool_calls(message.tool_calls, messages, run_tool)
+
+
+def answer_tool_calls(
+    tool_calls: list[Any], messages: list[Any], run: Callable[[str, dict[str, Any]], str]
+) -> None:
+    """Run each tool call in an ``execute_tool`` span; its result appended to ``messages``."""
+    for tool_call in tool_calls:
+        assert tool_call.type == "function"
+        name, arguments = tool_call.function.name, tool_call.function.arguments
+        with tracer.start_as_current_span(
+            f"execute_tool {name}",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": tool_call.id,
+                "gen_ai.tool.call.arguments": arguments,
+            },
+        ) as span:
+            result = run(name, json.loads(arguments))
+            span.set_attribute("gen_ai.tool.call.result", result)
+        messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": result})
 
 
 def invoke_agent(name: str, model: str, system: str, user: str) -> str:
@@ -125,21 +133,7 @@ def loop_without_a_span(model: str, users: list[str]) -> None:
             messages.append(message.model_dump(exclude_none=True))
             if not message.tool_calls:
                 break
-            for tool_call in message.tool_calls:
-                assert tool_call.type == "function"
-                name, arguments = tool_call.function.name, tool_call.function.arguments
-                with tracer.start_as_current_span(
-                    f"execute_tool {name}",
-                    attributes={
-                        "gen_ai.operation.name": "execute_tool",
-                        "gen_ai.tool.name": name,
-                        "gen_ai.tool.call.id": tool_call.id,
-                        "gen_ai.tool.call.arguments": arguments,
-                    },
-                ) as span:
-                    result = f"found {json.loads(arguments)['q']}"
-                    span.set_attribute("gen_ai.tool.call.result", result)
-                messages.append({"role": "tool", "tool_call_id": tool_call.id, "content": result})
+            answer_tool_calls(message.tool_calls, messages, lambda _, args: f"found {args['q']}")
 
 
 if MODE == "loop":
