@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
 import socket
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
@@ -35,6 +32,7 @@ from otel_rollout._otel._replay import (
 from otel_rollout._reduce import reduce_bundle
 from otel_rollout.cli import main
 from otel_rollout.cli._replay import checked_spans
+from support.otlp_receiver import receiving
 from support.otlp_sink import start_sink
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "codex-0.169.0"
@@ -299,45 +297,15 @@ def test_an_endpoint_that_never_answers_fails_within_the_timeout(
     assert "Traceback" not in err
 
 
-class _Receiver(http.server.ThreadingHTTPServer):
-    """An OTLP/HTTP endpoint on loopback that keeps what it gets."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], ExportTraceServiceRequest]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, request))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
 @BOTH_SCHEMAS
 def test_replay_sends_every_span_with_its_ids_and_headers(
     capsys: pytest.CaptureFixture[str], version: str
 ) -> None:
     bundle = fixture_bundle("multi_agent_v2_spawn", version)
     expected = {(span.name, span.context.span_id) for span in bundle_spans(bundle) if span.context}
-    receiver = _Receiver()
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    try:
-        endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
-        argv = ["replay", str(bundle), "--endpoint", endpoint, "--header", "X-Tenant=t1"]
+    with receiving() as receiver:
+        argv = ["replay", str(bundle), "--endpoint", receiver.endpoint, "--header", "X-Tenant=t1"]
         assert main([*argv, "--progress"]) == 0
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
     out = capsys.readouterr().out
     assert out.startswith(f"replayed {len(expected)} spans of trace ")
     assert out.count("\n") == 1, "the progress bar goes to stderr"
@@ -401,15 +369,8 @@ def test_replay_refuses_what_reduce_refuses_before_sending(
     edit(bundle)
     assert main(["reduce", str(bundle), "-o", str(tmp_path / "state.json")]) == 1
     reduce_err = capsys.readouterr().err
-    receiver = _Receiver()
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    try:
-        endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
-        assert main(["replay", str(bundle), "--endpoint", endpoint]) == 1
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
+    with receiving() as receiver:
+        assert main(["replay", str(bundle), "--endpoint", receiver.endpoint]) == 1
     assert capsys.readouterr().err == reduce_err
     assert reduce_err.startswith(f"otel-rollout: {bundle / 'trace.jsonl'}:")
     assert receiver.requests == []

@@ -7,21 +7,19 @@ path cannot be read, else 1 if a bundle is invalid or failed, else 0.
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_rollout._otel._replay import bundle_spans
 from otel_rollout._reduce import encode_state, reduce_bundle
 from otel_rollout.cli import main
 from otel_rollout.cli._targets import find_bundles
+from support.otlp_receiver import receiving
 from support.synthetic import SyntheticOptions, generate_bundle
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -149,34 +147,6 @@ def test_show_of_a_directory_with_several_lists_them(
     assert lines[3] == "3 bundles: `otel-rollout show BUNDLE` shows one"
 
 
-class _Receiver(http.server.ThreadingHTTPServer):
-    """An OTLP/HTTP endpoint on loopback that keeps the span ids it gets."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[bytes, bytes]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver.spans.extend(
-                    (span.trace_id, span.span_id)
-                    for resource in request.resource_spans
-                    for scope in resource.scope_spans
-                    for span in scope.spans
-                )
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
 def test_a_directory_of_100_bundles_is_replayed_in_one_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,16 +168,9 @@ def test_a_directory_of_100_bundles_is_replayed_in_one_command(
         for span in bundle_spans(bundle)
         if span.context
     )
-    receiver = _Receiver()
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    try:
-        endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
-        assert main(["replay", str(root), "--endpoint", endpoint]) == 0
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
-    assert sorted(receiver.spans) == expected
+    with receiving() as receiver:
+        assert main(["replay", str(root), "--endpoint", receiver.endpoint]) == 0
+    assert sorted(receiver.span_ids()) == expected
     assert len({trace for trace, _ in expected}) == 100
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "replayed 100 bundle(s): 100 ok, 0 failed"
