@@ -560,6 +560,20 @@ sys.exit(0)
 """
 
 
+def _run_app(script: str, traces: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as an app recording under ``traces``, as users run it (not strict)."""
+    env = {**os.environ, **settings}
+    env.pop("OTEL_ROLLOUT_STRICT", None)
+    return subprocess.run(
+        [sys.executable, "-c", script, str(traces)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_children_still_running_past_the_exit_grace_period_are_counted_as_lost(
     tmp_path: Path, codex_for: Callable[[int], Path]
 ) -> None:
@@ -567,16 +581,7 @@ def test_children_still_running_past_the_exit_grace_period_are_counted_as_lost(
     period (``OTEL_ROLLOUT_EXIT_GRACE_S``) for the children; a child that ends within it is
     whole in the bundle; then the rollout is ended (Codex reduces the bundle), one warning
     names the child still running, and what it records later is counted as lost."""
-    env = {**os.environ, "OTEL_ROLLOUT_EXIT_GRACE_S": "0.5"}
-    env.pop("OTEL_ROLLOUT_STRICT", None)
-    done = subprocess.run(
-        [sys.executable, "-c", EXIT_SCRIPT, str(tmp_path / "traces")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = _run_app(EXIT_SCRIPT, tmp_path / "traces", OTEL_ROLLOUT_EXIT_GRACE_S="0.5")
     assert done.returncode == 0, done.stderr
     assert "1 child threads of" in done.stderr and "counted as lost" in done.stderr
     [bundle] = (tmp_path / "traces").glob("trace-*")
@@ -633,16 +638,7 @@ def test_what_daemon_threads_record_after_the_exit_report_is_reported_too(
     """A daemon thread that goes on recording while the interpreter exits: the exit report
     cannot count its later events, so they are counted and reported as they are lost (at
     1, 2, 4, ... events), and the bundle stays valid."""
-    env = {**os.environ}
-    env.pop("OTEL_ROLLOUT_STRICT", None)
-    done = subprocess.run(
-        [sys.executable, "-c", LATE_SCRIPT, str(tmp_path / "traces")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = _run_app(LATE_SCRIPT, tmp_path / "traces")
     assert done.returncode == 0, done.stderr
     late = [line for line in done.stderr.splitlines() if "after the exit report" in line]
     assert len(late) >= 3, done.stderr  # 1, 2, 4, ...
