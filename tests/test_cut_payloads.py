@@ -63,6 +63,14 @@ def _copy(schema: int, scenario: str, tmp_path: Path) -> Path:
     return bundle
 
 
+def _first_ref(bundle: Path, field: str) -> dict[str, Any]:
+    """The payload ref in ``field`` of the first event that has one."""
+    log = (bundle / "trace.jsonl").read_text()
+    return next(
+        json.loads(line)["payload"][field] for line in log.splitlines() if f'"{field}"' in line
+    )
+
+
 def _edit_log(bundle: Path, edit: Callable[[int, dict[str, Any]], None]) -> None:
     """Call ``edit(n, payload)`` on the ``n``-th ``inference_started`` event and write back."""
     log = bundle / "trace.jsonl"
@@ -111,10 +119,7 @@ def test_a_null_body_is_refused_as_codex_0169_refuses_it(
 ) -> None:
     """Schema 2 has no cut payloads: a ``null`` request or response is no cut one."""
     bundle = _copy(2, "two_turns", tmp_path)
-    log = (bundle / "trace.jsonl").read_text()
-    ref = next(
-        json.loads(line)["payload"][field] for line in log.splitlines() if f'"{field}"' in line
-    )
+    ref = _first_ref(bundle, field)
     (bundle / ref["path"]).write_text("null")
     ours, theirs = _verdicts(codex_bin, bundle)
     assert isinstance(ours, str) and isinstance(theirs, str)
@@ -127,10 +132,7 @@ def test_a_null_record_is_refused_as_codex_0171_refuses_it(
 ) -> None:
     """Schema 3: a ``null`` record that no limit cut is no cut payload either."""
     bundle = _copy(3, "two_turns", tmp_path)
-    log = (bundle / "trace.jsonl").read_text()
-    ref = next(
-        json.loads(line)["payload"][field] for line in log.splitlines() if f'"{field}"' in line
-    )
+    ref = _first_ref(bundle, field)
     shard = bundle / "payloads" / f"{ref['shard']:06d}.zst"
     whole = decompress_shard(shard.read_bytes())
     records = [
