@@ -47,6 +47,9 @@ LARGE_FIXTURES = REPO / "tests" / "fixtures" / "codex-0.169.0-large"
 _SCRIPT = Path(sys.executable).parent / "otel-rollout"
 OURS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "otel_rollout"]
 
+sys.path.insert(0, str(TESTS_DIR))
+from support.codex import find_codex  # noqa: E402
+
 GENERATED_SEED = 20261126
 _SHAPE = {
     "steps_per_turn": 14,
@@ -69,15 +72,7 @@ CODEX_VERSIONS = {2: "0.169.0", 3: "0.171.0"}
 
 
 def _codex(schema: int) -> Path:
-    env = {**os.environ, "CODEX_VERSION": CODEX_VERSIONS[schema]}
-    done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "get-codex")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    return Path(done.stdout.strip())
+    return find_codex(CODEX_VERSIONS[schema])
 
 
 GNU_TIME = Path("/usr/bin/time")

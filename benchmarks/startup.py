@@ -30,21 +30,16 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from support.codex import find_codex  # noqa: E402
+
 FIXTURES = REPO / "tests" / "fixtures"
 BUDGETS = {"reduce_2": 4.0, "reduce_3": 4.0, "help": 4.0, "validate_2": 5.0, "validate_3": 5.0}
 """Command -> most it may take, as a multiple of its baseline."""
 
 
 def _codex(version: str) -> str:
-    env = {**os.environ, "CODEX_VERSION": version}
-    done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "get-codex")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    return done.stdout.strip()
+    return str(find_codex(version))
 
 
 def _ours() -> list[str]:
