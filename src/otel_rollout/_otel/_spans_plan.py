@@ -631,28 +631,14 @@ class _RolloutPlanner:
     def _plan_thread(self, thread: _Thread) -> None:
         thread_id, depth, parent = thread.thread_id, thread.depth, thread.parent
         model, provider = self._model(thread.runs)
-        session_source: Any = "otel_rollout"
-        if parent is not None:
-            session_source = {
-                "subagent": {
-                    "thread_spawn": {
-                        "parent_thread_id": parent.thread_id,
-                        "depth": depth,
-                        "agent_path": thread.agent_path,
-                        "agent_nickname": thread.name,
-                        "agent_role": None,
-                    }
-                }
-            }
-        metadata = _session_metadata_body(
-            thread_id,
-            thread.agent_path,
-            None if parent is None else thread.agent_path.rsplit("/", 1)[1],
-            thread.name,
-            session_source,
+        metadata = bodies.ThreadStartedTraceMetadata(
+            thread_id=thread_id,
+            agent_path=thread.agent_path,
+            nickname=thread.name,
+            cwd="",
             model=model,
             provider_name=provider,
-        )
+        ).to_payload(None if parent is None else parent.thread_id, depth)
         first, last = thread.runs[0], thread.runs[-1]
         self._add(
             _OPENING,
@@ -1079,33 +1065,6 @@ def _response_items(record: SpanRecord, key: str, legacy: str) -> list[dict[str,
 
 
 # --- Codex payload bodies and Responses API items (to share with the recording API) ---
-
-
-def _session_metadata_body(
-    thread_id: str,
-    agent_path: str,
-    task_name: str | None,
-    nickname: str,
-    session_source: Any,
-    *,
-    model: str,
-    provider_name: str,
-) -> dict[str, Any]:
-    """A ``session_metadata`` payload, in Codex's field order."""
-    return {
-        "thread_id": thread_id,
-        "agent_path": agent_path,
-        "task_name": task_name,
-        "nickname": nickname,
-        "agent_role": None,
-        "session_source": session_source,
-        "cwd": "",
-        "rollout_path": None,
-        "model": model,
-        "provider_name": provider_name,
-        "approval_policy": "never",
-        "sandbox_policy": "",
-    }
 
 
 def _inference_request_body(
