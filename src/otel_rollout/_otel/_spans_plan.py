@@ -748,9 +748,7 @@ class _RolloutPlanner:
             target = _str(record, conventions.HANDOFF_TO)
             name = f"transfer_to_{_slug(target)}" if target else "transfer"
         else:
-            name = _str(
-                record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool ")
-            )
+            name = _tool_name(record)
         visible = _str(record, sc.GEN_AI_TOOL_CALL_ID) or None
         arguments = record.attributes.get(sc.GEN_AI_TOOL_CALL_ARGUMENTS)
         called = calls.take(turn.turn_id, name, visible)
@@ -1001,15 +999,19 @@ def _slug(name: str) -> str:
     return "".join(ch.lower() if ch.isalnum() else "_" for ch in name)
 
 
+def _tool_name(record: SpanRecord) -> str:
+    """A tool span's tool name: ``gen_ai.tool.name``, else its span name's."""
+    return _str(record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool "))
+
+
 def _is_transfer(record: SpanRecord) -> bool:
-    return record.operation == sc.OPERATION_EXECUTE_TOOL and _str(
-        record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool ")
-    ).startswith("transfer_to_")
+    return record.operation == sc.OPERATION_EXECUTE_TOOL and _tool_name(record).startswith(
+        "transfer_to_"
+    )
 
 
 def _transfer_target(record: SpanRecord) -> str:
-    name = _str(record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool "))
-    return name.removeprefix("transfer_to_")
+    return _tool_name(record).removeprefix("transfer_to_")
 
 
 def _is_json_object(value: Any) -> bool:
