@@ -291,14 +291,8 @@ def _repr_message_parts(text: str) -> list[dict[str, Any]] | None:
     for call in value.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
-            arguments = function.get("arguments")
             parts.append(
-                {
-                    "type": "tool_call",
-                    "id": call.get("id"),
-                    "name": function.get("name"),
-                    "arguments": "{}" if arguments is None else arguments_text(arguments),
-                }
+                _tool_call_part(call.get("id"), function.get("name"), function.get("arguments"))
             )
     return parts
 
@@ -324,15 +318,17 @@ def _repr_function_call_parts(text: str) -> list[dict[str, Any]] | None:
         return None
     if not isinstance(fields.get("name"), str) or not isinstance(fields.get("call_id"), str):
         return None
-    arguments = fields.get("arguments")
-    return [
-        {
-            "type": "tool_call",
-            "id": fields["call_id"],
-            "name": fields["name"],
-            "arguments": "{}" if arguments is None else arguments_text(arguments),
-        }
-    ]
+    return [_tool_call_part(fields["call_id"], fields["name"], fields.get("arguments"))]
+
+
+def _tool_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    """A ``tool_call`` part, its arguments as the model sent them (``{}``: none)."""
+    return {
+        "type": "tool_call",
+        "id": call_id,
+        "name": name,
+        "arguments": "{}" if arguments is None else arguments_text(arguments),
+    }
 
 
 def _json(value: Any) -> Any:

@@ -631,28 +631,14 @@ class _RolloutPlanner:
     def _plan_thread(self, thread: _Thread) -> None:
         thread_id, depth, parent = thread.thread_id, thread.depth, thread.parent
         model, provider = self._model(thread.runs)
-        session_source: Any = "otel_rollout"
-        if parent is not None:
-            session_source = {
-                "subagent": {
-                    "thread_spawn": {
-                        "parent_thread_id": parent.thread_id,
-                        "depth": depth,
-                        "agent_path": thread.agent_path,
-                        "agent_nickname": thread.name,
-                        "agent_role": None,
-                    }
-                }
-            }
-        metadata = _session_metadata_body(
-            thread_id,
-            thread.agent_path,
-            None if parent is None else thread.agent_path.rsplit("/", 1)[1],
-            thread.name,
-            session_source,
+        metadata = bodies.ThreadStartedTraceMetadata(
+            thread_id=thread_id,
+            agent_path=thread.agent_path,
+            nickname=thread.name,
+            cwd="",
             model=model,
             provider_name=provider,
-        )
+        ).to_payload(None if parent is None else parent.thread_id, depth)
         first, last = thread.runs[0], thread.runs[-1]
         self._add(
             _OPENING,
@@ -762,9 +748,7 @@ class _RolloutPlanner:
             target = _str(record, conventions.HANDOFF_TO)
             name = f"transfer_to_{_slug(target)}" if target else "transfer"
         else:
-            name = _str(
-                record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool ")
-            )
+            name = _tool_name(record)
         visible = _str(record, sc.GEN_AI_TOOL_CALL_ID) or None
         arguments = record.attributes.get(sc.GEN_AI_TOOL_CALL_ARGUMENTS)
         called = calls.take(turn.turn_id, name, visible)
@@ -1015,15 +999,19 @@ def _slug(name: str) -> str:
     return "".join(ch.lower() if ch.isalnum() else "_" for ch in name)
 
 
+def _tool_name(record: SpanRecord) -> str:
+    """A tool span's tool name: ``gen_ai.tool.name``, else its span name's."""
+    return _str(record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool "))
+
+
 def _is_transfer(record: SpanRecord) -> bool:
-    return record.operation == sc.OPERATION_EXECUTE_TOOL and _str(
-        record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool ")
-    ).startswith("transfer_to_")
+    return record.operation == sc.OPERATION_EXECUTE_TOOL and _tool_name(record).startswith(
+        "transfer_to_"
+    )
 
 
 def _transfer_target(record: SpanRecord) -> str:
-    name = _str(record, sc.GEN_AI_TOOL_NAME, default=record.name.removeprefix("execute_tool "))
-    return name.removeprefix("transfer_to_")
+    return _tool_name(record).removeprefix("transfer_to_")
 
 
 def _is_json_object(value: Any) -> bool:
@@ -1079,33 +1067,6 @@ def _response_items(record: SpanRecord, key: str, legacy: str) -> list[dict[str,
 
 
 # --- Codex payload bodies and Responses API items (to share with the recording API) ---
-
-
-def _session_metadata_body(
-    thread_id: str,
-    agent_path: str,
-    task_name: str | None,
-    nickname: str,
-    session_source: Any,
-    *,
-    model: str,
-    provider_name: str,
-) -> dict[str, Any]:
-    """A ``session_metadata`` payload, in Codex's field order."""
-    return {
-        "thread_id": thread_id,
-        "agent_path": agent_path,
-        "task_name": task_name,
-        "nickname": nickname,
-        "agent_role": None,
-        "session_source": session_source,
-        "cwd": "",
-        "rollout_path": None,
-        "model": model,
-        "provider_name": provider_name,
-        "approval_policy": "never",
-        "sandbox_policy": "",
-    }
 
 
 def _inference_request_body(
