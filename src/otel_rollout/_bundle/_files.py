@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -75,7 +75,19 @@ def write_whole(path: str, data: bytes, *, dir_fd: int | None = None) -> None:
     Raises:
         OSError: The file could not be written; ``path`` is unchanged.
     """
-    _write_then_rename(path, dir_fd, lambda fd: _write_all(fd, data))
+    head, sep, name = path.rpartition("/")
+    temporary = f"{head}{sep}.{name}.tmp"
+    fd = os.open(temporary, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=dir_fd)
+        raise
 
 
 def write_chunks_whole(
@@ -87,36 +99,27 @@ def write_chunks_whole(
 ) -> None:
     """Write the concatenated ``chunks`` to ``path`` as :func:`write_whole` writes, holding
     about ``buffer_bytes`` of them at a time (``state.json``, written as it is encoded).
+    Kept apart from :func:`write_whole`, which the live writer calls for every payload file.
 
     Raises:
         OSError: The file could not be written; ``path`` is unchanged.
     """
-
-    def write_buffered(fd: int) -> None:
-        pending: list[bytes] = []
-        size = 0
-        for chunk in chunks:
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= buffer_bytes:
-                _write_all(fd, pending[0] if len(pending) == 1 else b"".join(pending))
-                pending.clear()
-                size = 0
-        if pending:
-            _write_all(fd, pending[0] if len(pending) == 1 else b"".join(pending))
-
-    _write_then_rename(path, dir_fd, write_buffered)
-
-
-def _write_then_rename(path: str, dir_fd: int | None, write: Callable[[int], None]) -> None:
-    """Call ``write`` on a new ``.<name>.tmp`` beside ``path``, then rename it to ``path``;
-    on any failure (a disk error, or one raised by ``write``) remove the temporary file."""
     head, sep, name = path.rpartition("/")
     temporary = f"{head}{sep}.{name}.tmp"
     fd = os.open(temporary, _CREATE_FLAGS, FILE_MODE, dir_fd=dir_fd)
     try:
         try:
-            write(fd)
+            pending: list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= buffer_bytes:
+                    _write_all(fd, pending[0] if len(pending) == 1 else b"".join(pending))
+                    pending.clear()
+                    size = 0
+            if pending:
+                _write_all(fd, pending[0] if len(pending) == 1 else b"".join(pending))
         finally:
             os.close(fd)
         os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
