@@ -383,6 +383,8 @@ class RolloutTracingProcessor(TracingProcessor):
     def _agent_started(self, rollout: _Rollout, name: str, state: _SpanState) -> _Agent | None:
         agent = rollout.agents.get(name)
         tool = state.tool
+        assigned: _Tool | None = None  # a later call of this agent as a tool: its task
+        # goes into the agent's new turn
         if agent is None:
             if rollout.root is None:
                 thread = self._start_root(name)
@@ -403,15 +405,13 @@ class RolloutTracingProcessor(TracingProcessor):
             rollout.agents[name] = agent
         elif tool is not None and tool.dispatch is None:
             self._dispatch(tool, spawn=False, task=True)
-            agent.turn_id = new_id()
-            agent.thread.record_turn_started(agent.turn_id)
-            self._assign_task(tool, agent, agent.turn_id)
-            tool.child = agent
-            return agent
+            assigned = tool
         if tool is not None:
             tool.child = agent
         agent.turn_id = new_id()
         agent.thread.record_turn_started(agent.turn_id)
+        if assigned is not None:
+            self._assign_task(assigned, agent, agent.turn_id)
         return agent
 
     @staticmethod

@@ -706,7 +706,7 @@ class BackgroundWriter:
 
     def _run(self) -> None:
         cond = self._cond
-        unsealed: dict[int, tuple[BundleSink, int]] = {}
+        unsealed: dict[BundleSink, int] = {}
         """Bundles with items written since their last seal (schema 3: not yet on disk),
         and how many."""
         while True:
@@ -716,7 +716,7 @@ class BackgroundWriter:
                         cond.wait()
                         continue
                     now_ns = time.time_ns()
-                    due = min(sink.seal_due_in(now_ns) for sink, _ in unsealed.values())
+                    due = min(sink.seal_due_in(now_ns) for sink in unsealed)
                     if due <= 0:
                         break
                     cond.wait(due)
@@ -737,9 +737,7 @@ class BackgroundWriter:
                 cond.notify_all()  # room for waiting producers
             for item in batch:
                 sink = item.bundle
-                key = id(sink)
-                known = unsealed.get(key)
-                unsealed[key] = (sink, 1) if known is None else (sink, known[1] + 1)
+                unsealed[sink] = unsealed.get(sink, 0) + 1
                 try:
                     sink.write(item)
                 except Exception:  # never let one bad event kill the writer thread
@@ -750,10 +748,10 @@ class BackgroundWriter:
                 self._progress_at = time.monotonic()  # (a plain store: read without the lock)
             finished = 0
             now_ns = time.time_ns()
-            for key, (sink, items) in list(unsealed.items()):
+            for sink, items in list(unsealed.items()):
                 if not seal_all and items < SEAL_ITEMS and sink.seal_due_in(now_ns) > 0:
                     continue  # a short seal timer: fewer, larger shards for slow producers
-                del unsealed[key]
+                del unsealed[sink]
                 finished += items
                 try:
                     done = sink.end_batch()

@@ -74,18 +74,9 @@ def shard_compressor() -> zstandard.ZstdCompressor:
     )
 
 
-def compress_shard(records: Iterable[bytes], size: int | None = None) -> bytes:
-    """One zstd frame holding ``records`` (from :func:`encode_record`), with checksum and size.
-
-    Given their total ``size``, the records are streamed into the frame, never joined
-    (a shard's worth of memory less while the writer seals)."""
-    compressor = shard_compressor()
-    if size is None:
-        return compressor.compress(b"".join(records))
-    stream = compressor.compressobj(size=size)
-    frame = [stream.compress(record) for record in records]
-    frame.append(stream.flush())
-    return b"".join(frame)
+def compress_shard(records: Iterable[bytes]) -> bytes:
+    """One zstd frame holding ``records`` (from :func:`encode_record`), with checksum and size."""
+    return shard_compressor().compress(b"".join(records))
 
 
 def decompress_shard(frame: bytes, max_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> bytes:

@@ -210,27 +210,40 @@ def record_inference_call(
     span): started with ``request``, then completed with ``output_items`` (or failed with
     ``error``, the items received a partial response). The same events as the attempt
     handle's calls; on a recording thread without building the handles."""
-    if type(thread) is _RecordingThread:
-        thread._record_inference_call(
-            turn_id,
-            model,
-            provider_name,
-            request,
-            output_items,
-            response_id=response_id,
-            token_usage=token_usage,
-            response_model=response_model,
-            error=error,
-        )
+    if type(thread) is not _RecordingThread:
+        attempt = thread.inference_trace_context(turn_id, model, provider_name).start_attempt()
+        attempt.record_started(request)
+        if error is not None:
+            attempt.record_failed(error, output_items=output_items)
+        else:
+            attempt.record_completed(
+                response_id, output_items, token_usage=token_usage, response_model=response_model
+            )
         return
-    attempt = thread.inference_trace_context(turn_id, model, provider_name).start_attempt()
-    attempt.record_started(request)
-    if error is not None:
-        attempt.record_failed(error, output_items=output_items)
-    else:
-        attempt.record_completed(
-            response_id, output_items, token_usage=token_usage, response_model=response_model
+    # On a recording thread: the events and payloads of the calls above, without the handles.
+    try:
+        ctx = _RecordingInference(thread._rec, thread.thread_id, turn_id, model, provider_name)
+        call_id = new_id()
+        if not _record_inference_started(ctx, call_id, request):
+            return
+        if error is None:
+            _record_inference_completed(
+                ctx, call_id, response_id, None, token_usage, output_items, response_model
+            )
+            return
+        _record_inference_unfinished(
+            ctx,
+            lambda refs: InferenceFailed(
+                inference_call_id=call_id,
+                upstream_request_id=None,
+                error=error,
+                partial_response_payload=refs[0],
+            ),
+            None,
+            output_items,
         )
+    except Exception:
+        _errors.internal_error(Component.RECORDING, "record_inference_call")
 
 
 def record_tool_call(
@@ -488,44 +501,6 @@ class _RecordingThread(ThreadTraceContext):
     ) -> InferenceTraceContext:
         return _RecordingInference(
             self._rec, self.thread_id, turn_id, model, provider_name, server_address, server_port
-        )
-
-    @_guarded
-    def _record_inference_call(
-        self,
-        turn_id: str,
-        model: str,
-        provider_name: str,
-        request: Any,
-        output_items: Sequence[Any],
-        *,
-        response_id: str,
-        token_usage: Mapping[str, Any] | None,
-        response_model: str | None,
-        error: str | None,
-    ) -> None:
-        """:func:`record_inference_call` on a recording thread: the events and payloads of
-        ``inference_trace_context(...).start_attempt()``, ``record_started`` and
-        ``record_completed`` (or ``record_failed``), without the handles in between."""
-        ctx = _RecordingInference(self._rec, self.thread_id, turn_id, model, provider_name)
-        call_id = new_id()
-        if not _record_inference_started(ctx, call_id, request):
-            return
-        if error is not None:
-            _record_inference_unfinished(
-                ctx,
-                lambda refs: InferenceFailed(
-                    inference_call_id=call_id,
-                    upstream_request_id=None,
-                    error=error,
-                    partial_response_payload=refs[0],
-                ),
-                None,
-                output_items,
-            )
-            return
-        _record_inference_completed(
-            ctx, call_id, response_id, None, token_usage, output_items, response_model
         )
 
     def compaction_trace_context(
