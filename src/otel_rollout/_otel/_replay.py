@@ -29,7 +29,7 @@ from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlag
 
 from otel_rollout._bundle._models import RawPayloadRef, RawTraceEvent
 from otel_rollout._bundle._payloads import PayloadStore
-from otel_rollout._bundle._reader import Bundle, BundleError, decode_event
+from otel_rollout._bundle._reader import Bundle, BundleError
 from otel_rollout._bundle._schema import schema_problem
 from otel_rollout._otel._mapping import (
     Attributes,
@@ -600,15 +600,9 @@ def bundle_spans(
         resource=resource,
         redact=redact,
     )
-    lines = () if builder.refused else bundle.lines()  # the manifest's refusal comes first
-    for line in lines:
-        if not line.data.strip():
-            continue
-        try:
-            event = decode_event(line.data)  # the schema's own refusals: in add()
-        except ValueError as error:
-            raise BundleError(bundle.event_log_path, line.number, str(error)) from None
-        builder.add(line.number, event)
+    events = () if builder.refused else bundle.events()  # the manifest's refusal comes first
+    for number, event in events:
+        builder.add(number, event)
         if builder.refused:
             break
     return builder.spans()

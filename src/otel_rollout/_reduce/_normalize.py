@@ -188,6 +188,7 @@ def content_parts(content: Any, pid: str) -> list[ConversationPart]:
 
 
 _canonical = msgspec.json.Encoder(order="sorted")
+"""Canonical JSON of a content entry (keys sorted), the input of ``content_sha256``."""
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -195,9 +196,6 @@ def _sha256_hex(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
-
-
-"""Canonical JSON of a content entry (keys sorted), the input of ``content_sha256``."""
 
 
 def _text_or_json(item: dict[str, Any], pid: str) -> list[ConversationPart]:

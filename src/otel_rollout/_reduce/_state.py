@@ -207,11 +207,7 @@ class ReducerState(msgspec.Struct):
     def _read_request_input(self, ref: RawPayloadRef) -> Any:
         """An inference request split for reuse, or (if it does not split) its value."""
         store = self.bundle.payloads
-        try:
-            if self.schema == SCHEMA_2:
-                text = store.read(ref)
-                split = split_request(text, self.item_memo, JSON_DECODER)
-                return split if split is not None else store.decode(ref, text, JSON_DECODER)
+        try:  # a schema 2 ref has no parts: its body is read and decoded alike
             text = payload_text(store, ref, self.part_texts)
             split = split_request(text, self.item_memo, JSON_DECODER)
             return split if split is not None else decode_text(store, ref, text, JSON_DECODER)
