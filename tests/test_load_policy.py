@@ -100,11 +100,15 @@ def test_a_slow_writer_makes_the_producer_wait_and_nothing_is_lost(
     wait, or has ended): the default queue fills, the producer waits for room
     (backpressure, well inside the 10 s stall timeout) and every event reaches the bundle.
     Not a race with the machine's speed: without backpressure the producer never waits and
-    the writer holds its batch until the producer is done."""
+    the writer holds its batch until the producer is done. A seal on the recording thread
+    (a caller drain) is slow too, so the next ones are the writer thread's."""
     original = BundleSink.end_batch
     producer_done = threading.Event()
 
     def slow_end_batch(self: BundleSink) -> list[PendingEvent | PendingSpanCall]:
+        if threading.current_thread() is threading.main_thread():
+            time.sleep(2 * _background.HANDOFF_TIMEOUT_S)
+            return original(self)
         deadline = time.monotonic() + 30
         while (
             exporter._writer.full_waits == 0

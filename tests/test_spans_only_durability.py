@@ -56,12 +56,13 @@ APP = textwrap.dedent(
 
 
 def _wait_for_checkpoint(traces: Path, needle: bytes) -> None:
-    """Wait (polling, 30 s at most) until a checkpoint's event log holds ``needle``."""
+    """Wait (polling, 30 s at most) until a checkpoint's event log holds ``needle`` and that
+    checkpoint is done (its scratch directory removed: it is renamed into place first)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for log in traces.glob("trace-*/trace.jsonl"):
             try:
-                if needle in log.read_bytes():
+                if needle in log.read_bytes() and not any(traces.glob(".staging/*")):
                     return
             except OSError:
                 pass  # swapped out while read

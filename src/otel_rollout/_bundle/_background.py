@@ -11,6 +11,11 @@ for it was recorded (or at a flush), then those events are appended. The thread 
 the first event after an idle period and writes within :data:`FLUSH_INTERVAL_S`, so an
 event is on disk inside the 100 ms durability bound while the writer keeps up.
 
+An app thread that finds :data:`CALLER_DRAIN_ITEMS` items queued writes them itself when
+no one else is writing (schema 3, into memory, sealing what is due while its disk is
+fast), or else waits briefly while the writer thread does: the two threads take turns
+instead of fighting over the GIL (:meth:`BackgroundWriter.submit`).
+
 The load policy: the queue is bounded (memory), and a full queue makes the recording
 thread wait for room for as long as the writer makes progress (backpressure: nothing
 is lost under load). Only a writer that makes no progress at all for
@@ -36,6 +41,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -68,6 +74,20 @@ SEAL_DELAY_S = 0.05
 """Schema 3: how long after the oldest unsealed event was recorded its shard is sealed
 (the writer batches within :data:`FLUSH_INTERVAL_S`; a flush seals at once)."""
 SEAL_DELAY_NS = int(SEAL_DELAY_S * 1e9)
+CALLER_DRAIN_ITEMS = 64
+"""A recording thread that finds this many items queued writes them itself, when no one
+else is writing: schema 3 into memory, then sealing what is due if its disk is fast
+(``BackgroundWriter._drain_here``). Otherwise, or when the writer thread's timer has
+passed, it waits (up to :data:`HANDOFF_TIMEOUT_S`) while the writer thread writes them
+(``BackgroundWriter._hand_off``). Either way the two threads do not run Python at once:
+an app thread that never blocks but releases the GIL often (the Agents SDK reads
+``os.urandom`` for each span id) would wake a waiting writer thread at each release
+without letting it run, and those wake-ups, and the data crossing between cores, can
+cost more CPU than the writing."""
+HANDOFF_TIMEOUT_S = 0.02
+"""How long a recording thread waits for the writer thread's batch at most; a batch or
+seal that took longer (a slow disk) stops these waits, and that bundle's seals on
+recording threads, until one is quick again."""
 SEAL_ITEMS = 256
 """Schema 3: a bundle with this many items written since its last seal is sealed at the
 end of the writer's batch, not at its timer: under a high rate the timer would add its
@@ -94,9 +114,9 @@ _STALL_POLL_S = 0.1
 
 
 class EventCounts:
-    """One bundle's event counters. Each counter has one writing thread: ``recorded`` and
+    """One bundle's event counters. Each counter has one writer at a time: ``recorded`` and
     ``lost_before_queue`` the recording threads (under the recorder's lock), the others
-    the writer thread."""
+    the drain token's holder (the writer thread, or a recording thread draining)."""
 
     __slots__ = (
         "abandoned",
@@ -333,6 +353,12 @@ class BundleSink:
         """The drop policy: a full queue never makes a recording call wait."""
         self.ended_by_policy = False
         """The drop policy ended this bundle (what was queued is still written)."""
+        self.caller_may_write = self._sharded and writer.can_defer_io
+        """A recording thread may write this bundle's events (schema 3, no size limits):
+        :meth:`BackgroundWriter.submit`'s caller drain."""
+        self.slow_seal = False
+        """The last seal took longer than :data:`HANDOFF_TIMEOUT_S` (a slow disk): the
+        next is the writer thread's."""
 
     def write(self, item: PendingEvent | PendingSpanCall) -> None:
         """Write one event and its payloads (writer thread); keep it for the live spans.
@@ -566,8 +592,20 @@ def _ref_fields(event_type: type) -> tuple[str, ...]:
     return fields
 
 
+def _write_item(sink: BundleSink, item: PendingEvent | PendingSpanCall) -> None:
+    """Write one queued item into its bundle (the token's holder: writer or app thread)."""
+    try:
+        sink.write(item)
+    except Exception:  # never let one bad event kill the writer thread, or reach the app
+        sink.stopped = True
+        if type(item) is PendingEvent:
+            sink.counts.lost_in_writer += 1
+        _errors.background_error(Component.WRITER, "writing an event")
+
+
 class BackgroundWriter:
-    """A bounded queue drained by one daemon thread (started on first use)."""
+    """A bounded queue drained by one daemon thread (started on first use), or a batch at
+    a time by a recording thread (:data:`CALLER_DRAIN_ITEMS`)."""
 
     def __init__(
         self,
@@ -610,6 +648,26 @@ class BackgroundWriter:
         self._progress_at = time.monotonic()
         """When the writer thread last took a batch or wrote an event (monotonic seconds)."""
         self._spans = SpanWorker(self.max_span_backlog)
+        self._passes = 0
+        """How many times the writer thread went (back) to waiting."""
+        self._yielding = 0
+        """Recording threads waiting for it to do so (:meth:`_yield_to_writer`)."""
+        self._wakes_at = math.inf
+        """When the writer thread's timer fires (monotonic; ``inf``: no timer, or working)."""
+        self._handoff_requested = False
+        """A recording thread waits for the next batch: take it now."""
+        self._handoff_slow = False
+        """The last batch took longer than :data:`HANDOFF_TIMEOUT_S`: no waiting for one."""
+        self._idle = False
+        """The writer thread waits with no timer: only a notification wakes it."""
+        self._token_wanted = False
+        """The writer thread waits for a caller drain to end."""
+        self._draining = False
+        """The drain token: the writer thread (writing a batch, sealing) or a recording
+        thread (a caller drain) holds it; each writes a bundle's items in queue order."""
+        self._unsealed: dict[BundleSink, int] = {}
+        """Bundles with items written since their last seal (schema 3: not yet on disk),
+        and how many (changed by the token's holder, under the lock)."""
 
     def submit(self, item: PendingEvent | PendingSpanCall, nbytes: int) -> bool:
         """Queue ``item`` (``nbytes`` of payload); wait for room if the queue is full.
@@ -634,10 +692,134 @@ class BackgroundWriter:
             else:
                 self._first_at = time.monotonic()
                 queue.append(item)
-                self._cond.notify_all()
+                if self._idle:  # (else its timer finds the item)
+                    if item.bundle.drop_under_load:  # (that policy never waits)
+                        self._cond.notify_all()
+                    else:
+                        self._yield_to_writer()
             self._queued_bytes += nbytes
             self._submitted += 1
-            return True
+            timer_fired = time.monotonic() >= self._wakes_at  # (it waits for the GIL)
+            if len(queue) < CALLER_DRAIN_ITEMS and not timer_fired:
+                return True
+            batch = None
+            if not timer_fired and not self._draining and not self._seal_requested:
+                batch = self._take_for_caller()
+            if batch is None:
+                if not item.bundle.drop_under_load:  # (that policy never waits)
+                    self._handoff_requested = not timer_fired
+                    self._yield_to_writer()
+                return True
+        self._drain_here(batch)
+        return True
+
+    def _take_for_caller(self) -> list[PendingEvent | PendingSpanCall] | None:
+        """The queue as a caller drain's batch, the token taken (lock held); ``None`` when
+        an item needs the writer thread: schema 2 (payload files), size limits, the drop
+        policy (its calls only queue), a full open shard, the event that closes the bundle."""
+        queue = self._queue
+        for item in queue:
+            sink = item.bundle
+            if (
+                not sink.caller_may_write
+                or sink.drop_under_load
+                or sink.writer.seal_wanted
+                or (type(item) is PendingEvent and type(item.event) is RecordingCompleted)
+            ):
+                return None
+        batch = list(queue)
+        queue.clear()
+        self._queued_bytes = 0
+        self._draining = True
+        self._progress_at = time.monotonic()
+        self._cond.notify_all()  # room for waiting producers
+        return batch
+
+    def _drain_here(self, batch: list[PendingEvent | PendingSpanCall]) -> None:
+        """Write ``batch`` on this (recording) thread, then seal the bundles due for it
+        whose disk is fast (the writer thread's timer seals the others); the token is
+        released after. No disk write happens before those seals."""
+        unsealed = self._unsealed  # (only the token's holder changes it)
+        written: dict[BundleSink, int] = {}
+        sealed: list[BundleSink] = []
+        finished = 0
+        try:
+            try:
+                for item in batch:
+                    sink = item.bundle
+                    count = written.get(sink)
+                    if count is None:
+                        sink.writer.defer_io = True
+                        count = unsealed.get(sink, 0)
+                    written[sink] = count + 1
+                    _write_item(sink, item)
+            finally:
+                for sink in written:
+                    sink.writer.defer_io = False
+            now_ns = time.time_ns()
+            for sink, count in written.items():
+                if (
+                    count >= SEAL_ITEMS or sink.writer.seal_wanted or sink.seal_due_in(now_ns) <= 0
+                ) and not sink.slow_seal:
+                    self._seal(sink)
+                    sealed.append(sink)
+                    finished += count
+        finally:
+            with self._cond:
+                for sink, count in written.items():
+                    unsealed[sink] = count
+                for sink in sealed:
+                    del unsealed[sink]
+                self._written += finished
+                self._draining = False
+                self._progress_at = time.monotonic()
+                if self._token_wanted or (self._idle and unsealed):
+                    self._yield_to_writer()  # its turn, or a seal timer to start
+
+    def _seal(self, sink: BundleSink) -> None:
+        """Seal one bundle's written items onto the disk (the token held) and hand them to
+        the span thread."""
+        started = time.monotonic()
+        try:
+            done = sink.end_batch()
+        except Exception:
+            sink.stopped = True
+            done = sink._unmapped
+            sink._unmapped = []
+            _errors.background_error(Component.WRITER, "sealing a batch")
+        self._progress_at = now = time.monotonic()
+        sink.slow_seal = now - started > HANDOFF_TIMEOUT_S
+        if done and sink.on_written is not None:
+            self._spans.put(sink, done)
+
+    def _yield_to_writer(self) -> None:
+        """Wake the writer thread and wait (lock held) until it is waiting again, having
+        done what it woke for (with ``_handoff_requested``: written the queue), at most
+        :data:`HANDOFF_TIMEOUT_S`: it gets the GIL at once, and this thread, the one that
+        would keep it from the writer, waits without spinning. No wait after one timed
+        out, until the writer thread's next quick batch."""
+        self._cond.notify_all()
+        if self._handoff_slow or self._closed or threading.current_thread() is self._thread:
+            return
+        passes = self._passes
+        deadline = time.monotonic() + HANDOFF_TIMEOUT_S
+        self._yielding += 1
+        try:
+            while self._passes == passes and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._handoff_slow = True
+                    return
+                self._cond.wait(remaining)
+        finally:
+            self._yielding -= 1
+
+    def _writer_wait(self, timeout: float | None = None) -> None:
+        """The writer thread waits (lock held), first letting a yielding recording thread go."""
+        self._passes += 1
+        if self._yielding:
+            self._cond.notify_all()
+        self._cond.wait(timeout)
 
     def _wait_for_room(self, nbytes: int) -> bool:
         """Backpressure (lock held): wait while the writer makes progress; give up only
@@ -704,68 +886,82 @@ class BackgroundWriter:
         thread.start()
         _register_atexit()
 
+    def _seal_due_in(self, now_ns: int) -> float:
+        """Seconds until the first unsealed bundle is due for its seal (lock held)."""
+        return min(
+            0.0 if items >= SEAL_ITEMS or sink.writer.seal_wanted else sink.seal_due_in(now_ns)
+            for sink, items in self._unsealed.items()
+        )
+
     def _run(self) -> None:
         cond = self._cond
-        unsealed: dict[BundleSink, int] = {}
-        """Bundles with items written since their last seal (schema 3: not yet on disk),
-        and how many."""
+        unsealed = self._unsealed
         while True:
             with cond:
-                while not self._queue and not self._closed and not self._seal_requested:
-                    if not unsealed:
-                        cond.wait()
+                while True:
+                    if self._draining:  # a recording thread writes a batch: its turn
+                        self._token_wanted = True
+                        self._wakes_at = math.inf
+                        self._writer_wait()
                         continue
-                    now_ns = time.time_ns()
-                    due = min(sink.seal_due_in(now_ns) for sink in unsealed)
+                    if self._closed or self._seal_requested or self._handoff_requested:
+                        break
+                    # a batch FLUSH_INTERVAL_S after its first event arrived, or a backlog
+                    # at once; a seal when due (flush() and a waiting recording thread cut
+                    # these short)
+                    due = math.inf
+                    now = time.monotonic()
+                    if self._queue:
+                        due = self._first_at + FLUSH_INTERVAL_S - now
+                    if unsealed:
+                        due = min(due, self._seal_due_in(time.time_ns()))
                     if due <= 0:
                         break
-                    cond.wait(due)
+                    if due == math.inf:
+                        self._idle = True
+                        self._wakes_at = math.inf
+                        self._writer_wait()
+                        self._idle = False
+                    else:
+                        self._wakes_at = now + due
+                        self._writer_wait(due)
+                self._token_wanted = False
                 if not self._queue and self._closed and not unsealed:
                     return
-                # collect a batch for at most FLUSH_INTERVAL_S after its first event arrived
-                # (flush() cuts this short); a backlog is written at once
-                if self._queue:
-                    delay = self._first_at + FLUSH_INTERVAL_S - time.monotonic()
-                    if delay > 0 and not self._closed and not self._seal_requested:
-                        cond.wait(delay)
+                self._wakes_at = math.inf
                 batch = list(self._queue)
                 self._queue.clear()
                 self._queued_bytes = 0
                 seal_all = self._seal_requested or self._closed
                 self._seal_requested = False
-                self._progress_at = time.monotonic()
+                self._handoff_requested = False
+                self._draining = True
+                self._progress_at = started = time.monotonic()
                 cond.notify_all()  # room for waiting producers
-            for item in batch:
-                sink = item.bundle
-                unsealed[sink] = unsealed.get(sink, 0) + 1
-                try:
-                    sink.write(item)
-                except Exception:  # never let one bad event kill the writer thread
-                    sink.stopped = True
-                    if type(item) is PendingEvent:
-                        sink.counts.lost_in_writer += 1
-                    _errors.background_error(Component.WRITER, "writing an event")
-                self._progress_at = time.monotonic()  # (a plain store: read without the lock)
             finished = 0
-            now_ns = time.time_ns()
-            for sink, items in list(unsealed.items()):
-                if not seal_all and items < SEAL_ITEMS and sink.seal_due_in(now_ns) > 0:
-                    continue  # a short seal timer: fewer, larger shards for slow producers
-                del unsealed[sink]
-                finished += items
-                try:
-                    done = sink.end_batch()
-                except Exception:
-                    sink.stopped = True
-                    done = sink._unmapped
-                    sink._unmapped = []
-                    _errors.background_error(Component.WRITER, "sealing a batch")
-                self._progress_at = time.monotonic()
-                if done and sink.on_written is not None:
-                    self._spans.put(sink, done)
-            if finished:
+            try:
+                for item in batch:
+                    sink = item.bundle
+                    unsealed[sink] = unsealed.get(sink, 0) + 1
+                    _write_item(sink, item)
+                    self._progress_at = time.monotonic()  # (a plain store: read unlocked)
+                now_ns = time.time_ns()
+                for sink, items in list(unsealed.items()):
+                    if (
+                        not seal_all
+                        and items < SEAL_ITEMS
+                        and not sink.writer.seal_wanted
+                        and sink.seal_due_in(now_ns) > 0
+                    ):
+                        continue  # a short seal timer: fewer, larger shards for slow producers
+                    del unsealed[sink]
+                    finished += items
+                    self._seal(sink)
+            finally:
                 with cond:
                     self._written += finished
+                    self._draining = False
+                    self._handoff_slow = time.monotonic() - started > HANDOFF_TIMEOUT_S
                     cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0, *, spans: bool = True) -> bool:

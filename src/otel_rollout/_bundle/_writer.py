@@ -124,7 +124,7 @@ class BundleWriter:
         if self._shards is not None:
             self._capture = PayloadCapturer(
                 self._shards,
-                seal=self._seal,
+                seal=self._seal_full_shard,
                 used_bytes=self._used_bytes,
                 max_bytes=max_bytes,
                 max_payload_bytes=max_payload_bytes,
@@ -142,6 +142,12 @@ class BundleWriter:
         whose write failed, or in a batch of lines whose write failed)."""
         self.failure: BaseException | None = None
         """The error that stopped the writer, or ``None`` while it is healthy."""
+        self.defer_io = False
+        """Schema 3: set while a recording thread writes events into the bundle (the
+        background writer's caller drain): nothing goes to disk then; event lines wait in
+        order and a full shard waits (:attr:`seal_wanted`) for the writer thread's seal."""
+        self.seal_wanted = False
+        """The open shard reached its size while :attr:`defer_io` was set."""
 
     @classmethod
     def create(
@@ -364,6 +370,15 @@ class BundleWriter:
         return 0 if self._shards is None else self._shards.last_shard
 
     @property
+    def can_defer_io(self) -> bool:
+        """Schema 3 without size limits: events may be written with :attr:`defer_io` set
+        (a limit seals at once when it cuts a payload)."""
+        capture = self._capture
+        return (
+            capture is not None and capture.max_bytes is None and capture.max_payload_bytes is None
+        )
+
+    @property
     def cuts_payloads(self) -> bool:
         """Schema 3 with ``max_payload_bytes``: payloads and model items may be cut."""
         return self._capture is not None and self._capture.max_payload_bytes is not None
@@ -447,7 +462,7 @@ class BundleWriter:
                 )
                 return False
             if self._shards is not None and (
-                self._waiting or highest_shard > self._shards.sealed_through
+                self._waiting or highest_shard > self._shards.sealed_through or self.defer_io
             ):
                 self._waiting.append((highest_shard, line))
                 self._waiting_bytes += len(line)
@@ -540,12 +555,21 @@ class BundleWriter:
         """Schema 3: the bundle's bytes outside payload records: manifest, events (lock held)."""
         return self._manifest_bytes + self._log_size + self._waiting_bytes
 
+    def _seal_full_shard(self) -> None:
+        """The capturer's seal (a shard at its size, or a limit): now, or by the writer
+        thread when :attr:`defer_io` is set (lock held)."""
+        if self.defer_io:
+            self.seal_wanted = True
+        else:
+            self._seal()
+
     def _seal(self) -> None:
         """Schema 3: seal the open shard, then append the events now ready (lock held)."""
         shards = self._shards
         assert shards is not None
         if self.failure is not None:
             return
+        self.seal_wanted = False
         try:
             shards.seal()
         except OSError as error:
