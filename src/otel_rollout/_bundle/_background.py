@@ -79,7 +79,7 @@ CALLER_DRAIN_ITEMS = 64
 else is writing: schema 3 into memory, then sealing what is due if its disk is fast
 (``BackgroundWriter._drain_here``). Otherwise, or when the writer thread's timer has
 passed, it waits (up to :data:`HANDOFF_TIMEOUT_S`) while the writer thread writes them
-(``BackgroundWriter._hand_off``). Either way the two threads do not run Python at once:
+(``BackgroundWriter._yield_to_writer``). Either way the two threads do not run Python at once:
 an app thread that never blocks but releases the GIL often (the Agents SDK reads
 ``os.urandom`` for each span id) would wake a waiting writer thread at each release
 without letting it run, and those wake-ups, and the data crossing between cores, can
@@ -707,7 +707,8 @@ class BackgroundWriter:
                 batch = self._take_for_caller()
             if batch is None:
                 if not item.bundle.drop_under_load:  # (that policy never waits)
-                    self._handoff_requested = not timer_fired
+                    if not timer_fired:
+                        self._handoff_requested = True  # (else it woke for its timer)
                     self._yield_to_writer()
                 return True
         self._drain_here(batch)

@@ -263,44 +263,50 @@ class RolloutRecorder:
         replaces with the real ones (a ref names its shard, known only there).
         Returns ``False`` when the event was not recorded.
         """
-        if not self.active:  # also cleared in a forked child (no getpid per event)
-            self._count_after_stop()
-            return False
-        with self._lock:
-            if not self.active:
-                self._count_after_stop()
-                return False
-            bundle = self.bundle
-            counts = bundle.counts
-            counts.recorded += 1
-            files: tuple[PendingPayload, ...]
-            if not payloads:
-                refs: Sequence[RawPayloadRef | None] = ()
-                files, nbytes = (), 256
-            elif len(payloads) == 1:  # the common event: one payload, or none
-                payload = payloads[0]
-                if payload is None:
-                    refs, files, nbytes = (None,), (), 256
-                else:
-                    new_ref = self._new_payload_ref
-                    ref = payload.ref = (
-                        PLACEHOLDER_REFS[0] if new_ref is None else new_ref(payload.kind)
-                    )
-                    refs, files, nbytes = (ref,), (payload,), 256 + len(payload.body)
+        if self.active:  # also cleared in a forked child (no getpid per event)
+            with self._lock:
+                if self.active:
+                    return self._emit_locked(build, thread_id, codex_turn_id, payloads)
+        self._count_after_stop()  # (it takes the lock)
+        return False
+
+    def _emit_locked(
+        self,
+        build: Callable[[Sequence[RawPayloadRef | None]], RawTraceEventPayload],
+        thread_id: str | None,
+        codex_turn_id: str | None,
+        payloads: Sequence[PendingPayload | None],
+    ) -> bool:
+        """:meth:`emit` of an active recorder, its lock held."""
+        bundle = self.bundle
+        counts = bundle.counts
+        counts.recorded += 1
+        files: tuple[PendingPayload, ...]
+        if not payloads:
+            refs: Sequence[RawPayloadRef | None] = ()
+            files, nbytes = (), 256
+        elif len(payloads) == 1:  # the common event: one payload, or none
+            payload = payloads[0]
+            if payload is None:
+                refs, files, nbytes = (None,), (), 256
             else:
-                refs, files, nbytes = self._number(payloads)
-            item = PendingEvent(
-                bundle, files, build(refs), thread_id, codex_turn_id, time.time_ns()
-            )
-            if not self._submit(item, nbytes):
-                if self.bundle.ended_by_policy:
-                    counts.dropped_before_queue += 1
-                    self._end_by_policy()
-                else:
-                    counts.lost_before_queue += 1
-                    self._lose()
-                return False
-            return True
+                new_ref = self._new_payload_ref
+                ref = payload.ref = (
+                    PLACEHOLDER_REFS[0] if new_ref is None else new_ref(payload.kind)
+                )
+                refs, files, nbytes = (ref,), (payload,), 256 + len(payload.body)
+        else:
+            refs, files, nbytes = self._number(payloads)
+        item = PendingEvent(bundle, files, build(refs), thread_id, codex_turn_id, time.time_ns())
+        if not self._submit(item, nbytes):
+            if self.bundle.ended_by_policy:
+                counts.dropped_before_queue += 1
+                self._end_by_policy()
+            else:
+                counts.lost_before_queue += 1
+                self._lose()
+            return False
+        return True
 
     def _number(
         self, payloads: Sequence[PendingPayload | None]
@@ -387,8 +393,12 @@ class RolloutRecorder:
             if status is None or self._completing:
                 return 0
             self._completing = True
-        self.emit(lambda _: RolloutEnded(status=status), None, None)
-        self.emit(lambda _: RecordingCompleted(), None, None)
+            # both under one hold of the lock: no event of a child still recording comes
+            # between them (a submit may wait for the writer thread, letting others run)
+            if self.active:
+                self._emit_locked(lambda _: RolloutEnded(status=status), None, None, ())
+            if self.active:
+                self._emit_locked(lambda _: RecordingCompleted(), None, None, ())
         self.close()
         return open_children
 
