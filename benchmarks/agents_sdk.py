@@ -62,6 +62,7 @@ from recording import (
     make_pool,
     rollout_turn,
     sdk_turn,
+    warm_then_run,
 )
 
 STACKS = (
@@ -285,14 +286,7 @@ def run_once(stack: str, root: Path, turns: int, warmup: int, sink_url: str) -> 
 def run_instr(stack: str, root: Path, turns: int) -> None:
     """One stack: 50 warm-up turns, then ``turns`` turns and the final flush (run under
     callgrind by :func:`_instructions`)."""
-    one, flush, close = _setup(stack, root, turns + 50, "http://127.0.0.1:9/unused")
-    for index in range(50):
-        one(index)
-    flush()
-    for index in range(50, 50 + turns):
-        one(index)
-    flush()
-    close()
+    warm_then_run(*_setup(stack, root, turns + 50, "http://127.0.0.1:9/unused"), turns)
 
 
 def _instructions(base: Path, turns: int, stacks: list[str]) -> dict[str, Any]:

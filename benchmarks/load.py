@@ -62,6 +62,7 @@ from recording import (
     make_pool,
     rollout_turn,
     sdk_turn,
+    warm_then_run,
 )
 
 EVENTS_PER_TURN = 8
@@ -279,14 +280,7 @@ def run_rss(root: Path, turns: int) -> dict[str, float]:
 def run_instr(stack: str, root: Path, turns: int) -> dict[str, float]:
     """One stack: 50 warm-up turns, then ``turns`` turns and the final flush (run under
     callgrind by :func:`_instructions`)."""
-    one, flush, close = _setup(stack, root, turns + 50)
-    for index in range(50):
-        one(index)
-    flush()
-    for index in range(50, 50 + turns):
-        one(index)
-    flush()
-    close()
+    warm_then_run(*_setup(stack, root, turns + 50), turns)
     return {"turns": turns}
 
 

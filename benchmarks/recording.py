@@ -112,6 +112,23 @@ def callgrind_instructions(command: Sequence[str]) -> int:
     raise RuntimeError("no callgrind summary")
 
 
+def warm_then_run(
+    one: Callable[[int], object],
+    flush: Callable[[], object],
+    close: Callable[[], object],
+    turns: int,
+) -> None:
+    """50 warm-up turns and a flush, then ``turns`` turns, the final flush and ``close``: what
+    a benchmark runs under callgrind (:func:`callgrind_instructions`)."""
+    for index in range(50):
+        one(index)
+    flush()
+    for index in range(50, 50 + turns):
+        one(index)
+    flush()
+    close()
+
+
 def _messages(seed: int, role: str) -> list[dict[str, Any]]:
     """A Responses-style message list whose JSON is exactly PAYLOAD_BYTES long."""
     base: list[dict[str, Any]] = [
