@@ -28,6 +28,11 @@ repetition (stack / ``bare_otel`` of the same repetition): median, min, max; the
 load average (1, 5, 15 min) before and after the run. Targets: the
 native processor at most 1.5x ``bare_otel`` and at least 3x cheaper than either bridge.
 
+With ``--instructions`` (needs valgrind) each stack but the SDK's default export also runs
+under callgrind: instructions of all threads per turn, final flush included, which the
+machine's load does not change (``ratio_to_bare_otel``; for the bridges
+``ratio_to_native``).
+
 Run with the agents framework venv's Python (``bash scripts/install-frameworks agents``):
   PYTHONPATH=src ~/.cache/otel-rollout/frameworks/agents/bin/python benchmarks/agents_sdk.py \
       --out benchmarks/results/agents_sdk.json
@@ -50,7 +55,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recording import POOL, DropExporter, make_pool, rollout_turn, sdk_turn
+from recording import (
+    POOL,
+    DropExporter,
+    callgrind_instructions,
+    make_pool,
+    rollout_turn,
+    sdk_turn,
+    warm_then_run,
+)
 
 STACKS = (
     "bare_otel",
@@ -270,6 +283,48 @@ def run_once(stack: str, root: Path, turns: int, warmup: int, sink_url: str) -> 
     }
 
 
+def run_instr(stack: str, root: Path, turns: int) -> None:
+    """One stack: 50 warm-up turns, then ``turns`` turns and the final flush (run under
+    callgrind by :func:`_instructions`)."""
+    warm_then_run(*_setup(stack, root, turns + 50, "http://127.0.0.1:9/unused"), turns)
+
+
+def _instructions(base: Path, turns: int, stacks: list[str]) -> dict[str, Any]:
+    """Instructions of all threads per turn, final flush included: each stack runs twice
+    (``turns`` and three times as many), the difference over the extra turns (start-up
+    cancels out). The SDK's default export is left out (its sink is another process)."""
+    table: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="otel-rollout-agents-cg-", dir=base) as tmp:
+        for stack in stacks:
+            if stack == "agents_default":
+                continue
+            counts = [
+                callgrind_instructions(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--turns",
+                        str(n),
+                        "--instr-child",
+                        stack,
+                        str(Path(tmp) / f"{stack}-{n}"),
+                    ]
+                )  # fmt: skip
+                for n in (turns, 3 * turns)
+            ]
+            table[stack] = {"instructions_per_turn": (counts[1] - counts[0]) / (2 * turns)}
+    if "bare_otel" in table:
+        bare = table["bare_otel"]["instructions_per_turn"]
+        for row in table.values():
+            row["ratio_to_bare_otel"] = row["instructions_per_turn"] / bare
+    if "agents_native" in table:
+        native = table["agents_native"]["instructions_per_turn"]
+        for bridge in BRIDGES:
+            if bridge in table:
+                table[bridge]["ratio_to_native"] = table[bridge]["instructions_per_turn"] / native
+    return table
+
+
 def _child(args: list[str]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=False
@@ -318,8 +373,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--stacks", nargs="*", default=list(STACKS))
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (callgrind)"
+    )
+    parser.add_argument("--instr-turns", type=int, default=100)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--instr-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.instr_child:
+        run_instr(args.instr_child[0], Path(args.instr_child[1]), args.turns)
+        return 0
     if args.child:
         stack, root, sink_url = args.child
         print(json.dumps(run_once(stack, Path(root), args.turns, args.warmup, sink_url)))
@@ -372,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": verdict,
         "stacks": table,
     }
+    if args.instructions:
+        report["instructions"] = _instructions(args.dir, args.instr_turns, args.stacks)
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

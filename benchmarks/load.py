@@ -55,7 +55,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recording import POOL, DropExporter, make_pool, rollout_turn, sdk_turn
+from recording import (
+    POOL,
+    DropExporter,
+    callgrind_instructions,
+    make_pool,
+    rollout_turn,
+    sdk_turn,
+    warm_then_run,
+)
 
 EVENTS_PER_TURN = 8
 STACKS = ("bare_sdk", "otel_rollout", "otel_rollout_schema2", "otel_rollout_app_bsp")
@@ -272,45 +280,15 @@ def run_rss(root: Path, turns: int) -> dict[str, float]:
 def run_instr(stack: str, root: Path, turns: int) -> dict[str, float]:
     """One stack: 50 warm-up turns, then ``turns`` turns and the final flush (run under
     callgrind by :func:`_instructions`)."""
-    one, flush, close = _setup(stack, root, turns + 50)
-    for index in range(50):
-        one(index)
-    flush()
-    for index in range(50, 50 + turns):
-        one(index)
-    flush()
-    close()
+    warm_then_run(*_setup(stack, root, turns + 50), turns)
     return {"turns": turns}
 
 
 def _callgrind(stack: str, root: Path, turns: int) -> int:
     """Instructions of all threads of one :func:`run_instr` process."""
-    with tempfile.TemporaryDirectory(prefix="otel-rollout-cg-") as out:
-        target = Path(out) / "callgrind.out"
-        done = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={target}",
-                sys.executable,
-                __file__,
-                "--child",
-                "instr",
-                str(root),
-                stack,
-                str(turns),
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr[-2000:])
-        for line in target.read_text().splitlines():
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-    raise RuntimeError("no callgrind summary")
+    return callgrind_instructions(
+        [sys.executable, __file__, "--child", "instr", str(root), stack, str(turns)]
+    )
 
 
 def _instructions(base: Path, turns: int) -> dict[str, Any]:

@@ -89,6 +89,46 @@ class FileExporter(SpanExporter):
             os.close(fd)
 
 
+def callgrind_instructions(command: Sequence[str]) -> int:
+    """Instructions of all threads of ``command`` (a Python child), counted by callgrind
+    (``valgrind`` on ``PATH``): user-space instructions, which the machine's load does not
+    change (``PYTHONHASHSEED=0`` for repeatable dict layouts)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="otel-rollout-cg-") as out:
+        target = Path(out) / "callgrind.out"
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={target}", *command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-2000:])
+        for line in target.read_text().splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("no callgrind summary")
+
+
+def warm_then_run(
+    one: Callable[[int], object],
+    flush: Callable[[], object],
+    close: Callable[[], object],
+    turns: int,
+) -> None:
+    """50 warm-up turns and a flush, then ``turns`` turns, the final flush and ``close``: what
+    a benchmark runs under callgrind (:func:`callgrind_instructions`)."""
+    for index in range(50):
+        one(index)
+    flush()
+    for index in range(50, 50 + turns):
+        one(index)
+    flush()
+    close()
+
+
 def _messages(seed: int, role: str) -> list[dict[str, Any]]:
     """A Responses-style message list whose JSON is exactly PAYLOAD_BYTES long."""
     base: list[dict[str, Any]] = [
