@@ -231,17 +231,7 @@ def record_inference_call(
                 ctx, call_id, response_id, None, token_usage, output_items, response_model
             )
             return
-        _record_inference_unfinished(
-            ctx,
-            lambda refs: InferenceFailed(
-                inference_call_id=call_id,
-                upstream_request_id=None,
-                error=error,
-                partial_response_payload=refs[0],
-            ),
-            None,
-            output_items,
-        )
+        _record_inference_failed(ctx, call_id, error, None, output_items)
     except Exception:
         _errors.internal_error(Component.RECORDING, "record_inference_call")
 
@@ -738,6 +728,27 @@ def _record_inference_unfinished(
     ctx._rec.record(build, ctx.thread_id, ctx.turn_id, PayloadKind.INFERENCE_RESPONSE, partial)
 
 
+def _record_inference_failed(
+    ctx: _RecordingInference,
+    call_id: str,
+    error: str,
+    upstream_request_id: str | None,
+    output_items: Sequence[Any],
+) -> None:
+    """Record an attempt's failure (the items received so far as its partial response)."""
+    _record_inference_unfinished(
+        ctx,
+        lambda refs: InferenceFailed(
+            inference_call_id=call_id,
+            upstream_request_id=upstream_request_id,
+            error=error,
+            partial_response_payload=refs[0],
+        ),
+        upstream_request_id,
+        output_items,
+    )
+
+
 class _RecordingInferenceAttempt(InferenceTraceAttempt):
     """An inference attempt that records; no terminal event without a recorded start."""
 
@@ -794,17 +805,7 @@ class _RecordingInferenceAttempt(InferenceTraceAttempt):
         if not self._take_terminal("record_failed"):
             return
         message, call_id = _error_text(error), self.inference_call_id
-        _record_inference_unfinished(
-            self._ctx,
-            lambda refs: InferenceFailed(
-                inference_call_id=call_id,
-                upstream_request_id=upstream_request_id,
-                error=message,
-                partial_response_payload=refs[0],
-            ),
-            upstream_request_id,
-            output_items,
-        )
+        _record_inference_failed(self._ctx, call_id, message, upstream_request_id, output_items)
 
     @_guarded
     def record_cancelled(
