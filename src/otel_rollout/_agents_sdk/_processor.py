@@ -159,18 +159,77 @@ def _input_item(item: Any) -> Any:
 
 
 def _token_usage(usage: Any) -> dict[str, int] | None:
-    """Codex's token usage from a Responses ``usage`` object."""
+    """Codex's token usage from a Responses ``usage`` object, or from the dict a generation
+    span holds (the same names; a Chat Completions ``prompt_tokens``/``completion_tokens``
+    read too)."""
     if usage is None:
         return None
+    if isinstance(usage, Mapping):
+        input_details = usage.get("input_tokens_details") or usage.get("prompt_tokens_details")
+        output_details = usage.get("output_tokens_details") or usage.get(
+            "completion_tokens_details"
+        )
+        input_tokens = usage.get("input_tokens", usage.get("prompt_tokens"))
+        output_tokens = usage.get("output_tokens", usage.get("completion_tokens"))
+        total = usage.get("total_tokens")
+        return {
+            "input_tokens": _count(input_tokens),
+            "cached_input_tokens": _count(_field(input_details, "cached_tokens")),
+            "output_tokens": _count(output_tokens),
+            "reasoning_output_tokens": _count(_field(output_details, "reasoning_tokens")),
+            "total_tokens": _count(total)
+            if total is not None
+            else _count(input_tokens) + _count(output_tokens),
+        }
     input_details = getattr(usage, "input_tokens_details", None)
     output_details = getattr(usage, "output_tokens_details", None)
     return {
-        "input_tokens": int(getattr(usage, "input_tokens", 0) or 0),
-        "cached_input_tokens": int(getattr(input_details, "cached_tokens", 0) or 0),
-        "output_tokens": int(getattr(usage, "output_tokens", 0) or 0),
-        "reasoning_output_tokens": int(getattr(output_details, "reasoning_tokens", 0) or 0),
-        "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
+        "input_tokens": _count(getattr(usage, "input_tokens", 0)),
+        "cached_input_tokens": _count(getattr(input_details, "cached_tokens", 0)),
+        "output_tokens": _count(getattr(usage, "output_tokens", 0)),
+        "reasoning_output_tokens": _count(getattr(output_details, "reasoning_tokens", 0)),
+        "total_tokens": _count(getattr(usage, "total_tokens", 0)),
     }
+
+
+def _field(value: Any, name: str) -> Any:
+    """``value[name]`` of a dict, else its attribute ``name`` (``None`` if absent)."""
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _count(value: Any) -> int:
+    """A token count (0 when absent or not a number)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def _assistant_content(content: Any, refusal: Any) -> list[dict[str, Any]]:
+    """A Chat Completions assistant message's content as Responses content parts: a string,
+    or a list of parts (text parts as ``output_text``, refusals as ``refusal``), then its
+    ``refusal`` if any."""
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        if content:
+            parts.append(_output_text(content))
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, Mapping):
+                continue
+            if isinstance(part.get("refusal"), str):
+                parts.append({"type": "refusal", "refusal": part["refusal"]})
+            elif isinstance(part.get("text"), str):
+                parts.append(_output_text(part["text"]))
+    if isinstance(refusal, str) and refusal:
+        parts.append({"type": "refusal", "refusal": refusal})
+    return parts
 
 
 def _last_text(output: Sequence[Mapping[str, Any]]) -> str:
@@ -580,15 +639,18 @@ class RolloutTracingProcessor(TracingProcessor):
                 message = _plain(message)
                 if not isinstance(message, dict):
                     continue
-            content = message.get("content")
-            if isinstance(content, str) and content:
+            if message.get("type") is not None:  # already a Responses item
+                output.append(message)
+                continue
+            content = _assistant_content(message.get("content"), message.get("refusal"))
+            if content:
                 output.append(
                     {
                         "type": "message",
                         "id": f"msg_{span.span_id}_{number}",
                         "role": "assistant",
                         "status": "completed",
-                        "content": [{"type": "output_text", "text": content, "annotations": []}],
+                        "content": content,
                     }
                 )
             for call in _plain(message.get("tool_calls")) or []:
@@ -605,6 +667,7 @@ class RolloutTracingProcessor(TracingProcessor):
         record_inference_call(
             agent.thread, agent.turn_id, model, PROVIDER, request, output,
             response_id=f"gen_{span.span_id}", response_model=model or None,
+            token_usage=_token_usage(data.usage),
             error=None if span.error is None else _error_text(span.error),
         )  # fmt: skip
         agent.last_output = output
