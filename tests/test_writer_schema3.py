@@ -330,31 +330,48 @@ def test_a_schema_3_writer_has_no_payload_files(tmp_path: Path) -> None:
         {"input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 5000}]}]},
         {"input": "a plain string", "tools": [{"type": "function", "name": "f"}]},
         {"parallel_tool_calls": None, "tools": None},
+        {"input": [{"a": 1}, {"a": 1}], "tools": [{"name": "f"}], "parallel_tool_calls": True},
         ["not", "an", "object"],
     ],
-    ids=["items", "long_item", "string_input", "nulls", "array"],
+    ids=["items", "long_item", "string_input", "nulls", "tools", "array"],
 )
 def test_prompts_from_raw_request_items_are_the_prompts_of_the_decoded_request(
     tmp_path: Path, request_body: object
 ) -> None:
     """The writer thread takes a request's input items as their JSON (``msgspec.Raw``,
-    never decoded or encoded again): the prepared prompt records are byte for byte those
-    of the decoded request."""
-    from otel_rollout._bundle._background import _request_for_prompt
+    never decoded or encoded again), from its body or, when an integration gave them
+    encoded, from the request itself (``prompt_source``): the prepared prompt records are
+    byte for byte those of the decoded request."""
+    from otel_rollout._bundle._background import _request_for_prompt, prompt_source
     from otel_rollout._bundle._bodies import prompt_from_request
 
     body = msgspec.json.encode(request_body)
-    bundles = []
-    for name, request in (
+    variants: list[tuple[str, Any]] = [
         ("decoded", msgspec.json.decode(body)),
         ("raw", _request_for_prompt(body)),
-    ):
+    ]
+    if isinstance(request_body, dict) and isinstance(request_body.get("input"), list):
+        encoded = {  # as the Agents SDK processor gives them: items and tools encoded
+            **request_body,
+            "input": [msgspec.Raw(msgspec.json.encode(item)) for item in request_body["input"]],
+        }
+        if request_body.get("tools") is not None:
+            encoded["tools"] = msgspec.Raw(msgspec.json.encode(request_body["tools"]))
+        source = prompt_source(encoded)
+        assert source is not None
+        assert msgspec.json.encode(encoded) == body  # the same request
+        variants.append(("source", source))
+    else:
+        assert prompt_source(request_body) is None
+    bundles = []
+    for name, request in variants:
         writer = BundleWriter.create(tmp_path / name, root_thread_id="t")
         for _ in range(2):  # the second prompt reuses the first one's model items
             assert writer.write_prepared_prompt("t", prompt_from_request(request)) is not None
         writer.close()
         bundles.append(writer.bundle_dir)
-    assert _records(bundles[0]) == _records(bundles[1])
+    for bundle in bundles[1:]:
+        assert _records(bundle) == _records(bundles[0])
 
 
 QUICK_PROMPTS: list[dict[str, Any]] = [
