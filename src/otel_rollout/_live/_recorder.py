@@ -446,7 +446,12 @@ class RolloutRecorder:
                 body = self.encode(payload_kind, payload)
             if body is None and required:
                 return False
-        return self.emit(build, thread_id, codex_turn_id, (body,))
+        if self.active:  # (emit, inline: every event with a payload passes here)
+            with self._lock:
+                if self.active:
+                    return self._emit_locked(build, thread_id, codex_turn_id, (body,))
+        self._count_after_stop()
+        return False
 
     def _on_written(self, item: PendingEvent) -> None:
         """Map one event to live spans (span thread, in ``seq`` order)."""
