@@ -47,7 +47,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -276,11 +275,11 @@ def report_new_losses() -> None:
         )
 
 
-@dataclass(slots=True)
-class PendingPayload:
+class PendingPayload(msgspec.Struct):
     """A payload to write: its kind, JSON bytes and ref (given when its event is recorded).
 
     Compact JSON when queued; the writer thread turns it into the file's pretty bytes.
+    (The queued items are structs: made in C, several per event.)
     """
 
     kind: PayloadKind
@@ -296,8 +295,7 @@ class PendingPayload:
     prompt is made of (:func:`prompt_source`), read instead of decoding :attr:`body`."""
 
 
-@dataclass(slots=True)
-class PendingSpanCall:
+class PendingSpanCall(msgspec.Struct):
     """A call the app made on a recorded span's stand-in (``set_attribute``, ``add_event``...).
 
     Queued behind the span's start event; the writer thread applies it to the real span
@@ -311,8 +309,7 @@ class PendingSpanCall:
     args: tuple[Any, ...]
 
 
-@dataclass(slots=True)
-class PendingEvent:
+class PendingEvent(msgspec.Struct):
     """One event waiting for the writer thread."""
 
     bundle: BundleSink
@@ -697,6 +694,12 @@ class BackgroundWriter:
         """The writer thread waits with no timer: only a notification wakes it."""
         self._token_wanted = False
         """The writer thread waits for a caller drain to end."""
+        self._room_waiters = 0
+        """Recording threads waiting for room in the full queue (:meth:`_wait_for_room`)."""
+        self._drained = False
+        """A caller drain ended since the writer thread last had nothing to do: it keeps a
+        timer (:data:`SEAL_DELAY_S`) instead of going idle, so the next drain's unsealed
+        items need no hand-over to start one."""
         self._draining = False
         """The drain token: the writer thread (writing a batch, sealing) or a recording
         thread (a caller drain) holds it; each writes a bundle's items in queue order."""
@@ -769,7 +772,8 @@ class BackgroundWriter:
         self._queued_bytes = 0
         self._draining = True
         self._progress_at = time.monotonic()
-        self._cond.notify_all()  # room for waiting producers
+        if self._room_waiters:  # (else no one to wake: not the writer thread, which would
+            self._cond.notify_all()  # find the token taken and wait for it)
         return batch
 
     def _drain_here(self, batch: list[PendingEvent | PendingSpanCall]) -> None:
@@ -809,6 +813,7 @@ class BackgroundWriter:
                     del unsealed[sink]
                 self._written += finished
                 self._draining = False
+                self._drained = True
                 self._progress_at = time.monotonic()
                 if self._token_wanted or (self._idle and unsealed):
                     self._yield_to_writer()  # its turn, or a seal timer to start
@@ -865,14 +870,18 @@ class BackgroundWriter:
         event is lost (counted) or the writer closed."""
         began = time.monotonic()
         self.full_waits += 1
-        while not self._has_room(nbytes) and not self._closed:
-            now = time.monotonic()
-            stalled_for = now - max(self._progress_at, began)
-            if stalled_for >= self.stall_timeout_s:
-                self.lost_events += 1
-                return False
-            self._cond.notify_all()
-            self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
+        self._room_waiters += 1
+        try:
+            while not self._has_room(nbytes) and not self._closed:
+                now = time.monotonic()
+                stalled_for = now - max(self._progress_at, began)
+                if stalled_for >= self.stall_timeout_s:
+                    self.lost_events += 1
+                    return False
+                self._cond.notify_all()
+                self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
+        finally:
+            self._room_waiters -= 1
         return not self._closed
 
     def _submit_dropping(self, item: PendingEvent | PendingSpanCall) -> bool:
@@ -940,6 +949,7 @@ class BackgroundWriter:
                         self._token_wanted = True
                         self._wakes_at = math.inf
                         self._writer_wait()
+                        self._token_wanted = False  # (wanted again while still taken)
                         continue
                     if self._closed or self._seal_requested or self._handoff_requested:
                         break
@@ -954,6 +964,9 @@ class BackgroundWriter:
                         due = min(due, self._seal_due_in(time.time_ns()))
                     if due <= 0:
                         break
+                    if due == math.inf and self._drained:  # recording threads drain: a
+                        self._drained = False  # timer while they go on (it wakes before
+                        due = SEAL_DELAY_S  # any of their items is due)
                     if due == math.inf:
                         self._idle = True
                         self._wakes_at = math.inf
