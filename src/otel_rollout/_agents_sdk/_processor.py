@@ -171,7 +171,7 @@ def _token_usage(usage: Any) -> dict[str, int] | None:
     if usage is None:
         return None
     try:
-        if isinstance(usage, Mapping):
+        if type(usage) is dict or isinstance(usage, Mapping):  # (an ABC check is slow)
             inputs = usage.get("input_tokens", usage.get("prompt_tokens")) or 0
             outputs = usage.get("output_tokens", usage.get("completion_tokens")) or 0
             input_details = (
@@ -202,7 +202,7 @@ def _token_usage(usage: Any) -> dict[str, int] | None:
 
 def _field(value: Any, name: str) -> Any:
     """``value[name]`` of a dict, else its attribute ``name`` (``None`` if absent)."""
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return value.get(name)
     return getattr(value, name, None)
 
@@ -221,7 +221,7 @@ def _assistant_content(content: Any, refusal: Any) -> list[dict[str, Any]]:
             parts.append(_output_text(content))
     elif isinstance(content, list):
         for part in content:
-            if not isinstance(part, Mapping):
+            if type(part) is not dict and not isinstance(part, Mapping):
                 continue
             if isinstance(part.get("refusal"), str):
                 parts.append({"type": "refusal", "refusal": part["refusal"]})
