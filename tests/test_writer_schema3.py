@@ -406,3 +406,45 @@ def test_the_usual_prepared_prompt_is_split_as_the_marks_split_it(
     quick = capture(tmp_path / "quick")
     monkeypatch.setattr(PayloadCapturer, "_quick_prompt", lambda *_: None)
     assert quick == capture(tmp_path / "marks")
+
+
+def test_the_reused_records_buffer_gives_every_shard_its_own_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One buffer holds the open shard's records from shard to shard: each shard read back
+    holds exactly its records, whether the buffer was larger (a shorter shard after a longer
+    one), grew (a record longer than all before), or a seal failed (its records stay open
+    and go into the next seal whole)."""
+    from otel_rollout._bundle import _payloads
+
+    (tmp_path / "bundle").mkdir()
+    shards = PayloadShardWriter.create(tmp_path / "bundle")
+    written: list[list[tuple[str, bytes]]] = []
+
+    def shard_of(*bodies: bytes) -> None:
+        records = []
+        for body in bodies:
+            ref, _full = shards.add_next(PayloadKind.MODEL_ITEM, body)
+            records.append((ref.raw_payload_id, body))
+        written.append(records)
+
+    shard_of(b'"' + b"a" * 5000 + b'"', b"[1]")
+    assert shards.seal() > 0
+    shard_of(b"[2]")  # shorter: the rest of the buffer holds the last shard's bytes
+    assert shards.seal() > 0
+    shard_of(b"[3]", b'"' + b"b" * 50_000 + b'"')  # longer than the buffer: it grows
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_payloads, "write_whole", full_disk)
+        with pytest.raises(OSError):
+            shards.seal()
+    shard_of(b'"' + b"c" * 200_000 + b'"')  # the buffer grows again after the failure
+    written[-2:] = [written[-2] + written[-1]]  # one shard: the failed one's records and these
+    assert shards.seal() > 0
+    shards.close()
+    for number, records in enumerate(written, start=1):
+        data = decompress_shard((shards.directory / f"{number:06d}.zst").read_bytes())
+        assert [(ident, data[at : at + size]) for ident, at, size in iter_records(data)] == records

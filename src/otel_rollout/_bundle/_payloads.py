@@ -607,8 +607,10 @@ class PayloadShardWriter:
         """
         if not self._used:
             return 0
-        with memoryview(self._records) as records:
-            frame = self._compressor.compress(records[: self._used])
+        # both views released on the way out, even on an error: a buffer with a view
+        # alive cannot grow
+        with memoryview(self._records) as whole, whole[: self._used] as records:
+            frame = self._compressor.compress(records)
         if self._dir_fd is None:
             self._dir_fd = open_dir(self.directory)
         write_whole(shard_name(self.open_shard), frame, dir_fd=self._dir_fd)
