@@ -556,6 +556,42 @@ def _all_bundle_bytes(bundle: Path) -> bytes:
 
 
 @pytest.mark.parametrize("schema_version", [2, 3])
+def test_request_items_and_tools_given_encoded_are_redacted_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schema_version: int
+) -> None:
+    """An integration may give a request's input items and tools encoded (``msgspec.Raw``,
+    as the Agents SDK processor does): the redactor sees their text all the same."""
+    import msgspec
+
+    from otel_rollout._live._recording import record_inference_call
+
+    monkeypatch.delenv("OTEL_ROLLOUT_TRACE_ROOT", raising=False)
+    monkeypatch.setenv("OTEL_ROLLOUT_REDACT_PATTERNS", r'["sk-[A-Za-z0-9]+"]')
+    made = make_pipeline(tmp_path / "traces", schema_version=schema_version)
+    try:
+        text = {"type": "input_text", "text": SECRET}
+        item = {"type": "message", "role": "user", "content": [text]}
+        tools = [{"type": "function", "name": "f", "description": SECRET}]
+        request = {
+            "model": MODEL,
+            "input": [msgspec.Raw(msgspec.json.encode(item))],
+            "tools": msgspec.Raw(msgspec.json.encode(tools)),
+        }
+        meta = ThreadStartedTraceMetadata()
+        with ThreadTraceContext.start_root_or_disabled(meta) as root, root.turn() as turn:
+            record_inference_call(root, turn.turn_id, MODEL, "p", request, [], response_id="r")
+        assert otel_rollout.force_flush()
+        bundle = root.bundle_dir
+    finally:
+        made.provider.shutdown()
+        otel_rollout._live._runtime.reset()
+    assert bundle is not None
+    data = _all_bundle_bytes(bundle)
+    assert SECRET.encode() not in data
+    assert data.count(REDACTED.encode()) >= 2  # the item's text and the tool's description
+
+
+@pytest.mark.parametrize("schema_version", [2, 3])
 def test_redaction_keeps_a_secret_out_of_bundles_and_spans_and_codex_still_reduces(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -39,7 +39,7 @@ def test_an_internal_error_in_a_recording_call_reaches_the_test_in_strict_mode(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     thread = ThreadTraceContext.start_root_or_disabled()
-    monkeypatch.setattr(RolloutRecorder, "emit", _boom)
+    monkeypatch.setattr(RolloutRecorder, "_emit_locked", _boom)
     with pytest.raises(Boom):
         thread.record_turn_started("turn-1")
     with pytest.raises(Boom):
@@ -56,7 +56,7 @@ def test_outside_strict_mode_a_recording_error_is_counted_and_warned_once(
     monkeypatch.delenv(STRICT_ENV)
     thread = ThreadTraceContext.start_root_or_disabled()
     with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, logger="otel_rollout"):
-        patch.setattr(RolloutRecorder, "emit", _boom)
+        patch.setattr(RolloutRecorder, "_emit_locked", _boom)
         assert thread.record_turn_started("turn-1") is None
         tool = thread.start_tool_dispatch_trace(
             lambda: ToolDispatchInvocation(turn_id="turn-1", tool_name="lookup")

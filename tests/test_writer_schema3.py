@@ -330,31 +330,48 @@ def test_a_schema_3_writer_has_no_payload_files(tmp_path: Path) -> None:
         {"input": [{"role": "user", "content": [{"type": "input_text", "text": "x" * 5000}]}]},
         {"input": "a plain string", "tools": [{"type": "function", "name": "f"}]},
         {"parallel_tool_calls": None, "tools": None},
+        {"input": [{"a": 1}, {"a": 1}], "tools": [{"name": "f"}], "parallel_tool_calls": True},
         ["not", "an", "object"],
     ],
-    ids=["items", "long_item", "string_input", "nulls", "array"],
+    ids=["items", "long_item", "string_input", "nulls", "tools", "array"],
 )
 def test_prompts_from_raw_request_items_are_the_prompts_of_the_decoded_request(
     tmp_path: Path, request_body: object
 ) -> None:
     """The writer thread takes a request's input items as their JSON (``msgspec.Raw``,
-    never decoded or encoded again): the prepared prompt records are byte for byte those
-    of the decoded request."""
-    from otel_rollout._bundle._background import _request_for_prompt
+    never decoded or encoded again), from its body or, when an integration gave them
+    encoded, from the request itself (``prompt_source``): the prepared prompt records are
+    byte for byte those of the decoded request."""
+    from otel_rollout._bundle._background import _request_for_prompt, prompt_source
     from otel_rollout._bundle._bodies import prompt_from_request
 
     body = msgspec.json.encode(request_body)
-    bundles = []
-    for name, request in (
+    variants: list[tuple[str, Any]] = [
         ("decoded", msgspec.json.decode(body)),
         ("raw", _request_for_prompt(body)),
-    ):
+    ]
+    if isinstance(request_body, dict) and isinstance(request_body.get("input"), list):
+        encoded = {  # as the Agents SDK processor gives them: items and tools encoded
+            **request_body,
+            "input": [msgspec.Raw(msgspec.json.encode(item)) for item in request_body["input"]],
+        }
+        if request_body.get("tools") is not None:
+            encoded["tools"] = msgspec.Raw(msgspec.json.encode(request_body["tools"]))
+        source = prompt_source(encoded)
+        assert source is not None
+        assert msgspec.json.encode(encoded) == body  # the same request
+        variants.append(("source", source))
+    else:
+        assert prompt_source(request_body) is None
+    bundles = []
+    for name, request in variants:
         writer = BundleWriter.create(tmp_path / name, root_thread_id="t")
         for _ in range(2):  # the second prompt reuses the first one's model items
             assert writer.write_prepared_prompt("t", prompt_from_request(request)) is not None
         writer.close()
         bundles.append(writer.bundle_dir)
-    assert _records(bundles[0]) == _records(bundles[1])
+    for bundle in bundles[1:]:
+        assert _records(bundle) == _records(bundles[0])
 
 
 QUICK_PROMPTS: list[dict[str, Any]] = [
@@ -389,3 +406,45 @@ def test_the_usual_prepared_prompt_is_split_as_the_marks_split_it(
     quick = capture(tmp_path / "quick")
     monkeypatch.setattr(PayloadCapturer, "_quick_prompt", lambda *_: None)
     assert quick == capture(tmp_path / "marks")
+
+
+def test_the_reused_records_buffer_gives_every_shard_its_own_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One buffer holds the open shard's records from shard to shard: each shard read back
+    holds exactly its records, whether the buffer was larger (a shorter shard after a longer
+    one), grew (a record longer than all before), or a seal failed (its records stay open
+    and go into the next seal whole)."""
+    from otel_rollout._bundle import _payloads
+
+    (tmp_path / "bundle").mkdir()
+    shards = PayloadShardWriter.create(tmp_path / "bundle")
+    written: list[list[tuple[str, bytes]]] = []
+
+    def shard_of(*bodies: bytes) -> None:
+        records = []
+        for body in bodies:
+            ref, _full = shards.add_next(PayloadKind.MODEL_ITEM, body)
+            records.append((ref.raw_payload_id, body))
+        written.append(records)
+
+    shard_of(b'"' + b"a" * 5000 + b'"', b"[1]")
+    assert shards.seal() > 0
+    shard_of(b"[2]")  # shorter: the rest of the buffer holds the last shard's bytes
+    assert shards.seal() > 0
+    shard_of(b"[3]", b'"' + b"b" * 50_000 + b'"')  # longer than the buffer: it grows
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_payloads, "write_whole", full_disk)
+        with pytest.raises(OSError):
+            shards.seal()
+    shard_of(b'"' + b"c" * 200_000 + b'"')  # the buffer grows again after the failure
+    written[-2:] = [written[-2] + written[-1]]  # one shard: the failed one's records and these
+    assert shards.seal() > 0
+    shards.close()
+    for number, records in enumerate(written, start=1):
+        data = decompress_shard((shards.directory / f"{number:06d}.zst").read_bytes())
+        assert [(ident, data[at : at + size]) for ident, at, size in iter_records(data)] == records

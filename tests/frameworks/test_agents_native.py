@@ -91,7 +91,11 @@ def _per_thread(trace: RolloutTrace, thread_ids: list[str]) -> dict[str, int]:
     return {path: counts[thread_id] for path, thread_id in _threads(trace).items()}
 
 
-def _check_the_whole_run(trace: RolloutTrace, bundle: Path, app: dict[str, Any]) -> None:
+def _check_the_whole_run(
+    trace: RolloutTrace, bundle: Path, app: dict[str, Any], *, chat: bool = False
+) -> None:
+    """The structure and content of the first app's bundle (``chat``: run with the Chat
+    Completions model, whose calls the SDK records as generation spans)."""
     threads = _threads(trace)
     assert set(threads) == {"/root", "/root/researcher", "/root/billing"}
     nicknames = {trace.threads[thread_id].nickname for thread_id in threads.values()}
@@ -126,6 +130,9 @@ def _check_the_whole_run(trace: RolloutTrace, bundle: Path, app: dict[str, Any])
     }
     # request and response content, as the model server received and sent them
     store = Bundle(bundle)
+    if chat:
+        _check_chat_content(trace, store, app)
+        return
     by_response = {call.response_id: call for call in calls}
     for number, request in enumerate(app["requests"], start=1):
         call = by_response[f"resp_{number}"]
@@ -155,6 +162,55 @@ def _check_the_whole_run(trace: RolloutTrace, bundle: Path, app: dict[str, Any])
     assert "Anything else?" in json.dumps(response)
 
 
+def _check_chat_content(trace: RolloutTrace, store: Bundle, app: dict[str, Any]) -> None:
+    """Each generation span's call, in the order the server answered: the messages it was
+    sent (the system message holding the agent's instructions), the message or tool calls
+    it answered (exact arguments, each starting its tool call) and its token usage."""
+    calls = sorted(
+        trace.inference_calls.values(), key=lambda inference: inference.execution.started_seq
+    )
+    assert len(calls) == len(app["requests"]) == len(app["responses"])
+    for index, (inference, request, answer) in enumerate(
+        zip(calls, app["requests"], app["responses"], strict=True)
+    ):
+        recorded = store.read_payload(trace.raw_payloads[inference.raw_request_payload_id])
+        assert recorded["model"] == request["model"] == inference.model
+        assert [_text(item) for item in recorded["input"]] == [
+            _text(item) for item in request["messages"]
+        ]
+        assert inference.raw_response_payload_id is not None
+        response = store.read_payload(trace.raw_payloads[inference.raw_response_payload_id])
+        message = answer["choices"][0]["message"]
+        texts = [
+            part["text"]
+            for item in response["output_items"]
+            if item["type"] == "message"
+            for part in item["content"]
+        ]
+        assert texts == ([message["content"]] if message.get("content") else [])
+        sent_calls = [
+            (tool["id"], tool["function"]["name"], tool["function"]["arguments"])
+            for tool in message.get("tool_calls") or []
+        ]
+        assert [
+            (item["call_id"], item["name"], item["arguments"])
+            for item in response["output_items"]
+            if item["type"] == "function_call"
+        ] == sent_calls
+        starts = {
+            trace.tool_calls[tool_id].tool_call_id
+            for tool_id in inference.tool_call_ids_started_by_response
+        }
+        assert starts == {call_id for call_id, _, _ in sent_calls}
+        usage = answer["usage"]
+        assert inference.usage is not None
+        assert (inference.usage.input_tokens, inference.usage.output_tokens) == (
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+        ), index
+        assert response["token_usage"]["total_tokens"] == usage["total_tokens"]
+
+
 def _anchor(trace: RolloutTrace, anchor: Any) -> str:
     """A readable edge end: ``tool:<call id>`` or the agent path of a thread or item."""
     if isinstance(anchor, ToolCallAnchor):
@@ -182,6 +238,48 @@ def test_the_processor_records_agents_turns_tools_handoffs_and_agents_as_tools(
     bundle = _only_bundle(tmp_path / "traces")
     trace = _codex_agrees(codex_bin_0171, bundle, tmp_path)
     _check_the_whole_run(trace, bundle, app)
+
+
+def test_the_chat_completions_model_is_recorded_as_the_responses_model_is(
+    tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    """The SDK's generation spans (its Chat Completions model): the same threads, turns,
+    calls, tools and edges, each call's messages, answer and token usage."""
+    app = _run("chat", tmp_path / "traces")
+    assert app["outputs"] == ["Your bill is $10.", "Anything else?"]
+    bundle = _only_bundle(tmp_path / "traces")
+    trace = _codex_agrees(codex_bin_0171, bundle, tmp_path)
+    _check_the_whole_run(trace, bundle, app, chat=True)
+
+
+def test_generation_outputs_in_parts_refusals_and_responses_items_are_kept(
+    tmp_path: Path, codex_bin_0171: Path
+) -> None:
+    """What other Chat Completions models put in a generation span's output: text parts
+    (joined in order as output text parts), a refusal, an item already in Responses form."""
+    _run("parts", tmp_path / "traces")
+    bundle = _only_bundle(tmp_path / "traces")
+    trace = _codex_agrees(codex_bin_0171, bundle, tmp_path)
+    store = Bundle(bundle)
+    calls = sorted(
+        trace.inference_calls.values(), key=lambda inference: inference.execution.started_seq
+    )
+    contents = []
+    for inference in calls:
+        assert inference.raw_response_payload_id is not None
+        response = store.read_payload(trace.raw_payloads[inference.raw_response_payload_id])
+        assert [item["type"] for item in response["output_items"]] == ["message"]
+        contents.append(response["output_items"][0]["content"])
+        assert inference.usage is not None
+        assert (inference.usage.input_tokens, inference.usage.output_tokens) == (3, 2)
+    assert contents == [
+        [
+            {"type": "output_text", "text": "Two", "annotations": []},
+            {"type": "output_text", "text": " parts", "annotations": []},
+        ],
+        [{"type": "refusal", "refusal": "I cannot."}],
+        [{"type": "output_text", "text": "As is"}],
+    ]
 
 
 def test_an_agent_called_twice_as_a_tool_is_spawned_then_assigned_a_task(

@@ -61,6 +61,8 @@ class ScriptedServer:
     """Script key (see the module) -> the request bodies its replies answered, in order."""
     received: list[dict[str, Any]] = field(default_factory=list)
     """Every request body, in the order received."""
+    answered: list[dict[str, Any] | None] = field(default_factory=list)
+    """The reply to each of ``received`` (a completion or response; ``None``: a failure)."""
     unscripted: list[str] = field(default_factory=list)
     """Script keys asked for a reply past the end of their script."""
 
@@ -190,6 +192,7 @@ def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedS
             key = _script_key(body, queues)
             with lock:
                 state.received.append(body)
+                state.answered.append(None)
                 number = len(state.received)
                 state.requests.setdefault(key, []).append(body)
                 index = len(state.requests[key]) - 1
@@ -205,9 +208,11 @@ def scripted_server(script: Mapping[str, Sequence[Reply]]) -> Iterator[ScriptedS
                 return
             if self.path.rstrip("/").endswith("/responses"):
                 response = _response(model, number, index, body, reply)
+                state.answered[number - 1] = response
                 self._send(200, "application/json", json.dumps(response).encode())
                 return
             completion = _completion(model, number, index, reply)
+            state.answered[number - 1] = completion
             if not body.get("stream"):
                 self._send(200, "application/json", json.dumps(completion).encode())
                 return

@@ -124,18 +124,24 @@ def _kind(data: Any) -> type | None:
         return kind
 
 
-def _input_items(items: Any) -> Any:
-    """A request's input items, JSON-able and each in the Responses API's full form
-    (:func:`_input_item`). Plain data already in that form (what the SDK mostly holds) is
-    encoded once, here, and given as those bytes (``msgspec.Raw``), which the recorder
-    writes as they are (and decodes for its redactor, if one is set)."""
+def _input_items(items: Any) -> list[Any]:
+    """A request's input items, each JSON-able, in the Responses API's full form
+    (:func:`_input_item`) and encoded once, here (``msgspec.Raw``): the recorder writes those
+    bytes as they are (decoding them for its redactor, if one is set), and its writer takes
+    the items of the prepared prompt from them without decoding the request."""
+    encode = _check_encoder.encode
     try:
-        encoded = _check_encoder.encode(items)
+        return [msgspec.Raw(encode(_input_item(item))) for item in items]
+    except TypeError:  # pydantic models among them (as the API sent them)
+        return [msgspec.Raw(encode(_input_item(item))) for item in _converted(items)]
+
+
+def _encoded(value: Any) -> msgspec.Raw:
+    """``value`` (:func:`_plain`) encoded once, here (``msgspec.Raw``, written as is)."""
+    try:
+        return msgspec.Raw(_check_encoder.encode(value))
     except TypeError:
-        return [_input_item(item) for item in _converted(items)]
-    if any(_is_shorthand(item) for item in items):
-        return [_input_item(item) for item in items]
-    return msgspec.Raw(encoded)
+        return msgspec.Raw(_check_encoder.encode(_converted(value)))
 
 
 def _is_shorthand(item: Any) -> bool:
@@ -159,18 +165,71 @@ def _input_item(item: Any) -> Any:
 
 
 def _token_usage(usage: Any) -> dict[str, int] | None:
-    """Codex's token usage from a Responses ``usage`` object."""
+    """Codex's token usage from a Responses ``usage`` object, or from the dict a generation
+    span holds (the same names; a Chat Completions ``prompt_tokens``/``completion_tokens``
+    read too); ``None`` when absent or not numbers."""
     if usage is None:
         return None
-    input_details = getattr(usage, "input_tokens_details", None)
-    output_details = getattr(usage, "output_tokens_details", None)
-    return {
-        "input_tokens": int(getattr(usage, "input_tokens", 0) or 0),
-        "cached_input_tokens": int(getattr(input_details, "cached_tokens", 0) or 0),
-        "output_tokens": int(getattr(usage, "output_tokens", 0) or 0),
-        "reasoning_output_tokens": int(getattr(output_details, "reasoning_tokens", 0) or 0),
-        "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
-    }
+    try:
+        if type(usage) is dict or isinstance(usage, Mapping):  # (an ABC check is slow)
+            inputs = usage.get("input_tokens", usage.get("prompt_tokens")) or 0
+            outputs = usage.get("output_tokens", usage.get("completion_tokens")) or 0
+            input_details = (
+                usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}
+            )
+            output_details = (
+                usage.get("output_tokens_details") or usage.get("completion_tokens_details") or {}
+            )
+            return {
+                "input_tokens": int(inputs),
+                "cached_input_tokens": int(_field(input_details, "cached_tokens") or 0),
+                "output_tokens": int(outputs),
+                "reasoning_output_tokens": int(_field(output_details, "reasoning_tokens") or 0),
+                "total_tokens": int(usage.get("total_tokens") or int(inputs) + int(outputs)),
+            }
+        input_details = getattr(usage, "input_tokens_details", None)
+        output_details = getattr(usage, "output_tokens_details", None)
+        return {
+            "input_tokens": int(getattr(usage, "input_tokens", 0) or 0),
+            "cached_input_tokens": int(getattr(input_details, "cached_tokens", 0) or 0),
+            "output_tokens": int(getattr(usage, "output_tokens", 0) or 0),
+            "reasoning_output_tokens": int(getattr(output_details, "reasoning_tokens", 0) or 0),
+            "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
+        }
+    except (TypeError, ValueError):
+        return None
+
+
+def _field(value: Any, name: str) -> Any:
+    """``value[name]`` of a dict, else its attribute ``name`` (``None`` if absent)."""
+    if type(value) is dict or isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def _assistant_content(content: Any, refusal: Any) -> list[dict[str, Any]]:
+    """A Chat Completions assistant message's content as Responses content parts: a string,
+    or a list of parts (text parts as ``output_text``, refusals as ``refusal``), then its
+    ``refusal`` if any."""
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        if content:
+            parts.append(_output_text(content))
+    elif isinstance(content, list):
+        for part in content:
+            if type(part) is not dict and not isinstance(part, Mapping):
+                continue
+            if isinstance(part.get("refusal"), str):
+                parts.append({"type": "refusal", "refusal": part["refusal"]})
+            elif isinstance(part.get("text"), str):
+                parts.append(_output_text(part["text"]))
+    if isinstance(refusal, str) and refusal:
+        parts.append({"type": "refusal", "refusal": refusal})
+    return parts
 
 
 def _last_text(output: Sequence[Mapping[str, Any]]) -> str:
@@ -550,7 +609,7 @@ class RolloutTracingProcessor(TracingProcessor):
             raw_input = [{"role": "user", "content": raw_input}]
         request["input"] = _input_items(raw_input or [])
         if response is not None and response.tools:
-            request["tools"] = _plain(response.tools)
+            request["tools"] = _encoded(response.tools)
         output = [_plain(item) for item in response.output] if response is not None else []
         if span.error is not None:
             record_inference_call(
@@ -573,22 +632,25 @@ class RolloutTracingProcessor(TracingProcessor):
         if agent.turn_id is None:
             return
         model = str(data.model or "")
-        request = {"model": model, "input": _input_items(list(data.input or []))}
+        request = {"model": model, "input": _input_items(data.input or [])}
         output: list[dict[str, Any]] = []
         for number, message in enumerate(data.output or []):
             if type(message) is not dict:  # (a dict's content is not copied: only read)
                 message = _plain(message)
                 if not isinstance(message, dict):
                     continue
-            content = message.get("content")
-            if isinstance(content, str) and content:
+            if message.get("type") is not None:  # already a Responses item
+                output.append(message)
+                continue
+            content = _assistant_content(message.get("content"), message.get("refusal"))
+            if content:
                 output.append(
                     {
                         "type": "message",
                         "id": f"msg_{span.span_id}_{number}",
                         "role": "assistant",
                         "status": "completed",
-                        "content": [{"type": "output_text", "text": content, "annotations": []}],
+                        "content": content,
                     }
                 )
             for call in _plain(message.get("tool_calls")) or []:
@@ -605,6 +667,7 @@ class RolloutTracingProcessor(TracingProcessor):
         record_inference_call(
             agent.thread, agent.turn_id, model, PROVIDER, request, output,
             response_id=f"gen_{span.span_id}", response_model=model or None,
+            token_usage=_token_usage(data.usage),
             error=None if span.error is None else _error_text(span.error),
         )  # fmt: skip
         agent.last_output = output

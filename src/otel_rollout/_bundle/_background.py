@@ -46,9 +46,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import msgspec
 
@@ -67,6 +66,11 @@ from otel_rollout._bundle._writer import BundleWriter
 from otel_rollout._errors import BundleStats, Component
 
 logger = logging.getLogger(__name__)
+
+_REQUEST: Final = PayloadKind.INFERENCE_REQUEST
+_SESSION_METADATA: Final = PayloadKind.SESSION_METADATA
+"""(Globals: an enum member looked up on its class costs a slow class attribute lookup, per
+payload on the writer's path.)"""
 
 FLUSH_INTERVAL_S = 0.02
 """How long the writer collects a batch after waking up."""
@@ -271,11 +275,11 @@ def report_new_losses() -> None:
         )
 
 
-@dataclass(slots=True)
-class PendingPayload:
+class PendingPayload(msgspec.Struct):
     """A payload to write: its kind, JSON bytes and ref (given when its event is recorded).
 
     Compact JSON when queued; the writer thread turns it into the file's pretty bytes.
+    (The queued items are structs: made in C, several per event.)
     """
 
     kind: PayloadKind
@@ -286,10 +290,12 @@ class PendingPayload:
     writes the payload and puts its real ref here."""
     omitted: int | None = None
     """Set (to the body's size, the body then emptied) when the drop policy left it out."""
+    prompt_source: dict[str, Any] | None = None
+    """Schema 3, an inference request whose input items came encoded: what its prepared
+    prompt is made of (:func:`prompt_source`), read instead of decoding :attr:`body`."""
 
 
-@dataclass(slots=True)
-class PendingSpanCall:
+class PendingSpanCall(msgspec.Struct):
     """A call the app made on a recorded span's stand-in (``set_attribute``, ``add_event``...).
 
     Queued behind the span's start event; the writer thread applies it to the real span
@@ -303,13 +309,13 @@ class PendingSpanCall:
     args: tuple[Any, ...]
 
 
-@dataclass(slots=True)
-class PendingEvent:
+class PendingEvent(msgspec.Struct):
     """One event waiting for the writer thread."""
 
     bundle: BundleSink
     payloads: tuple[PendingPayload, ...]
-    event: RawTraceEventPayload
+    event: RawTraceEventPayload | None
+    """The event; ``None`` until the writer thread builds it (:attr:`build`)."""
     thread_id: str | None
     codex_turn_id: str | None
     time_ns: int
@@ -317,6 +323,27 @@ class PendingEvent:
     bodies: dict[str, bytes] | None = None
     """Set by the writer thread: each payload's body as stored, by payload id (what the
     live spans read, as a replay reads the bundle)."""
+    build: Callable[[Sequence[RawPayloadRef | None]], RawTraceEventPayload] | None = None
+    """Schema 3, an event with payloads: builds it from one ref per entry of :attr:`slots`
+    (the writer thread, once it has written them: a ref names its shard)."""
+    slots: Sequence[PendingPayload | None] = ()
+    """What :attr:`build` gets a ref of: the event's payloads as recorded (``None``: one
+    that was not JSON)."""
+
+    def built(self) -> RawTraceEventPayload:
+        """The event, built now from its payloads' refs if it was not yet."""
+        build = self.build
+        if build is None:
+            assert self.event is not None  # (built when recorded)
+            return self.event
+        self.build = None
+        slots = self.slots
+        self.event = event = build(
+            (slots[0].ref,)
+            if len(slots) == 1 and slots[0] is not None
+            else [None if slot is None else slot.ref for slot in slots]
+        )
+        return event
 
 
 class BundleSink:
@@ -354,8 +381,8 @@ class BundleSink:
         self.ended_by_policy = False
         """The drop policy ended this bundle (what was queued is still written)."""
         self.caller_may_write = self._sharded and writer.can_defer_io
-        """A recording thread may write this bundle's events (schema 3, no size limits):
-        :meth:`BackgroundWriter.submit`'s caller drain."""
+        """A recording thread may write this bundle's events (schema 3, no size limits, its
+        ``recording_completed`` not queued): :meth:`BackgroundWriter.submit`'s caller drain."""
         self.slow_seal = False
         """The last seal took longer than :data:`HANDOFF_TIMEOUT_S` (a slow disk): the
         next is the writer thread's."""
@@ -442,10 +469,11 @@ class BundleSink:
         self._append(item)
 
     def _write_sharded(self, item: PendingEvent) -> None:
-        """Schema 3: write the payloads (real refs for the placeholders), then append."""
+        """Schema 3: write the payloads, build the event with their refs, then append."""
         writer = self.writer
         if self.stopped or self._completed or writer.failure is not None:
             self.counts.lost_in_writer += 1
+            item.built()  # (with its placeholder refs: the live spans still map it)
             return
         payloads = item.payloads
         if not payloads:
@@ -453,68 +481,61 @@ class BundleSink:
             return
         thread_id = item.thread_id
         bodies: dict[str, bytes] | None = None if self.on_written is None else {}
-        real: dict[int, RawPayloadRef] = {}
         request: Any = None
         omitted_request: int | None = None
+        ref: RawPayloadRef | None = None
         for payload in payloads:
             kind = payload.kind
-            placeholder = payload.ref
             if payload.omitted is not None:  # left out by the drop policy
                 ref = writer.write_omitted(kind, payload.omitted)
-                if ref is None:
-                    self._stop()
-                    return
-                if kind is PayloadKind.INFERENCE_REQUEST:
+                if kind is _REQUEST:
                     omitted_request = payload.omitted
             else:
-                value: Any = None
                 body = payload.body
-                encoded: bytes | None = body
-                if kind is PayloadKind.INFERENCE_REQUEST:
-                    request = value = (
-                        msgspec.json.decode(body)
-                        if writer.cuts_payloads
-                        else _request_for_prompt(body)
+                if kind is _REQUEST:
+                    if writer.cuts_payloads:
+                        request = msgspec.json.decode(body)
+                    elif payload.prompt_source is not None:
+                        request = payload.prompt_source
+                    else:
+                        request = _request_for_prompt(body)
+                    ref = writer.write_payload(
+                        kind, request, encoded=body, thread_id=thread_id, stored=bodies
                     )
-                elif kind is PayloadKind.SESSION_METADATA:
-                    value = session_metadata_to(msgspec.json.decode(body), SCHEMA_3)
-                    encoded = None
-                ref = writer.write_payload(
-                    kind, value, encoded=encoded, thread_id=thread_id, stored=bodies
-                )
-                if ref is None:
-                    self._stop()
-                    return
+                elif kind is _SESSION_METADATA:
+                    metadata = session_metadata_to(msgspec.json.decode(body), SCHEMA_3)
+                    ref = writer.write_payload(kind, metadata, stored=bodies)
+                else:
+                    ref = writer.write_payload(kind, None, encoded=body, stored=bodies)
                 payload.body = b""  # in the shard now (the live spans read ``bodies``)
-            assert placeholder is not None  # a placeholder, from RolloutRecorder.emit
-            real[id(placeholder)] = payload.ref = ref
-        event = item.event
-        changes: dict[str, Any] = {}
-        for name in _ref_fields(type(event)):
-            value = getattr(event, name)
-            if value is not None:
-                ref = real.get(id(value))
-                if ref is not None:
-                    changes[name] = ref
+            if ref is None:
+                self._stop()
+                item.built()
+                return
+            payload.ref = ref
+        event = item.built()
         if type(event) is InferenceStarted:
-            prompt = (
+            ref = (
                 writer.write_prepared_prompt(thread_id, prompt_from_request(request), stored=bodies)
                 if omitted_request is None
                 # its request left out: so is the prompt (the request's size standing in)
                 else writer.write_omitted(PayloadKind.PREPARED_PROMPT, omitted_request)
             )
-            if prompt is None:
+            if ref is None:
                 self._stop()
                 return
-            changes["prepared_prompt_payload"] = prompt
-        if changes:
-            item.event = msgspec.structs.replace(event, **changes)
+            item.event = msgspec.structs.replace(event, prepared_prompt_payload=ref)
         item.bodies = bodies
-        self._append(item, writer.last_shard)
+        # the highest shard its refs name: the last one written (an omitted one names none)
+        assert ref is not None
+        shard = ref.shard
+        self._append(item, shard if type(shard) is int else writer.last_shard)
 
     def _append(self, item: PendingEvent, highest_shard: int = 0) -> None:
+        event = item.event
+        assert event is not None  # (built by now)
         if not self.writer.append_event(
-            item.event,
+            event,
             thread_id=item.thread_id,
             codex_turn_id=item.codex_turn_id,
             wall_time_unix_ms=item.time_ns // 1_000_000,
@@ -523,7 +544,7 @@ class BundleSink:
             self._stop()
             return
         self.counts.written += 1
-        if type(item.event) is RecordingCompleted:
+        if type(event) is RecordingCompleted:
             self._completed = True
             self.writer.close()
             self._count_discarded()
@@ -574,22 +595,33 @@ def _request_for_prompt(body: bytes) -> Any:
     return {"input": view.input, "tools": tools, "parallel_tool_calls": parallel}
 
 
-_KEPT_UNDER_LOAD = frozenset({PayloadKind.INFERENCE_REQUEST, PayloadKind.SESSION_METADATA})
+def prompt_source(request: Any) -> dict[str, Any] | None:
+    """What :func:`_request_for_prompt` would read from ``request``'s JSON, taken from
+    ``request`` itself, when its input items are each given encoded (``msgspec.Raw``, as an
+    integration that encodes them once passes them) and its tools encoded or absent: a
+    snapshot (the app may change its objects later), kept with the queued payload so the
+    writer need not decode the request. ``None`` for any other request."""
+    if type(request) is not dict:
+        return None
+    items = request.get("input")
+    tools = request.get("tools")
+    parallel = request.get("parallel_tool_calls", False)
+    if (
+        type(items) is not list
+        or (tools is not None and (type(tools) is not msgspec.Raw or tools == _NULL))
+        or type(parallel) is not bool
+    ):
+        return None
+    for item in items:
+        if type(item) is not msgspec.Raw:
+            return None
+    return {"input": list(items), "tools": tools, "parallel_tool_calls": parallel}
+
+
+_NULL: Final = msgspec.Raw(b"null")
+
+_KEPT_UNDER_LOAD = frozenset({_REQUEST, _SESSION_METADATA})
 """Payload kinds the drop policy never leaves out."""
-_REF_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _ref_fields(event_type: type) -> tuple[str, ...]:
-    """The fields of an event type that may hold a payload ref (cached per type)."""
-    fields = _REF_FIELDS.get(event_type)
-    if fields is None:
-        fields = tuple(
-            field.name
-            for field in msgspec.structs.fields(event_type)
-            if "RawPayloadRef" in str(field.type)
-        )
-        _REF_FIELDS[event_type] = fields
-    return fields
 
 
 def _write_item(sink: BundleSink, item: PendingEvent | PendingSpanCall) -> None:
@@ -662,6 +694,12 @@ class BackgroundWriter:
         """The writer thread waits with no timer: only a notification wakes it."""
         self._token_wanted = False
         """The writer thread waits for a caller drain to end."""
+        self._room_waiters = 0
+        """Recording threads waiting for room in the full queue (:meth:`_wait_for_room`)."""
+        self._drained = False
+        """A caller drain ended since the writer thread last had nothing to do: it keeps a
+        timer (:data:`SEAL_DELAY_S`) instead of going idle, so the next drain's unsealed
+        items need no hand-over to start one."""
         self._draining = False
         """The drain token: the writer thread (writing a batch, sealing) or a recording
         thread (a caller drain) holds it; each writes a bundle's items in queue order."""
@@ -699,6 +737,8 @@ class BackgroundWriter:
                         self._yield_to_writer()
             self._queued_bytes += nbytes
             self._submitted += 1
+            if type(item) is PendingEvent and type(item.event) is RecordingCompleted:
+                item.bundle.caller_may_write = False  # its last items are the writer thread's
             timer_fired = time.monotonic() >= self._wakes_at  # (it waits for the GIL)
             if len(queue) < CALLER_DRAIN_ITEMS and not timer_fired:
                 return True
@@ -719,21 +759,21 @@ class BackgroundWriter:
         an item needs the writer thread: schema 2 (payload files), size limits, the drop
         policy (its calls only queue), a full open shard, the event that closes the bundle."""
         queue = self._queue
+        checked = None
         for item in queue:
             sink = item.bundle
-            if (
-                not sink.caller_may_write
-                or sink.drop_under_load
-                or sink.writer.seal_wanted
-                or (type(item) is PendingEvent and type(item.event) is RecordingCompleted)
-            ):
+            if sink is checked:  # (a bundle's items come in runs: each run checked once)
+                continue
+            if not sink.caller_may_write or sink.drop_under_load or sink.writer.seal_wanted:
                 return None
+            checked = sink
         batch = list(queue)
         queue.clear()
         self._queued_bytes = 0
         self._draining = True
         self._progress_at = time.monotonic()
-        self._cond.notify_all()  # room for waiting producers
+        if self._room_waiters:  # (else no one to wake: not the writer thread, which would
+            self._cond.notify_all()  # find the token taken and wait for it)
         return batch
 
     def _drain_here(self, batch: list[PendingEvent | PendingSpanCall]) -> None:
@@ -773,6 +813,7 @@ class BackgroundWriter:
                     del unsealed[sink]
                 self._written += finished
                 self._draining = False
+                self._drained = True
                 self._progress_at = time.monotonic()
                 if self._token_wanted or (self._idle and unsealed):
                     self._yield_to_writer()  # its turn, or a seal timer to start
@@ -829,14 +870,18 @@ class BackgroundWriter:
         event is lost (counted) or the writer closed."""
         began = time.monotonic()
         self.full_waits += 1
-        while not self._has_room(nbytes) and not self._closed:
-            now = time.monotonic()
-            stalled_for = now - max(self._progress_at, began)
-            if stalled_for >= self.stall_timeout_s:
-                self.lost_events += 1
-                return False
-            self._cond.notify_all()
-            self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
+        self._room_waiters += 1
+        try:
+            while not self._has_room(nbytes) and not self._closed:
+                now = time.monotonic()
+                stalled_for = now - max(self._progress_at, began)
+                if stalled_for >= self.stall_timeout_s:
+                    self.lost_events += 1
+                    return False
+                self._cond.notify_all()
+                self._cond.wait(min(self.stall_timeout_s - stalled_for, _STALL_POLL_S))
+        finally:
+            self._room_waiters -= 1
         return not self._closed
 
     def _submit_dropping(self, item: PendingEvent | PendingSpanCall) -> bool:
@@ -904,6 +949,7 @@ class BackgroundWriter:
                         self._token_wanted = True
                         self._wakes_at = math.inf
                         self._writer_wait()
+                        self._token_wanted = False  # (wanted again while still taken)
                         continue
                     if self._closed or self._seal_requested or self._handoff_requested:
                         break
@@ -918,6 +964,9 @@ class BackgroundWriter:
                         due = min(due, self._seal_due_in(time.time_ns()))
                     if due <= 0:
                         break
+                    if due == math.inf and self._drained:  # recording threads drain: a
+                        self._drained = False  # timer while they go on (it wakes before
+                        due = SEAL_DELAY_S  # any of their items is due)
                     if due == math.inf:
                         self._idle = True
                         self._wakes_at = math.inf

@@ -35,7 +35,9 @@ from otel_rollout._bundle._models import (
 )
 from otel_rollout._bundle._payloads import PayloadShardWriter
 
-_UNCUT: Final = frozenset({PayloadKind.PREPARED_PROMPT})
+_PREPARED_PROMPT: Final = PayloadKind.PREPARED_PROMPT
+"""(A global: an enum member looked up on its class is a slow class attribute lookup.)"""
+_UNCUT: Final = frozenset({_PREPARED_PROMPT})
 """Kinds whose record is a fragment array: never truncated."""
 
 
@@ -223,7 +225,7 @@ class PayloadCapturer:
         bodies: list[bytes] = []
         parts = [self._model_item(item, thread_id, bodies) for item in items]
         return self.record(
-            PayloadKind.PREPARED_PROMPT,
+            _PREPARED_PROMPT,
             encode_compact(fragments),
             parts,
             cut=False,
@@ -249,9 +251,9 @@ class PayloadCapturer:
         shards = self.shards
         listed: list[RawPayloadRef] | msgspec.UnsetType = msgspec.UNSET if not parts else parts
         if self.max_bytes is None and self.max_payload_bytes is None:  # no limits: kept whole
-            ref = shards.add(shards.new_id(), kind, body, parts=listed)
+            ref, full = shards.add_next(kind, body, listed)
             self.kept_bytes += len(body)
-            if shards.open_bytes >= shards.seal_bytes:
+            if full:
                 self._seal()
             return ref
         payload_id = shards.new_id()

@@ -47,9 +47,9 @@ from otel_rollout._bundle._models import (
 from otel_rollout._bundle._shards import (
     DEFAULT_MAX_SHARD_BYTES,
     ShardError,
-    append_record,
     decompress_shard,
     iter_records,
+    put_record,
     shard_compressor,
     shard_name,
 )
@@ -491,7 +491,10 @@ class PayloadShardWriter:
         """Seal the open shard once its records reach this many bytes."""
         self._ordinals = itertools.count(1)
         self._records = bytearray()
-        """The open shard's records, one after the other (compressed in one call)."""
+        """The open shard's records, one after the other (compressed in one call), in its
+        first :attr:`_used` bytes: a buffer reused from shard to shard, so sealing does not
+        make the next shard allocate (and fault in) fresh memory as it fills."""
+        self._used = 0
         self._compressor = shard_compressor()
         self.sealed_through = 0
         """The highest shard number on disk (0 before the first seal)."""
@@ -522,16 +525,36 @@ class PayloadShardWriter:
     def last_shard(self) -> int:
         """The highest shard number any ref given so far names (the open shard once it
         holds a record)."""
-        return self.sealed_through + 1 if self._records else self.sealed_through
+        return self.sealed_through + 1 if self._used else self.sealed_through
 
     @property
     def open_bytes(self) -> int:
         """Bytes of the records in the open shard (not yet on disk)."""
-        return len(self._records)
+        return self._used
 
     def new_id(self) -> str:
         """Number the next payload: ``raw_payload:<n>``, ``n`` from 1 in call order."""
         return _ID_PREFIX + str(next(self._ordinals))
+
+    def add_next(
+        self,
+        kind: PayloadKind,
+        body: bytes,
+        parts: list[RawPayloadRef] | msgspec.UnsetType = msgspec.UNSET,
+    ) -> tuple[RawPayloadRef, bool]:
+        """:meth:`add` ``body`` whole as the next payload (:meth:`new_id`): its ref, and
+        whether the open shard now holds ``seal_bytes`` or more (the caller seals)."""
+        payload_id = _ID_PREFIX + str(next(self._ordinals))
+        self._used = used = put_record(self._records, self._used, payload_id, body)
+        if self.stored is not None:
+            self.stored[payload_id] = body
+        ref = RawPayloadRef(
+            raw_payload_id=payload_id,
+            kind=PAYLOAD_KINDS[kind],
+            shard=self.sealed_through + 1,
+            parts=parts,
+        )
+        return ref, used >= self.seal_bytes
 
     def add(
         self,
@@ -546,7 +569,7 @@ class PayloadShardWriter:
 
         Seals nothing: the caller seals (``open_bytes`` against ``seal_bytes``).
         """
-        append_record(self._records, payload_id, body)
+        self._used = put_record(self._records, self._used, payload_id, body)
         if self.stored is not None:
             self.stored[payload_id] = body
         return RawPayloadRef(
@@ -582,17 +605,25 @@ class PayloadShardWriter:
         Raises:
             OSError: The shard could not be written; its records stay open.
         """
-        if not self._records:
+        if not self._used:
             return 0
-        frame = self._compressor.compress(self._records)
+        # both views released on the way out, even on an error: a buffer with a view
+        # alive cannot grow
+        with memoryview(self._records) as whole, whole[: self._used] as records:
+            frame = self._compressor.compress(records)
         if self._dir_fd is None:
             self._dir_fd = open_dir(self.directory)
         write_whole(shard_name(self.open_shard), frame, dir_fd=self._dir_fd)
-        self._records = bytearray()
+        self._used = 0
+        if len(self._records) > 2 * self.seal_bytes:  # grown by one huge record: not kept
+            self._records = bytearray()
         self.sealed_through += 1
         return len(frame)
 
     def close(self) -> None:
-        """Close the directory descriptor (the open shard is not sealed). Idempotent."""
+        """Close the directory descriptor and let the buffer go (the open shard is not
+        sealed). Idempotent."""
         fd, self._dir_fd = self._dir_fd, None
         close_quietly(fd)
+        if not self._used:
+            self._records = bytearray()

@@ -55,12 +55,19 @@ def encode_record(payload_id: str, body: bytes) -> bytes:
     return RECORD_HEADER.pack(len(ident), len(body)) + ident + body
 
 
-def append_record(buffer: bytearray, payload_id: str, body: bytes) -> None:
-    """Append one record (:func:`encode_record`'s bytes) to ``buffer``, ``body`` copied once."""
+def put_record(buffer: bytearray, offset: int, payload_id: str, body: bytes) -> int:
+    """Write one record (:func:`encode_record`'s bytes) into ``buffer`` at ``offset``, ``body``
+    copied once, and return the offset after it. ``buffer`` is a reused one: it grows (at
+    least doubling) only when the record does not fit, else nothing is allocated."""
     ident = payload_id.encode()
-    buffer += RECORD_HEADER.pack(len(ident), len(body))
-    buffer += ident
-    buffer += body
+    body_at = offset + RECORD_HEADER.size + len(ident)
+    end = body_at + len(body)
+    if end > len(buffer):
+        buffer.extend(bytes(max(end, 2 * len(buffer)) - len(buffer)))
+    RECORD_HEADER.pack_into(buffer, offset, len(ident), len(body))
+    buffer[offset + RECORD_HEADER.size : body_at] = ident
+    buffer[body_at:end] = body
+    return end
 
 
 def shard_compressor() -> zstandard.ZstdCompressor:

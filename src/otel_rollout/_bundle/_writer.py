@@ -274,10 +274,8 @@ class BundleWriter:
         Returns ``None`` when the writer is stopped, the write fails (which stops the
         writer) or ``value`` is not JSON-serializable (logged, the writer carries on).
         """
-        if not self.is_active:
-            return None
-        if self._capture is not None:
-            capture = self._capture
+        capture = self._capture
+        if capture is not None:
             try:
                 body = encode_compact(value) if encoded is None else encoded
             except (TypeError, ValueError, OverflowError) as error:
@@ -286,17 +284,24 @@ class BundleWriter:
                 )
                 return None
             with self._lock:
-                if not self.is_active:
+                if (  # (is_active, inline: every payload passes here)
+                    self._log_fd is None
+                    or self.failure is not None
+                    or self._fork_generation != _fork_generation
+                ):
                     return None
-                capture.shards.stored = stored
+                shards = capture.shards
+                shards.stored = stored
                 try:
-                    if parts is not None:
-                        ref = capture.record(kind, body, parts)
+                    if parts is not None or capture.max_payload_bytes is None:
+                        ref = capture.record(kind, body, parts)  # (no cut to make)
                     else:
                         ref = capture.payload(kind, body, value, thread_id)
                 finally:
-                    capture.shards.stored = None
+                    shards.stored = None
                 return ref if self.failure is None else None
+        if not self.is_active:
+            return None
         try:
             body = encode_pretty(value)
         except (TypeError, ValueError, OverflowError) as error:

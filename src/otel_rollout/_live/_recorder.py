@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from opentelemetry.trace import Span, SpanContext, StatusCode, TraceFlags
@@ -30,6 +30,7 @@ from otel_rollout._bundle._background import (
     PendingEvent,
     PendingPayload,
     PendingSpanCall,
+    prompt_source,
 )
 from otel_rollout._bundle._json import encode_compact
 from otel_rollout._bundle._models import (
@@ -49,6 +50,9 @@ from otel_rollout._otel._live_spans import LiveSpanSink
 from otel_rollout._otel._mapping import ContentEventSink, SpanMapper
 
 logger = logging.getLogger(__name__)
+
+_REQUEST: Final = PayloadKind.INFERENCE_REQUEST
+"""(A global: an enum member looked up on its class is a slow class attribute lookup.)"""
 
 
 class ForwardingSpan(Span):
@@ -259,8 +263,8 @@ class RolloutRecorder:
         """Record one event: number its payloads, build it, queue it (spans follow).
 
         ``build`` receives one ref per entry of ``payloads`` (``None`` where the entry
-        is ``None``). Schema 3: the refs are placeholders, which the writer thread
-        replaces with the real ones (a ref names its shard, known only there).
+        is ``None``). Schema 3: an event with payloads is built by the writer thread, with
+        their real refs (a ref names its shard, known only there).
         Returns ``False`` when the event was not recorded.
         """
         if self.active:  # also cleared in a forked child (no getpid per event)
@@ -281,23 +285,33 @@ class RolloutRecorder:
         bundle = self.bundle
         counts = bundle.counts
         counts.recorded += 1
+        new_ref = self._new_payload_ref
+        event: RawTraceEventPayload | None = None
         files: tuple[PendingPayload, ...]
         if not payloads:
-            refs: Sequence[RawPayloadRef | None] = ()
-            files, nbytes = (), 256
+            files, nbytes, event = (), 256, build(())
         elif len(payloads) == 1:  # the common event: one payload, or none
             payload = payloads[0]
             if payload is None:
-                refs, files, nbytes = (None,), (), 256
+                files, nbytes, event = (), 256, build((None,))
             else:
-                new_ref = self._new_payload_ref
-                ref = payload.ref = (
-                    PLACEHOLDER_REFS[0] if new_ref is None else new_ref(payload.kind)
-                )
-                refs, files, nbytes = (ref,), (payload,), 256 + len(payload.body)
+                files, nbytes = (payload,), 256 + len(payload.body)
+                if new_ref is None:  # schema 3: the writer thread builds it (real ref)
+                    payload.ref = PLACEHOLDER_REFS[0]
+                else:
+                    payload.ref = new_ref(payload.kind)
+                    event = build((payload.ref,))
         else:
             refs, files, nbytes = self._number(payloads)
-        item = PendingEvent(bundle, files, build(refs), thread_id, codex_turn_id, time.time_ns())
+            if new_ref is not None:
+                event = build(refs)
+        item = (
+            PendingEvent(bundle, files, event, thread_id, codex_turn_id, time.time_ns())
+            if event is not None
+            else PendingEvent(
+                bundle, files, None, thread_id, codex_turn_id, time.time_ns(), None, build, payloads
+            )
+        )
         if not self._submit(item, nbytes):
             if self.bundle.ended_by_policy:
                 counts.dropped_before_queue += 1
@@ -420,10 +434,24 @@ class RolloutRecorder:
         """
         body = None
         if payload_kind is not None:
-            body = self.encode(payload_kind, payload)
+            if self.redactor is None:  # (encode's common case, inline)
+                try:
+                    body = PendingPayload(payload_kind, encode_compact(payload))
+                except (TypeError, ValueError, OverflowError):
+                    body = self.encode(payload_kind, payload)  # (None, the error logged)
+                else:
+                    if payload_kind is _REQUEST and self.sharded:
+                        body.prompt_source = prompt_source(payload)
+            else:
+                body = self.encode(payload_kind, payload)
             if body is None and required:
                 return False
-        return self.emit(build, thread_id, codex_turn_id, (body,))
+        if self.active:  # (emit, inline: every event with a payload passes here)
+            with self._lock:
+                if self.active:
+                    return self._emit_locked(build, thread_id, codex_turn_id, (body,))
+        self._count_after_stop()
+        return False
 
     def _on_written(self, item: PendingEvent) -> None:
         """Map one event to live spans (span thread, in ``seq`` order)."""
@@ -435,7 +463,7 @@ class RolloutRecorder:
         )
         try:
             self.mapper.map_event(
-                item.event,
+                item.built(),
                 thread_id=item.thread_id,
                 codex_turn_id=item.codex_turn_id,
                 time_ns=item.time_ns,
@@ -504,13 +532,22 @@ class RolloutRecorder:
 
 
 def _raw_decoded(value: Any) -> Any:
-    """``value`` with its top-level pre-encoded values (``msgspec.Raw``) decoded, so the
-    redactor sees their text."""
-    if type(value) is dict and any(type(item) is msgspec.Raw for item in value.values()):
-        return {
-            key: msgspec.json.decode(item) if type(item) is msgspec.Raw else item
-            for key, item in value.items()
-        }
+    """``value`` with its pre-encoded values (``msgspec.Raw``) at the top level, or in a
+    list at the top level, decoded, so the redactor sees their text."""
+    if type(value) is not dict:
+        return value
+    decoded = {key: _decoded(item) for key, item in value.items()}
+    if all(decoded[key] is item for key, item in value.items()):
+        return value
+    return decoded
+
+
+def _decoded(value: Any) -> Any:
+    """A pre-encoded value decoded; a list's pre-encoded items decoded (a copy); or ``value``."""
+    if type(value) is msgspec.Raw:
+        return msgspec.json.decode(value)
+    if type(value) is list and any(type(item) is msgspec.Raw for item in value):
+        return [msgspec.json.decode(item) if type(item) is msgspec.Raw else item for item in value]
     return value
 
 

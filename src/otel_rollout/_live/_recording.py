@@ -258,6 +258,14 @@ def record_tool_call(
 
 # --- thread ---
 
+# Globals for the per-event paths: an enum member looked up on its class is a slow class
+# attribute lookup.
+_REQUEST: Final = PayloadKind.INFERENCE_REQUEST
+_RESPONSE: Final = PayloadKind.INFERENCE_RESPONSE
+_TOOL_INVOCATION: Final = PayloadKind.TOOL_INVOCATION
+_TOOL_RESULT: Final = PayloadKind.TOOL_RESULT
+_COMPLETED: Final = ExecutionStatus.COMPLETED
+
 _ROLLOUT_STATUS_ON_EXIT: Final = {
     ExecutionStatus.COMPLETED: RolloutStatus.COMPLETED,
     ExecutionStatus.CANCELLED: RolloutStatus.ABORTED,
@@ -478,7 +486,7 @@ class _RecordingThread(ThreadTraceContext):
             tool._record_ended(ExecutionStatus.FAILED, _bodies.tool_error(error))
             return
         call_id = invocation.model_visible_call_id or invocation.tool_call_id
-        tool._record_ended(ExecutionStatus.COMPLETED, _bodies.tool_output(call_id, result))
+        tool._record_ended(_COMPLETED, _bodies.tool_output(call_id, result))
 
     def inference_trace_context(
         self,
@@ -680,7 +688,7 @@ def _record_inference_started(ctx: _RecordingInference, call_id: str, request: A
         ),
         ctx.thread_id,
         ctx.turn_id,
-        PayloadKind.INFERENCE_REQUEST,
+        _REQUEST,
         request,
         required=True,
     )
@@ -705,7 +713,7 @@ def _record_inference_completed(
         ),
         ctx.thread_id,
         ctx.turn_id,
-        PayloadKind.INFERENCE_RESPONSE,
+        _RESPONSE,
         _bodies.inference_response(
             response_id, upstream_request_id, token_usage, output_items, response_model
         ),
@@ -1066,7 +1074,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
             ),
             self.thread_id,
             invocation.turn_id,
-            PayloadKind.TOOL_INVOCATION,
+            _TOOL_INVOCATION,
             _bodies.tool_invocation(invocation.tool_name, invocation.tool_namespace, arguments),
         )
 
@@ -1103,7 +1111,7 @@ class _RecordingToolDispatch(ToolDispatchTraceContext):
             ),
             self.thread_id,
             invocation.turn_id,
-            PayloadKind.TOOL_RESULT,
+            _TOOL_RESULT,
             body,
         )
 

@@ -11,7 +11,10 @@ Modes (argv[1]): ``processor`` adds the processor in code; ``instrument`` relies
 ``opentelemetry-instrument``; ``bridge`` also installs the OTel contrib bridge on an SDK
 TracerProvider; ``slow`` sleeps in the billing agent's tool until killed; ``errors`` runs
 another app: a tool that raises, then a model call the API fails; ``twice`` another: triage
-calls the researcher as a tool twice.
+calls the researcher as a tool twice; ``chat`` the first app with the Chat Completions model
+(the SDK's generation spans instead of its response spans); ``parts`` records generation spans
+made with the SDK's tracing API, whose outputs hold content parts, a refusal and an item
+already in the Responses form (what other Chat Completions models put there).
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents import Agent, OpenAIResponsesModel, Runner, function_tool, trace
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
+    Runner,
+    function_tool,
+    trace,
+)
 from openai import AsyncOpenAI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the support package
@@ -123,7 +133,11 @@ def invoice() -> str:
 
 async def run(url: str) -> dict[str, Any]:
     client = AsyncOpenAI(base_url=url, api_key="sk-scripted")
-    model = OpenAIResponsesModel("scripted-model", client)
+    model: OpenAIResponsesModel | OpenAIChatCompletionsModel = (
+        OpenAIChatCompletionsModel("scripted-model", client)
+        if MODE == "chat"
+        else OpenAIResponsesModel("scripted-model", client)
+    )
     researcher = Agent(name="researcher", instructions="You research.", model=model, tools=[lookup])
     billing = Agent(
         name="billing", instructions="You handle billing.", model=model, tools=[invoice]
@@ -142,9 +156,39 @@ async def run(url: str) -> dict[str, Any]:
     return {"outputs": [first.final_output, second.final_output], "last": first.last_agent.name}
 
 
+PARTS_OUTPUTS: list[list[dict[str, Any]]] = [
+    [
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Two"}, {"type": "text", "text": " parts"}],
+        }
+    ],
+    [{"role": "assistant", "content": None, "refusal": "I cannot."}],
+    [
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "As is"}],
+        }
+    ],
+]
+
+
+async def run_parts(url: str) -> dict[str, Any]:
+    """Generation spans with the given outputs, in one agent span (no model server)."""
+    from agents.tracing import agent_span, generation_span
+
+    with trace("parts"), agent_span(name="writer"):
+        for output in PARTS_OUTPUTS:
+            with generation_span(input=[{"role": "user", "content": "Hi"}], model="m") as span:
+                span.span_data.output = output
+                span.span_data.usage = {"input_tokens": 3, "output_tokens": 2}
+    return {"outputs": PARTS_OUTPUTS}
+
+
 def main() -> None:
     provider = None
-    if MODE in ("processor", "slow", "errors", "twice"):
+    if MODE in ("processor", "slow", "errors", "twice", "chat", "parts"):
         from agents import add_trace_processor
 
         from otel_rollout.openai_agents import RolloutTracingProcessor
@@ -165,10 +209,11 @@ def main() -> None:
         add_trace_processor(RolloutTracingProcessor())  # first: the bridge's span is not current
         OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
     script = {"errors": ERROR_SCRIPT, "twice": TWICE_SCRIPT}.get(MODE, SCRIPT)
-    runs = {"errors": run_errors, "twice": run_twice}
+    runs = {"errors": run_errors, "twice": run_twice, "parts": run_parts}
     with scripted_server(script) as server:
         done = asyncio.run(runs.get(MODE, run)(server.base_url))
     done["requests"] = server.received
+    done["responses"] = server.answered
     done["unscripted"] = server.unscripted
     if provider is not None:
         provider.shutdown()
