@@ -401,7 +401,7 @@ def test_the_usual_prepared_prompt_is_split_as_the_marks_split_it(
             capturer.prepared_prompt(prompt_from_request(prompt) if i % 2 else prompt, "t")
             for i, prompt in enumerate(QUICK_PROMPTS * 2)
         ]
-        return refs, bytes(shards._records)
+        return refs, bytes(shards._records[: shards.open_bytes])
 
     quick = capture(tmp_path / "quick")
     monkeypatch.setattr(PayloadCapturer, "_quick_prompt", lambda *_: None)
@@ -424,7 +424,7 @@ def test_the_reused_records_buffer_gives_every_shard_its_own_records(
     def shard_of(*bodies: bytes) -> None:
         records = []
         for body in bodies:
-            ref, _full = shards.add_next(PayloadKind.MODEL_ITEM, body)
+            ref = shards.add(shards.new_id(), PayloadKind.MODEL_ITEM, body)
             records.append((ref.raw_payload_id, body))
         written.append(records)
 

@@ -171,30 +171,20 @@ def _token_usage(usage: Any) -> dict[str, int] | None:
     if usage is None:
         return None
     try:
-        if type(usage) is dict or isinstance(usage, Mapping):  # (an ABC check is slow)
-            inputs = usage.get("input_tokens", usage.get("prompt_tokens")) or 0
-            outputs = usage.get("output_tokens", usage.get("completion_tokens")) or 0
-            input_details = (
-                usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}
-            )
-            output_details = (
-                usage.get("output_tokens_details") or usage.get("completion_tokens_details") or {}
-            )
-            return {
-                "input_tokens": int(inputs),
-                "cached_input_tokens": int(_field(input_details, "cached_tokens") or 0),
-                "output_tokens": int(outputs),
-                "reasoning_output_tokens": int(_field(output_details, "reasoning_tokens") or 0),
-                "total_tokens": int(usage.get("total_tokens") or int(inputs) + int(outputs)),
-            }
-        input_details = getattr(usage, "input_tokens_details", None)
-        output_details = getattr(usage, "output_tokens_details", None)
+        inputs = int(_field(usage, "input_tokens") or _field(usage, "prompt_tokens") or 0)
+        outputs = int(_field(usage, "output_tokens") or _field(usage, "completion_tokens") or 0)
+        input_details = _field(usage, "input_tokens_details") or _field(
+            usage, "prompt_tokens_details"
+        )
+        output_details = _field(usage, "output_tokens_details") or _field(
+            usage, "completion_tokens_details"
+        )
         return {
-            "input_tokens": int(getattr(usage, "input_tokens", 0) or 0),
-            "cached_input_tokens": int(getattr(input_details, "cached_tokens", 0) or 0),
-            "output_tokens": int(getattr(usage, "output_tokens", 0) or 0),
-            "reasoning_output_tokens": int(getattr(output_details, "reasoning_tokens", 0) or 0),
-            "total_tokens": int(getattr(usage, "total_tokens", 0) or 0),
+            "input_tokens": inputs,
+            "cached_input_tokens": int(_field(input_details, "cached_tokens") or 0),
+            "output_tokens": outputs,
+            "reasoning_output_tokens": int(_field(output_details, "reasoning_tokens") or 0),
+            "total_tokens": int(_field(usage, "total_tokens") or inputs + outputs),
         }
     except (TypeError, ValueError):
         return None

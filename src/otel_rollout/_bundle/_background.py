@@ -402,12 +402,18 @@ class BundleSink:
             self._unmapped_since = item.time_ns if type(item) is PendingEvent else time.time_ns()
         self._unmapped.append(item)
 
-    def seal_due_in(self, now_ns: int) -> float:
-        """Seconds until this bundle's written events should be sealed: schema 3 keeps
-        its open shard up to :data:`SEAL_DELAY_S` after the oldest of them was recorded
-        (fewer, larger shards for slow producers, inside the 100 ms bound); 0 for
-        schema 2 (its events are on disk once written)."""
-        if not self._sharded or not self._unmapped:
+    def seal_due_in(self, now_ns: int, items: int) -> float:
+        """Seconds until this bundle's written events should be sealed, ``items`` of them
+        written since its last seal: schema 3 keeps its open shard up to
+        :data:`SEAL_DELAY_S` after the oldest of them was recorded (fewer, larger shards for
+        slow producers, inside the 100 ms bound), but not past :data:`SEAL_ITEMS` items or a
+        full shard; 0 for schema 2 (its events are on disk once written)."""
+        if (
+            not self._sharded
+            or not self._unmapped
+            or items >= SEAL_ITEMS
+            or self.writer.seal_wanted
+        ):
             return 0.0
         return (self._unmapped_since + SEAL_DELAY_NS - now_ns) / 1e9
 
@@ -799,9 +805,7 @@ class BackgroundWriter:
                     sink.writer.defer_io = False
             now_ns = time.time_ns()
             for sink, count in written.items():
-                if (
-                    count >= SEAL_ITEMS or sink.writer.seal_wanted or sink.seal_due_in(now_ns) <= 0
-                ) and not sink.slow_seal:
+                if sink.seal_due_in(now_ns, count) <= 0 and not sink.slow_seal:
                     self._seal(sink)
                     sealed.append(sink)
                     finished += count
@@ -934,10 +938,7 @@ class BackgroundWriter:
 
     def _seal_due_in(self, now_ns: int) -> float:
         """Seconds until the first unsealed bundle is due for its seal (lock held)."""
-        return min(
-            0.0 if items >= SEAL_ITEMS or sink.writer.seal_wanted else sink.seal_due_in(now_ns)
-            for sink, items in self._unsealed.items()
-        )
+        return min(sink.seal_due_in(now_ns, items) for sink, items in self._unsealed.items())
 
     def _run(self) -> None:
         cond = self._cond
@@ -997,12 +998,7 @@ class BackgroundWriter:
                     self._progress_at = time.monotonic()  # (a plain store: read unlocked)
                 now_ns = time.time_ns()
                 for sink, items in list(unsealed.items()):
-                    if (
-                        not seal_all
-                        and items < SEAL_ITEMS
-                        and not sink.writer.seal_wanted
-                        and sink.seal_due_in(now_ns) > 0
-                    ):
+                    if not seal_all and sink.seal_due_in(now_ns, items) > 0:
                         continue  # a short seal timer: fewer, larger shards for slow producers
                     del unsealed[sink]
                     finished += items

@@ -251,9 +251,9 @@ class PayloadCapturer:
         shards = self.shards
         listed: list[RawPayloadRef] | msgspec.UnsetType = msgspec.UNSET if not parts else parts
         if self.max_bytes is None and self.max_payload_bytes is None:  # no limits: kept whole
-            ref, full = shards.add_next(kind, body, listed)
+            ref = shards.add(shards.new_id(), kind, body, parts=listed)
             self.kept_bytes += len(body)
-            if full:
+            if shards.open_bytes >= shards.seal_bytes:
                 self._seal()
             return ref
         payload_id = shards.new_id()

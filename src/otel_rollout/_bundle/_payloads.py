@@ -536,26 +536,6 @@ class PayloadShardWriter:
         """Number the next payload: ``raw_payload:<n>``, ``n`` from 1 in call order."""
         return _ID_PREFIX + str(next(self._ordinals))
 
-    def add_next(
-        self,
-        kind: PayloadKind,
-        body: bytes,
-        parts: list[RawPayloadRef] | msgspec.UnsetType = msgspec.UNSET,
-    ) -> tuple[RawPayloadRef, bool]:
-        """:meth:`add` ``body`` whole as the next payload (:meth:`new_id`): its ref, and
-        whether the open shard now holds ``seal_bytes`` or more (the caller seals)."""
-        payload_id = _ID_PREFIX + str(next(self._ordinals))
-        self._used = used = put_record(self._records, self._used, payload_id, body)
-        if self.stored is not None:
-            self.stored[payload_id] = body
-        ref = RawPayloadRef(
-            raw_payload_id=payload_id,
-            kind=PAYLOAD_KINDS[kind],
-            shard=self.sealed_through + 1,
-            parts=parts,
-        )
-        return ref, used >= self.seal_bytes
-
     def add(
         self,
         payload_id: str,

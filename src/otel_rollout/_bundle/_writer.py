@@ -284,11 +284,7 @@ class BundleWriter:
                 )
                 return None
             with self._lock:
-                if (  # (is_active, inline: every payload passes here)
-                    self._log_fd is None
-                    or self.failure is not None
-                    or self._fork_generation != _fork_generation
-                ):
+                if not self.is_active:
                     return None
                 shards = capture.shards
                 shards.stored = stored

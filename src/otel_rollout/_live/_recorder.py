@@ -243,7 +243,8 @@ class RolloutRecorder:
         """Encode a payload body (outside the lock); ``None`` if it is not JSON.
 
         A value of a top-level key given pre-encoded (``msgspec.Raw``: an integration's
-        bytes, encoded once) is written as is, or decoded first for the redactor."""
+        bytes, encoded once) is written as is, or decoded first for the redactor; a schema 3
+        request's encoded items are also kept for the writer (:func:`prompt_source`)."""
         try:
             if self.redactor is not None:
                 value = self.redactor.body(_raw_decoded(value))
@@ -251,7 +252,10 @@ class RolloutRecorder:
         except (TypeError, ValueError, OverflowError) as error:
             logger.warning("rollout trace: payload of kind %s is not JSON: %s", kind.value, error)
             return None
-        return PendingPayload(kind, body)
+        pending = PendingPayload(kind, body)
+        if kind is _REQUEST and self.sharded and self.redactor is None:
+            pending.prompt_source = prompt_source(value)  # (redacted: read from the body)
+        return pending
 
     def emit(
         self,
@@ -305,13 +309,10 @@ class RolloutRecorder:
             refs, files, nbytes = self._number(payloads)
             if new_ref is not None:
                 event = build(refs)
-        item = (
-            PendingEvent(bundle, files, event, thread_id, codex_turn_id, time.time_ns())
-            if event is not None
-            else PendingEvent(
-                bundle, files, None, thread_id, codex_turn_id, time.time_ns(), None, build, payloads
-            )
-        )
+        item = PendingEvent(
+            bundle, files, event, thread_id, codex_turn_id, time.time_ns(),
+            build=build if event is None else None, slots=payloads,
+        )  # fmt: skip
         if not self._submit(item, nbytes):
             if self.bundle.ended_by_policy:
                 counts.dropped_before_queue += 1
@@ -434,24 +435,10 @@ class RolloutRecorder:
         """
         body = None
         if payload_kind is not None:
-            if self.redactor is None:  # (encode's common case, inline)
-                try:
-                    body = PendingPayload(payload_kind, encode_compact(payload))
-                except (TypeError, ValueError, OverflowError):
-                    body = self.encode(payload_kind, payload)  # (None, the error logged)
-                else:
-                    if payload_kind is _REQUEST and self.sharded:
-                        body.prompt_source = prompt_source(payload)
-            else:
-                body = self.encode(payload_kind, payload)
+            body = self.encode(payload_kind, payload)
             if body is None and required:
                 return False
-        if self.active:  # (emit, inline: every event with a payload passes here)
-            with self._lock:
-                if self.active:
-                    return self._emit_locked(build, thread_id, codex_turn_id, (body,))
-        self._count_after_stop()
-        return False
+        return self.emit(build, thread_id, codex_turn_id, (body,))
 
     def _on_written(self, item: PendingEvent) -> None:
         """Map one event to live spans (span thread, in ``seq`` order)."""

@@ -733,7 +733,7 @@ def _record_inference_unfinished(
         ctx._rec.record(build, ctx.thread_id, ctx.turn_id)
         return
     partial = _bodies.inference_response(None, upstream_request_id, None, output_items)
-    ctx._rec.record(build, ctx.thread_id, ctx.turn_id, PayloadKind.INFERENCE_RESPONSE, partial)
+    ctx._rec.record(build, ctx.thread_id, ctx.turn_id, _RESPONSE, partial)
 
 
 def _record_inference_failed(
